@@ -1,0 +1,3 @@
+from giskard.cli import main
+
+main()

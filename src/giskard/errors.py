@@ -1,0 +1,69 @@
+"""One exception tree for the whole package.
+
+Library code raises these; only the CLI turns them into one line of text and an exit code.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    """Process exit codes, named so that services and scripts can rely on them."""
+
+    OK = 0
+    FAILURE = 1
+    USAGE = 2
+    # EX_CONFIG from sysexits.h: a fatal configuration problem that a restart cannot fix.
+    # The service units list it in RestartPreventExitStatus so that it does not loop.
+    CONFIG = 78
+
+
+class GiskardError(Exception):
+    """Base of every error this package raises on purpose."""
+
+    exit_code: ExitCode = ExitCode.FAILURE
+
+
+class UsageError(GiskardError):
+    """A command-line value is invalid."""
+
+    exit_code = ExitCode.USAGE
+
+
+class ConfigurationError(GiskardError):
+    """A fatal configuration problem: retrying with the same settings cannot succeed."""
+
+    exit_code = ExitCode.CONFIG
+
+
+class ProtocolError(GiskardError):
+    """The peer sent something the protocol does not allow, or speaks another version."""
+
+    exit_code = ExitCode.CONFIG
+
+
+class EncodingError(GiskardError):
+    """A value cannot be turned into the safe data format (unsupported type or dtype)."""
+
+
+class DecodingError(GiskardError):
+    """Bytes claimed to be in the safe data format are malformed or of another format."""
+
+
+class HubUnavailableError(GiskardError):
+    """The hub cannot be reached."""
+
+
+class NoWorkerError(GiskardError):
+    """No worker is connected to the hub to run a job."""
+
+
+class JobError(GiskardError):
+    """A job failed in the worker; carries the remote exception's type, message and traceback."""
+
+    def __init__(self, message: str, *, remote_type: str = "", remote_traceback: str = "") -> None:
+        super().__init__(f"{remote_type}: {message}" if remote_type else message)
+        self.remote_type = remote_type
+        self.remote_message = message
+        self.remote_traceback = remote_traceback

@@ -1,0 +1,127 @@
+"""The workers connected to the hub, which one is active, and the jobs each one runs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+from giskard.rpc.v1 import client_pb2, common_pb2, worker_pb2
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class JobRun:
+    """A job sent to a worker; its events go to the client that submitted it."""
+
+    job_id: str
+    pinned: list[str]
+    events: asyncio.Queue[client_pb2.JobEvent] = field(default_factory=asyncio.Queue)
+    done: bool = False
+
+    def finish(self, end: common_pb2.JobEnd) -> None:
+        if not self.done:
+            self.done = True
+            self.events.put_nowait(client_pb2.JobEvent(end=end))
+
+
+@dataclass(eq=False)
+class WorkerSession:
+    """One connected worker."""
+
+    info: common_pb2.WorkerInfo
+    peer: str
+    # Bounded so that a worker that stops reading cannot make the hub buffer without end.
+    outbox: asyncio.Queue[worker_pb2.HubMessage | None] = field(
+        default_factory=lambda: asyncio.Queue(maxsize=256)
+    )
+    connected_at: float = field(default_factory=time.time)
+    jobs: dict[str, JobRun] = field(default_factory=dict)
+    draining: bool = False
+
+    def describe(self) -> str:
+        return (
+            f"pid {self.info.pid} on {self.info.hostname} "
+            f"(Python {self.info.python_version}, {self.info.interpreter})"
+        )
+
+    def fail_jobs(self, reason: str) -> None:
+        for job in self.jobs.values():
+            failure = common_pb2.JobFailure(type="WorkerLost", message=reason)
+            job.finish(common_pb2.JobEnd(job_id=job.job_id, failure=failure))
+        self.jobs.clear()
+
+
+class WorkerRegistry:
+    """Connected workers in connection order; the latest one that is not draining is active."""
+
+    def __init__(self) -> None:
+        self._sessions: list[WorkerSession] = []
+        self._changed = asyncio.Condition()
+
+    @property
+    def sessions(self) -> list[WorkerSession]:
+        """The active worker first, then the others, newest first."""
+        active = self.active
+        rest = [s for s in reversed(self._sessions) if s is not active]
+        return [active, *rest] if active else rest
+
+    @property
+    def active(self) -> WorkerSession | None:
+        for session in reversed(self._sessions):
+            if not session.draining:
+                return session
+        return None
+
+    async def add(self, session: WorkerSession) -> None:
+        previous = self.active
+        self._sessions.append(session)
+        if previous is not None:
+            message = f"superseded by a newer worker, {session.describe()}; standing by"
+            _tell_role(previous, active=False, message=message)
+        await self._notify()
+
+    async def remove(self, session: WorkerSession) -> None:
+        was_active = session is self.active
+        if session in self._sessions:
+            self._sessions.remove(session)
+        await self._promote_if(was_active)
+
+    async def drain(self, session: WorkerSession) -> None:
+        was_active = session is self.active
+        session.draining = True
+        await self._promote_if(was_active)
+
+    async def wait_for_active(self, timeout_s: float) -> WorkerSession | None:
+        """The active worker, waiting up to `timeout_s` for one to connect."""
+        if self.active is not None or timeout_s <= 0:
+            return self.active
+        async with self._changed:
+            try:
+                await asyncio.wait_for(
+                    self._changed.wait_for(lambda: self.active is not None), timeout_s
+                )
+            except TimeoutError:
+                return None
+        return self.active
+
+    async def _promote_if(self, was_active: bool) -> None:
+        successor = self.active
+        if was_active and successor is not None:
+            logger.info("Worker %s is active again", successor.describe())
+            _tell_role(successor, active=True, message="the newer worker left; active again")
+        await self._notify()
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+
+def _tell_role(session: WorkerSession, *, active: bool, message: str) -> None:
+    role = worker_pb2.HubMessage(role=worker_pb2.Role(active=active, message=message))
+    try:
+        session.outbox.put_nowait(role)
+    except asyncio.QueueFull:
+        logger.warning("Worker %s is not reading; role change not sent", session.describe())

@@ -1,0 +1,126 @@
+"""The hub: a gRPC server for workers and clients, in the foreground or in a background thread."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from types import TracebackType
+
+import grpc
+
+from giskard.address import DEFAULT_PORT, HubAddress
+from giskard.errors import GiskardError
+from giskard.hub.artifacts import DEFAULT_MAX_BYTES, ArtifactStore
+from giskard.hub.platform_service import PlatformService
+from giskard.hub.registry import WorkerRegistry
+from giskard.hub.worker_service import WorkerHubService
+from giskard.protocol import CHANNEL_OPTIONS
+from giskard.rpc.v1 import client_pb2_grpc, worker_pb2_grpc
+
+logger = logging.getLogger(__name__)
+
+# Without this, gRPC sets SO_REUSEPORT and a second hub on the same port would silently
+# share the connections with the first instead of failing.
+SERVER_OPTIONS = [*CHANNEL_OPTIONS, ("grpc.so_reuseport", 0)]
+STOP_GRACE_S = 2.0
+
+
+class Hub:
+    """The platform side of the protocol.
+
+    `with Hub(port=0) as hub:` runs it in a background thread (tests, notebooks);
+    `await hub.serve(stop_event)` runs it on the caller's event loop (the CLI).
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        *,
+        max_artifact_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self._max_artifact_bytes = max_artifact_bytes
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+
+    @property
+    def address(self) -> str:
+        """`host:port` to give a worker or a client (the real port when started with 0)."""
+        return HubAddress(self.host, self.port).target
+
+    async def serve(self, stop: asyncio.Event, started: threading.Event | None = None) -> None:
+        """Serve until `stop` is set, then stop cleanly."""
+        server = grpc.aio.server(options=SERVER_OPTIONS)
+        registry, store = WorkerRegistry(), ArtifactStore(self._max_artifact_bytes)
+        worker_pb2_grpc.add_WorkerHubServicer_to_server(WorkerHubService(registry, store), server)
+        self.port = self._bind(server)
+        platform = PlatformService(registry, store, self.address)
+        client_pb2_grpc.add_PlatformServicer_to_server(platform, server)
+        await server.start()
+        logger.info("Hub listening on %s", self.address)
+        if started is not None:
+            started.set()
+        try:
+            await stop.wait()
+        finally:
+            logger.info("Hub stopping")
+            await server.stop(STOP_GRACE_S)
+
+    def _bind(self, server: grpc.aio.Server) -> int:
+        bind_host = f"[{self.host}]" if ":" in self.host else self.host
+        try:
+            port = server.add_insecure_port(f"{bind_host}:{self.port}")
+        except RuntimeError:
+            port = 0
+        if port == 0:
+            raise GiskardError(f"cannot listen on {self.host}:{self.port} (in use or not allowed)")
+        return port
+
+    def start(self) -> Hub:
+        """Start in a background thread; return once listening."""
+        started = threading.Event()
+        failure: list[BaseException] = []
+        self._thread = threading.Thread(
+            target=self._run_in_thread, args=(started, failure), name="giskard-hub", daemon=True
+        )
+        self._thread.start()
+        started.wait()
+        if failure:
+            self._thread.join()
+            raise failure[0]
+        return self
+
+    def _run_in_thread(self, started: threading.Event, failure: list[BaseException]) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._stop = asyncio.Event()
+        try:
+            loop.run_until_complete(self.serve(self._stop, started))
+        except BaseException as exc:
+            failure.append(exc)
+            started.set()
+        finally:
+            loop.close()
+
+    def stop(self) -> None:
+        """Stop a hub started with `start()`; running jobs are failed, workers disconnected."""
+        if self._thread is None or self._loop is None or self._stop is None:
+            return
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join()
+        self._thread = None
+
+    def __enter__(self) -> Hub:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,136 @@
+"""The worker-facing gRPC service: sessions and artifact downloads."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+
+from giskard import __version__
+from giskard.hub.artifacts import ArtifactStore
+from giskard.hub.registry import WorkerRegistry, WorkerSession
+from giskard.protocol import CHUNK_SIZE, PROTOCOL_VERSION
+from giskard.rpc.v1 import client_pb2, worker_pb2, worker_pb2_grpc
+
+logger = logging.getLogger(__name__)
+
+HELLO_TIMEOUT_S = 10.0
+
+
+class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
+    def __init__(self, registry: WorkerRegistry, store: ArtifactStore) -> None:
+        self._registry = registry
+        self._store = store
+
+    async def Connect(
+        self,
+        request_iterator: AsyncIterator[worker_pb2.WorkerMessage],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[worker_pb2.HubMessage]:
+        hello = await _read_hello(request_iterator, context.peer())
+        refusal = _check_hello(hello, context.peer())
+        if refusal is not None:
+            yield worker_pb2.HubMessage(refusal=refusal)
+            return
+        assert hello is not None
+        session = WorkerSession(info=hello.info, peer=context.peer())
+        await self._registry.add(session)
+        active = session is self._registry.active
+        logger.info(
+            "Worker connected: %s from %s%s",
+            session.describe(),
+            session.peer,
+            "" if active else " (standby)",
+        )
+        welcome = worker_pb2.Welcome(
+            protocol_version=PROTOCOL_VERSION, hub_version=__version__, active=active
+        )
+        yield worker_pb2.HubMessage(welcome=welcome)
+        reader = asyncio.create_task(self._read_messages(request_iterator, session))
+        try:
+            while (message := await session.outbox.get()) is not None:
+                yield message
+        finally:
+            reader.cancel()
+            await self._registry.remove(session)
+            session.fail_jobs(f"the worker {session.describe()} disconnected during the job")
+            logger.info("Worker disconnected: %s", session.describe())
+
+    async def _read_messages(
+        self, request_iterator: AsyncIterator[worker_pb2.WorkerMessage], session: WorkerSession
+    ) -> None:
+        try:
+            async for message in request_iterator:
+                await self._handle(message, session)
+        except (grpc.aio.AioRpcError, asyncio.CancelledError):
+            pass
+        finally:
+            # Wakes the writer loop in Connect, which then cleans up the session.
+            _put_end_of_stream(session)
+
+    async def _handle(self, message: worker_pb2.WorkerMessage, session: WorkerSession) -> None:
+        kind = message.WhichOneof("kind")
+        if kind == "output":
+            job = session.jobs.get(message.output.job_id)
+            if job is not None:
+                job.events.put_nowait(client_pb2.JobEvent(output=message.output))
+        elif kind == "end":
+            job = session.jobs.pop(message.end.job_id, None)
+            if job is not None:
+                job.finish(message.end)
+        elif kind == "draining":
+            logger.info("Worker %s is shutting down; no more jobs for it", session.describe())
+            await self._registry.drain(session)
+        else:
+            logger.warning("Ignored a %r message from worker %s", kind, session.describe())
+
+    async def FetchArtifact(
+        self, request: worker_pb2.FetchArtifactRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[worker_pb2.Chunk]:
+        blob = self._store.get(request.sha256)
+        if blob is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no artifact {request.sha256}")
+            return
+        view = memoryview(blob)
+        for start in range(0, len(view), CHUNK_SIZE):
+            yield worker_pb2.Chunk(data=bytes(view[start : start + CHUNK_SIZE]))
+        if not view:
+            yield worker_pb2.Chunk()
+
+
+async def _read_hello(
+    request_iterator: AsyncIterator[worker_pb2.WorkerMessage], peer: str
+) -> worker_pb2.Hello | None:
+    try:
+        first = await asyncio.wait_for(anext(request_iterator), HELLO_TIMEOUT_S)
+    except (TimeoutError, StopAsyncIteration, grpc.aio.AioRpcError):
+        logger.warning("A client at %s opened a worker session but sent no hello", peer)
+        return None
+    return first.hello if first.WhichOneof("kind") == "hello" else None
+
+
+def _check_hello(hello: worker_pb2.Hello | None, peer: str) -> worker_pb2.Refusal | None:
+    if hello is None:
+        return worker_pb2.Refusal(
+            reason=worker_pb2.Refusal.BAD_HELLO, message="the session must start with a hello"
+        )
+    if hello.protocol_version != PROTOCOL_VERSION:
+        text = (
+            f"protocol version mismatch: the worker speaks v{hello.protocol_version}, "
+            f"this hub speaks v{PROTOCOL_VERSION}; install matching versions of giskard"
+        )
+        logger.warning("Refused worker at %s: %s", peer, text)
+        return worker_pb2.Refusal(reason=worker_pb2.Refusal.PROTOCOL_VERSION, message=text)
+    return None
+
+
+def _put_end_of_stream(session: WorkerSession) -> None:
+    try:
+        session.outbox.put_nowait(None)
+    except asyncio.QueueFull:
+        # The writer is blocked on a full queue of messages for a gone worker; drop them.
+        while not session.outbox.empty():
+            session.outbox.get_nowait()
+        session.outbox.put_nowait(None)

@@ -1,0 +1,48 @@
+"""Constants and helpers of the wire protocol shared by the hub, the worker and the client."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+
+PROTOCOL_VERSION = 1
+# Large payloads move in pieces of this size; no message ever comes near gRPC's limits.
+CHUNK_SIZE = 1024 * 1024
+# Explicit so that nothing depends on gRPC's 4 MB default: the largest message is a chunk
+# plus a small envelope.
+MAX_MESSAGE_BYTES = 4 * CHUNK_SIZE
+
+CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+]
+
+
+def sha256_of(frames: Iterable[bytes | bytearray | memoryview]) -> tuple[str, int]:
+    """Hex SHA-256 and total size of the concatenation of `frames`."""
+    digest = hashlib.sha256()
+    size = 0
+    for frame in frames:
+        digest.update(frame)
+        size += memoryview(frame).nbytes
+    return digest.hexdigest(), size
+
+
+def iter_chunks(
+    frames: Iterable[bytes | bytearray | memoryview], chunk_size: int = CHUNK_SIZE
+) -> Iterator[bytes]:
+    """Re-cut a sequence of frames into chunks of `chunk_size` bytes (the last may be shorter)."""
+    pending: list[memoryview] = []
+    pending_size = 0
+    for frame in frames:
+        view = memoryview(frame).cast("B")
+        while view.nbytes:
+            take = min(chunk_size - pending_size, view.nbytes)
+            pending.append(view[:take])
+            pending_size += take
+            view = view[take:]
+            if pending_size == chunk_size:
+                yield b"".join(pending)
+                pending, pending_size = [], 0
+    if pending_size:
+        yield b"".join(pending)

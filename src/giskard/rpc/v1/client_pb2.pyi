@@ -1,0 +1,70 @@
+from giskard.rpc.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ListWorkersRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ConnectedWorker(_message.Message):
+    __slots__ = ("info", "active", "connected_at", "peer")
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    CONNECTED_AT_FIELD_NUMBER: _ClassVar[int]
+    PEER_FIELD_NUMBER: _ClassVar[int]
+    info: _common_pb2.WorkerInfo
+    active: bool
+    connected_at: float
+    peer: str
+    def __init__(self, info: _Optional[_Union[_common_pb2.WorkerInfo, _Mapping]] = ..., active: _Optional[bool] = ..., connected_at: _Optional[float] = ..., peer: _Optional[str] = ...) -> None: ...
+
+class ListWorkersReply(_message.Message):
+    __slots__ = ("workers",)
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    workers: _containers.RepeatedCompositeFieldContainer[ConnectedWorker]
+    def __init__(self, workers: _Optional[_Iterable[_Union[ConnectedWorker, _Mapping]]] = ...) -> None: ...
+
+class ArtifactList(_message.Message):
+    __slots__ = ("artifacts",)
+    ARTIFACTS_FIELD_NUMBER: _ClassVar[int]
+    artifacts: _containers.RepeatedCompositeFieldContainer[_common_pb2.ArtifactRef]
+    def __init__(self, artifacts: _Optional[_Iterable[_Union[_common_pb2.ArtifactRef, _Mapping]]] = ...) -> None: ...
+
+class Upload(_message.Message):
+    __slots__ = ("ref", "data")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    ref: _common_pb2.ArtifactRef
+    data: bytes
+    def __init__(self, ref: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class RunJobRequest(_message.Message):
+    __slots__ = ("spec", "wait_for_worker_s")
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    WAIT_FOR_WORKER_S_FIELD_NUMBER: _ClassVar[int]
+    spec: _common_pb2.JobSpec
+    wait_for_worker_s: float
+    def __init__(self, spec: _Optional[_Union[_common_pb2.JobSpec, _Mapping]] = ..., wait_for_worker_s: _Optional[float] = ...) -> None: ...
+
+class JobStarted(_message.Message):
+    __slots__ = ("job_id", "worker_id")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    worker_id: str
+    def __init__(self, job_id: _Optional[str] = ..., worker_id: _Optional[str] = ...) -> None: ...
+
+class JobEvent(_message.Message):
+    __slots__ = ("started", "output", "end")
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    started: JobStarted
+    output: _common_pb2.JobOutput
+    end: _common_pb2.JobEnd
+    def __init__(self, started: _Optional[_Union[JobStarted, _Mapping]] = ..., output: _Optional[_Union[_common_pb2.JobOutput, _Mapping]] = ..., end: _Optional[_Union[_common_pb2.JobEnd, _Mapping]] = ...) -> None: ...

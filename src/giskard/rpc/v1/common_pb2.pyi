@@ -1,0 +1,118 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ArtifactRef(_message.Message):
+    __slots__ = ("sha256", "size")
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    sha256: str
+    size: int
+    def __init__(self, sha256: _Optional[str] = ..., size: _Optional[int] = ...) -> None: ...
+
+class WorkerInfo(_message.Message):
+    __slots__ = ("worker_id", "interpreter", "python_version", "platform", "uname", "pid", "started_at", "hostname", "giskard_version", "packages", "hub_address")
+    class PackagesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    INTERPRETER_FIELD_NUMBER: _ClassVar[int]
+    PYTHON_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PLATFORM_FIELD_NUMBER: _ClassVar[int]
+    UNAME_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    GISKARD_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PACKAGES_FIELD_NUMBER: _ClassVar[int]
+    HUB_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    interpreter: str
+    python_version: str
+    platform: str
+    uname: Uname
+    pid: int
+    started_at: float
+    hostname: str
+    giskard_version: str
+    packages: _containers.ScalarMap[str, str]
+    hub_address: str
+    def __init__(self, worker_id: _Optional[str] = ..., interpreter: _Optional[str] = ..., python_version: _Optional[str] = ..., platform: _Optional[str] = ..., uname: _Optional[_Union[Uname, _Mapping]] = ..., pid: _Optional[int] = ..., started_at: _Optional[float] = ..., hostname: _Optional[str] = ..., giskard_version: _Optional[str] = ..., packages: _Optional[_Mapping[str, str]] = ..., hub_address: _Optional[str] = ...) -> None: ...
+
+class Uname(_message.Message):
+    __slots__ = ("system", "node", "release", "version", "machine")
+    SYSTEM_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    MACHINE_FIELD_NUMBER: _ClassVar[int]
+    system: str
+    node: str
+    release: str
+    version: str
+    machine: str
+    def __init__(self, system: _Optional[str] = ..., node: _Optional[str] = ..., release: _Optional[str] = ..., version: _Optional[str] = ..., machine: _Optional[str] = ...) -> None: ...
+
+class PredictJob(_message.Message):
+    __slots__ = ("model", "data", "method")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    model: ArtifactRef
+    data: ArtifactRef
+    method: str
+    def __init__(self, model: _Optional[_Union[ArtifactRef, _Mapping]] = ..., data: _Optional[_Union[ArtifactRef, _Mapping]] = ..., method: _Optional[str] = ...) -> None: ...
+
+class InfoJob(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class JobSpec(_message.Message):
+    __slots__ = ("predict", "info")
+    PREDICT_FIELD_NUMBER: _ClassVar[int]
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    predict: PredictJob
+    info: InfoJob
+    def __init__(self, predict: _Optional[_Union[PredictJob, _Mapping]] = ..., info: _Optional[_Union[InfoJob, _Mapping]] = ...) -> None: ...
+
+class JobOutput(_message.Message):
+    __slots__ = ("job_id", "chunk")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    chunk: bytes
+    def __init__(self, job_id: _Optional[str] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+
+class JobFailure(_message.Message):
+    __slots__ = ("type", "message", "traceback")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    TRACEBACK_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    message: str
+    traceback: str
+    def __init__(self, type: _Optional[str] = ..., message: _Optional[str] = ..., traceback: _Optional[str] = ...) -> None: ...
+
+class JobSuccess(_message.Message):
+    __slots__ = ("result",)
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    result: ArtifactRef
+    def __init__(self, result: _Optional[_Union[ArtifactRef, _Mapping]] = ...) -> None: ...
+
+class JobEnd(_message.Message):
+    __slots__ = ("job_id", "success", "failure")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    success: JobSuccess
+    failure: JobFailure
+    def __init__(self, job_id: _Optional[str] = ..., success: _Optional[_Union[JobSuccess, _Mapping]] = ..., failure: _Optional[_Union[JobFailure, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,111 @@
+"""The worker process: connect, serve, reconnect with backoff, stop cleanly on a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+
+from giskard.errors import GiskardError
+from giskard.protocol import CHANNEL_OPTIONS
+from giskard.worker.artifacts import ModelCache
+from giskard.worker.backoff import Backoff
+from giskard.worker.config import WorkerConfig
+from giskard.worker.execution import JobExecution
+from giskard.worker.info import collect_info, info_to_proto
+from giskard.worker.session import ConnectionLost, Session
+
+logger = logging.getLogger(__name__)
+
+
+class Worker:
+    """`Worker(config).run()` owns the process; `await run_async(stopping)` runs in a host loop."""
+
+    def __init__(self, config: WorkerConfig) -> None:
+        self.config = config
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="giskard-job")
+        self._models = ModelCache(config.model_cache_bytes)
+        self._address = str(config.address)
+        self._execution = JobExecution(
+            self._executor, self._models, lambda: collect_info(self._address)
+        )
+        self.on_connected: Callable[[bool], None] = lambda active: None
+
+    def run(self) -> None:
+        """Run until SIGINT or SIGTERM; a second signal abandons the running job at once."""
+        asyncio.run(self._run_with_signals())
+        # User code still running in the job thread would keep the interpreter alive.
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _run_with_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        stopping = asyncio.Event()
+        main = asyncio.current_task()
+
+        def on_signal(signum: int) -> None:
+            if stopping.is_set():
+                logger.warning("Second %s: stopping now", signal.Signals(signum).name)
+                assert main is not None
+                main.cancel()
+                return
+            logger.info("%s received: stopping", signal.Signals(signum).name)
+            stopping.set()
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, on_signal, signum)
+        try:
+            await self.run_async(stopping)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+        logger.info("Worker stopped")
+
+    async def run_async(self, stopping: asyncio.Event) -> None:
+        """Serve until `stopping` is set; ProtocolError (fatal) propagates."""
+        backoff = Backoff(self.config.backoff_initial_s, self.config.backoff_max_s)
+        info = info_to_proto(collect_info(self._address))
+        while not stopping.is_set():
+            try:
+                await self._one_session(info, stopping, backoff)
+                return
+            except ConnectionLost as lost:
+                delay_s = backoff.next_delay_s()
+                what = "Lost the connection to" if lost.was_connected else "Cannot reach"
+                logger.warning(
+                    "%s the Giskard server at %s: %s; retrying in %.1f s",
+                    what,
+                    self._address,
+                    lost.reason,
+                    delay_s,
+                )
+            except GiskardError:
+                raise
+            except Exception as exc:
+                # A bug must not end a service's worker for good: say it, then start over.
+                delay_s = backoff.next_delay_s()
+                logger.error(
+                    "Unexpected %s: %s; retrying in %.1f s", type(exc).__name__, exc, delay_s
+                )
+                logger.debug("Details", exc_info=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), delay_s)
+
+    async def _one_session(self, info: object, stopping: asyncio.Event, backoff: Backoff) -> None:
+        def connected(active: bool) -> None:
+            backoff.reset()
+            self.on_connected(active)
+
+        # A fresh channel per attempt: a reused one would add gRPC's own reconnect backoff
+        # (up to two minutes) on top of ours.
+        async with grpc.aio.insecure_channel(
+            self.config.address.target, options=CHANNEL_OPTIONS
+        ) as channel:
+            session = Session(self.config, channel, self._execution, info, connected)
+            await session.run(stopping)

@@ -1,0 +1,89 @@
+"""What a worker tells the hub about its environment."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import sys
+import time
+import uuid
+from importlib import metadata
+from typing import Any
+
+from giskard import __version__
+
+WORKER_ID = uuid.uuid4().hex
+_IMPORTED_AT = time.time()
+
+
+def _process_start_time() -> float:
+    try:
+        import psutil
+
+        return psutil.Process().create_time()
+    except Exception:  # psutil cannot read /proc in some sandboxes; the import time is close
+        return _IMPORTED_AT
+
+
+def installed_packages() -> dict[str, str]:
+    """Distribution name to version, for the interpreter running this code."""
+    packages: dict[str, str] = {}
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            packages[name] = dist.version
+    return dict(sorted(packages.items(), key=lambda item: item[0].lower()))
+
+
+def collect_info(hub_address: str) -> dict[str, Any]:
+    """The worker's info as plain values (the `info` job's result)."""
+    uname = platform.uname()
+    return {
+        "worker_id": WORKER_ID,
+        "interpreter": sys.executable,
+        "python_version": platform.python_version(),
+        "platform": platform.platform(),
+        "uname": {
+            "system": uname.system,
+            "node": uname.node,
+            "release": uname.release,
+            "version": uname.version,
+            "machine": uname.machine,
+        },
+        "pid": os.getpid(),
+        "started_at": _process_start_time(),
+        "hostname": socket.gethostname(),
+        "giskard_version": __version__,
+        "packages": installed_packages(),
+        "hub_address": hub_address,
+    }
+
+
+def info_to_proto(info: dict[str, Any]) -> Any:
+    """The `WorkerInfo` message for a dict made by `collect_info`."""
+    from giskard.rpc.v1 import common_pb2
+
+    return common_pb2.WorkerInfo(
+        **{k: v for k, v in info.items() if k != "uname"}, uname=common_pb2.Uname(**info["uname"])
+    )
+
+
+def info_from_proto(message: Any) -> dict[str, Any]:
+    """The inverse of `info_to_proto`."""
+    uname = message.uname
+    return {
+        "worker_id": message.worker_id,
+        "interpreter": message.interpreter,
+        "python_version": message.python_version,
+        "platform": message.platform,
+        "uname": {
+            f: getattr(uname, f) for f in ("system", "node", "release", "version", "machine")
+        },
+        "pid": message.pid,
+        "started_at": message.started_at,
+        "hostname": message.hostname,
+        "giskard_version": message.giskard_version,
+        "packages": dict(sorted(message.packages.items(), key=lambda item: item[0].lower())),
+        "hub_address": message.hub_address,
+    }

@@ -1,0 +1,153 @@
+"""One session with the hub: hello, then jobs until the stream ends or the worker stops."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+
+import grpc
+
+from giskard.errors import ProtocolError
+from giskard.protocol import PROTOCOL_VERSION
+from giskard.rpc.v1 import common_pb2, worker_pb2, worker_pb2_grpc
+from giskard.rpc_errors import describe_rpc_error
+from giskard.worker.config import WorkerConfig
+from giskard.worker.execution import JobExecution
+
+logger = logging.getLogger(__name__)
+
+CONNECTED_MESSAGE = "Connected to Giskard server."
+CLOSE_TIMEOUT_S = 5.0
+
+
+class ConnectionLost(Exception):
+    """The session could not be established or ended; the worker reconnects."""
+
+    def __init__(self, reason: str, *, was_connected: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.was_connected = was_connected
+
+
+class Session:
+    def __init__(
+        self,
+        config: WorkerConfig,
+        channel: grpc.aio.Channel,
+        execution: JobExecution,
+        info: common_pb2.WorkerInfo,
+        on_connected: Callable[[bool], None] = lambda active: None,
+    ) -> None:
+        self._config = config
+        self._stub = worker_pb2_grpc.WorkerHubStub(channel)
+        self._execution = execution
+        self._info = info
+        self._on_connected = on_connected
+        # Bounded: a large result is produced only as fast as gRPC sends it.
+        self._outbox: asyncio.Queue[worker_pb2.WorkerMessage | None] = asyncio.Queue(maxsize=16)
+        self._jobs: set[asyncio.Task[None]] = set()
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Serve jobs until `stopping` is set (then drain and return) or the hub goes away."""
+        hello = worker_pb2.Hello(protocol_version=PROTOCOL_VERSION, info=self._info)
+        self._outbox.put_nowait(worker_pb2.WorkerMessage(hello=hello))
+        call = self._stub.Connect(self._outgoing())
+        try:
+            await self._handshake(call)
+            await self._serve(call, stopping)
+        finally:
+            call.cancel()
+            for task in self._jobs:
+                task.cancel()
+
+    async def _outgoing(self) -> AsyncIterator[worker_pb2.WorkerMessage]:
+        while (message := await self._outbox.get()) is not None:
+            yield message
+
+    async def _handshake(self, call: grpc.aio.StreamStreamCall) -> None:
+        try:
+            first = await asyncio.wait_for(call.read(), self._config.handshake_timeout_s)
+        except TimeoutError:
+            raise ConnectionLost("no answer to the hello", was_connected=False) from None
+        except grpc.aio.AioRpcError as exc:
+            raise _lost(exc, was_connected=False) from None
+        if first is grpc.aio.EOF:
+            raise ConnectionLost("the server closed the session", was_connected=False)
+        if first.WhichOneof("kind") == "refusal":
+            raise ProtocolError(f"the Giskard server refused this worker: {first.refusal.message}")
+        if first.WhichOneof("kind") != "welcome":
+            raise ProtocolError("the server did not answer the hello with a welcome")
+        active = first.welcome.active
+        logger.info(
+            "%s %s (%s)",
+            CONNECTED_MESSAGE,
+            self._config.address,
+            "active" if active else "standby: another worker is active for this hub",
+        )
+        self._on_connected(active)
+
+    async def _serve(self, call: grpc.aio.StreamStreamCall, stopping: asyncio.Event) -> None:
+        reader = asyncio.create_task(self._read(call))
+        stop_waiter = asyncio.create_task(stopping.wait())
+        try:
+            await asyncio.wait({reader, stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop_waiter.cancel()
+        if reader.done():
+            reader.result()  # raises ConnectionLost
+            raise ConnectionLost("the server closed the session", was_connected=True)
+        await self._drain()
+        # The hub ends the session once it has read everything we sent; cancelling the call
+        # before then could drop the last results.
+        try:
+            await asyncio.wait_for(reader, CLOSE_TIMEOUT_S)
+        except (TimeoutError, ConnectionLost):
+            logger.debug("the server did not close the session cleanly")
+
+    async def _read(self, call: grpc.aio.StreamStreamCall) -> None:
+        try:
+            # read(), not `async for`: gRPC forbids mixing the two on one call, and the
+            # handshake already used read().
+            while (message := await call.read()) is not grpc.aio.EOF:
+                self._handle(message)
+        except grpc.aio.AioRpcError as exc:
+            raise _lost(exc, was_connected=True) from None
+
+    def _handle(self, message: worker_pb2.HubMessage) -> None:
+        kind = message.WhichOneof("kind")
+        if kind == "job":
+            task = asyncio.create_task(self._run_job(message.job))
+            self._jobs.add(task)
+            task.add_done_callback(self._jobs.discard)
+        elif kind == "role":
+            state = "active" if message.role.active else "standby"
+            logger.info("This worker is now %s: %s", state, message.role.message)
+        else:
+            logger.warning("Ignored an unexpected %r message from the server", kind)
+
+    async def _run_job(self, job: worker_pb2.Job) -> None:
+        async for message in self._execution.run(self._stub, job):
+            await self._outbox.put(message)
+
+    async def _drain(self) -> None:
+        """Tell the hub to send no more jobs, let the running ones finish, close the stream."""
+        await self._outbox.put(worker_pb2.WorkerMessage(draining=worker_pb2.Draining()))
+        if self._jobs:
+            logger.info(
+                "Waiting up to %.0f s for %d running job(s) to finish",
+                self._config.drain_grace_s,
+                len(self._jobs),
+            )
+            _, pending = await asyncio.wait(self._jobs, timeout=self._config.drain_grace_s)
+            if pending:
+                logger.warning("%d job(s) did not finish in time and were abandoned", len(pending))
+        await self._outbox.put(None)
+
+
+def _lost(exc: grpc.aio.AioRpcError, *, was_connected: bool) -> ConnectionLost:
+    if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+        raise ProtocolError(
+            f"the server does not speak the giskard worker protocol v{PROTOCOL_VERSION}"
+        )
+    return ConnectionLost(describe_rpc_error(exc), was_connected=was_connected)

@@ -1,0 +1,147 @@
+"""Fixtures that start real parts: an in-process hub on a free port, worker subprocesses."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from giskard.client import HubClient
+from giskard.hub import Hub
+
+CONNECTED = "Connected to Giskard server."
+
+
+def wait_until(predicate: Callable[[], object], timeout_s: float, what: str) -> object:
+    """Poll `predicate` until it returns something truthy; fail after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class WorkerProcess:
+    process: subprocess.Popen[bytes]
+    stderr_path: Path
+    home: Path
+
+    @property
+    def output(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def wait_for_output(self, text: str, timeout_s: float = 10.0, count: int = 1) -> None:
+        def seen() -> bool:
+            if self.process.poll() is not None and self.output.count(text) < count:
+                raise AssertionError(f"worker exited ({self.process.returncode}):\n{self.output}")
+            return self.output.count(text) >= count
+
+        wait_until(seen, timeout_s, f"{text!r} x{count} in the worker's output")
+
+    def stop(self, timeout_s: float = 30.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout_s)
+
+
+def giskard_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "giskard.cli", *args]
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start `giskard worker start ARGS` as a subprocess with its own GISKARD_HOME."""
+    started: list[WorkerProcess] = []
+
+    def start(*args: str, home: Path | None = None) -> WorkerProcess:
+        home = home or tmp_path / f"home-{len(started)}"
+        home.mkdir(parents=True, exist_ok=True)
+        stderr_path = tmp_path / f"worker-{len(started)}.stderr"
+        with stderr_path.open("wb") as stderr:
+            process = subprocess.Popen(
+                giskard_command("worker", "start", *args),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                env={**os.environ, "GISKARD_HOME": str(home)},
+            )
+        worker = WorkerProcess(process, stderr_path, home)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        if worker.process.poll() is None:
+            worker.process.kill()
+            worker.process.wait()
+
+
+@pytest.fixture
+def hub() -> Iterator[Hub]:
+    with Hub(port=0) as running:
+        yield running
+
+
+@pytest.fixture
+def client(hub: Hub) -> Iterator[HubClient]:
+    with HubClient(hub.address) as connected:
+        yield connected
+
+
+@pytest.fixture
+def connected_worker(hub: Hub, start_worker: Callable[..., WorkerProcess]) -> WorkerProcess:
+    worker = start_worker("-h", "127.0.0.1", "-p", str(hub.port))
+    worker.wait_for_output(CONNECTED)
+    return worker
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _pickle_test_models_by_value() -> None:
+    import cloudpickle
+    import remote_models
+
+    cloudpickle.register_pickle_by_value(remote_models)
+
+
+def _fitted_pipeline(loader: Callable[..., object]) -> tuple[object, object]:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    frame = loader(as_frame=True)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    model.fit(frame.data, frame.target)
+    return model, frame.data
+
+
+@pytest.fixture(scope="session")
+def iris() -> tuple[object, object]:
+    """A fitted scikit-learn pipeline and the iris features (DataFrame)."""
+    from sklearn.datasets import load_iris
+
+    return _fitted_pipeline(load_iris)
+
+
+@pytest.fixture(scope="session")
+def breast_cancer() -> tuple[object, object]:
+    from sklearn.datasets import load_breast_cancer
+
+    return _fitted_pipeline(load_breast_cancer)

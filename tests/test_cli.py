@@ -1,0 +1,132 @@
+"""The command line: help, argument errors, cheap imports, `python -m giskard.cli`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import WorkerProcess, giskard_command
+
+from giskard.hub import Hub
+
+
+def run(*args: str, timeout_s: float = 20) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        giskard_command(*args), capture_output=True, text=True, timeout=timeout_s, check=False
+    )
+
+
+def test_worker_start_help_lists_every_option() -> None:
+    result = run("worker", "start", "--help")
+    assert result.returncode == 0
+    for option in ("--host", "-h", "--port", "-p", "--verbose", "--help"):
+        assert option in result.stdout
+
+
+def test_dash_h_is_the_host_not_help() -> None:
+    # Port 1 on loopback refuses at once: the worker says so, naming the host it was given.
+    process = subprocess.Popen(
+        giskard_command("worker", "start", "-h", "127.0.0.1", "-p", "1"),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = process.stderr.readline() if process.stderr else ""
+        while "Cannot reach" not in line and line:
+            line = process.stderr.readline() if process.stderr else ""
+        assert "Cannot reach the Giskard server at 127.0.0.1:1" in line
+    finally:
+        process.terminate()
+        process.communicate(timeout=20)
+    assert process.returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-p", "abc"], "'-p' / '--port'"),
+        (["-p", "0"], "'-p' / '--port'"),
+        (["-p", "70000"], "'-p' / '--port'"),
+        (["-h", ""], "the host must not be empty"),
+        (["-h", "bad host"], "invalid host"),
+        (["--no-such-option"], "No such option"),
+    ],
+)
+def test_bad_arguments_give_one_line_and_exit_2(args: list[str], message: str) -> None:
+    result = run("worker", "start", *args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("giskard: error: ")
+    assert message in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_help_does_not_import_heavy_modules() -> None:
+    code = (
+        "import sys\n"
+        "from giskard.cli import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = {'grpc', 'pandas', 'cloudpickle', 'numpy'} & set(sys.modules)\n"
+        "print(sorted(heavy))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=20, check=True
+    )
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_python_dash_m_and_console_script_agree() -> None:
+    import shutil
+
+    script = shutil.which("giskard", path=str(__import__("pathlib").Path(sys.executable).parent))
+    assert script, "the console script is installed beside the interpreter"
+    via_script = subprocess.run(
+        [script, "worker", "--help"], capture_output=True, text=True, timeout=20, check=True
+    )
+    assert via_script.stdout == run("worker", "--help").stdout
+
+
+def test_version() -> None:
+    from giskard import __version__
+
+    assert run("--version").stdout.strip() == f"giskard-worker {__version__}"
+
+
+def test_hub_workers_json(hub: Hub, connected_worker: WorkerProcess) -> None:
+    result = run("hub", "workers", "-h", "127.0.0.1", "-p", str(hub.port), "--json")
+    assert result.returncode == 0, result.stderr
+    (worker,) = json.loads(result.stdout)
+    assert worker["pid"] == connected_worker.process.pid
+    assert worker["active"] is True
+
+
+def test_hub_workers_summary(hub: Hub, connected_worker: WorkerProcess) -> None:
+    result = run("hub", "workers", "-h", "127.0.0.1", "-p", str(hub.port))
+    assert result.returncode == 0, result.stderr
+    assert f"active  pid {connected_worker.process.pid}" in result.stdout
+
+
+def test_hub_workers_without_a_hub_says_so_in_one_line() -> None:
+    from conftest import free_port
+
+    result = run("hub", "workers", "-h", "127.0.0.1", "-p", str(free_port()))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        result.stderr.strip(),
+    ]
+    assert "cannot reach the hub" in result.stderr
+
+
+def test_hub_refuses_a_port_in_use(hub: Hub) -> None:
+    result = run("hub", "start", "-p", str(hub.port))
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{hub.port}" in result.stderr
+    assert "Traceback" not in result.stderr

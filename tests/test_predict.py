@@ -1,0 +1,88 @@
+"""Predictions through a real hub and a real worker process equal the in-process ones."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import remote_models
+from conftest import WorkerProcess
+
+from giskard.client import HubClient
+from giskard.errors import JobError
+
+pytestmark = pytest.mark.usefixtures("connected_worker")
+
+
+@pytest.mark.parametrize("method", ["predict", "predict_proba"])
+@pytest.mark.parametrize("dataset", ["iris", "breast_cancer"])
+def test_pipeline_predictions_equal_local_ones(
+    client: HubClient, request: pytest.FixtureRequest, dataset: str, method: str
+) -> None:
+    model, data = request.getfixturevalue(dataset)
+    remote = client.predict(model, data, method=method)
+    local = getattr(model, method)(data)
+    assert remote.dtype == local.dtype
+    np.testing.assert_array_equal(remote, local)
+
+
+def test_string_labels_come_back_as_strings(client: HubClient, iris: tuple) -> None:
+    from sklearn.datasets import load_iris
+    from sklearn.tree import DecisionTreeClassifier
+
+    frame = load_iris(as_frame=True)
+    names = np.asarray(load_iris().target_names)[frame.target]
+    model = DecisionTreeClassifier(random_state=0).fit(frame.data, names)
+    remote = client.predict(model, frame.data)
+    np.testing.assert_array_equal(remote, model.predict(frame.data))
+    assert set(remote) == {"setosa", "versicolor", "virginica"}
+
+
+def test_a_model_returning_a_dataframe(client: HubClient, iris: tuple) -> None:
+    _, data = iris
+    model = remote_models.FrameModel()
+    pd.testing.assert_frame_equal(client.predict(model, data), model.predict(data))
+
+
+def test_one_million_rows(client: HubClient, breast_cancer: tuple) -> None:
+    model, data = breast_cancer
+    rng = np.random.default_rng(0)
+    rows = data.sample(n=1_000_000, replace=True, random_state=0).reset_index(drop=True)
+    rows += rng.normal(scale=0.01, size=rows.shape)
+    np.testing.assert_array_equal(client.predict(model, rows), model.predict(rows))
+
+
+def test_a_failing_model_fails_its_job_only(
+    client: HubClient, iris: tuple, connected_worker: WorkerProcess
+) -> None:
+    model, data = iris
+    with pytest.raises(JobError) as failure:
+        client.predict(remote_models.FailingModel(), data)
+    assert failure.value.remote_type == "ValueError"
+    assert failure.value.remote_message == "cannot predict on 150 rows"
+    assert "in predict" in failure.value.remote_traceback
+    # The worker is still connected and serves the next job.
+    np.testing.assert_array_equal(client.predict(model, data), model.predict(data))
+    assert connected_worker.process.poll() is None
+
+
+def test_unknown_method_fails_clearly(client: HubClient, iris: tuple) -> None:
+    model, data = iris
+    with pytest.raises(JobError, match="no method 'transmogrify'"):
+        client.predict(model, data, method="transmogrify")
+
+
+def test_a_result_that_is_not_data_fails_the_job(client: HubClient, iris: tuple) -> None:
+    _, data = iris
+    with pytest.raises(JobError, match="cannot be sent"):
+        client.predict(remote_models.UnsendableResultModel(), data)
+
+
+def test_the_same_model_is_deserialised_once(
+    client: HubClient, iris: tuple, connected_worker: WorkerProcess
+) -> None:
+    model, data = iris
+    for _ in range(3):
+        client.predict(model, data)
+    # Only the first job downloads the model; the others find it in the cache.
+    assert connected_worker.output.count("Loaded model") == 1
