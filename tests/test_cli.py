@@ -130,3 +130,23 @@ def test_hub_refuses_a_port_in_use(hub: Hub) -> None:
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{hub.port}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_hub_start_stops_cleanly_on_sigterm() -> None:
+    import signal
+
+    from conftest import free_port, wait_until
+
+    command = giskard_command("hub", "start", "-p", str(free_port()))
+    with subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    ) as process:
+        assert process.stderr is not None
+        try:
+            wait_until(lambda: "Hub listening on" in process.stderr.readline(), 10, "the hub")
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(10) == 0
+        finally:
+            process.kill()
+        rest = process.stderr.read()
+    assert "Hub stopping" in rest and "Traceback" not in rest

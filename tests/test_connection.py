@@ -188,3 +188,27 @@ def test_the_worker_listens_on_no_port(connected_worker: WorkerProcess) -> None:
 def test_sigint_on_an_idle_worker_exits_zero(connected_worker: WorkerProcess) -> None:
     os.kill(connected_worker.process.pid, signal.SIGINT)
     assert connected_worker.process.wait(15) == 0
+
+
+def test_a_second_signal_abandons_a_job_that_outlives_the_grace(
+    client: HubClient, connected_worker: WorkerProcess, iris: tuple, tmp_path: Path
+) -> None:
+    _, data = iris
+    marker = tmp_path / "started"
+    model = remote_models.SlowModel(marker, seconds=600)
+    job = threading.Thread(target=lambda: _expect_failure(client, model, data), daemon=True)
+    job.start()
+    wait_until(marker.exists, 10, "the job to start")
+    connected_worker.process.send_signal(signal.SIGTERM)
+    connected_worker.wait_for_output("Waiting up to")
+    connected_worker.process.send_signal(signal.SIGTERM)
+    assert connected_worker.process.wait(10) == 0
+    job.join(10)
+    assert not job.is_alive()
+
+
+def _expect_failure(client: HubClient, model: object, data: object) -> None:
+    from giskard.errors import JobError
+
+    with pytest.raises(JobError, match="disconnected during the job"):
+        client.predict(model, data)

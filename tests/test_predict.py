@@ -50,6 +50,8 @@ def test_one_million_rows(client: HubClient, breast_cancer: tuple) -> None:
     rows = data.sample(n=1_000_000, replace=True, random_state=0).reset_index(drop=True)
     rows += rng.normal(scale=0.01, size=rows.shape)
     np.testing.assert_array_equal(client.predict(model, rows), model.predict(rows))
+    remote = client.predict(model, rows, method="predict_proba")
+    np.testing.assert_array_equal(remote, model.predict_proba(rows))
 
 
 def test_a_failing_model_fails_its_job_only(

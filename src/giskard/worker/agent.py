@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -39,8 +40,13 @@ class Worker:
     def run(self) -> None:
         """Run until SIGINT or SIGTERM; a second signal abandons the running job at once."""
         asyncio.run(self._run_with_signals())
-        # User code still running in the job thread would keep the interpreter alive.
         self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._execution.busy:
+            # User code that outlived the grace would keep the interpreter from exiting: the
+            # executor's thread is joined at exit and cannot be interrupted.
+            logger.warning("Abandoning the running job's code")
+            logging.shutdown()
+            os._exit(0)
 
     async def _run_with_signals(self) -> None:
         loop = asyncio.get_running_loop()

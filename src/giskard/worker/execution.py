@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
 from typing import Any
@@ -29,6 +30,8 @@ class JobExecution:
         self._executor = executor
         self._models = models
         self._describe = describe
+        self._in_flight = 0
+        self._in_flight_lock = threading.Lock()
 
     async def run(
         self, stub: worker_pb2_grpc.WorkerHubStub, job: worker_pb2.Job
@@ -91,8 +94,23 @@ class JobExecution:
         data = codec.decode(data_blob)
         return codec.encode(jobs.predict(model, data, method))
 
+    @property
+    def busy(self) -> bool:
+        """Whether user code is running (or queued) on the executor."""
+        return self._in_flight > 0
+
     async def _in_executor(self, function: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+        with self._in_flight_lock:
+            self._in_flight += 1
+        future = self._executor.submit(function, *args)
+        # On the executor's future, not asyncio's: counted until the code itself ends, even
+        # when the job's task is cancelled first.
+        future.add_done_callback(self._count_done)
+        return await asyncio.wrap_future(future)
+
+    def _count_done(self, _: object) -> None:
+        with self._in_flight_lock:
+            self._in_flight -= 1
 
 
 def _end(job_id: str, **outcome: Any) -> worker_pb2.WorkerMessage:
