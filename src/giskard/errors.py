@@ -51,6 +51,16 @@ class DecodingError(GiskardError):
     """Bytes claimed to be in the safe data format are malformed or of another format."""
 
 
+class InstallerError(GiskardError):
+    """Installing, starting, stopping or inspecting a worker service failed."""
+
+
+class AlreadyRunningError(GiskardError):
+    """A worker for the same interpreter and hub is already running."""
+
+    exit_code = ExitCode.CONFIG
+
+
 class HubUnavailableError(GiskardError):
     """The hub cannot be reached."""
 

@@ -1,4 +1,4 @@
-"""`giskard worker ...`: run the ML worker."""
+"""`giskard worker ...`: run the ML worker in the foreground or as a per-user service."""
 
 from __future__ import annotations
 
@@ -17,23 +17,134 @@ logger = logging.getLogger("giskard.worker")
 
 
 @worker_app.command()
-def start(host: str = HOST, port: int = PORT, verbose: bool = VERBOSE) -> None:
-    """Start a worker in the foreground; it connects to the hub and runs its jobs.
+def start(
+    host: str = HOST,
+    port: int = PORT,
+    verbose: bool = VERBOSE,
+    daemon: bool = typer.Option(
+        False,
+        "-d",
+        "--daemon",
+        help="Run as a per-user service (systemd, launchd, or a detached process) and return.",
+    ),
+    backend: str = typer.Option(
+        "auto", "--backend", help="With -d: auto, systemd, launchd or process."
+    ),
+    enable_linger: bool = typer.Option(
+        False,
+        "--enable-linger",
+        help="With -d under systemd: keep the worker running after logout.",
+    ),
+    log_stderr: bool = typer.Option(True, "--log-stderr/--no-log-stderr", hidden=True),
+) -> None:
+    """Start a worker; it connects to the hub and runs its jobs.
 
-    Logs go to stderr and to $GISKARD_HOME/run/ml-worker.log (default ~/giskard-home).
+    In the foreground, logs go to stderr and to $GISKARD_HOME/run/ml-worker.log
+    (default ~/giskard-home). With -d, the OS runs it and keeps its logs.
     """
     from giskard.address import HubAddress
+
+    address = HubAddress(host, port)
+    if daemon:
+        from giskard.cli.service import start_daemon
+
+        start_daemon(address, verbose=verbose, backend=backend, enable_linger=enable_linger)
+        return
+    _run_foreground(address, verbose=verbose, log_stderr=log_stderr)
+
+
+def _run_foreground(address: object, *, verbose: bool, log_stderr: bool) -> None:
     from giskard.logs import configure_logging
     from giskard.paths import worker_log_path
 
-    address = HubAddress(host, port)
-    configure_logging(verbose=verbose, log_file=worker_log_path())
+    configure_logging(verbose=verbose, log_file=worker_log_path(), to_stderr=log_stderr)
 
+    from giskard.instance import InstanceLock
     from giskard.worker import Worker, WorkerConfig
+    from giskard.worker.sd_notify import notify
 
+    lock = InstanceLock(address)  # type: ignore[arg-type]
     try:
-        Worker(WorkerConfig(address=address)).run()
+        lock.acquire()
+        worker = Worker(WorkerConfig(address=address))  # type: ignore[arg-type]
+
+        def connected(active: bool) -> None:
+            lock.set_connected(True)
+            role = "active" if active else "standby"
+            notify(f"STATUS=Connected to the Giskard server at {address} ({role})")
+
+        def disconnected() -> None:
+            lock.set_connected(False)
+            notify(f"STATUS=Waiting for the Giskard server at {address}")
+
+        worker.on_connected, worker.on_disconnected = connected, disconnected
+        # Ready once started, not once connected: a hub that is down must not fail the start.
+        notify("READY=1", f"STATUS=Connecting to the Giskard server at {address}")
+        worker.run()
+        notify("STOPPING=1")
     except GiskardError as exc:
         # Fatal: say it in the log too, where a service's user will look for it.
         logger.error("%s", exc)
         raise typer.Exit(int(exc.exit_code)) from None
+    finally:
+        lock.release()
+
+
+@worker_app.command()
+def stop(
+    host: str = HOST,
+    port: int = PORT,
+    all_workers: bool = typer.Option(
+        False, "-a", "--all", help="Stop every worker of this user, on every backend."
+    ),
+) -> None:
+    """Stop the worker service started with `start -d` (same -h/-p), and remove it."""
+    from giskard.address import HubAddress
+    from giskard.installer.service import stop_all, stop_service
+
+    address = HubAddress(host, port)
+    stopped = stop_all() if all_workers else stop_service(address)
+    for what in stopped:
+        typer.echo(f"Stopped {what}.")
+    if not stopped:
+        scope = "No worker" if all_workers else f"No worker service for {address}"
+        typer.echo(f"{scope} is running; nothing to stop.")
+
+
+@worker_app.command()
+def restart(host: str = HOST, port: int = PORT) -> None:
+    """Restart the worker service for this hub."""
+    from giskard.address import HubAddress
+    from giskard.installer.service import restart_service
+
+    typer.echo(f"Restarted {restart_service(HubAddress(host, port))}.")
+
+
+@worker_app.command()
+def status(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Show every worker of this user: backend, name, hub, interpreter, state, connection."""
+    from giskard.cli.service import print_status
+
+    print_status(as_json=as_json)
+
+
+@worker_app.command()
+def logs(
+    host: str = HOST,
+    port: int = PORT,
+    follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing new lines."),
+    lines: int = typer.Option(50, "-n", "--lines", min=1, help="How many lines to show."),
+) -> None:
+    """Show the logs of the worker service for this hub."""
+    from giskard.address import HubAddress
+    from giskard.installer.naming import service_name
+    from giskard.installer.service import find_backend
+
+    address = HubAddress(host, port)
+    backend, name = find_backend(address), service_name(address)
+    if follow:
+        raise typer.Exit(backend.follow_logs(name, lines))
+    for line in backend.log_lines(name, lines):
+        typer.echo(line)

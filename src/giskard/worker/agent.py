@@ -35,7 +35,9 @@ class Worker:
         self._execution = JobExecution(
             self._executor, self._models, lambda: collect_info(self._address)
         )
+        # Told when a session starts (with whether this worker is active) and when it ends.
         self.on_connected: Callable[[bool], None] = lambda active: None
+        self.on_disconnected: Callable[[], None] = lambda: None
 
     def run(self) -> None:
         """Run until SIGINT or SIGTERM; a second signal abandons the running job at once."""
@@ -82,6 +84,7 @@ class Worker:
                 await self._one_session(info, stopping, backoff)
                 return
             except ConnectionLost as lost:
+                self.on_disconnected()
                 delay_s = backoff.next_delay_s()
                 what = "Lost the connection to" if lost.was_connected else "Cannot reach"
                 logger.warning(
@@ -95,6 +98,7 @@ class Worker:
                 raise
             except Exception as exc:
                 # A bug must not end a service's worker for good: say it, then start over.
+                self.on_disconnected()
                 delay_s = backoff.next_delay_s()
                 logger.error(
                     "Unexpected %s: %s; retrying in %.1f s", type(exc).__name__, exc, delay_s

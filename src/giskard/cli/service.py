@@ -1,0 +1,80 @@
+"""Output of the service commands: what a user needs to read after `-d` and `status`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+
+import typer
+
+from giskard.address import HubAddress
+from giskard.installer.base import Action
+
+
+def start_daemon(address: HubAddress, *, verbose: bool, backend: str, enable_linger: bool) -> None:
+    from giskard.installer.service import start_service
+    from giskard.installer.systemd import ServiceFailedError
+
+    try:
+        report = start_service(
+            address, verbose=verbose, backend=backend, enable_linger=enable_linger
+        )
+    except ServiceFailedError as exc:
+        typer.echo("Last log lines:", err=True)
+        for line in exc.log_lines:
+            typer.echo(f"  {line}", err=True)
+        raise
+    spec, outcome = report.spec, report.outcome
+    why = f" (no service manager: {report.fallback_reason})" if report.fallback_reason else ""
+    typer.echo(f"Backend: {report.backend.name}{why}")
+    if report.backend.name == "process":
+        typer.echo("  A detached process: it does not start at boot and ends with this machine.")
+    pid = f", pid {outcome.pid}" if outcome.pid else ""
+    typer.echo(f"Service {spec.name}: {outcome.action.value}{pid}")
+    if outcome.action is Action.REBOUND:
+        typer.echo(f"  It ran {outcome.previous_interpreter}; now {spec.interpreter}.")
+    if report.connected:
+        typer.echo(f"Connected to the Giskard server at {address}.")
+    else:
+        typer.echo(f"Running, waiting for the Giskard server at {address}.")
+    if report.backend.name == "systemd" and report.linger is None:
+        typer.echo("Note: could not check linger (logind did not answer).", err=True)
+    if report.linger == "no":
+        typer.echo(
+            "Warning: linger is off, so the worker stops when you log out. To keep it running:"
+            " loginctl enable-linger $USER (or start with --enable-linger)",
+            err=True,
+        )
+    typer.echo(f"Logs: {report.backend.logs_hint(spec.name)}")
+    typer.echo(f"Stop: giskard worker stop{spec.stop_args()}")
+
+
+def print_status(*, as_json: bool) -> None:
+    from giskard.installer.service import statuses
+
+    found = statuses()
+    if as_json:
+        rows = [
+            {**dataclasses.asdict(s.service), "connected": s.connected, "linger": s.linger}
+            for s in found
+        ]
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not found:
+        typer.echo("No worker is running or installed.")
+    for status in found:
+        service = status.service
+        since = (
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(service.since))
+            if service.since
+            else "-"
+        )
+        connected = {True: "connected", False: "not connected", None: "-"}[status.connected]
+        typer.echo(
+            f"{service.backend:10} {service.name:30} {service.state:10} pid {service.pid or '-'}"
+            f"  since {since}  {connected}  hub {service.hub or '-'}"
+            f"  {service.interpreter or '-'}"
+            + (f"  linger {status.linger}" if status.linger else "")
+            + (f"  ({service.detail})" if service.detail else "")
+        )

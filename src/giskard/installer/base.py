@@ -1,0 +1,145 @@
+"""The contract every service backend (systemd, launchd, the process fallback) fulfils.
+
+A backend installs the foreground worker (`python -m giskard.cli worker start ...`) as a
+per-user service bound to one interpreter, and leaves daemonisation, restart on failure and
+log rotation to the service manager. One service per hub: its name comes from the address.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import sys
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+from giskard.address import DEFAULT_HOST, DEFAULT_PORT, HubAddress
+from giskard.installer.naming import service_name
+from giskard.paths import giskard_home, worker_log_path
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """What to run: a worker for `address`, bound to `interpreter`, with the install-time PATH."""
+
+    address: HubAddress
+    interpreter: str
+    verbose: bool
+    path: str
+    home: str
+    giskard_home: str
+
+    @property
+    def name(self) -> str:
+        return service_name(self.address)
+
+    def argv(self, *, log_to_stderr: bool) -> list[str]:
+        """The foreground worker command the service manager runs."""
+        argv = [self.interpreter, "-m", "giskard.cli", "worker", "start", *self.address_args()]
+        if self.verbose:
+            argv.append("--verbose")
+        if not log_to_stderr:
+            argv.append("--no-log-stderr")
+        return argv
+
+    def address_args(self) -> list[str]:
+        return ["-h", self.address.host, "-p", str(self.address.port)]
+
+    def stop_args(self) -> str:
+        """What to add to `giskard worker stop` to stop this worker."""
+        default = HubAddress(DEFAULT_HOST, DEFAULT_PORT)
+        return "" if self.address == default else " " + " ".join(self.address_args())
+
+    def environment(self) -> dict[str, str]:
+        return {
+            "PYTHONUNBUFFERED": "1",
+            "PATH": self.path,
+            "GISKARD_HOME": self.giskard_home,
+            "GISKARD_SERVICE": self.name,
+        }
+
+
+def current_spec(address: HubAddress, *, verbose: bool = False) -> ServiceSpec:
+    """The spec for this interpreter and environment."""
+    # The service manager has neither the shell's PATH nor a venv's activation: capture it,
+    # with the interpreter's own bin directory first so that its tools win.
+    entries = [os.path.dirname(sys.executable), *os.environ.get("PATH", "").split(os.pathsep)]
+    path = os.pathsep.join(dict.fromkeys(e for e in entries if e))
+    return ServiceSpec(
+        address=address,
+        interpreter=sys.executable,
+        verbose=verbose,
+        path=path,
+        home=str(Path.home()),
+        giskard_home=str(giskard_home().resolve()),
+    )
+
+
+class Action(enum.Enum):
+    INSTALLED = "installed and started"
+    UNCHANGED = "already running, unchanged"
+    REBOUND = "rebound to a new interpreter and restarted"
+    UPDATED = "updated and restarted"
+    RESTARTED = "was not running; started"
+
+
+@dataclass(frozen=True)
+class InstallOutcome:
+    action: Action
+    pid: int | None = None
+    previous_interpreter: str | None = None
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    backend: str
+    name: str
+    state: str  # "running", "failed", "stopped", "activating", ...
+    pid: int | None = None
+    since: float | None = None
+    interpreter: str | None = None
+    hub: str | None = None
+    detail: str = ""  # e.g. systemd's Result or an orphan's nature
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
+class Backend(ABC):
+    """One service manager. Every method raises InstallerError with one line on failure."""
+
+    name: str
+
+    @abstractmethod
+    def install(self, spec: ServiceSpec) -> InstallOutcome:
+        """Converge: install, enable and start; a no-op when already so; rebind if needed."""
+
+    @abstractmethod
+    def stop(self, name: str) -> bool:
+        """Stop the service and remove its files; False when there was nothing to stop."""
+
+    @abstractmethod
+    def restart(self, name: str) -> None: ...
+
+    @abstractmethod
+    def status(self, name: str) -> ServiceStatus | None:
+        """None when this backend knows no such service."""
+
+    @abstractmethod
+    def names(self) -> list[str]:
+        """Every worker service of this user, orphans included (file without a running
+        service, running service whose file is gone, leftover state)."""
+
+    @abstractmethod
+    def log_lines(self, name: str, lines: int) -> list[str]:
+        """The last `lines` lines of the service's log."""
+
+    @abstractmethod
+    def follow_logs(self, name: str, lines: int) -> int:
+        """Print the log and follow it until interrupted; returns an exit code."""
+
+    def logs_hint(self, name: str) -> str:
+        """Where a user reads this service's logs."""
+        return f"tail -f {worker_log_path()}"

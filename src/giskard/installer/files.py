@@ -1,0 +1,44 @@
+"""Small file helpers shared by the backends."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from pathlib import Path
+
+
+def write_atomically(path: Path, text: str, *, mode: int) -> None:
+    """Write via a temporary file and a rename, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text)
+    temporary.chmod(mode)
+    os.replace(temporary, path)
+
+
+def read_tail(path: Path, lines: int) -> list[str]:
+    try:
+        with path.open(errors="replace") as file:
+            return [line.rstrip("\n") for line in deque(file, maxlen=lines)]
+    except FileNotFoundError:
+        return [f"({path} does not exist yet)"]
+
+
+def follow_file(path: Path, lines: int) -> int:
+    """`tail -f`: print the last lines, then what is appended, until Ctrl-C."""
+    for line in read_tail(path, lines):
+        print(line, flush=True)
+    try:
+        with path.open(errors="replace") as file:
+            file.seek(0, os.SEEK_END)
+            while True:
+                line = file.readline()
+                if line:
+                    print(line, end="", flush=True)
+                else:
+                    time.sleep(0.2)
+    except KeyboardInterrupt:
+        return 0
+    except FileNotFoundError:
+        return 1

@@ -1,0 +1,163 @@
+"""What the `giskard worker` service commands do, over whichever backends exist here."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import signal
+import time
+from dataclasses import dataclass
+
+from giskard.address import HubAddress
+from giskard.errors import AlreadyRunningError, InstallerError
+from giskard.installer.base import Backend, InstallOutcome, ServiceSpec, ServiceStatus, current_spec
+from giskard.installer.detect import all_backends, choose_backend
+from giskard.installer.naming import service_name
+from giskard.instance import InstanceState, find_running, remove_stale, running_instances
+
+CONNECT_WAIT_S = 5.0
+
+
+@dataclass(frozen=True)
+class StartReport:
+    backend: Backend
+    fallback_reason: str
+    spec: ServiceSpec
+    outcome: InstallOutcome
+    connected: bool
+    linger: str | None  # systemd only: "yes", "no", or None when unknown
+
+
+def start_service(
+    address: HubAddress,
+    *,
+    verbose: bool = False,
+    backend: str = "auto",
+    enable_linger: bool = False,
+) -> StartReport:
+    """Install and start (or confirm) the service for `address`, bound to this interpreter."""
+    chosen, reason = choose_backend(backend)
+    spec = current_spec(address, verbose=verbose)
+    for other in find_running(address, spec.interpreter):
+        if other.service != spec.name:
+            raise AlreadyRunningError(
+                f"a worker for {address} from this interpreter is already running: "
+                f"{other.describe()}; stop it first"
+            )
+    linger = None
+    if chosen.name == "systemd":
+        from giskard.installer.systemd import SystemdBackend
+
+        assert isinstance(chosen, SystemdBackend)
+        if enable_linger:  # first: a request that cannot be met should change nothing
+            chosen.enable_linger()
+        linger = chosen.linger()
+    outcome = chosen.install(spec)
+    connected = wait_for_connection(address, spec.interpreter, CONNECT_WAIT_S)
+    return StartReport(chosen, reason, spec, outcome, connected, linger)
+
+
+def wait_for_connection(address: HubAddress, interpreter: str, timeout_s: float) -> bool:
+    """Whether the worker reports a connection to the hub within `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if any(state.connected for state in find_running(address, interpreter)):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+
+
+def stop_service(address: HubAddress) -> list[str]:
+    """Stop and remove the service for `address` on every backend; what was stopped."""
+    name = service_name(address)
+    return [
+        f"{b.name} service {name}" for b in all_backends() if name in b.names() and b.stop(name)
+    ]
+
+
+def stop_all() -> list[str]:
+    """Stop every worker of this user: services of all backends, orphans, foreground ones."""
+    stopped = [
+        f"{backend.name} service {name}"
+        for backend in all_backends()
+        for name in backend.names()
+        if backend.stop(name)
+    ]
+    for state in running_instances():
+        stopped.append(f"foreground worker pid {state.pid} ({state.hub})")
+        _terminate(state.pid)
+    remove_stale()
+    return stopped
+
+
+def restart_service(address: HubAddress) -> str:
+    name = service_name(address)
+    for backend in all_backends():
+        if name in backend.names():
+            backend.restart(name)
+            return f"{backend.name} service {name}"
+    raise InstallerError(f"no worker service for {address}; start one with -d")
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    service: ServiceStatus
+    connected: bool | None
+    linger: str | None
+
+
+def statuses() -> list[WorkerStatus]:
+    """Every worker service of this user and every foreground worker."""
+    found: list[WorkerStatus] = []
+    instances = list(running_instances())
+    for backend in all_backends():
+        linger = getattr(backend, "linger", lambda: None)()
+        for name in backend.names():
+            status = backend.status(name)
+            if status is None:
+                continue
+            worker = next((s for s in instances if s.service == name and status.running), None)
+            if worker is not None:  # the worker's own pid, not its supervisor's
+                status = dataclasses.replace(status, pid=worker.pid)
+            connected = worker.connected if worker else (False if status.running else None)
+            found.append(WorkerStatus(status, connected, linger))
+    for state in instances:
+        if not state.service:
+            found.append(WorkerStatus(_foreground_status(state), state.connected, None))
+    return found
+
+
+def find_backend(address: HubAddress) -> Backend:
+    """The backend holding the service for `address`."""
+    name = service_name(address)
+    for backend in all_backends():
+        if name in backend.names():
+            return backend
+    raise InstallerError(f"no worker service for {address} (see `giskard worker status`)")
+
+
+def _foreground_status(state: InstanceState) -> ServiceStatus:
+    return ServiceStatus(
+        backend="foreground",
+        name="-",
+        state="running",
+        pid=state.pid,
+        since=state.started_at,
+        interpreter=state.interpreter,
+        hub=state.hub,
+    )
+
+
+def _terminate(pid: int, timeout_s: float = 30.0) -> None:
+    """SIGTERM a foreground worker (it drains), and SIGKILL it if it outlives `timeout_s`."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while any(state.pid == pid for state in running_instances()):
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            return
+        time.sleep(0.05)

@@ -1,0 +1,148 @@
+"""The fallback's detached supervisor: `python -m giskard.installer.supervisor NAME ARGV...`.
+
+Holds the service's lock, runs the worker, restarts it on failure like systemd's
+Restart=on-failure (not after a clean exit or a configuration error), and gives up after a
+burst of failures. SIGTERM stops it (the worker drains first); SIGHUP restarts the worker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from giskard import lockfile
+from giskard.address import HubAddress
+from giskard.errors import ExitCode
+from giskard.installer.process import services_dir
+from giskard.logs import configure_logging
+from giskard.paths import worker_log_path
+from giskard.worker.backoff import Backoff
+
+logger = logging.getLogger("giskard.supervisor")
+
+# Like the systemd unit: at most 5 failures in 300 s, then stay down.
+BURST_LIMIT = 5
+BURST_WINDOW_S = 300.0
+# The worker drains for at most 20 s; past this it is killed.
+DRAIN_TIMEOUT_S = 30.0
+SERVICE_ENVIRONMENT = ("PYTHONUNBUFFERED", "PATH", "GISKARD_HOME", "GISKARD_SERVICE")
+
+
+class Supervisor:
+    def __init__(self, name: str, argv: list[str]) -> None:
+        self.name = name
+        self.argv = argv
+        self.stopping = threading.Event()
+        self.restarting = threading.Event()
+        self.child: subprocess.Popen[bytes] | None = None
+
+    def on_stop(self, signum: int, _frame: object) -> None:
+        self.stopping.set()
+        self._terminate_child()
+
+    def on_restart(self, signum: int, _frame: object) -> None:
+        self.restarting.set()
+        self._terminate_child()
+
+    def _terminate_child(self) -> None:
+        child = self.child
+        if child is not None and child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+            # Handlers only set flags and signal; a timer enforces the drain bound.
+            timer = threading.Timer(DRAIN_TIMEOUT_S, _kill_if_running, (child,))
+            timer.daemon = True
+            timer.start()
+
+    def run(self) -> None:
+        backoff, failures = Backoff(1.0, 10.0), []
+        while not self.stopping.is_set():
+            self.child = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL)
+            code = _exit_code(self.child.wait())
+            if self.restarting.is_set():
+                self.restarting.clear()
+                logger.info("Restarting worker %s", self.name)
+                continue
+            if self.stopping.is_set() or code in (ExitCode.OK, ExitCode.CONFIG):
+                logger.info("Worker %s exited with code %s; not restarting", self.name, code)
+                return
+            now = time.monotonic()
+            failures = [t for t in failures if now - t < BURST_WINDOW_S] + [now]
+            if len(failures) >= BURST_LIMIT:
+                logger.error(
+                    "Worker %s failed %d times within %.0f s; giving up (start it again with -d)",
+                    self.name,
+                    len(failures),
+                    BURST_WINDOW_S,
+                )
+                return
+            delay_s = backoff.next_delay_s()
+            logger.warning(
+                "Worker %s exited with code %s; restarting in %.1f s", self.name, code, delay_s
+            )
+            self.stopping.wait(delay_s)
+
+
+def _kill_if_running(child: subprocess.Popen[bytes]) -> None:
+    if child.poll() is None:
+        logger.warning(
+            "Worker pid %d did not stop within %.0f s; killing it", child.pid, DRAIN_TIMEOUT_S
+        )
+        child.kill()
+
+
+def _exit_code(returncode: int) -> int:
+    # Popen reports death by signal N as -N; shells and systemd say 128 + N.
+    return returncode if returncode >= 0 else 128 - returncode
+
+
+def main(argv: list[str]) -> int:
+    name, worker_argv = argv[0], argv[1:]
+    configure_logging(log_file=worker_log_path(), to_stderr=False)
+    lock_path = services_dir() / f"{name}.lock"
+    lock_fd = lockfile.try_lock(lock_path)
+    if lock_fd is None:
+        print(f"{name} is already running", file=sys.stderr)
+        return 1
+    supervisor = Supervisor(name, worker_argv)
+    signal.signal(signal.SIGTERM, supervisor.on_stop)
+    signal.signal(signal.SIGINT, supervisor.on_stop)
+    signal.signal(signal.SIGHUP, supervisor.on_restart)
+    _write_state(name, worker_argv)
+    try:
+        supervisor.run()
+    finally:
+        (services_dir() / f"{name}.json").unlink(missing_ok=True)
+        (services_dir() / f"{name}.out").unlink(missing_ok=True)
+        lockfile.release(lock_path, lock_fd)
+    return 0
+
+
+def _write_state(name: str, argv: list[str]) -> None:
+    state = {
+        "pid": os.getpid(),
+        "argv": argv,
+        "env": {k: os.environ[k] for k in SERVICE_ENVIRONMENT if k in os.environ},
+        "hub": _hub_of(argv),
+        "started_at": time.time(),
+    }
+    path = services_dir() / f"{name}.json"
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(state))
+    temporary.chmod(0o600)
+    os.replace(temporary, path)
+
+
+def _hub_of(argv: list[str]) -> str:
+    host = argv[argv.index("-h") + 1] if "-h" in argv else "localhost"
+    port = int(argv[argv.index("-p") + 1]) if "-p" in argv else 40051
+    return HubAddress(host, port).target
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,139 @@
+"""One worker per (interpreter, hub): an exclusive lock held for the worker's whole life.
+
+"Lock free" means "not running", so a stale file can never block a start or point at a
+stranger's pid. Beside the lock, a small JSON file says who holds it and whether it is
+connected; it is trusted only while the lock is held.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from giskard import lockfile
+from giskard.address import HubAddress
+from giskard.errors import AlreadyRunningError
+from giskard.installer.naming import service_name
+from giskard.paths import run_dir
+
+# A probe (status, start -d) holds a lock for microseconds; a starting worker retries this long
+# before concluding that another worker holds it.
+ACQUIRE_PATIENCE_S = 1.0
+
+
+@dataclass(frozen=True)
+class InstanceState:
+    pid: int
+    interpreter: str
+    hub: str
+    started_at: float
+    service: str  # the service name when run by a service manager, else ""
+    connected: bool = False
+    state_since: float = 0.0
+
+    def describe(self) -> str:
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started_at))
+        how = f"service {self.service}" if self.service else "in the foreground"
+        return f"pid {self.pid} ({how}, {self.interpreter}, started {started})"
+
+
+def instances_dir() -> Path:
+    return run_dir() / "workers"
+
+
+def instance_key(address: HubAddress, interpreter: str) -> str:
+    digest = hashlib.sha256(interpreter.encode()).hexdigest()[:10]
+    return f"{service_name(address)}--{digest}"
+
+
+class InstanceLock:
+    """Held by a running worker; `acquire` refuses a second worker for the same pair."""
+
+    def __init__(self, address: HubAddress, interpreter: str = sys.executable) -> None:
+        key = instance_key(address, interpreter)
+        self.lock_path = instances_dir() / f"{key}.lock"
+        self.state_path = instances_dir() / f"{key}.json"
+        self._state = InstanceState(
+            pid=os.getpid(),
+            interpreter=interpreter,
+            hub=address.target,
+            started_at=time.time(),
+            service=os.environ.get("GISKARD_SERVICE", ""),
+        )
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        instances_dir().mkdir(parents=True, exist_ok=True, mode=0o700)
+        deadline = time.monotonic() + ACQUIRE_PATIENCE_S
+        while (fd := lockfile.try_lock(self.lock_path)) is None:
+            if time.monotonic() > deadline:
+                holder = read_state(self.state_path)
+                who = holder.describe() if holder else "another process"
+                raise AlreadyRunningError(
+                    f"a worker for {self._state.hub} from {self._state.interpreter} "
+                    f"is already running: {who}"
+                )
+            time.sleep(0.05)
+        self._fd = fd
+        self._write(self._state)
+
+    def set_connected(self, connected: bool) -> None:
+        if self._fd is not None and connected != self._state.connected:
+            self._write(replace(self._state, connected=connected, state_since=time.time()))
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        self.state_path.unlink(missing_ok=True)
+        lockfile.release(self.lock_path, self._fd)
+        self._fd = None
+
+    def _write(self, state: InstanceState) -> None:
+        self._state = state
+        temporary = self.state_path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(asdict(state)))
+        temporary.chmod(0o600)
+        os.replace(temporary, self.state_path)
+
+
+def read_state(path: Path) -> InstanceState | None:
+    try:
+        return InstanceState(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def running_instances() -> Iterator[InstanceState]:
+    """The workers of this user running now (any backend, any hub)."""
+    for lock_path in sorted(instances_dir().glob("*.lock")):
+        if lockfile.is_held(lock_path):
+            state = read_state(lock_path.with_suffix(".json"))
+            if state is not None:
+                yield state
+
+
+def remove_stale() -> int:
+    """Delete the files of workers that died without cleaning up; how many were removed."""
+    removed = 0
+    for lock_path in sorted(instances_dir().glob("*.lock")):
+        fd = lockfile.try_lock(lock_path)
+        if fd is not None:
+            lock_path.with_suffix(".json").unlink(missing_ok=True)
+            lockfile.release(lock_path, fd)
+            removed += 1
+    return removed
+
+
+def find_running(address: HubAddress, interpreter: str | None = None) -> list[InstanceState]:
+    """Running workers for `address` (and `interpreter`, when given)."""
+    return [
+        state
+        for state in running_instances()
+        if state.hub == address.target and interpreter in (None, state.interpreter)
+    ]

@@ -1,0 +1,187 @@
+"""The detached-process fallback, for machines without a service manager: real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+from conftest import CONNECTED, giskard_command, wait_until
+
+from giskard.client import HubClient
+from giskard.hub import Hub
+
+BACKEND = ("--backend", "process")
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A GISKARD_HOME for this test, for the CLI subprocesses and for the checks here."""
+    home = tmp_path / "giskard-home"
+    monkeypatch.setenv("GISKARD_HOME", str(home))
+    yield home
+    subprocess.run(giskard_command("worker", "stop", "-a"), capture_output=True, timeout=60)
+
+
+def cli(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        giskard_command(*args), capture_output=True, text=True, timeout=timeout_s, check=False
+    )
+
+
+def hub_args(hub: Hub) -> list[str]:
+    return ["-h", "127.0.0.1", "-p", str(hub.port)]
+
+
+def worker_status(home: Path) -> list[dict]:
+    result = cli("worker", "status", "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def stays_alive(pid: int, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert psutil.pid_exists(pid), f"pid {pid} died"
+        time.sleep(0.1)
+
+
+def files_under(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.rglob("*") if p.is_file()) if directory.exists() else []
+
+
+def test_os_popen_returns_at_once_and_the_worker_serves_predict(
+    home: Path, hub: Hub, client: HubClient, iris: tuple
+) -> None:
+    command = f"{sys.executable} -m giskard.cli worker start -d -h 127.0.0.1 -p {hub.port} "
+    began = time.monotonic()
+    with os.popen(command + " ".join(BACKEND)) as pipe:
+        output = pipe.read()
+    assert time.monotonic() - began < 5
+    assert "Backend: process" in output and "Connected to the Giskard server" in output
+    (worker,) = client.workers()
+    stays_alive(worker["pid"], 5)
+    model, data = iris
+    np.testing.assert_array_equal(client.predict(model, data), model.predict(data))
+
+
+def test_subprocess_run_with_captured_output_returns_at_once(home: Path, hub: Hub) -> None:
+    began = time.monotonic()
+    result = cli("worker", "start", "-d", *hub_args(hub), *BACKEND, timeout_s=10)
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - began < 5
+
+
+def test_a_terminal_hang_up_does_not_kill_the_worker(
+    home: Path, hub: Hub, client: HubClient
+) -> None:
+    # As IPython's `!cmd` does: the command runs on a pty that is closed when it returns.
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        giskard_command("worker", "start", "-d", *hub_args(hub), *BACKEND),
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        start_new_session=True,
+    )
+    os.close(follower)
+    assert process.wait(10) == 0
+    os.close(leader)  # hang-up
+    (worker,) = client.workers()
+    stays_alive(worker["pid"], 3)
+    assert client.workers()[0]["pid"] == worker["pid"]
+
+
+def test_repeat_is_a_no_op_and_status_and_logs_tell_the_truth(home: Path, hub: Hub) -> None:
+    assert cli("worker", "start", "-d", *hub_args(hub), *BACKEND).returncode == 0
+    again = cli("worker", "start", "-d", *hub_args(hub), *BACKEND)
+    assert again.returncode == 0 and "already running, unchanged" in again.stdout
+    (status,) = worker_status(home)
+    name = f"giskard-worker-127.0.0.1-{hub.port}"
+    assert status["backend"] == "process" and status["name"] == name
+    assert status["state"] == "running" and status["connected"] is True
+    assert status["hub"] == f"127.0.0.1:{hub.port}" and status["interpreter"] == sys.executable
+    assert psutil.Process(status["pid"]).cmdline()[1:5] == ["-m", "giskard.cli", "worker", "start"]
+    logs = cli("worker", "logs", *hub_args(hub), "-n", "20")
+    assert logs.returncode == 0 and CONNECTED in logs.stdout
+
+
+def test_stop_leaves_no_process_and_no_state(home: Path, hub: Hub) -> None:
+    assert cli("worker", "start", "-d", *hub_args(hub), *BACKEND).returncode == 0
+    (status,) = worker_status(home)
+    stopped = cli("worker", "stop", *hub_args(hub))
+    assert stopped.returncode == 0 and "Stopped process service" in stopped.stdout
+    assert not psutil.pid_exists(status["pid"])
+    assert files_under(home / "run" / "services") == []
+    assert files_under(home / "run" / "workers") == []
+    again = cli("worker", "stop", *hub_args(hub))
+    assert again.returncode == 0 and "nothing to stop" in again.stdout
+
+
+def test_stop_all_stops_workers_of_several_hubs(home: Path) -> None:
+    with Hub(port=0) as first, Hub(port=0) as second:
+        for hub in (first, second):
+            assert cli("worker", "start", "-d", *hub_args(hub), *BACKEND).returncode == 0
+        pids = [s["pid"] for s in worker_status(home)]
+        assert len(pids) == 2
+        result = cli("worker", "stop", "-a")
+        assert result.returncode == 0 and result.stdout.count("Stopped") == 2
+        assert not any(psutil.pid_exists(pid) for pid in pids)
+        assert worker_status(home) == []
+
+
+def test_a_killed_worker_leaves_no_blocking_state(home: Path, hub: Hub) -> None:
+    assert cli("worker", "start", "-d", *hub_args(hub), *BACKEND).returncode == 0
+    supervisor = json.loads(next((home / "run" / "services").glob("*.json")).read_text())["pid"]
+    os.killpg(supervisor, signal.SIGKILL)
+    wait_until(lambda: not psutil.pid_exists(supervisor), 10, "the supervisor to die")
+    wait_until(lambda: worker_status(home)[0]["state"] == "stopped", 10, "status to say stopped")
+    restarted = cli("worker", "start", "-d", *hub_args(hub), *BACKEND)
+    assert restarted.returncode == 0, restarted.stderr
+    assert "installed and started" in restarted.stdout
+
+
+def test_the_supervisor_restarts_a_crashed_worker(home: Path, hub: Hub, client: HubClient) -> None:
+    assert cli("worker", "start", "-d", *hub_args(hub), *BACKEND).returncode == 0
+    (first,) = client.workers()
+    os.kill(first["pid"], signal.SIGKILL)
+    wait_until(
+        lambda: [w["pid"] for w in client.workers()] not in ([], [first["pid"]]),
+        15,
+        "a new worker to connect",
+    )
+    assert "restarting in" in (home / "run" / "ml-worker.log").read_text()
+
+
+def test_one_worker_per_interpreter_and_hub(home: Path, hub: Hub) -> None:
+    assert cli("worker", "start", "-d", *hub_args(hub), *BACKEND).returncode == 0
+    (status,) = worker_status(home)
+    foreground = cli("worker", "start", *hub_args(hub), timeout_s=20)
+    assert foreground.returncode == 78
+    assert f"already running: pid {status['pid']}" in foreground.stderr
+    assert "Traceback" not in foreground.stderr
+
+    assert cli("worker", "stop", *hub_args(hub)).returncode == 0
+    with subprocess.Popen(
+        giskard_command("worker", "start", *hub_args(hub)),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    ) as running:
+        try:
+            wait_until(lambda: worker_status(home), 10, "the foreground worker")
+            daemon = cli("worker", "start", "-d", *hub_args(hub), *BACKEND)
+            assert daemon.returncode == 78
+            assert f"pid {running.pid} (in the foreground" in daemon.stderr
+        finally:
+            running.terminate()
+            running.wait(30)
