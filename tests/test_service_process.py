@@ -185,3 +185,10 @@ def test_one_worker_per_interpreter_and_hub(home: Path, hub: Hub) -> None:
         finally:
             running.terminate()
             running.wait(30)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="checks the choice made for root")
+def test_root_gets_the_fallback_with_the_reason_said(home: Path, hub: Hub) -> None:
+    result = cli("worker", "start", "-d", *hub_args(hub))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "Backend: process (no service manager: running as root)"

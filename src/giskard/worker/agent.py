@@ -79,6 +79,13 @@ class Worker:
         """Serve until `stopping` is set; ProtocolError (fatal) propagates."""
         backoff = Backoff(self.config.backoff_initial_s, self.config.backoff_max_s)
         info = info_to_proto(collect_info(self._address))
+        logger.info(
+            "Worker starting: pid %d, Python %s (%s), hub %s",
+            info.pid,
+            info.python_version,
+            info.interpreter,
+            self._address,
+        )
         while not stopping.is_set():
             try:
                 await self._one_session(info, stopping, backoff)

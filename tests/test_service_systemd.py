@@ -1,0 +1,204 @@
+"""The systemd backend against a real user manager and journald (see service_user.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import CONNECTED, free_port, wait_until
+from service_user import ServiceUser, start_session, stop_session, unavailable_reason
+
+from giskard.client import HubClient
+from giskard.hub import Hub
+
+UNIT = "giskard-worker"
+
+
+@pytest.fixture(scope="module")
+def user() -> Iterator[ServiceUser]:
+    reason = unavailable_reason()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"the systemd tests must run in CI: {reason}")
+        pytest.skip(reason)
+    session = start_session()
+    try:
+        yield session
+    finally:
+        stop_session()
+
+
+@pytest.fixture(autouse=True)
+def clean(user: ServiceUser) -> Iterator[None]:
+    yield
+    user.giskard("worker", "stop", "-a")
+    user.run("rm", "-rf", str(user.home / "giskard-home"), str(user.home / "broken-home"))
+
+
+def unit_file(user: ServiceUser, name: str = UNIT) -> Path:
+    return user.home / ".config" / "systemd" / "user" / f"{name}.service"
+
+
+def main_pid(user: ServiceUser, name: str = UNIT) -> int:
+    return int(user.show(name, "MainPID") or 0)
+
+
+def journal_has(user: ServiceUser, text: str, count: int = 1, name: str = UNIT) -> bool:
+    return user.journal(name, "-o", "cat").count(text) >= count
+
+
+def test_start_d_runs_a_unit_bound_to_the_venv_and_journald_shows_the_connection(
+    user: ServiceUser,
+) -> None:
+    assert " " in user.python and "%" in user.python
+    with Hub(host="127.0.0.1", port=40051):
+        result = user.giskard("worker", "start", "-d")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "Backend: systemd" in result.stdout
+        assert "Connected to the Giskard server at localhost:40051" in result.stdout
+        assert "Logs: journalctl --user -u giskard-worker" in result.stdout
+        assert "Stop: giskard worker stop" in result.stdout
+        assert user.systemctl("is-active", UNIT).stdout.strip() == "active"
+        pid = main_pid(user)
+        assert Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0] == user.python.encode()
+        wait_until(lambda: journal_has(user, CONNECTED), 10, "the journal to show the connection")
+        assert "Connected to the Giskard server" in user.show(UNIT, "StatusText")
+        verify = user.run("systemd-analyze", "--user", "verify", str(unit_file(user)))
+        assert (verify.returncode, verify.stderr.strip()) == (0, "")
+
+
+def test_killed_worker_is_restarted_by_systemd_and_reconnects(user: ServiceUser) -> None:
+    with Hub(host="127.0.0.1", port=free_port()) as hub:
+        name = f"giskard-worker-127.0.0.1-{hub.port}"
+        args = ("-h", "127.0.0.1", "-p", str(hub.port))
+        assert user.giskard("worker", "start", "-d", *args).returncode == 0
+        first = main_pid(user, name)
+        os.kill(first, signal.SIGKILL)
+
+        def restarted() -> bool:
+            active = user.systemctl("is-active", f"{name}.service").stdout.strip() == "active"
+            return active and main_pid(user, name) not in (0, first)
+
+        wait_until(restarted, 30, "systemd to restart the worker")
+        with HubClient(hub.address) as client:
+            wait_until(
+                lambda: [w["pid"] for w in client.workers()] == [main_pid(user, name)],
+                15,
+                "the restarted worker to reconnect",
+            )
+        wait_until(lambda: journal_has(user, CONNECTED, 2, name), 10, "two connections logged")
+
+
+def test_stop_leaves_no_unit_no_process_no_state(user: ServiceUser) -> None:
+    with Hub(host="127.0.0.1", port=40051):
+        assert user.giskard("worker", "start", "-d").returncode == 0
+        pid = main_pid(user)
+        result = user.giskard("worker", "stop")
+        assert result.returncode == 0 and "Stopped systemd service giskard-worker" in result.stdout
+    assert user.systemctl("is-active", UNIT).stdout.strip() in ("inactive", "unknown")
+    assert not unit_file(user).exists()
+    assert not Path(f"/proc/{pid}").exists() or _is_zombie(pid)
+    state = user.home / "giskard-home" / "run" / "workers"
+    assert not state.exists() or list(state.iterdir()) == []
+    again = user.giskard("worker", "stop")
+    assert again.returncode == 0 and "nothing to stop" in again.stdout
+
+
+def test_two_hubs_two_services_stop_all_stops_both(user: ServiceUser) -> None:
+    with Hub(port=free_port()) as first, Hub(port=free_port()) as second:
+        names = []
+        for hub in (first, second):
+            result = user.giskard("worker", "start", "-d", "-h", "127.0.0.1", "-p", str(hub.port))
+            assert result.returncode == 0, result.stderr
+            names.append(f"giskard-worker-127.0.0.1-{hub.port}")
+        status = json.loads(user.giskard("worker", "status", "--json").stdout)
+        assert sorted(s["name"] for s in status) == sorted(names)
+        assert all(s["state"] == "running" and s["connected"] for s in status)
+        result = user.giskard("worker", "stop", "-a")
+        assert result.returncode == 0 and result.stdout.count("Stopped systemd service") == 2
+        for name in names:
+            assert not unit_file(user, name).exists()
+            assert user.systemctl("is-active", name).stdout.strip() != "active"
+
+
+def test_status_and_logs_show_the_truth(user: ServiceUser) -> None:
+    port = free_port()  # no hub there: the worker runs and waits
+    result = user.giskard("worker", "start", "-d", "-h", "127.0.0.1", "-p", str(port))
+    assert result.returncode == 0, result.stderr
+    assert f"Running, waiting for the Giskard server at 127.0.0.1:{port}" in result.stdout
+    name = f"giskard-worker-127.0.0.1-{port}"
+    (status,) = json.loads(user.giskard("worker", "status", "--json").stdout)
+    assert status["backend"] == "systemd" and status["name"] == name
+    assert status["state"] == "running" and status["connected"] is False
+    assert status["pid"] == main_pid(user, name) and status["interpreter"] == user.python
+    assert status["hub"] == f"127.0.0.1:{port}"
+    wait_until(lambda: journal_has(user, "Cannot reach", 1, name), 15, "a warning in the journal")
+    logs = user.giskard("worker", "logs", "-h", "127.0.0.1", "-p", str(port), "-n", "50")
+    assert logs.returncode == 0 and "Cannot reach the Giskard server" in logs.stdout
+    # journald got the priorities from the <N> prefixes, and no timestamps in the messages.
+    warnings = user.journal(name, "-p", "warning", "-o", "cat").splitlines()
+    assert warnings and all(line.startswith("WARNING giskard.") for line in warnings)
+    infos = user.journal(name, "-p", "info", "-o", "cat")
+    assert "INFO giskard.worker.agent: Worker starting" in infos
+    assert "INFO giskard" not in user.journal(name, "-p", "warning", "-o", "cat")
+
+
+def test_repeat_is_a_no_op_and_another_interpreter_rebinds(user: ServiceUser) -> None:
+    args = ("-h", "127.0.0.1", "-p", str(free_port()))
+    assert user.giskard("worker", "start", "-d", *args).returncode == 0
+    name = f"giskard-worker-127.0.0.1-{args[-1]}"
+    pid = main_pid(user, name)
+    again = user.giskard("worker", "start", "-d", *args)
+    assert again.returncode == 0 and "already running, unchanged" in again.stdout
+    assert main_pid(user, name) == pid
+    # Another interpreter of the same environment: a second name for the venv's python.
+    other = str(user.venv / "bin" / "python-other")
+    user.run("ln", "-sf", "python", other)
+    rebound = user.run(other, "-m", "giskard.cli", "worker", "start", "-d", *args)
+    assert rebound.returncode == 0, rebound.stderr
+    assert "rebound to a new interpreter" in rebound.stdout and user.python in rebound.stdout
+    assert f"# Interpreter: {other}" in unit_file(user, name).read_text()
+    assert main_pid(user, name) != pid
+
+
+def test_a_failing_start_reports_why_a_crash_loop_ends_failed_and_start_d_recovers(
+    user: ServiceUser,
+) -> None:
+    broken = user.home / "broken-home"
+    user.run("touch", str(broken))  # GISKARD_HOME is a file: the worker cannot start
+    args = ("-h", "127.0.0.1", "-p", str(free_port()))
+    name = f"giskard-worker-127.0.0.1-{args[-1]}"
+    env = {"GISKARD_HOME": str(broken)}
+    failed = user.giskard("worker", "start", "-d", *args, env=env)
+    assert failed.returncode == 1
+    assert f"the service {name} failed to start" in failed.stderr
+    assert "Last log lines:" in failed.stderr and "giskard: error:" in failed.stderr
+    wait_until(
+        lambda: user.show(name, "ActiveState") == "failed", 90, "the crash loop to end in failed"
+    )
+    user.run("rm", str(broken))
+    recovered = user.giskard("worker", "start", "-d", *args, env=env)
+    assert recovered.returncode == 0, recovered.stderr
+    assert user.show(name, "ActiveState") == "active"
+
+
+def test_enable_linger_that_cannot_be_done_changes_nothing(user: ServiceUser) -> None:
+    result = user.giskard("worker", "start", "-d", "--enable-linger", "-p", str(free_port()))
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip().splitlines()[-1].startswith("giskard: error: could not enable linger")
+    )
+    assert not any(unit_file(user, n).exists() for n in ("giskard-worker",))
+    assert json.loads(user.giskard("worker", "status", "--json").stdout) == []
+
+
+def _is_zombie(pid: int) -> bool:
+    # PID 1 here reaps orphans late; a zombie is not a running process.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] == "Z"
+    except (FileNotFoundError, IndexError):
+        return True
