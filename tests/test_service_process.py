@@ -192,3 +192,71 @@ def test_root_gets_the_fallback_with_the_reason_said(home: Path, hub: Hub) -> No
     result = cli("worker", "start", "-d", *hub_args(hub))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == "Backend: process (no service manager: running as root)"
+
+
+def test_the_supervisor_gives_up_after_a_burst_of_failures(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from giskard.installer.supervisor import BURST_LIMIT, Supervisor
+    from giskard.worker.backoff import Backoff
+
+    crashing = [sys.executable, "-c", "import sys; sys.exit(3)"]
+    supervisor = Supervisor("giskard-worker-test", crashing, Backoff(0.01, 0.02))
+    began = time.monotonic()
+    supervisor.run()
+    assert time.monotonic() - began < 30
+    failures = [r for r in caplog.records if "exited with code 3; restarting" in r.getMessage()]
+    assert len(failures) == BURST_LIMIT - 1
+    assert "giving up" in caplog.records[-1].getMessage()
+
+
+@pytest.mark.parametrize("code", [0, 78])
+def test_the_supervisor_does_not_restart_a_clean_exit_or_a_configuration_error(code: int) -> None:
+    from giskard.installer.supervisor import Supervisor
+
+    supervisor = Supervisor("giskard-worker-test", [sys.executable, "-c", f"exit({code})"])
+    supervisor.run()
+    assert supervisor.child is not None and supervisor.child.returncode == code
+
+
+def test_restart_replaces_the_worker(home: Path, hub: Hub, client: HubClient) -> None:
+    assert cli("worker", "start", "-d", *hub_args(hub), *BACKEND).returncode == 0
+    (first,) = client.workers()
+    result = cli("worker", "restart", *hub_args(hub))
+    assert result.returncode == 0 and "Restarted process service" in result.stdout
+    wait_until(
+        lambda: [w["pid"] for w in client.workers()] not in ([], [first["pid"]]),
+        30,
+        "the new worker to connect",
+    )
+    assert not psutil.pid_exists(first["pid"]) or psutil.Process(first["pid"]).status() == "zombie"
+
+
+def test_stop_all_removes_leftovers_of_dead_workers(home: Path) -> None:
+    services = home / "run" / "services"
+    services.mkdir(parents=True)
+    for suffix in (".lock", ".json", ".out"):
+        (services / f"giskard-worker-gone-1{suffix}").write_text("{}")
+    result = cli("worker", "stop", "-a")
+    assert (
+        result.returncode == 0 and "Stopped process service giskard-worker-gone-1" in result.stdout
+    )
+    assert files_under(services) == []
+
+
+def test_logs_follow_prints_new_lines(home: Path, hub: Hub) -> None:
+    assert cli("worker", "start", "-d", *hub_args(hub), *BACKEND).returncode == 0
+    with subprocess.Popen(
+        giskard_command("worker", "logs", *hub_args(hub), "-f", "-n", "5"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as follower:
+        try:
+            assert follower.stdout is not None
+            wait_until(lambda: CONNECTED in follower.stdout.readline(), 10, "the connection line")
+            assert cli("worker", "restart", *hub_args(hub)).returncode == 0
+            wait_until(lambda: "Restarting worker" in follower.stdout.readline(), 20, "new lines")
+        finally:
+            follower.send_signal(signal.SIGINT)
+            follower.wait(10)

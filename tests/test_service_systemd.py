@@ -202,3 +202,32 @@ def _is_zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] == "Z"
     except (FileNotFoundError, IndexError):
         return True
+
+
+def test_restart_replaces_the_main_process(user: ServiceUser) -> None:
+    args = ("-h", "127.0.0.1", "-p", str(free_port()))
+    name = f"giskard-worker-127.0.0.1-{args[-1]}"
+    assert user.giskard("worker", "start", "-d", *args).returncode == 0
+    pid = main_pid(user, name)
+    result = user.giskard("worker", "restart", *args)
+    assert result.returncode == 0 and f"Restarted systemd service {name}" in result.stdout
+    assert main_pid(user, name) not in (0, pid)
+    assert user.show(name, "ActiveState") == "active"
+
+
+def test_stop_all_removes_orphans(user: ServiceUser) -> None:
+    # A unit file whose service is not running, and a running service whose file is gone.
+    args = ("-h", "127.0.0.1", "-p", str(free_port()))
+    running = f"giskard-worker-127.0.0.1-{args[-1]}"
+    assert user.giskard("worker", "start", "-d", *args).returncode == 0
+    user.run("rm", str(unit_file(user, running)))
+    idle = unit_file(user, "giskard-worker-idle-1")
+    user.run("cp", str(Path(__file__).parent / "golden" / "giskard-worker.service"), str(idle))
+    status = {s["name"]: s for s in json.loads(user.giskard("worker", "status", "--json").stdout)}
+    assert "unit file is gone" in status[running]["detail"]
+    result = user.giskard("worker", "stop", "-a")
+    assert result.returncode == 0, result.stderr
+    assert f"Stopped systemd service {running}" in result.stdout
+    assert "Stopped systemd service giskard-worker-idle-1" in result.stdout
+    assert not idle.exists()
+    assert user.show(running, "ActiveState") != "active"

@@ -95,16 +95,17 @@ class Hub:
         return self
 
     def _run_in_thread(self, started: threading.Event, failure: list[BaseException]) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        self._stop = asyncio.Event()
         try:
-            loop.run_until_complete(self.serve(self._stop, started))
+            # asyncio.run also cancels what the server leaves behind (streams of gone peers).
+            asyncio.run(self._serve_in_thread(started))
         except BaseException as exc:
             failure.append(exc)
             started.set()
-        finally:
-            loop.close()
+
+    async def _serve_in_thread(self, started: threading.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        await self.serve(self._stop, started)
 
     def stop(self) -> None:
         """Stop a hub started with `start()`; running jobs are failed, workers disconnected."""

@@ -35,9 +35,10 @@ SERVICE_ENVIRONMENT = ("PYTHONUNBUFFERED", "PATH", "GISKARD_HOME", "GISKARD_SERV
 
 
 class Supervisor:
-    def __init__(self, name: str, argv: list[str]) -> None:
+    def __init__(self, name: str, argv: list[str], backoff: Backoff | None = None) -> None:
         self.name = name
         self.argv = argv
+        self.backoff = backoff or Backoff(1.0, 10.0)
         self.stopping = threading.Event()
         self.restarting = threading.Event()
         self.child: subprocess.Popen[bytes] | None = None
@@ -60,7 +61,7 @@ class Supervisor:
             timer.start()
 
     def run(self) -> None:
-        backoff, failures = Backoff(1.0, 10.0), []
+        failures: list[float] = []
         while not self.stopping.is_set():
             self.child = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL)
             code = _exit_code(self.child.wait())
@@ -81,7 +82,7 @@ class Supervisor:
                     BURST_WINDOW_S,
                 )
                 return
-            delay_s = backoff.next_delay_s()
+            delay_s = self.backoff.next_delay_s()
             logger.warning(
                 "Worker %s exited with code %s; restarting in %.1f s", self.name, code, delay_s
             )
