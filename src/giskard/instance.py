@@ -19,6 +19,7 @@ from pathlib import Path
 from giskard import lockfile
 from giskard.address import HubAddress
 from giskard.errors import AlreadyRunningError
+from giskard.installer.files import write_atomically
 from giskard.installer.naming import service_name
 from giskard.paths import run_dir
 
@@ -96,10 +97,7 @@ class InstanceLock:
 
     def _write(self, state: InstanceState) -> None:
         self._state = state
-        temporary = self.state_path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(asdict(state)))
-        temporary.chmod(0o600)
-        os.replace(temporary, self.state_path)
+        write_atomically(self.state_path, json.dumps(asdict(state)), mode=0o600)
 
 
 def read_state(path: Path) -> InstanceState | None:

@@ -12,8 +12,11 @@ def write_atomically(path: Path, text: str, *, mode: int) -> None:
     """Write via a temporary file and a rename, so a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    temporary.chmod(mode)
+    # Created with its final mode: a secret or a state file is never readable by others.
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with open(descriptor, "w") as file:
+        file.write(text)
+    temporary.chmod(mode)  # O_CREAT's mode is filtered by the umask
     os.replace(temporary, path)
 
 

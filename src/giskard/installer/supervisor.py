@@ -19,6 +19,7 @@ import time
 from giskard import lockfile
 from giskard.address import HubAddress
 from giskard.errors import ExitCode
+from giskard.installer.files import write_atomically
 from giskard.installer.process import services_dir
 from giskard.logs import configure_logging
 from giskard.paths import worker_log_path
@@ -132,11 +133,7 @@ def _write_state(name: str, argv: list[str]) -> None:
         "hub": _hub_of(argv),
         "started_at": time.time(),
     }
-    path = services_dir() / f"{name}.json"
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(state))
-    temporary.chmod(0o600)
-    os.replace(temporary, path)
+    write_atomically(services_dir() / f"{name}.json", json.dumps(state), mode=0o600)
 
 
 def _hub_of(argv: list[str]) -> str:
