@@ -6,6 +6,7 @@ import logging
 
 import typer
 
+from giskard.address import HubAddress
 from giskard.cli.options import HOST, PORT, VERBOSE
 from giskard.errors import GiskardError
 
@@ -42,8 +43,6 @@ def start(
     In the foreground, logs go to stderr and to $GISKARD_HOME/run/ml-worker.log
     (default ~/giskard-home). With -d, the OS runs it and keeps its logs.
     """
-    from giskard.address import HubAddress
-
     address = HubAddress(host, port)
     if daemon:
         from giskard.cli.service import start_daemon
@@ -53,7 +52,7 @@ def start(
     _run_foreground(address, verbose=verbose, log_stderr=log_stderr)
 
 
-def _run_foreground(address: object, *, verbose: bool, log_stderr: bool) -> None:
+def _run_foreground(address: HubAddress, *, verbose: bool, log_stderr: bool) -> None:
     from giskard.logs import configure_logging
     from giskard.paths import worker_log_path
 
@@ -63,10 +62,10 @@ def _run_foreground(address: object, *, verbose: bool, log_stderr: bool) -> None
     from giskard.worker import Worker, WorkerConfig
     from giskard.worker.sd_notify import notify
 
-    lock = InstanceLock(address)  # type: ignore[arg-type]
+    lock = InstanceLock(address)
     try:
         lock.acquire()
-        worker = Worker(WorkerConfig(address=address))  # type: ignore[arg-type]
+        worker = Worker(WorkerConfig(address=address))
 
         def connected(active: bool) -> None:
             lock.set_connected(True)
@@ -99,7 +98,6 @@ def stop(
     ),
 ) -> None:
     """Stop the worker service started with `start -d` (same -h/-p), and remove it."""
-    from giskard.address import HubAddress
     from giskard.installer.service import stop_all, stop_service
 
     address = HubAddress(host, port)
@@ -114,7 +112,6 @@ def stop(
 @worker_app.command()
 def restart(host: str = HOST, port: int = PORT) -> None:
     """Restart the worker service for this hub."""
-    from giskard.address import HubAddress
     from giskard.installer.service import restart_service
 
     typer.echo(f"Restarted {restart_service(HubAddress(host, port))}.")
@@ -138,7 +135,6 @@ def logs(
     lines: int = typer.Option(50, "-n", "--lines", min=1, help="How many lines to show."),
 ) -> None:
     """Show the logs of the worker service for this hub."""
-    from giskard.address import HubAddress
     from giskard.installer.naming import service_name
     from giskard.installer.service import find_backend
 
