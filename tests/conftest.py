@@ -62,6 +62,27 @@ class WorkerProcess:
         return self.process.wait(timeout_s)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _giskard_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One GISKARD_HOME for the session's hubs (and so one local admin key), never ~."""
+    home = tmp_path_factory.mktemp("giskard-home")
+    previous = os.environ.get("GISKARD_HOME")
+    os.environ["GISKARD_HOME"] = str(home)
+    yield home
+    if previous is None:
+        os.environ.pop("GISKARD_HOME", None)
+    else:
+        os.environ["GISKARD_HOME"] = previous
+
+
+def local_admin_key() -> str | None:
+    """The admin key the session's hubs share, once a hub has started."""
+    from giskard.credentials import local_admin_key_path
+
+    path = local_admin_key_path()
+    return path.read_text().strip() if path.exists() else None
+
+
 def giskard_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "giskard.cli", *args]
 
@@ -71,7 +92,9 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     """Start `giskard worker start ARGS` as a subprocess with its own GISKARD_HOME."""
     started: list[WorkerProcess] = []
 
-    def start(*args: str, home: Path | None = None) -> WorkerProcess:
+    def start(*args: str, home: Path | None = None, api_key: str | None = None) -> WorkerProcess:
+        """A worker with its own GISKARD_HOME; it presents `api_key`, by default the key of
+        the session's hubs (its own home has none)."""
         home = home or tmp_path / f"home-{len(started)}"
         home.mkdir(parents=True, exist_ok=True)
         stderr_path = tmp_path / f"worker-{len(started)}.stderr"
@@ -81,7 +104,7 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
-                env={**os.environ, "GISKARD_HOME": str(home)},
+                env={**os.environ, "GISKARD_HOME": str(home), **_key_env(api_key)},
             )
         worker = WorkerProcess(process, stderr_path, home)
         started.append(worker)
@@ -92,6 +115,12 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
         if worker.process.poll() is None:
             worker.process.kill()
             worker.process.wait()
+
+
+def _key_env(api_key: str | None) -> dict[str, str]:
+    """ "" means no key at all; None, the session hubs' key."""
+    key = local_admin_key() if api_key is None else api_key
+    return {"GISKARD_API_KEY": key or ""}
 
 
 @pytest.fixture

@@ -60,8 +60,15 @@ class ServiceUser:
             check=False,
         )
 
-    def giskard(self, *args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
-        return self.run(self.python, "-m", "giskard.cli", *args, **kwargs)  # type: ignore[arg-type]
+    def giskard(
+        self, *args: str, env: dict[str, str] | None = None, timeout_s: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        """`giskard ARGS` as the user, presenting the test hubs' key unless `env` sets one."""
+        from conftest import local_admin_key
+
+        key = local_admin_key()
+        env = {**({"GISKARD_API_KEY": key} if key else {}), **(env or {})}
+        return self.run(self.python, "-m", "giskard.cli", *args, env=env, timeout_s=timeout_s)
 
     def systemctl(self, *args: str) -> subprocess.CompletedProcess[str]:
         return self.run("systemctl", "--user", "--no-pager", *args, timeout_s=60)

@@ -172,7 +172,7 @@ def test_a_failing_start_reports_why_a_crash_loop_ends_failed_and_start_d_recove
     user.run("touch", str(broken))  # GISKARD_HOME is a file: the worker cannot start
     args = ("-h", "127.0.0.1", "-p", str(free_port()))
     name = f"giskard-worker-127.0.0.1-{args[-1]}"
-    env = {"GISKARD_HOME": str(broken)}
+    env = {"GISKARD_HOME": str(broken), "GISKARD_API_KEY": ""}  # no key to store there
     failed = user.giskard("worker", "start", "-d", *args, env=env)
     assert failed.returncode == 1
     assert f"the service {name} failed to start" in failed.stderr
@@ -231,3 +231,22 @@ def test_stop_all_removes_orphans(user: ServiceUser) -> None:
     assert "Stopped systemd service giskard-worker-idle-1" in result.stdout
     assert not idle.exists()
     assert user.show(running, "ActiveState") != "active"
+
+
+def test_the_key_never_appears_in_the_unit_argv_or_journal(user: ServiceUser) -> None:
+    with Hub(host="127.0.0.1", port=free_port()) as hub:
+        args = ("-h", "127.0.0.1", "-p", str(hub.port))
+        name = f"giskard-worker-127.0.0.1-{hub.port}"
+        result = user.giskard("worker", "start", "-d", *args)
+        assert result.returncode == 0, result.stderr
+        assert "Connected to the Giskard server" in result.stdout
+        key = hub.admin_key
+        assert key not in unit_file(user, name).read_text()
+        assert key.encode() not in Path(f"/proc/{main_pid(user, name)}/cmdline").read_bytes()
+        wait_until(lambda: journal_has(user, CONNECTED, 1, name), 10, "the connection")
+        assert key not in user.journal(name)
+        secrets = user.home / "giskard-home" / "secrets"
+        assert oct(secrets.stat().st_mode & 0o777) == "0o700"
+        assert oct((secrets / f"{name}.key").stat().st_mode & 0o777) == "0o600"
+        assert user.giskard("worker", "stop", *args).returncode == 0
+        assert not (secrets / f"{name}.key").exists()

@@ -36,14 +36,17 @@ class CreatesFileWhenUnpickled:
 class RogueWorker:
     """A raw gRPC session that answers every job with `payload`, claiming success."""
 
-    def __init__(self, address: str, payload: bytes, protocol_version: int = PROTOCOL_VERSION):
+    def __init__(
+        self, hub: Hub, payload: bytes, protocol_version: int = PROTOCOL_VERSION, key: str = ""
+    ):
         self.payload = payload
         self.protocol_version = protocol_version
         self.received: queue.Queue[worker_pb2.HubMessage] = queue.Queue()
         self._outbox: queue.Queue[worker_pb2.WorkerMessage | None] = queue.Queue()
-        self._channel = grpc.insecure_channel(address)
+        self._channel = grpc.insecure_channel(hub.address)
         stub = worker_pb2_grpc.WorkerHubStub(self._channel)
-        self._responses = stub.Connect(iter(self._outbox.get, None))
+        metadata = (("authorization", f"Bearer {key or hub.admin_key}"),)
+        self._responses = stub.Connect(iter(self._outbox.get, None), metadata=metadata)
         self._thread = threading.Thread(target=self._serve, daemon=True)
 
     def __enter__(self) -> RogueWorker:
@@ -86,7 +89,7 @@ def test_a_pickle_sent_by_a_worker_is_refused_and_never_runs(
 
     model, data = iris
     payload = pickle.dumps(CreatesFileWhenUnpickled(target))
-    with RogueWorker(hub.address, payload), pytest.raises(ProtocolError, match="not valid data"):
+    with RogueWorker(hub, payload), pytest.raises(ProtocolError, match="not valid data"):
         client.predict(model, data, wait_for_worker_s=10)
     assert not target.exists()
 
@@ -95,7 +98,7 @@ def test_a_wrong_protocol_version_is_refused_with_a_reason_on_both_sides(
     hub: Hub, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING)
-    with RogueWorker(hub.address, b"", protocol_version=99) as rogue:
+    with RogueWorker(hub, b"", protocol_version=99) as rogue:
         answer = rogue.received.get(timeout=10)
     assert answer.WhichOneof("kind") == "refusal"
     assert answer.refusal.reason == worker_pb2.Refusal.PROTOCOL_VERSION

@@ -17,7 +17,9 @@ import grpc
 
 from giskard import codec
 from giskard.address import parse_address
+from giskard.credentials import resolve
 from giskard.errors import (
+    AuthenticationError,
     DecodingError,
     GiskardError,
     HubUnavailableError,
@@ -26,7 +28,7 @@ from giskard.errors import (
     ProtocolError,
 )
 from giskard.protocol import CHANNEL_OPTIONS, iter_chunks, sha256_of
-from giskard.rpc.v1 import client_pb2, client_pb2_grpc, common_pb2
+from giskard.rpc.v1 import admin_pb2, admin_pb2_grpc, client_pb2, client_pb2_grpc, common_pb2
 from giskard.rpc_errors import describe_rpc_error
 from giskard.worker.info import info_from_proto
 
@@ -34,10 +36,21 @@ from giskard.worker.info import info_from_proto
 class HubClient:
     """A connection to a hub's client API. Thread-safe; close it, or use it as a context manager."""
 
-    def __init__(self, address: str = "localhost:40051") -> None:
+    def __init__(
+        self,
+        address: str = "localhost:40051",
+        *,
+        api_key: str | None = None,
+        api_key_file: str | None = None,
+    ) -> None:
+        """`api_key` defaults to $GISKARD_API_KEY, then to the local admin key of a hub
+        on this machine (see giskard.credentials)."""
         self.address = parse_address(address)
+        credentials = resolve(self.address.host, api_key=api_key, api_key_file=api_key_file)
+        self._metadata = credentials.metadata()
         self._channel = grpc.insecure_channel(self.address.target, options=CHANNEL_OPTIONS)
         self._stub = client_pb2_grpc.PlatformStub(self._channel)
+        self._admin = admin_pb2_grpc.AdminStub(self._channel)
 
     def close(self) -> None:
         self._channel.close()
@@ -81,6 +94,23 @@ class HubClient:
         """The active worker's info, freshly collected by the worker itself."""
         return self._run(common_pb2.JobSpec(info=common_pb2.InfoJob()), wait_for_worker_s)
 
+    def create_key(self, role: str, name: str = "") -> tuple[dict[str, Any], str]:
+        """A new API key (admin only): its info, and the key itself, which is shown once."""
+        created = self._call(
+            self._admin.CreateKey, admin_pb2.CreateKeyRequest(role=role, name=name)
+        )
+        return _key_info(created.info), created.key
+
+    def list_keys(self) -> list[dict[str, Any]]:
+        """Every key's name, role, creation time and whether it is revoked (admin only)."""
+        return [
+            _key_info(k) for k in self._call(self._admin.ListKeys, admin_pb2.ListKeysRequest()).keys
+        ]
+
+    def revoke_key(self, name: str) -> dict[str, Any]:
+        """Revoke a key; the hub closes what runs with it (admin only)."""
+        return _key_info(self._call(self._admin.RevokeKey, admin_pb2.RevokeKeyRequest(name=name)))
+
     def _upload(self, frames: list[bytes | memoryview]) -> common_pb2.ArtifactRef:
         sha256, size = sha256_of(frames)
         ref = common_pb2.ArtifactRef(sha256=sha256, size=size)
@@ -93,7 +123,7 @@ class HubClient:
         request = client_pb2.RunJobRequest(spec=spec, wait_for_worker_s=wait_for_worker_s)
         result = bytearray()
         try:
-            for event in self._stub.RunJob(request):
+            for event in self._stub.RunJob(request, metadata=self._metadata):
                 kind = event.WhichOneof("kind")
                 if kind == "output":
                     result += event.output.chunk
@@ -105,7 +135,7 @@ class HubClient:
 
     def _call(self, method: Any, request: Any) -> Any:
         try:
-            return method(request)
+            return method(request, metadata=self._metadata)
         except grpc.RpcError as exc:
             raise self._error(exc) from None
 
@@ -113,6 +143,8 @@ class HubClient:
         code = exc.code()  # type: ignore[attr-defined]
         if code == grpc.StatusCode.FAILED_PRECONDITION:
             return NoWorkerError(exc.details())  # type: ignore[attr-defined]
+        if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+            return AuthenticationError(f"the hub at {self.address} refused: {exc.details()}")  # type: ignore[attr-defined]
         if code == grpc.StatusCode.UNAVAILABLE:
             return HubUnavailableError(
                 f"cannot reach the hub at {self.address}: {describe_rpc_error(exc)}"
@@ -141,3 +173,12 @@ def _finish(end: common_pb2.JobEnd, result: bytearray) -> Any:
         return codec.decode(result)
     except DecodingError as exc:
         raise ProtocolError(f"the worker sent a result that is not valid data: {exc}") from None
+
+
+def _key_info(info: Any) -> dict[str, Any]:
+    return {
+        "name": info.name,
+        "role": info.role,
+        "created_at": info.created_at,
+        "revoked": info.revoked,
+    }

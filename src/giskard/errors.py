@@ -61,6 +61,16 @@ class AlreadyRunningError(GiskardError):
     exit_code = ExitCode.CONFIG
 
 
+class KeyManagementError(GiskardError):
+    """A key operation was refused: unknown or duplicate name, unknown role."""
+
+
+class AuthenticationError(GiskardError):
+    """The hub refused the API key (missing, rejected, revoked) or its role."""
+
+    exit_code = ExitCode.CONFIG
+
+
 class HubUnavailableError(GiskardError):
     """The hub cannot be reached."""
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import typer
 
-from giskard.cli.options import HOST, PORT, VERBOSE
+from giskard.cli.options import API_KEY, API_KEY_FILE, HOST, PORT, VERBOSE, credentials_for
+
+if TYPE_CHECKING:
+    from giskard.client import HubClient
 
 hub_app = typer.Typer(
     help="Run the hub (the platform side that workers connect to) and inspect it.",
@@ -46,12 +50,11 @@ def workers(
     host: str = HOST,
     port: int = PORT,
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a summary."),
+    api_key_file: str | None = API_KEY_FILE,
+    api_key: str | None = API_KEY,
 ) -> None:
     """Show the workers connected to a hub, the active one first."""
-    from giskard.address import HubAddress
-    from giskard.client import HubClient
-
-    with HubClient(HubAddress(host, port).target) as client:
+    with _client(host, port, api_key, api_key_file) as client:
         found = client.workers()
     if as_json:
         typer.echo(json.dumps(found, indent=2))
@@ -72,3 +75,68 @@ def _summary(worker: dict) -> str:
         f"  {worker['interpreter']}  giskard {worker['giskard_version']}"
         f"  {len(worker['packages'])} packages  started {started}"
     )
+
+
+keys_app = typer.Typer(help="Manage the hub's API keys (needs an admin key).", no_args_is_help=True)
+hub_app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def create_key(
+    role: str = typer.Option(..., "--role", help="worker, client or admin."),
+    name: str = typer.Option("", "--name", help="A name to revoke it by (default: made up)."),
+    host: str = HOST,
+    port: int = PORT,
+    api_key_file: str | None = API_KEY_FILE,
+    api_key: str | None = API_KEY,
+) -> None:
+    """Create a key and print it, once: the hub keeps only its hash."""
+    with _client(host, port, api_key, api_key_file) as client:
+        info, key = client.create_key(role, name)
+    typer.echo(key)
+    typer.echo(
+        f"Created the {info['role']} key {info['name']!r}. Keep it now: it is not shown again.",
+        err=True,
+    )
+
+
+@keys_app.command("list")
+def list_keys(
+    host: str = HOST,
+    port: int = PORT,
+    api_key_file: str | None = API_KEY_FILE,
+    api_key: str | None = API_KEY,
+) -> None:
+    """List the keys: name, role, creation time, revoked or not (never the keys)."""
+    import datetime
+
+    with _client(host, port, api_key, api_key_file) as client:
+        for info in client.list_keys():
+            created = datetime.datetime.fromtimestamp(info["created_at"]).isoformat(
+                timespec="seconds"
+            )
+            state = "revoked" if info["revoked"] else "active"
+            typer.echo(f"{info['name']:28} {info['role']:7} {state:8} created {created}")
+
+
+@keys_app.command("revoke")
+def revoke_key(
+    name: str = typer.Argument(..., help="The key's name (see `giskard hub keys list`)."),
+    host: str = HOST,
+    port: int = PORT,
+    api_key_file: str | None = API_KEY_FILE,
+    api_key: str | None = API_KEY,
+) -> None:
+    """Revoke a key; the sessions and calls using it are closed at once."""
+    with _client(host, port, api_key, api_key_file) as client:
+        client.revoke_key(name)
+    typer.echo(f"Revoked {name!r}.")
+
+
+def _client(host: str, port: int, api_key: str | None, api_key_file: str | None) -> HubClient:
+    from giskard.address import HubAddress
+    from giskard.client import HubClient
+
+    address = HubAddress(host, port)
+    credentials = credentials_for(address.host, api_key, api_key_file)
+    return HubClient(address.target, api_key=credentials.key)

@@ -9,16 +9,28 @@ import time
 import typer
 
 from giskard.address import HubAddress
+from giskard.credentials import Credentials
 from giskard.installer.base import Action
 
 
-def start_daemon(address: HubAddress, *, verbose: bool, backend: str, enable_linger: bool) -> None:
+def start_daemon(
+    address: HubAddress,
+    credentials: Credentials,
+    *,
+    verbose: bool,
+    backend: str,
+    enable_linger: bool,
+) -> None:
     from giskard.installer.service import start_service
     from giskard.installer.systemd import ServiceFailedError
 
     try:
         report = start_service(
-            address, verbose=verbose, backend=backend, enable_linger=enable_linger
+            address,
+            credentials,
+            verbose=verbose,
+            backend=backend,
+            enable_linger=enable_linger,
         )
     except ServiceFailedError as exc:
         typer.echo("Last log lines:", err=True)

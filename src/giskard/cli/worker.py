@@ -7,7 +7,8 @@ import logging
 import typer
 
 from giskard.address import HubAddress
-from giskard.cli.options import HOST, PORT, VERBOSE
+from giskard.cli.options import API_KEY, API_KEY_FILE, HOST, PORT, VERBOSE, credentials_for
+from giskard.credentials import Credentials
 from giskard.errors import GiskardError
 
 worker_app = typer.Typer(
@@ -36,6 +37,8 @@ def start(
         "--enable-linger",
         help="With -d under systemd: keep the worker running after logout.",
     ),
+    api_key_file: str | None = API_KEY_FILE,
+    api_key: str | None = API_KEY,
     log_stderr: bool = typer.Option(True, "--log-stderr/--no-log-stderr", hidden=True),
 ) -> None:
     """Start a worker; it connects to the hub and runs its jobs.
@@ -44,15 +47,24 @@ def start(
     (default ~/giskard-home). With -d, the OS runs it and keeps its logs.
     """
     address = HubAddress(host, port)
+    credentials = credentials_for(address.host, api_key, api_key_file)
     if daemon:
         from giskard.cli.service import start_daemon
 
-        start_daemon(address, verbose=verbose, backend=backend, enable_linger=enable_linger)
+        start_daemon(
+            address,
+            credentials,
+            verbose=verbose,
+            backend=backend,
+            enable_linger=enable_linger,
+        )
         return
-    _run_foreground(address, verbose=verbose, log_stderr=log_stderr)
+    _run_foreground(address, credentials, verbose=verbose, log_stderr=log_stderr)
 
 
-def _run_foreground(address: HubAddress, *, verbose: bool, log_stderr: bool) -> None:
+def _run_foreground(
+    address: HubAddress, credentials: Credentials, *, verbose: bool, log_stderr: bool
+) -> None:
     from giskard.logs import configure_logging
     from giskard.paths import worker_log_path
 
@@ -65,7 +77,7 @@ def _run_foreground(address: HubAddress, *, verbose: bool, log_stderr: bool) -> 
     lock = InstanceLock(address)
     try:
         lock.acquire()
-        worker = Worker(WorkerConfig(address=address))
+        worker = Worker(WorkerConfig(address=address, credentials=credentials))
 
         def connected(active: bool) -> None:
             lock.set_connected(True)

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from giskard.hub.artifacts import ArtifactStore
+from giskard.hub.auth import Authenticator
 from giskard.hub.registry import JobRun, WorkerRegistry, WorkerSession
 from giskard.rpc.v1 import client_pb2, client_pb2_grpc, common_pb2, worker_pb2
 
@@ -20,14 +21,18 @@ MAX_ARTIFACT_BYTES = 16 * 1024**3
 
 
 class PlatformService(client_pb2_grpc.PlatformServicer):
-    def __init__(self, registry: WorkerRegistry, store: ArtifactStore, address: str) -> None:
+    def __init__(
+        self, registry: WorkerRegistry, store: ArtifactStore, auth: Authenticator, address: str
+    ) -> None:
         self._registry = registry
         self._store = store
+        self._auth = auth
         self._address = address
 
     async def ListWorkers(
         self, request: client_pb2.ListWorkersRequest, context: grpc.aio.ServicerContext
     ) -> client_pb2.ListWorkersReply:
+        await self._auth.require(context, ["client"], "list the workers")
         active = self._registry.active
         return client_pb2.ListWorkersReply(
             workers=[
@@ -41,12 +46,14 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
     async def MissingArtifacts(
         self, request: client_pb2.ArtifactList, context: grpc.aio.ServicerContext
     ) -> client_pb2.ArtifactList:
+        await self._auth.require(context, ["client"], "submit jobs")
         missing = [ref for ref in request.artifacts if ref.sha256 not in self._store]
         return client_pb2.ArtifactList(artifacts=missing)
 
     async def UploadArtifact(
         self, request_iterator: AsyncIterator[client_pb2.Upload], context: grpc.aio.ServicerContext
     ) -> common_pb2.ArtifactRef:
+        await self._auth.require(context, ["client"], "submit jobs")
         ref: common_pb2.ArtifactRef | None = None
         buffer = bytearray()
         async for message in request_iterator:
@@ -71,6 +78,7 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
     async def RunJob(
         self, request: client_pb2.RunJobRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[client_pb2.JobEvent]:
+        key = await self._auth.require(context, ["client"], "submit jobs")
         if request.spec.WhichOneof("kind") is None:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the job has no kind")
         inputs = _artifacts_of(request.spec)
@@ -88,17 +96,19 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
         job = JobRun(job_id=uuid.uuid4().hex, pinned=inputs)
         for sha in inputs:
             self._store.pin(sha)
+        forget = self._auth.on_revoke(key, lambda: job.events.put_nowait(None))
         try:
             await _dispatch(session, job, request.spec)
             yield client_pb2.JobEvent(
                 started=client_pb2.JobStarted(job_id=job.job_id, worker_id=session.info.worker_id)
             )
-            while True:
-                event = await job.events.get()
+            while (event := await job.events.get()) is not None:
                 yield event
                 if event.WhichOneof("kind") == "end":
                     return
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "the API key was revoked")
         finally:
+            forget()
             session.jobs.pop(job.job_id, None)
             for sha in inputs:
                 self._store.unpin(sha)

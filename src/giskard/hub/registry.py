@@ -18,7 +18,8 @@ class JobRun:
 
     job_id: str
     pinned: list[str]
-    events: asyncio.Queue[client_pb2.JobEvent] = field(default_factory=asyncio.Queue)
+    # None means: stop, the submitter's key was revoked.
+    events: asyncio.Queue[client_pb2.JobEvent | None] = field(default_factory=asyncio.Queue)
     done: bool = False
 
     def finish(self, end: common_pb2.JobEnd) -> None:

@@ -5,18 +5,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from pathlib import Path
 from types import TracebackType
 
 import grpc
 
 from giskard.address import DEFAULT_PORT, HubAddress
+from giskard.credentials import hub_dir, local_admin_key_path
 from giskard.errors import GiskardError
+from giskard.hub.admin_service import AdminService
 from giskard.hub.artifacts import DEFAULT_MAX_BYTES, ArtifactStore
+from giskard.hub.auth import Authenticator
+from giskard.hub.keys import KeyStore, ensure_local_admin_key
 from giskard.hub.platform_service import PlatformService
 from giskard.hub.registry import WorkerRegistry
 from giskard.hub.worker_service import WorkerHubService
 from giskard.protocol import CHANNEL_OPTIONS
-from giskard.rpc.v1 import client_pb2_grpc, worker_pb2_grpc
+from giskard.rpc.v1 import admin_pb2_grpc, client_pb2_grpc, worker_pb2_grpc
 
 logger = logging.getLogger(__name__)
 
@@ -38,10 +43,13 @@ class Hub:
         host: str = "127.0.0.1",
         port: int = DEFAULT_PORT,
         *,
+        home: Path | None = None,
         max_artifact_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self.host = host
         self.port = port
+        self.home = home
+        self.admin_key = ""  # the local admin key, known once serving
         self._max_artifact_bytes = max_artifact_bytes
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -54,12 +62,17 @@ class Hub:
 
     async def serve(self, stop: asyncio.Event, started: threading.Event | None = None) -> None:
         """Serve until `stop` is set, then stop cleanly."""
+        keys = KeyStore(hub_dir(self.home) / "keys.json")
+        self.admin_key = ensure_local_admin_key(keys, local_admin_key_path(self.home))
+        auth = Authenticator(keys)
         server = grpc.aio.server(options=SERVER_OPTIONS)
         registry, store = WorkerRegistry(), ArtifactStore(self._max_artifact_bytes)
-        worker_pb2_grpc.add_WorkerHubServicer_to_server(WorkerHubService(registry, store), server)
+        worker_service = WorkerHubService(registry, store, auth)
+        worker_pb2_grpc.add_WorkerHubServicer_to_server(worker_service, server)
         self.port = self._bind(server)
-        platform = PlatformService(registry, store, self.address)
+        platform = PlatformService(registry, store, auth, self.address)
         client_pb2_grpc.add_PlatformServicer_to_server(platform, server)
+        admin_pb2_grpc.add_AdminServicer_to_server(AdminService(auth), server)
         await server.start()
         logger.info("Hub listening on %s", self.address)
         if started is not None:

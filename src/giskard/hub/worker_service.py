@@ -10,6 +10,7 @@ import grpc
 
 from giskard import __version__
 from giskard.hub.artifacts import ArtifactStore
+from giskard.hub.auth import Authenticator
 from giskard.hub.registry import WorkerRegistry, WorkerSession
 from giskard.protocol import CHUNK_SIZE, PROTOCOL_VERSION
 from giskard.rpc.v1 import client_pb2, worker_pb2, worker_pb2_grpc
@@ -20,15 +21,17 @@ HELLO_TIMEOUT_S = 10.0
 
 
 class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
-    def __init__(self, registry: WorkerRegistry, store: ArtifactStore) -> None:
+    def __init__(self, registry: WorkerRegistry, store: ArtifactStore, auth: Authenticator) -> None:
         self._registry = registry
         self._store = store
+        self._auth = auth
 
     async def Connect(
         self,
         request_iterator: AsyncIterator[worker_pb2.WorkerMessage],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[worker_pb2.HubMessage]:
+        key = await self._auth.require(context, ["worker"], "open a worker session")
         hello = await _read_hello(request_iterator, context.peer())
         refusal = _check_hello(hello, context.peer())
         if refusal is not None:
@@ -49,10 +52,12 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
         )
         yield worker_pb2.HubMessage(welcome=welcome)
         reader = asyncio.create_task(self._read_messages(request_iterator, session))
+        forget = self._auth.on_revoke(key, lambda: _close_revoked(session))
         try:
             while (message := await session.outbox.get()) is not None:
                 yield message
         finally:
+            forget()
             reader.cancel()
             await self._registry.remove(session)
             session.fail_jobs(f"the worker {session.describe()} disconnected during the job")
@@ -89,6 +94,7 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
     async def FetchArtifact(
         self, request: worker_pb2.FetchArtifactRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[worker_pb2.Chunk]:
+        await self._auth.require(context, ["worker"], "download an artifact")
         blob = self._store.get(request.sha256)
         if blob is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no artifact {request.sha256}")
@@ -126,11 +132,21 @@ def _check_hello(hello: worker_pb2.Hello | None, peer: str) -> worker_pb2.Refusa
     return None
 
 
-def _put_end_of_stream(session: WorkerSession) -> None:
-    try:
-        session.outbox.put_nowait(None)
-    except asyncio.QueueFull:
-        # The writer is blocked on a full queue of messages for a gone worker; drop them.
-        while not session.outbox.empty():
-            session.outbox.get_nowait()
-        session.outbox.put_nowait(None)
+def _close_revoked(session: WorkerSession) -> None:
+    logger.warning("Closing the session of worker %s: its key was revoked", session.describe())
+    refusal = worker_pb2.Refusal(
+        reason=worker_pb2.Refusal.KEY_REVOKED, message="the API key of this worker was revoked"
+    )
+    _put_end_of_stream(session, worker_pb2.HubMessage(refusal=refusal))
+
+
+def _put_end_of_stream(session: WorkerSession, last: worker_pb2.HubMessage | None = None) -> None:
+    """End the session's stream after `last`. What is still queued for a worker that is gone
+    or refused no longer matters, so it is dropped to make room."""
+    for message in (last, None) if last is not None else (None,):
+        while True:
+            try:
+                session.outbox.put_nowait(message)
+                break
+            except asyncio.QueueFull:
+                session.outbox.get_nowait()

@@ -29,6 +29,8 @@ class ServiceSpec:
     path: str
     home: str
     giskard_home: str
+    # The worker reads its API key from this 0600 file: never in argv, unit or plist.
+    api_key_file: str | None = None
 
     @property
     def name(self) -> str:
@@ -39,6 +41,8 @@ class ServiceSpec:
         argv = [self.interpreter, "-m", "giskard.cli", "worker", "start", *self.address_args()]
         if self.verbose:
             argv.append("--verbose")
+        if self.api_key_file:
+            argv += ["--api-key-file", self.api_key_file]
         if not log_to_stderr:
             argv.append("--no-log-stderr")
         return argv
@@ -60,7 +64,18 @@ class ServiceSpec:
         }
 
 
-def current_spec(address: HubAddress, *, verbose: bool = False) -> ServiceSpec:
+def secrets_dir() -> Path:
+    return giskard_home() / "secrets"
+
+
+def key_file_of(name: str) -> Path:
+    """Where the service `name` finds its API key."""
+    return secrets_dir() / f"{name}.key"
+
+
+def current_spec(
+    address: HubAddress, *, verbose: bool = False, api_key_file: str | None = None
+) -> ServiceSpec:
     """The spec for this interpreter and environment."""
     # The service manager has neither the shell's PATH nor a venv's activation: capture it,
     # with the interpreter's own bin directory first so that its tools win.
@@ -73,6 +88,7 @@ def current_spec(address: HubAddress, *, verbose: bool = False) -> ServiceSpec:
         path=path,
         home=str(Path.home()),
         giskard_home=str(giskard_home().resolve()),
+        api_key_file=api_key_file,
     )
 
 

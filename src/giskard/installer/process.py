@@ -15,8 +15,10 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
+from giskard.credentials import API_KEY_ENV
 from giskard.errors import InstallerError
 from giskard.installer.base import Action, Backend, InstallOutcome, ServiceSpec, ServiceStatus
 from giskard.installer.files import follow_file, read_tail
@@ -73,7 +75,8 @@ class ProcessBackend(Backend):
                 start_new_session=True,
                 close_fds=True,
                 cwd=spec.home,
-                env={**os.environ, **spec.environment()},
+                # The key reaches the worker through its file, not through the environment.
+                env={**_without(os.environ, API_KEY_ENV), **spec.environment()},
             )
         deadline = time.monotonic() + START_TIMEOUT_S
         while not is_held(lock):
@@ -154,6 +157,10 @@ class ProcessBackend(Backend):
             return json.loads(state_path.read_text())
         except (OSError, ValueError):
             return None
+
+
+def _without(environment: Mapping[str, str], name: str) -> dict[str, str]:
+    return {k: v for k, v in environment.items() if k != name}
 
 
 def _wait_released(lock: Path, timeout_s: float) -> bool:

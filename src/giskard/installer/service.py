@@ -10,9 +10,19 @@ import time
 from dataclasses import dataclass
 
 from giskard.address import HubAddress
+from giskard.credentials import LOCAL_ADMIN_KEY, Credentials
 from giskard.errors import AlreadyRunningError, InstallerError
-from giskard.installer.base import Backend, InstallOutcome, ServiceSpec, ServiceStatus, current_spec
+from giskard.installer.base import (
+    Backend,
+    InstallOutcome,
+    ServiceSpec,
+    ServiceStatus,
+    current_spec,
+    key_file_of,
+    secrets_dir,
+)
 from giskard.installer.detect import all_backends, choose_backend
+from giskard.installer.files import write_atomically
 from giskard.installer.naming import service_name
 from giskard.instance import InstanceState, find_running, remove_stale, running_instances
 
@@ -31,6 +41,7 @@ class StartReport:
 
 def start_service(
     address: HubAddress,
+    credentials: Credentials,
     *,
     verbose: bool = False,
     backend: str = "auto",
@@ -38,7 +49,8 @@ def start_service(
 ) -> StartReport:
     """Install and start (or confirm) the service for `address`, bound to this interpreter."""
     chosen, reason = choose_backend(backend)
-    spec = current_spec(address, verbose=verbose)
+    key_file = _store_key(service_name(address), credentials)
+    spec = current_spec(address, verbose=verbose, api_key_file=key_file)
     for other in find_running(address, spec.interpreter):
         if other.service != spec.name:
             raise AlreadyRunningError(
@@ -69,12 +81,34 @@ def wait_for_connection(address: HubAddress, interpreter: str, timeout_s: float)
         time.sleep(0.1)
 
 
+def _store_key(name: str, credentials: Credentials) -> str | None:
+    """Put a key given to `start -d` where the service will read it; None when the worker
+    finds its key by itself (the local admin key) or there is none."""
+    if credentials.key is None or credentials.source == LOCAL_ADMIN_KEY:
+        with contextlib.suppress(OSError):  # a key stored by an earlier start -d
+            key_file_of(name).unlink()
+        return None
+    try:
+        secrets_dir().mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(secrets_dir(), 0o700)
+        write_atomically(key_file_of(name), credentials.key + "\n", mode=0o600)
+    except OSError as exc:
+        raise InstallerError(
+            f"cannot store the API key in {secrets_dir()}: {exc.strerror}"
+        ) from None
+    return str(key_file_of(name))
+
+
 def stop_service(address: HubAddress) -> list[str]:
     """Stop and remove the service for `address` on every backend; what was stopped."""
     name = service_name(address)
-    return [
-        f"{b.name} service {name}" for b in all_backends() if name in b.names() and b.stop(name)
+    stopped = [
+        f"{backend.name} service {name}"
+        for backend in all_backends()
+        if name in backend.names() and backend.stop(name)
     ]
+    key_file_of(name).unlink(missing_ok=True)
+    return stopped
 
 
 def stop_all() -> list[str]:
@@ -89,6 +123,8 @@ def stop_all() -> list[str]:
         stopped.append(f"foreground worker pid {state.pid} ({state.hub})")
         _terminate(state.pid)
     remove_stale()
+    for key_file in secrets_dir().glob("*.key"):
+        key_file.unlink()
     return stopped
 
 

@@ -15,11 +15,14 @@ logger = logging.getLogger(__name__)
 
 
 async def fetch_artifact(
-    stub: worker_pb2_grpc.WorkerHubStub, ref: common_pb2.ArtifactRef
+    stub: worker_pb2_grpc.WorkerHubStub,
+    ref: common_pb2.ArtifactRef,
+    metadata: tuple[tuple[str, str], ...] = (),
 ) -> bytearray:
     """Download an artifact and check that it is what the job announced."""
     buffer = bytearray()
-    async for chunk in stub.FetchArtifact(worker_pb2.FetchArtifactRequest(sha256=ref.sha256)):
+    request = worker_pb2.FetchArtifactRequest(sha256=ref.sha256)
+    async for chunk in stub.FetchArtifact(request, metadata=metadata):
         buffer += chunk.data
         if len(buffer) > ref.size:
             raise ProtocolError(f"artifact {ref.sha256[:12]} is larger than announced")

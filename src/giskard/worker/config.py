@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from giskard.address import HubAddress
+from giskard.credentials import Credentials
 
 
 @dataclass(frozen=True)
 class WorkerConfig:
     address: HubAddress
+    credentials: Credentials = field(default_factory=lambda: Credentials(None, ""))
     # Reconnection: the first retry comes quickly, later ones at most every `backoff_max_s`.
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 3.0

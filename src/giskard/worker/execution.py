@@ -34,13 +34,16 @@ class JobExecution:
         self._in_flight_lock = threading.Lock()
 
     async def run(
-        self, stub: worker_pb2_grpc.WorkerHubStub, job: worker_pb2.Job
+        self,
+        stub: worker_pb2_grpc.WorkerHubStub,
+        job: worker_pb2.Job,
+        metadata: tuple[tuple[str, str], ...] = (),
     ) -> AsyncIterator[worker_pb2.WorkerMessage]:
         """Output messages for `job`, ending with exactly one JobEnd."""
         kind = job.spec.WhichOneof("kind")
         logger.info("Job %s: %s", job.job_id[:8], kind)
         try:
-            frames = await self._compute(stub, job.spec)
+            frames = await self._compute(stub, job.spec, metadata)
             result_sha, size = await self._in_executor(sha256_of, frames)
         except asyncio.CancelledError:
             raise
@@ -58,22 +61,28 @@ class JobExecution:
         logger.info("Job %s done (%d bytes)", job.job_id[:8], size)
 
     async def _compute(
-        self, stub: worker_pb2_grpc.WorkerHubStub, spec: common_pb2.JobSpec
+        self,
+        stub: worker_pb2_grpc.WorkerHubStub,
+        spec: common_pb2.JobSpec,
+        metadata: tuple[tuple[str, str], ...],
     ) -> Frames:
         kind = spec.WhichOneof("kind")
         if kind == "info":
             return await self._in_executor(lambda: codec.encode(self._describe()))
         if kind == "predict":
-            return await self._predict(stub, spec.predict)
+            return await self._predict(stub, spec.predict, metadata)
         raise ValueError(f"this worker does not know jobs of kind {kind!r}")
 
     async def _predict(
-        self, stub: worker_pb2_grpc.WorkerHubStub, spec: common_pb2.PredictJob
+        self,
+        stub: worker_pb2_grpc.WorkerHubStub,
+        spec: common_pb2.PredictJob,
+        metadata: tuple[tuple[str, str], ...],
     ) -> Frames:
         # Holding the model here keeps it alive even if the cache evicts it meanwhile.
         model = self._models.get(spec.model.sha256)
-        model_blob = None if model is not None else await fetch_artifact(stub, spec.model)
-        data_blob = await fetch_artifact(stub, spec.data)
+        model_blob = None if model is not None else await fetch_artifact(stub, spec.model, metadata)
+        data_blob = await fetch_artifact(stub, spec.data, metadata)
         return await self._in_executor(
             self._predict_sync, spec.model.sha256, model, model_blob, data_blob, spec.method
         )

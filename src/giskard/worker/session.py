@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 
 import grpc
 
-from giskard.errors import ProtocolError
+from giskard.errors import AuthenticationError, GiskardError, ProtocolError
 from giskard.protocol import PROTOCOL_VERSION
 from giskard.rpc.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 from giskard.rpc_errors import describe_rpc_error
@@ -43,6 +43,7 @@ class Session:
         self._stub = worker_pb2_grpc.WorkerHubStub(channel)
         self._execution = execution
         self._info = info
+        self._metadata = config.credentials.metadata()
         self._on_connected = on_connected
         # Bounded: a large result is produced only as fast as gRPC sends it.
         self._outbox: asyncio.Queue[worker_pb2.WorkerMessage | None] = asyncio.Queue(maxsize=16)
@@ -52,7 +53,7 @@ class Session:
         """Serve jobs until `stopping` is set (then drain and return) or the hub goes away."""
         hello = worker_pb2.Hello(protocol_version=PROTOCOL_VERSION, info=self._info)
         self._outbox.put_nowait(worker_pb2.WorkerMessage(hello=hello))
-        call = self._stub.Connect(self._outgoing())
+        call = self._stub.Connect(self._outgoing(), metadata=self._metadata)
         try:
             await self._handshake(call)
             await self._serve(call, stopping)
@@ -75,7 +76,7 @@ class Session:
         if first is grpc.aio.EOF:
             raise ConnectionLost("the server closed the session", was_connected=False)
         if first.WhichOneof("kind") == "refusal":
-            raise ProtocolError(f"the Giskard server refused this worker: {first.refusal.message}")
+            raise refusal_error(first.refusal)
         if first.WhichOneof("kind") != "welcome":
             raise ProtocolError("the server did not answer the hello with a welcome")
         active = first.welcome.active
@@ -120,6 +121,8 @@ class Session:
             task = asyncio.create_task(self._run_job(message.job))
             self._jobs.add(task)
             task.add_done_callback(self._jobs.discard)
+        elif kind == "refusal":
+            raise refusal_error(message.refusal)
         elif kind == "role":
             state = "active" if message.role.active else "standby"
             logger.info("This worker is now %s: %s", state, message.role.message)
@@ -127,7 +130,7 @@ class Session:
             logger.warning("Ignored an unexpected %r message from the server", kind)
 
     async def _run_job(self, job: worker_pb2.Job) -> None:
-        async for message in self._execution.run(self._stub, job):
+        async for message in self._execution.run(self._stub, job, self._metadata):
             await self._outbox.put(message)
 
     async def _drain(self) -> None:
@@ -145,9 +148,24 @@ class Session:
         await self._outbox.put(None)
 
 
+def refusal_error(refusal: worker_pb2.Refusal) -> GiskardError:
+    text = f"the Giskard server refused this worker: {refusal.message}"
+    if refusal.reason == worker_pb2.Refusal.KEY_REVOKED:
+        return AuthenticationError(text)
+    return ProtocolError(text)
+
+
 def _lost(exc: grpc.aio.AioRpcError, *, was_connected: bool) -> ConnectionLost:
-    if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+    code = exc.code()
+    if code == grpc.StatusCode.UNIMPLEMENTED:
         raise ProtocolError(
             f"the server does not speak the giskard worker protocol v{PROTOCOL_VERSION}"
         )
+    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+        hint = (
+            " (set GISKARD_API_KEY or use --api-key-file)"
+            if "no API key" in (exc.details() or "")
+            else ""
+        )
+        raise AuthenticationError(f"the Giskard server refused this worker: {exc.details()}{hint}")
     return ConnectionLost(describe_rpc_error(exc), was_connected=was_connected)

@@ -1,0 +1,76 @@
+"""Which API key to present to a hub, and where it came from.
+
+Precedence: a key passed explicitly (argv or `HubClient(api_key=...)`), then a key file,
+then $GISKARD_API_KEY, then — for a hub on this machine — the local admin key that a hub of
+the same user's GISKARD_HOME created (0600, so other users cannot read it).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from giskard.errors import ConfigurationError
+from giskard.paths import giskard_home
+
+logger = logging.getLogger(__name__)
+
+API_KEY_ENV = "GISKARD_API_KEY"
+LOCAL_ADMIN_KEY = "local admin key"
+METADATA_KEY = "authorization"
+
+
+def hub_dir(home: Path | None = None) -> Path:
+    """Where a hub keeps its keys (and certificates)."""
+    return (home or giskard_home()) / "hub"
+
+
+def local_admin_key_path(home: Path | None = None) -> Path:
+    return hub_dir(home) / "admin.key"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    key: str | None
+    source: str  # for messages: "--api-key", "file ...", "$GISKARD_API_KEY", "local admin key"
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return ((METADATA_KEY, f"Bearer {self.key}"),) if self.key else ()
+
+
+def resolve(
+    host: str, *, api_key: str | None = None, api_key_file: str | Path | None = None
+) -> Credentials:
+    """The key to use for the hub at `host`."""
+    if api_key:
+        return Credentials(api_key.strip(), "--api-key")
+    if api_key_file:
+        return Credentials(read_key_file(Path(api_key_file)), f"file {api_key_file}")
+    if os.environ.get(API_KEY_ENV):
+        return Credentials(os.environ[API_KEY_ENV].strip(), f"${API_KEY_ENV}")
+    local = local_admin_key_path()
+    if is_loopback(host) and local.exists():
+        return Credentials(read_key_file(local), LOCAL_ADMIN_KEY)
+    return Credentials(None, "")
+
+
+def read_key_file(path: Path) -> str:
+    try:
+        key = path.read_text().strip()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read the API key file {path}: {exc.strerror}") from None
+    if not key:
+        raise ConfigurationError(f"the API key file {path} is empty")
+    return key
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", "ip6-localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,56 @@
+"""The admin gRPC service: create, list and revoke API keys."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+
+from giskard.errors import KeyManagementError
+from giskard.hub.auth import Authenticator
+from giskard.hub.keys import KeyRecord
+from giskard.rpc.v1 import admin_pb2, admin_pb2_grpc
+
+logger = logging.getLogger(__name__)
+
+
+class AdminService(admin_pb2_grpc.AdminServicer):
+    def __init__(self, auth: Authenticator) -> None:
+        self._auth = auth
+
+    async def CreateKey(
+        self, request: admin_pb2.CreateKeyRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.CreatedKey:
+        await self._auth.require(context, ["admin"], "manage keys")
+        try:
+            record, key = self._auth.store.create(request.role, request.name)
+        except KeyManagementError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise  # unreachable: abort raises
+        logger.info("Created the %s key %s", record.role, record.name)
+        return admin_pb2.CreatedKey(info=_info(record), key=key)
+
+    async def ListKeys(
+        self, request: admin_pb2.ListKeysRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.KeyList:
+        await self._auth.require(context, ["admin"], "manage keys")
+        return admin_pb2.KeyList(keys=[_info(r) for r in self._auth.store.records()])
+
+    async def RevokeKey(
+        self, request: admin_pb2.RevokeKeyRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.KeyInfo:
+        await self._auth.require(context, ["admin"], "manage keys")
+        try:
+            record = self._auth.store.revoke(request.name)
+        except KeyManagementError as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+            raise
+        closed = self._auth.revoked(record.name)
+        logger.info("Revoked the key %s; closed %d live call(s)", record.name, closed)
+        return _info(record)
+
+
+def _info(record: KeyRecord) -> admin_pb2.KeyInfo:
+    return admin_pb2.KeyInfo(
+        name=record.name, role=record.role, created_at=record.created_at, revoked=record.revoked
+    )

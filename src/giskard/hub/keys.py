@@ -1,0 +1,127 @@
+"""API keys: roles, hashed storage, creation and revocation.
+
+A key is `gsk_<id>_<secret>` with 256 random bits of secret. The hub stores the SHA-256 of
+the whole key, never the key: with that much entropy a slow hash adds nothing. The file is
+0600 in a 0700 directory; every hub of this GISKARD_HOME shares it and rereads it when it
+changes, so a key created through one hub is known to the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import secrets
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from giskard.errors import ConfigurationError, KeyManagementError
+from giskard.installer.files import write_atomically
+
+logger = logging.getLogger(__name__)
+
+ROLES = ("worker", "client", "admin")
+KEY_PREFIX = "gsk_"
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    name: str
+    role: str
+    key_id: str
+    sha256: str
+    created_at: float
+    revoked: bool = False
+
+
+class KeyStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._records: dict[str, KeyRecord] = {}
+        self._loaded_mtime: float | None = None
+        self._reload()
+
+    def records(self) -> list[KeyRecord]:
+        self._reload()
+        return sorted(self._records.values(), key=lambda r: r.created_at)
+
+    def create(self, role: str, name: str = "") -> tuple[KeyRecord, str]:
+        """A new key (returned once) and its record."""
+        if role not in ROLES:
+            raise KeyManagementError(f"unknown role {role!r}: choose one of {', '.join(ROLES)}")
+        self._reload()
+        name = name or f"{role}-{secrets.token_hex(3)}"
+        if name in self._records:
+            raise KeyManagementError(f"a key named {name!r} exists already")
+        key_id, secret = secrets.token_hex(4), secrets.token_urlsafe(32)
+        key = f"{KEY_PREFIX}{key_id}_{secret}"
+        record = KeyRecord(name, role, key_id, _digest(key), time.time())
+        self._records[name] = record
+        self._save()
+        return record, key
+
+    def revoke(self, name: str) -> KeyRecord:
+        self._reload()
+        if name not in self._records:
+            raise KeyManagementError(f"no key named {name!r}")
+        record = replace(self._records[name], revoked=True)
+        self._records[name] = record
+        self._save()
+        return record
+
+    def verify(self, key: str) -> KeyRecord | None:
+        """The live record of `key`, or None (unknown, malformed or revoked)."""
+        self._reload()
+        key_id = key.removeprefix(KEY_PREFIX).split("_", 1)[0] if key.startswith(KEY_PREFIX) else ""
+        digest = _digest(key)
+        for record in self._records.values():
+            if record.key_id == key_id and hmac.compare_digest(record.sha256, digest):
+                return None if record.revoked else record
+        return None
+
+    def is_revoked(self, key: str) -> bool:
+        digest = _digest(key)
+        return any(r.revoked and hmac.compare_digest(r.sha256, digest) for r in self.records())
+
+    def _reload(self) -> None:
+        try:
+            mtime = self.path.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if mtime == self._loaded_mtime:
+            return
+        try:
+            data = json.loads(self.path.read_text())
+            self._records = {r["name"]: KeyRecord(**r) for r in data["keys"]}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigurationError(f"the key file {self.path} is unreadable: {exc}") from None
+        self._loaded_mtime = mtime
+
+    def _save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.path.parent, 0o700)
+        data = {"keys": [asdict(r) for r in self._records.values()]}
+        write_atomically(self.path, json.dumps(data, indent=1), mode=0o600)
+        self._loaded_mtime = self.path.stat().st_mtime
+
+
+def ensure_local_admin_key(store: KeyStore, key_path: Path) -> str:
+    """The admin key kept for same-user clients on this machine, created on first start."""
+    if key_path.exists():
+        key = key_path.read_text().strip()
+        if store.verify(key) is not None:
+            return key
+        logger.warning(
+            "The local admin key in %s is unknown or revoked; making a new one", key_path
+        )
+    _, key = store.create("admin", f"local-admin-{secrets.token_hex(3)}")
+    write_atomically(key_path, key + "\n", mode=0o600)
+    logger.info("Created the local admin key %s (mode 0600)", key_path)
+    return key
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()

@@ -1,0 +1,194 @@
+"""API keys: storage, roles, revocation, and the one-line failures a user sees."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import CONNECTED, WorkerProcess, free_port, giskard_command, wait_until
+
+from giskard.client import HubClient
+from giskard.errors import AuthenticationError, ExitCode, KeyManagementError
+from giskard.hub import Hub
+from giskard.hub.keys import KeyStore
+
+
+def test_keys_are_stored_hashed_in_a_private_file(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path / "hub" / "keys.json")
+    record, key = store.create("worker", "w1")
+    text = store.path.read_text()
+    assert key not in text and key.split("_")[-1] not in text
+    assert oct(store.path.stat().st_mode & 0o777) == "0o600"
+    assert oct(store.path.parent.stat().st_mode & 0o777) == "0o700"
+    assert store.verify(key) == record
+    assert store.verify(key + "x") is None and store.verify("nonsense") is None
+    store.revoke("w1")
+    assert store.verify(key) is None and store.is_revoked(key)
+    # Another store over the same file (another hub of this home) sees the change.
+    assert KeyStore(store.path).verify(key) is None
+
+
+def test_key_management_errors(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path / "keys.json")
+    with pytest.raises(KeyManagementError, match="unknown role 'root'"):
+        store.create("root")
+    store.create("client", "c")
+    with pytest.raises(KeyManagementError, match="exists already"):
+        store.create("client", "c")
+    with pytest.raises(KeyManagementError, match="no key named 'nope'"):
+        store.revoke("nope")
+
+
+def test_the_local_admin_key_is_private(hub: Hub) -> None:
+    from giskard.credentials import local_admin_key_path
+
+    path = local_admin_key_path()
+    assert path.read_text().strip() == hub.admin_key
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert oct(path.parent.stat().st_mode & 0o777) == "0o700"
+
+
+def refused_worker(start_worker: Callable[..., WorkerProcess], hub: Hub, key: str) -> WorkerProcess:
+    worker = start_worker("-h", "127.0.0.1", "-p", str(hub.port), api_key=key)
+    assert worker.process.wait(20) == ExitCode.CONFIG
+    return worker
+
+
+def one_error_line(worker: WorkerProcess) -> str:
+    assert "Traceback" not in worker.output
+    (line,) = [line for line in worker.output.splitlines() if " ERROR " in line]
+    return line
+
+
+def test_a_wrong_key_is_fatal_with_one_line_on_both_sides(
+    hub: Hub, start_worker: Callable[..., WorkerProcess], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    worker = refused_worker(start_worker, hub, "gsk_00000000_not-a-real-key")
+    assert one_error_line(worker).endswith("refused this worker: unknown API key")
+    assert any("open a worker session" in r.getMessage() for r in caplog.records)
+
+
+def test_no_key_is_fatal_and_says_how_to_give_one(hub: Hub, tmp_path: Path) -> None:
+    env = {**os.environ, "GISKARD_HOME": str(tmp_path / "elsewhere"), "GISKARD_API_KEY": ""}
+    result = subprocess.run(
+        giskard_command("worker", "start", "-h", "127.0.0.1", "-p", str(hub.port)),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
+    assert result.returncode == ExitCode.CONFIG
+    assert "refused this worker: no API key (set GISKARD_API_KEY" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_roles_limit_what_a_key_can_do(
+    hub: Hub, client: HubClient, start_worker: Callable[..., WorkerProcess], iris: tuple
+) -> None:
+    _, worker_key = client.create_key("worker", "worker-1")
+    _, client_key = client.create_key("client", "client-1")
+    worker = start_worker("-h", "127.0.0.1", "-p", str(hub.port), api_key=worker_key)
+    worker.wait_for_output(CONNECTED)
+    model, data = iris
+    with HubClient(hub.address, api_key=client_key) as platform:
+        np.testing.assert_array_equal(platform.predict(model, data), model.predict(data))
+        with pytest.raises(AuthenticationError, match="a client key cannot manage keys"):
+            platform.create_key("admin")
+    with HubClient(hub.address, api_key=worker_key) as impostor:
+        with pytest.raises(AuthenticationError, match="a worker key cannot submit jobs"):
+            impostor.predict(model, data)
+        with pytest.raises(AuthenticationError, match="a worker key cannot list the workers"):
+            impostor.workers()
+    as_worker = refused_worker(start_worker, hub, client_key)
+    assert "a client key cannot open a worker session" in one_error_line(as_worker)
+
+
+def test_revoking_a_key_closes_its_worker_session(
+    hub: Hub, client: HubClient, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    _, key = client.create_key("worker", "doomed")
+    worker = start_worker("-h", "127.0.0.1", "-p", str(hub.port), api_key=key)
+    worker.wait_for_output(CONNECTED)
+    client.revoke_key("doomed")
+    assert worker.process.wait(10) == ExitCode.CONFIG
+    assert "the API key of this worker was revoked" in one_error_line(worker)
+    assert client.workers() == []
+    assert [k["revoked"] for k in client.list_keys() if k["name"] == "doomed"] == [True]
+
+
+def test_hub_keys_commands(hub: Hub) -> None:
+    def keys(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            giskard_command("hub", "keys", *args, "-h", "127.0.0.1", "-p", str(hub.port)),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**os.environ, **(env or {})},
+        )
+
+    created = keys("create", "--role", "client", "--name", "ci")
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    assert key.startswith("gsk_") and "not shown again" in created.stderr
+    listed = keys("list")
+    assert "ci" in listed.stdout and "client" in listed.stdout and key not in listed.stdout
+    denied = keys("list", env={"GISKARD_API_KEY": key})
+    assert denied.returncode == ExitCode.CONFIG
+    assert denied.stderr.strip() == (
+        f"giskard: error: the hub at 127.0.0.1:{hub.port} refused: a client key cannot manage keys"
+    )
+    assert keys("revoke", "ci").returncode == 0
+    assert "revoked" in keys("list").stdout
+    missing = keys("revoke", "nope")
+    assert missing.returncode == 1 and "no key named 'nope'" in missing.stderr
+
+
+def test_a_key_in_argv_works_with_a_warning(hub: Hub) -> None:
+    result = subprocess.run(
+        giskard_command(
+            "hub", "workers", "-h", "127.0.0.1", "-p", str(hub.port), "--api-key", hub.admin_key
+        ),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "GISKARD_API_KEY": ""},
+    )
+    assert result.returncode == 0
+    assert "visible to other users" in result.stderr
+
+
+def test_zero_config_hub_and_worker_of_the_same_user_connect(
+    tmp_path: Path, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    home, port = tmp_path / "home", free_port()
+    env = {**os.environ, "GISKARD_HOME": str(home), "GISKARD_API_KEY": ""}
+    hub_log = tmp_path / "hub.log"
+    with (
+        hub_log.open("wb") as log,
+        subprocess.Popen(
+            giskard_command("hub", "start", "-p", str(port)), stderr=log, env=env
+        ) as hub,
+    ):
+        try:
+            wait_until(lambda: "Hub listening" in hub_log.read_text(), 10, "the hub")
+            worker = subprocess.run(
+                giskard_command("hub", "workers", "-p", str(port), "--json"),
+                capture_output=True,
+                text=True,
+                timeout=30,
+                env=env,
+            )
+            assert worker.returncode == 0, worker.stderr
+            assert json.loads(worker.stdout) == []
+            connected = start_worker("-p", str(port), home=home, api_key="")
+            connected.wait_for_output(CONNECTED)
+        finally:
+            hub.terminate()
+            hub.wait(10)
