@@ -30,6 +30,7 @@ from giskard.errors import (
 from giskard.protocol import CHANNEL_OPTIONS, iter_chunks, sha256_of
 from giskard.rpc.v1 import admin_pb2, admin_pb2_grpc, client_pb2, client_pb2_grpc, common_pb2
 from giskard.rpc_errors import describe_rpc_error
+from giskard.tls import channel_security, explain_handshake_failure
 from giskard.worker.info import info_from_proto
 
 
@@ -42,13 +43,26 @@ class HubClient:
         *,
         api_key: str | None = None,
         api_key_file: str | None = None,
+        tls: bool = False,
+        ca_file: str | None = None,
+        insecure: bool = False,
     ) -> None:
         """`api_key` defaults to $GISKARD_API_KEY, then to the local admin key of a hub
-        on this machine (see giskard.credentials)."""
+        on this machine (see giskard.credentials). TLS is used to a non-loopback hub, or
+        when `tls` or `ca_file` (a PEM of the hub's CA or certificate) asks for it; see
+        giskard.tls for `insecure`."""
         self.address = parse_address(address)
         credentials = resolve(self.address.host, api_key=api_key, api_key_file=api_key_file)
         self._metadata = credentials.metadata()
-        self._channel = grpc.insecure_channel(self.address.target, options=CHANNEL_OPTIONS)
+        self._security = channel_security(
+            self.address.host, tls=tls, ca_file=ca_file, insecure=insecure
+        )
+        target = self.address.target
+        if self._security.tls:
+            creds = self._security.credentials()
+            self._channel = grpc.secure_channel(target, creds, options=CHANNEL_OPTIONS)
+        else:
+            self._channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
         self._stub = client_pb2_grpc.PlatformStub(self._channel)
         self._admin = admin_pb2_grpc.AdminStub(self._channel)
 
@@ -146,9 +160,11 @@ class HubClient:
         if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
             return AuthenticationError(f"the hub at {self.address} refused: {exc.details()}")  # type: ignore[attr-defined]
         if code == grpc.StatusCode.UNAVAILABLE:
-            return HubUnavailableError(
-                f"cannot reach the hub at {self.address}: {describe_rpc_error(exc)}"
-            )
+            reason = describe_rpc_error(exc)
+            if reason not in ("connection refused", "cannot resolve the host name"):
+                host, port = self.address.host, self.address.port
+                reason = explain_handshake_failure(host, port, self._security) or reason
+            return HubUnavailableError(f"cannot reach the hub at {self.address}: {reason}")
         return GiskardError(f"the hub at {self.address} answered {code.name}: {exc.details()}")  # type: ignore[attr-defined]
 
 

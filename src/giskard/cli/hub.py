@@ -7,10 +7,21 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from giskard.cli.options import API_KEY, API_KEY_FILE, HOST, PORT, VERBOSE, credentials_for
+from giskard.cli.options import (
+    API_KEY,
+    API_KEY_FILE,
+    CA_FILE,
+    HOST,
+    INSECURE,
+    PORT,
+    TLS,
+    VERBOSE,
+    credentials_for,
+)
 
 if TYPE_CHECKING:
     from giskard.client import HubClient
+    from giskard.tls import ServerCertificate
 
 hub_app = typer.Typer(
     help="Run the hub (the platform side that workers connect to) and inspect it.",
@@ -23,8 +34,19 @@ def start(
     host: str = typer.Option("127.0.0.1", "-h", "--host", help="Address to listen on."),
     port: int = PORT,
     verbose: bool = VERBOSE,
+    tls_cert: str | None = typer.Option(None, "--tls-cert", help="Serve TLS: certificate (PEM)."),
+    tls_key: str | None = typer.Option(None, "--tls-key", help="Serve TLS: its private key (PEM)."),
+    tls_self_signed: bool = typer.Option(
+        False, "--tls-self-signed", help="Serve TLS with a certificate the hub makes and keeps."
+    ),
+    insecure: bool = typer.Option(
+        False, "--insecure", help="Allow plaintext on a non-loopback address."
+    ),
 ) -> None:
-    """Run a hub in the foreground until Ctrl-C or SIGTERM."""
+    """Run a hub in the foreground until Ctrl-C or SIGTERM.
+
+    Without TLS it listens on loopback only, unless --insecure.
+    """
     import asyncio
     import signal
 
@@ -34,13 +56,16 @@ def start(
 
     HubAddress(host, port)  # validates
     configure_logging(verbose=verbose)
+    certificate = _server_certificate(host, tls_cert, tls_key, tls_self_signed)
+    if certificate is not None:
+        typer.echo(f"TLS certificate SHA-256 fingerprint: {certificate.fingerprint()}", err=True)
 
     async def serve() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        await Hub(host, port).serve(stop)
+        await Hub(host, port, tls=certificate, insecure=insecure).serve(stop)
 
     asyncio.run(serve())
 
@@ -52,9 +77,12 @@ def workers(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a summary."),
     api_key_file: str | None = API_KEY_FILE,
     api_key: str | None = API_KEY,
+    tls: bool = TLS,
+    ca_file: str | None = CA_FILE,
+    insecure: bool = INSECURE,
 ) -> None:
     """Show the workers connected to a hub, the active one first."""
-    with _client(host, port, api_key, api_key_file) as client:
+    with _client(host, port, api_key, api_key_file, tls, ca_file, insecure) as client:
         found = client.workers()
     if as_json:
         typer.echo(json.dumps(found, indent=2))
@@ -89,9 +117,12 @@ def create_key(
     port: int = PORT,
     api_key_file: str | None = API_KEY_FILE,
     api_key: str | None = API_KEY,
+    tls: bool = TLS,
+    ca_file: str | None = CA_FILE,
+    insecure: bool = INSECURE,
 ) -> None:
     """Create a key and print it, once: the hub keeps only its hash."""
-    with _client(host, port, api_key, api_key_file) as client:
+    with _client(host, port, api_key, api_key_file, tls, ca_file, insecure) as client:
         info, key = client.create_key(role, name)
     typer.echo(key)
     typer.echo(
@@ -106,11 +137,14 @@ def list_keys(
     port: int = PORT,
     api_key_file: str | None = API_KEY_FILE,
     api_key: str | None = API_KEY,
+    tls: bool = TLS,
+    ca_file: str | None = CA_FILE,
+    insecure: bool = INSECURE,
 ) -> None:
     """List the keys: name, role, creation time, revoked or not (never the keys)."""
     import datetime
 
-    with _client(host, port, api_key, api_key_file) as client:
+    with _client(host, port, api_key, api_key_file, tls, ca_file, insecure) as client:
         for info in client.list_keys():
             created = datetime.datetime.fromtimestamp(info["created_at"]).isoformat(
                 timespec="seconds"
@@ -126,17 +160,52 @@ def revoke_key(
     port: int = PORT,
     api_key_file: str | None = API_KEY_FILE,
     api_key: str | None = API_KEY,
+    tls: bool = TLS,
+    ca_file: str | None = CA_FILE,
+    insecure: bool = INSECURE,
 ) -> None:
     """Revoke a key; the sessions and calls using it are closed at once."""
-    with _client(host, port, api_key, api_key_file) as client:
+    with _client(host, port, api_key, api_key_file, tls, ca_file, insecure) as client:
         client.revoke_key(name)
     typer.echo(f"Revoked {name!r}.")
 
 
-def _client(host: str, port: int, api_key: str | None, api_key_file: str | None) -> HubClient:
+def _client(
+    host: str,
+    port: int,
+    api_key: str | None,
+    api_key_file: str | None,
+    tls: bool,
+    ca_file: str | None,
+    insecure: bool,
+) -> HubClient:
+    from giskard.tls import quiet_grpc_logs
+
+    quiet_grpc_logs()
     from giskard.address import HubAddress
     from giskard.client import HubClient
 
     address = HubAddress(host, port)
     credentials = credentials_for(address.host, api_key, api_key_file)
-    return HubClient(address.target, api_key=credentials.key)
+    return HubClient(
+        address.target, api_key=credentials.key, tls=tls, ca_file=ca_file, insecure=insecure
+    )
+
+
+def _server_certificate(
+    host: str, cert: str | None, key: str | None, self_signed: bool
+) -> ServerCertificate | None:
+    from pathlib import Path
+
+    from giskard.credentials import hub_dir
+    from giskard.errors import UsageError
+    from giskard.tls import ServerCertificate
+    from giskard.tls import self_signed as make_self_signed
+
+    if self_signed and (cert or key):
+        raise UsageError("--tls-self-signed contradicts --tls-cert/--tls-key: choose one")
+    if bool(cert) != bool(key):
+        raise UsageError("--tls-cert and --tls-key go together")
+    if cert and key:
+        return ServerCertificate(Path(cert), Path(key))
+    return make_self_signed(hub_dir() / "tls", host) if self_signed else None

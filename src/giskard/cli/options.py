@@ -29,3 +29,12 @@ def credentials_for(host: str, api_key: str | None, api_key_file: str | None) ->
             err=True,
         )
     return resolve(host, api_key=api_key, api_key_file=api_key_file)
+
+
+TLS = typer.Option(False, "--tls", help="Use TLS even to a hub on this machine.")
+CA_FILE = typer.Option(
+    None, "--ca-file", help="Verify the hub against this PEM (its CA or its own certificate)."
+)
+INSECURE = typer.Option(
+    False, "--insecure", help="Plaintext to a hub on another machine (keys and data unencrypted)."
+)

@@ -11,11 +11,13 @@ import typer
 from giskard.address import HubAddress
 from giskard.credentials import Credentials
 from giskard.installer.base import Action
+from giskard.tls import ChannelSecurity
 
 
 def start_daemon(
     address: HubAddress,
     credentials: Credentials,
+    security: ChannelSecurity,
     *,
     verbose: bool,
     backend: str,
@@ -28,6 +30,7 @@ def start_daemon(
         report = start_service(
             address,
             credentials,
+            security,
             verbose=verbose,
             backend=backend,
             enable_linger=enable_linger,

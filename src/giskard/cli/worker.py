@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import typer
 
 from giskard.address import HubAddress
-from giskard.cli.options import API_KEY, API_KEY_FILE, HOST, PORT, VERBOSE, credentials_for
-from giskard.credentials import Credentials
+from giskard.cli.options import (
+    API_KEY,
+    API_KEY_FILE,
+    CA_FILE,
+    HOST,
+    INSECURE,
+    PORT,
+    TLS,
+    VERBOSE,
+    credentials_for,
+)
 from giskard.errors import GiskardError
+
+if TYPE_CHECKING:
+    from giskard.worker.config import WorkerConfig
 
 worker_app = typer.Typer(
     help="Run the ML worker that executes the hub's jobs in this Python environment.",
@@ -39,6 +52,9 @@ def start(
     ),
     api_key_file: str | None = API_KEY_FILE,
     api_key: str | None = API_KEY,
+    tls: bool = TLS,
+    ca_file: str | None = CA_FILE,
+    insecure: bool = INSECURE,
     log_stderr: bool = typer.Option(True, "--log-stderr/--no-log-stderr", hidden=True),
 ) -> None:
     """Start a worker; it connects to the hub and runs its jobs.
@@ -47,37 +63,44 @@ def start(
     (default ~/giskard-home). With -d, the OS runs it and keeps its logs.
     """
     address = HubAddress(host, port)
+    from giskard.tls import channel_security, quiet_grpc_logs
+
+    quiet_grpc_logs()
     credentials = credentials_for(address.host, api_key, api_key_file)
+    security = channel_security(address.host, tls=tls, ca_file=ca_file, insecure=insecure)
     if daemon:
         from giskard.cli.service import start_daemon
 
         start_daemon(
             address,
             credentials,
+            security,
             verbose=verbose,
             backend=backend,
             enable_linger=enable_linger,
         )
         return
-    _run_foreground(address, credentials, verbose=verbose, log_stderr=log_stderr)
+    from giskard.worker.config import WorkerConfig
+
+    config = WorkerConfig(address=address, credentials=credentials, security=security)
+    _run_foreground(config, verbose=verbose, log_stderr=log_stderr)
 
 
-def _run_foreground(
-    address: HubAddress, credentials: Credentials, *, verbose: bool, log_stderr: bool
-) -> None:
+def _run_foreground(config: WorkerConfig, *, verbose: bool, log_stderr: bool) -> None:
     from giskard.logs import configure_logging
     from giskard.paths import worker_log_path
 
     configure_logging(verbose=verbose, log_file=worker_log_path(), to_stderr=log_stderr)
 
     from giskard.instance import InstanceLock
-    from giskard.worker import Worker, WorkerConfig
+    from giskard.worker import Worker
     from giskard.worker.sd_notify import notify
 
+    address = config.address
     lock = InstanceLock(address)
     try:
         lock.acquire()
-        worker = Worker(WorkerConfig(address=address, credentials=credentials))
+        worker = Worker(config)
 
         def connected(active: bool) -> None:
             lock.set_connected(True)

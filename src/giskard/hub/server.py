@@ -11,8 +11,8 @@ from types import TracebackType
 import grpc
 
 from giskard.address import DEFAULT_PORT, HubAddress
-from giskard.credentials import hub_dir, local_admin_key_path
-from giskard.errors import GiskardError
+from giskard.credentials import hub_dir, is_loopback, local_admin_key_path
+from giskard.errors import ConfigurationError, GiskardError
 from giskard.hub.admin_service import AdminService
 from giskard.hub.artifacts import DEFAULT_MAX_BYTES, ArtifactStore
 from giskard.hub.auth import Authenticator
@@ -22,6 +22,7 @@ from giskard.hub.registry import WorkerRegistry
 from giskard.hub.worker_service import WorkerHubService
 from giskard.protocol import CHANNEL_OPTIONS
 from giskard.rpc.v1 import admin_pb2_grpc, client_pb2_grpc, worker_pb2_grpc
+from giskard.tls import ServerCertificate
 
 logger = logging.getLogger(__name__)
 
@@ -44,11 +45,21 @@ class Hub:
         port: int = DEFAULT_PORT,
         *,
         home: Path | None = None,
+        tls: ServerCertificate | None = None,
+        insecure: bool = False,
         max_artifact_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
+        """`tls`: serve TLS with this certificate. Without it, a hub may listen only on
+        loopback, unless `insecure`."""
+        if tls is None and not insecure and not is_loopback(host):
+            raise ConfigurationError(
+                f"listening on {host} without TLS exposes keys and data: give a certificate"
+                " (--tls-cert/--tls-key or --tls-self-signed), or --insecure"
+            )
         self.host = host
         self.port = port
         self.home = home
+        self.tls = tls
         self.admin_key = ""  # the local admin key, known once serving
         self._max_artifact_bytes = max_artifact_bytes
         self._thread: threading.Thread | None = None
@@ -74,7 +85,8 @@ class Hub:
         client_pb2_grpc.add_PlatformServicer_to_server(platform, server)
         admin_pb2_grpc.add_AdminServicer_to_server(AdminService(auth), server)
         await server.start()
-        logger.info("Hub listening on %s", self.address)
+        security = f"TLS, certificate SHA-256 {self.tls.fingerprint()}" if self.tls else "plaintext"
+        logger.info("Hub listening on %s (%s)", self.address, security)
         if started is not None:
             started.set()
         try:
@@ -86,7 +98,11 @@ class Hub:
     def _bind(self, server: grpc.aio.Server) -> int:
         bind_host = f"[{self.host}]" if ":" in self.host else self.host
         try:
-            port = server.add_insecure_port(f"{bind_host}:{self.port}")
+            target = f"{bind_host}:{self.port}"
+            if self.tls is None:
+                port = server.add_insecure_port(target)
+            else:
+                port = server.add_secure_port(target, self.tls.credentials())
         except RuntimeError:
             port = 0
         if port == 0:

@@ -11,6 +11,7 @@ import enum
 import os
 import sys
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,8 @@ class ServiceSpec:
     giskard_home: str
     # The worker reads its API key from this 0600 file: never in argv, unit or plist.
     api_key_file: str | None = None
+    # Options of the worker command that say how to reach the hub (--tls, --ca-file...).
+    extra_args: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -43,6 +46,7 @@ class ServiceSpec:
             argv.append("--verbose")
         if self.api_key_file:
             argv += ["--api-key-file", self.api_key_file]
+        argv += self.extra_args
         if not log_to_stderr:
             argv.append("--no-log-stderr")
         return argv
@@ -74,7 +78,11 @@ def key_file_of(name: str) -> Path:
 
 
 def current_spec(
-    address: HubAddress, *, verbose: bool = False, api_key_file: str | None = None
+    address: HubAddress,
+    *,
+    verbose: bool = False,
+    api_key_file: str | None = None,
+    extra_args: Sequence[str] = (),
 ) -> ServiceSpec:
     """The spec for this interpreter and environment."""
     # The service manager has neither the shell's PATH nor a venv's activation: capture it,
@@ -89,6 +97,7 @@ def current_spec(
         home=str(Path.home()),
         giskard_home=str(giskard_home().resolve()),
         api_key_file=api_key_file,
+        extra_args=tuple(extra_args),
     )
 
 

@@ -25,6 +25,7 @@ from giskard.installer.detect import all_backends, choose_backend
 from giskard.installer.files import write_atomically
 from giskard.installer.naming import service_name
 from giskard.instance import InstanceState, find_running, remove_stale, running_instances
+from giskard.tls import ChannelSecurity
 
 CONNECT_WAIT_S = 5.0
 
@@ -42,6 +43,7 @@ class StartReport:
 def start_service(
     address: HubAddress,
     credentials: Credentials,
+    security: ChannelSecurity | None = None,
     *,
     verbose: bool = False,
     backend: str = "auto",
@@ -50,7 +52,8 @@ def start_service(
     """Install and start (or confirm) the service for `address`, bound to this interpreter."""
     chosen, reason = choose_backend(backend)
     key_file = _store_key(service_name(address), credentials)
-    spec = current_spec(address, verbose=verbose, api_key_file=key_file)
+    extra = security.args() if security else []
+    spec = current_spec(address, verbose=verbose, api_key_file=key_file, extra_args=extra)
     for other in find_running(address, spec.interpreter):
         if other.service != spec.name:
             raise AlreadyRunningError(

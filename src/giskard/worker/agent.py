@@ -14,6 +14,7 @@ import grpc
 
 from giskard.errors import GiskardError
 from giskard.protocol import CHANNEL_OPTIONS
+from giskard.tls import explain_handshake_failure
 from giskard.worker.artifacts import ModelCache
 from giskard.worker.backoff import Backoff
 from giskard.worker.config import WorkerConfig
@@ -92,13 +93,16 @@ class Worker:
                 return
             except ConnectionLost as lost:
                 self.on_disconnected()
+                reason = lost.reason
+                if not lost.was_connected:
+                    reason = await self._explain(reason)
                 delay_s = backoff.next_delay_s()
                 what = "Lost the connection to" if lost.was_connected else "Cannot reach"
                 logger.warning(
                     "%s the Giskard server at %s: %s; retrying in %.1f s",
                     what,
                     self._address,
-                    lost.reason,
+                    reason,
                     delay_s,
                 )
             except GiskardError:
@@ -114,6 +118,16 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), delay_s)
 
+    async def _explain(self, reason: str) -> str:
+        """A TLS mismatch or an untrusted certificate, if that is why we could not connect."""
+        if reason in ("connection refused", "cannot resolve the host name"):
+            return reason
+        address, security = self.config.address, self.config.security
+        explained = await asyncio.to_thread(
+            explain_handshake_failure, address.host, address.port, security
+        )
+        return explained or reason
+
     async def _one_session(self, info: object, stopping: asyncio.Event, backoff: Backoff) -> None:
         def connected(active: bool) -> None:
             backoff.reset()
@@ -121,8 +135,14 @@ class Worker:
 
         # A fresh channel per attempt: a reused one would add gRPC's own reconnect backoff
         # (up to two minutes) on top of ours.
-        async with grpc.aio.insecure_channel(
-            self.config.address.target, options=CHANNEL_OPTIONS
-        ) as channel:
+        async with _channel(self.config) as channel:
             session = Session(self.config, channel, self._execution, info, connected)
             await session.run(stopping)
+
+
+def _channel(config: WorkerConfig) -> grpc.aio.Channel:
+    target = config.address.target
+    if config.security.tls:
+        credentials = config.security.credentials()
+        return grpc.aio.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
+    return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)

@@ -6,12 +6,14 @@ from dataclasses import dataclass, field
 
 from giskard.address import HubAddress
 from giskard.credentials import Credentials
+from giskard.tls import ChannelSecurity
 
 
 @dataclass(frozen=True)
 class WorkerConfig:
     address: HubAddress
     credentials: Credentials = field(default_factory=lambda: Credentials(None, ""))
+    security: ChannelSecurity = field(default_factory=lambda: ChannelSecurity(tls=False))
     # Reconnection: the first retry comes quickly, later ones at most every `backoff_max_s`.
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 3.0
