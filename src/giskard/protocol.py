@@ -12,9 +12,30 @@ CHUNK_SIZE = 1024 * 1024
 # plus a small envelope.
 MAX_MESSAGE_BYTES = 4 * CHUNK_SIZE
 
+# Keepalive: a peer that vanished without a word (a black hole, no RST) is noticed within
+# KEEPALIVE_TIME_S + KEEPALIVE_TIMEOUT_S, about 20 s, on both sides.
+KEEPALIVE_TIME_S = 10
+KEEPALIVE_TIMEOUT_S = 10
+
 CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.keepalive_time_ms", KEEPALIVE_TIME_S * 1000),
+    ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_S * 1000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    # Any ping's ack, not only keepalive's, or the core's one-minute default applies.
+    ("grpc.http2.ping_timeout_ms", KEEPALIVE_TIMEOUT_S * 1000),
+]
+
+SERVER_OPTIONS = [
+    *CHANNEL_OPTIONS,
+    # Accept the clients' pings at that pace instead of answering them with GOAWAY.
+    ("grpc.http2.min_ping_interval_without_data_ms", KEEPALIVE_TIME_S * 1000 // 2),
+    ("grpc.http2.max_ping_strikes", 0),
+    # Without this, gRPC sets SO_REUSEPORT and a second hub on the same port would silently
+    # share the connections with the first instead of failing.
+    ("grpc.so_reuseport", 0),
 ]
 
 

@@ -21,6 +21,8 @@ def describe_rpc_error(exc: grpc.aio.AioRpcError | grpc.RpcError) -> str:
 
 _REASONS = [
     ("connection refused", "connection refused"),
+    ("keepalive", "the link went silent (no answer to keepalive pings)"),
+    ("ping timeout", "the link went silent (no answer to keepalive pings)"),
     ("dns resolution failed", "cannot resolve the host name"),
     ("name resolution", "cannot resolve the host name"),
     ("timeout", "timed out"),

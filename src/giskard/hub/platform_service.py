@@ -18,6 +18,7 @@ from giskard.rpc.v1 import client_pb2, client_pb2_grpc, common_pb2, worker_pb2
 logger = logging.getLogger(__name__)
 
 MAX_ARTIFACT_BYTES = 16 * 1024**3
+DISPATCH_TIMEOUT_S = 10.0
 
 
 class PlatformService(client_pb2_grpc.PlatformServicer):
@@ -96,7 +97,7 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
         job = JobRun(job_id=uuid.uuid4().hex, pinned=inputs)
         for sha in inputs:
             self._store.pin(sha)
-        forget = self._auth.on_revoke(key, lambda: job.events.put_nowait(None))
+        forget = self._auth.on_revoke(key, lambda: job.interrupt(None))
         try:
             await _dispatch(session, job, request.spec)
             yield client_pb2.JobEvent(
@@ -116,9 +117,16 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
 
 async def _dispatch(session: WorkerSession, job: JobRun, spec: common_pb2.JobSpec) -> None:
     session.jobs[job.job_id] = job
-    await session.outbox.put(
-        worker_pb2.HubMessage(job=worker_pb2.Job(job_id=job.job_id, spec=spec))
-    )
+    message = worker_pb2.HubMessage(job=worker_pb2.Job(job_id=job.job_id, spec=spec))
+    try:
+        # A worker that does not read its stream must not hang the client.
+        await asyncio.wait_for(session.outbox.put(message), DISPATCH_TIMEOUT_S)
+    except TimeoutError:
+        failure = common_pb2.JobFailure(
+            type="WorkerNotReading", message=f"the worker {session.describe()} is not reading"
+        )
+        job.finish(common_pb2.JobEnd(job_id=job.job_id, failure=failure))
+        return
     logger.debug("job %s (%s) sent to %s", job.job_id, spec.WhichOneof("kind"), session.describe())
 
 

@@ -12,6 +12,11 @@ from giskard.rpc.v1 import client_pb2, common_pb2, worker_pb2
 logger = logging.getLogger(__name__)
 
 
+# Results are relayed to the client as they come; this many chunks may wait for a slow
+# client, after which the worker's session waits too (backpressure, not memory).
+JOB_EVENTS_QUEUED = 16
+
+
 @dataclass(eq=False)
 class JobRun:
     """A job sent to a worker; its events go to the client that submitted it."""
@@ -19,13 +24,25 @@ class JobRun:
     job_id: str
     pinned: list[str]
     # None means: stop, the submitter's key was revoked.
-    events: asyncio.Queue[client_pb2.JobEvent | None] = field(default_factory=asyncio.Queue)
+    events: asyncio.Queue[client_pb2.JobEvent | None] = field(
+        default_factory=lambda: asyncio.Queue(maxsize=JOB_EVENTS_QUEUED)
+    )
+    received_bytes: int = 0
     done: bool = False
 
     def finish(self, end: common_pb2.JobEnd) -> None:
+        """End the job now, from synchronous code: unsent output is dropped if need be."""
         if not self.done:
             self.done = True
-            self.events.put_nowait(client_pb2.JobEvent(end=end))
+            self.interrupt(client_pb2.JobEvent(end=end))
+
+    def interrupt(self, event: client_pb2.JobEvent | None) -> None:
+        while True:
+            try:
+                self.events.put_nowait(event)
+                return
+            except asyncio.QueueFull:
+                self.events.get_nowait()  # the job is over: its pending output is moot
 
 
 @dataclass(eq=False)

@@ -20,15 +20,12 @@ from giskard.hub.keys import KeyStore, ensure_local_admin_key
 from giskard.hub.platform_service import PlatformService
 from giskard.hub.registry import WorkerRegistry
 from giskard.hub.worker_service import WorkerHubService
-from giskard.protocol import CHANNEL_OPTIONS
+from giskard.protocol import SERVER_OPTIONS
 from giskard.rpc.v1 import admin_pb2_grpc, client_pb2_grpc, worker_pb2_grpc
 from giskard.tls import ServerCertificate
 
 logger = logging.getLogger(__name__)
 
-# Without this, gRPC sets SO_REUSEPORT and a second hub on the same port would silently
-# share the connections with the first instead of failing.
-SERVER_OPTIONS = [*CHANNEL_OPTIONS, ("grpc.so_reuseport", 0)]
 STOP_GRACE_S = 2.0
 
 

@@ -13,18 +13,32 @@ from giskard.hub.artifacts import ArtifactStore
 from giskard.hub.auth import Authenticator
 from giskard.hub.registry import WorkerRegistry, WorkerSession
 from giskard.protocol import CHUNK_SIZE, PROTOCOL_VERSION
-from giskard.rpc.v1 import client_pb2, worker_pb2, worker_pb2_grpc
+from giskard.rpc.v1 import client_pb2, common_pb2, worker_pb2, worker_pb2_grpc
 
 logger = logging.getLogger(__name__)
 
 HELLO_TIMEOUT_S = 10.0
+# Workers send chunks of CHUNK_SIZE; anything bigger is not a worker of this protocol.
+MAX_CHUNK_BYTES = CHUNK_SIZE
+MAX_RESULT_BYTES = 16 * 1024**3
+
+
+class ProtocolViolation(Exception):
+    """What a worker sent breaks the protocol; the text says what it sent."""
 
 
 class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
-    def __init__(self, registry: WorkerRegistry, store: ArtifactStore, auth: Authenticator) -> None:
+    def __init__(
+        self,
+        registry: WorkerRegistry,
+        store: ArtifactStore,
+        auth: Authenticator,
+        max_result_bytes: int = MAX_RESULT_BYTES,
+    ) -> None:
         self._registry = registry
         self._store = store
         self._auth = auth
+        self._max_result_bytes = max_result_bytes
 
     async def Connect(
         self,
@@ -69,6 +83,13 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
         try:
             async for message in request_iterator:
                 await self._handle(message, session)
+        except ProtocolViolation as violation:
+            logger.warning("Disconnecting worker %s: it sent %s", session.describe(), violation)
+            session.fail_jobs(f"the worker broke the protocol: it sent {violation}")
+            refusal = worker_pb2.Refusal(
+                reason=worker_pb2.Refusal.BAD_MESSAGE, message=f"protocol violation: {violation}"
+            )
+            _put_end_of_stream(session, worker_pb2.HubMessage(refusal=refusal))
         except (grpc.aio.AioRpcError, asyncio.CancelledError):
             pass
         finally:
@@ -76,20 +97,45 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
             _put_end_of_stream(session)
 
     async def _handle(self, message: worker_pb2.WorkerMessage, session: WorkerSession) -> None:
+        """Relay a worker's message. Nothing in it is trusted: a message that breaks the
+        protocol ends the session (ProtocolViolation); one about a job this worker does
+        not run (finished, cancelled, never sent) is dropped."""
         kind = message.WhichOneof("kind")
         if kind == "output":
-            job = session.jobs.get(message.output.job_id)
-            if job is not None:
-                job.events.put_nowait(client_pb2.JobEvent(output=message.output))
+            await self._relay_output(message.output, session)
         elif kind == "end":
-            job = session.jobs.pop(message.end.job_id, None)
-            if job is not None:
-                job.finish(message.end)
+            self._end_job(message.end, session)
         elif kind == "draining":
             logger.info("Worker %s is shutting down; no more jobs for it", session.describe())
             await self._registry.drain(session)
         else:
-            logger.warning("Ignored a %r message from worker %s", kind, session.describe())
+            raise ProtocolViolation(f"a {kind or 'empty'} message after the hello")
+
+    async def _relay_output(self, output: common_pb2.JobOutput, session: WorkerSession) -> None:
+        if len(output.chunk) > MAX_CHUNK_BYTES:
+            raise ProtocolViolation(f"a result chunk of {len(output.chunk)} bytes")
+        job = session.jobs.get(output.job_id)
+        if job is None or job.done:
+            return
+        job.received_bytes += len(output.chunk)
+        if job.received_bytes > self._max_result_bytes:
+            raise ProtocolViolation(f"a result over {self._max_result_bytes} bytes")
+        await job.events.put(client_pb2.JobEvent(output=output))
+
+    def _end_job(self, end: common_pb2.JobEnd, session: WorkerSession) -> None:
+        job = session.jobs.get(end.job_id)
+        if job is None:
+            return
+        outcome = end.WhichOneof("outcome")
+        if outcome is None:
+            raise ProtocolViolation("a job end without an outcome")
+        if outcome == "success" and end.success.result.size != job.received_bytes:
+            raise ProtocolViolation(
+                f"a result of {job.received_bytes} bytes announced as"
+                f" {end.success.result.size} bytes"
+            )
+        del session.jobs[end.job_id]
+        job.finish(end)
 
     async def FetchArtifact(
         self, request: worker_pb2.FetchArtifactRequest, context: grpc.aio.ServicerContext

@@ -57,10 +57,12 @@ class Refusal(_message.Message):
         PROTOCOL_VERSION: _ClassVar[Refusal.Reason]
         BAD_HELLO: _ClassVar[Refusal.Reason]
         KEY_REVOKED: _ClassVar[Refusal.Reason]
+        BAD_MESSAGE: _ClassVar[Refusal.Reason]
     REASON_UNSPECIFIED: Refusal.Reason
     PROTOCOL_VERSION: Refusal.Reason
     BAD_HELLO: Refusal.Reason
     KEY_REVOKED: Refusal.Reason
+    BAD_MESSAGE: Refusal.Reason
     REASON_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     reason: Refusal.Reason
