@@ -212,3 +212,59 @@ def _expect_failure(client: HubClient, model: object, data: object) -> None:
 
     with pytest.raises(JobError, match="disconnected during the job"):
         client.predict(model, data)
+
+
+def test_an_unknown_host_name_is_said_plainly(start_worker: Callable[..., WorkerProcess]) -> None:
+    worker = start_worker("-h", "no-such-host.invalid", "-p", "40051")
+    worker.wait_for_output("Cannot reach the Giskard server at no-such-host.invalid:40051")
+    assert "cannot resolve the host name" in worker.output
+    assert "Traceback" not in worker.output
+
+
+def test_a_hub_that_never_answers_is_a_timeout(
+    hub: Hub, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    from test_hub_hardening import BlackHoleProxy
+
+    proxy = BlackHoleProxy(hub.port)
+    proxy.frozen.set()
+    try:
+        worker = start_worker("-h", "127.0.0.1", "-p", str(proxy.port))
+        worker.wait_for_output("no answer to the hello", timeout_s=30)
+        assert "Traceback" not in worker.output
+    finally:
+        proxy.close()
+
+
+def test_hub_killed_during_a_job_the_worker_reconnects_and_serves_again(
+    start_hub_process: Callable[[int], subprocess.Popen[bytes]],
+    start_worker: Callable[..., WorkerProcess],
+    iris: tuple,
+    tmp_path: Path,
+) -> None:
+    model, data = iris
+    port = free_port()
+    hub = start_hub_process(port)
+    worker = start_worker("-h", "127.0.0.1", "-p", str(port))
+    worker.wait_for_output(CONNECTED)
+    marker = tmp_path / "started"
+    outcome: list[BaseException] = []
+
+    def submit() -> None:
+        with HubClient(f"127.0.0.1:{port}") as client:
+            try:
+                client.predict(remote_models.SlowModel(marker, 2), data)
+            except Exception as exc:
+                outcome.append(exc)
+
+    job = threading.Thread(target=submit)
+    job.start()
+    wait_until(marker.exists, 10, "the job to start")
+    hub.kill()
+    job.join(10)
+    assert outcome, "a job whose hub died must not succeed"
+    worker.wait_for_output("Lost the connection to the Giskard server")
+    start_hub_process(port)
+    worker.wait_for_output(CONNECTED, count=2, timeout_s=BACKOFF_MAX_S + 10)
+    with HubClient(f"127.0.0.1:{port}") as client:
+        np.testing.assert_array_equal(client.predict(model, data), model.predict(data))

@@ -192,3 +192,54 @@ def test_zero_config_hub_and_worker_of_the_same_user_connect(
         finally:
             hub.terminate()
             hub.wait(10)
+
+
+def test_revoking_a_client_key_ends_its_running_job_call(
+    hub: Hub, client: HubClient, connected_worker: WorkerProcess, iris: tuple, tmp_path: Path
+) -> None:
+    import threading
+
+    import remote_models
+
+    _, key = client.create_key("client", "short-lived")
+    _, data = iris
+    marker = tmp_path / "started"
+    errors: list[BaseException] = []
+
+    def submit() -> None:
+        with HubClient(hub.address, api_key=key) as platform:
+            try:
+                platform.predict(remote_models.SlowModel(marker, 5), data)
+            except AuthenticationError as exc:
+                errors.append(exc)
+
+    job = threading.Thread(target=submit)
+    job.start()
+    wait_until(marker.exists, 10, "the job to start")
+    client.revoke_key("short-lived")
+    job.join(10)
+    assert errors and "the API key was revoked" in str(errors[0])
+
+
+def test_zero_config_with_no_flags_at_all(tmp_path: Path) -> None:
+    """`giskard hub start` and `giskard worker start`, same user, defaults everywhere."""
+    env = {**os.environ, "GISKARD_HOME": str(tmp_path / "home"), "GISKARD_API_KEY": ""}
+    hub_log, worker_log = tmp_path / "hub.log", tmp_path / "worker.log"
+    with (
+        hub_log.open("wb") as log,
+        subprocess.Popen(giskard_command("hub", "start"), stderr=log, env=env) as hub,
+    ):
+        try:
+            wait_until(lambda: "Hub listening on 127.0.0.1:40051" in hub_log.read_text(), 10, "hub")
+            with (
+                worker_log.open("wb") as out,
+                subprocess.Popen(giskard_command("worker", "start"), stderr=out, env=env) as worker,
+            ):
+                try:
+                    wait_until(lambda: CONNECTED in worker_log.read_text(), 10, "the worker")
+                finally:
+                    worker.terminate()
+                    worker.wait(30)
+        finally:
+            hub.terminate()
+            hub.wait(10)

@@ -24,6 +24,8 @@ _REASONS = [
     ("keepalive", "the link went silent (no answer to keepalive pings)"),
     ("ping timeout", "the link went silent (no answer to keepalive pings)"),
     ("dns resolution failed", "cannot resolve the host name"),
+    ("lookup", "cannot resolve the host name"),
+    ("domain name not found", "cannot resolve the host name"),
     ("name resolution", "cannot resolve the host name"),
     ("timeout", "timed out"),
     ("timed out", "timed out"),
