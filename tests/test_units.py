@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
@@ -80,3 +81,32 @@ def test_model_cache_is_bounded_and_keeps_the_newest() -> None:
     assert cache.get("a") is None and cache.get("b") == "model-b"
     cache.put("huge", "model-huge", 100)
     assert cache.get("huge") == "model-huge" and "b" not in cache
+
+
+def test_follow_file_keeps_following_across_rotation(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from conftest import wait_until
+
+    log = tmp_path / "ml-worker.log"
+    log.write_text("old line\n")
+    code = (
+        "import pathlib, sys\n"
+        "from giskard.installer.files import follow_file\n"
+        "follow_file(pathlib.Path(sys.argv[1]), 5)\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", code, str(log)], stdout=subprocess.PIPE, text=True
+    ) as follower:
+        try:
+            assert follower.stdout is not None
+            assert follower.stdout.readline() == "old line\n"
+            with log.open("a") as file:
+                file.write("appended\n")
+            assert follower.stdout.readline() == "appended\n"
+            log.rename(tmp_path / "ml-worker.log.1")
+            log.write_text("after rotation\n")
+            wait_until(lambda: follower.stdout.readline() == "after rotation\n", 10, "the new file")
+        finally:
+            follower.kill()

@@ -29,19 +29,33 @@ def read_tail(path: Path, lines: int) -> list[str]:
 
 
 def follow_file(path: Path, lines: int) -> int:
-    """`tail -f`: print the last lines, then what is appended, until Ctrl-C."""
+    """`tail -F`: print the last lines, then what is appended, until Ctrl-C; follows the
+    log across rotation (a new file at the same path)."""
     for line in read_tail(path, lines):
         print(line, flush=True)
     try:
-        with path.open(errors="replace") as file:
-            file.seek(0, os.SEEK_END)
-            while True:
-                line = file.readline()
-                if line:
-                    print(line, end="", flush=True)
-                else:
-                    time.sleep(0.2)
-    except KeyboardInterrupt:
-        return 0
+        file = path.open(errors="replace")
     except FileNotFoundError:
         return 1
+    try:
+        file.seek(0, os.SEEK_END)
+        while True:
+            line = file.readline()
+            if line:
+                print(line, end="", flush=True)
+            elif _rotated(path, file):
+                file.close()
+                file = path.open(errors="replace")
+            else:
+                time.sleep(0.2)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        file.close()
+
+
+def _rotated(path: Path, file: object) -> bool:
+    try:
+        return path.stat().st_ino != os.fstat(file.fileno()).st_ino  # type: ignore[attr-defined]
+    except FileNotFoundError:
+        return False
