@@ -39,3 +39,13 @@ class SlowModel:
 class UnsendableResultModel:
     def predict(self, data: pd.DataFrame) -> object:
         return {1, 2, 3}
+
+
+class BigResultModel:
+    """Returns `megabytes` of float64 per call, whatever the input."""
+
+    def __init__(self, megabytes: int) -> None:
+        self.megabytes = megabytes
+
+    def predict(self, data: pd.DataFrame) -> np.ndarray:
+        return np.arange(self.megabytes * 1024 * 1024 // 8, dtype=np.float64)

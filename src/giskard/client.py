@@ -24,6 +24,7 @@ from giskard.errors import (
     GiskardError,
     HubUnavailableError,
     JobError,
+    JobTimeoutError,
     NoWorkerError,
     ProtocolError,
 )
@@ -94,19 +95,29 @@ class HubClient:
         ]
 
     def predict(
-        self, model: Any, data: Any, method: str = "predict", *, wait_for_worker_s: float = 0.0
+        self,
+        model: Any,
+        data: Any,
+        method: str = "predict",
+        *,
+        wait_for_worker_s: float = 0.0,
+        timeout_s: float | None = None,
     ) -> Any:
-        """`getattr(model, method)(data)`, computed by the hub's active worker."""
+        """`getattr(model, method)(data)`, computed by the hub's active worker; gives up
+        after `timeout_s` (waiting for a worker included)."""
         model_ref = self._upload([cloudpickle.dumps(model)])
         data_ref = self._upload(codec.encode(data))
         spec = common_pb2.JobSpec(
             predict=common_pb2.PredictJob(model=model_ref, data=data_ref, method=method)
         )
-        return self._run(spec, wait_for_worker_s)
+        return self._run(spec, wait_for_worker_s, timeout_s)
 
-    def info(self, *, wait_for_worker_s: float = 0.0) -> dict[str, Any]:
+    def info(
+        self, *, wait_for_worker_s: float = 0.0, timeout_s: float | None = None
+    ) -> dict[str, Any]:
         """The active worker's info, freshly collected by the worker itself."""
-        return self._run(common_pb2.JobSpec(info=common_pb2.InfoJob()), wait_for_worker_s)
+        spec = common_pb2.JobSpec(info=common_pb2.InfoJob())
+        return self._run(spec, wait_for_worker_s, timeout_s)
 
     def create_key(self, role: str, name: str = "") -> tuple[dict[str, Any], str]:
         """A new API key (admin only): its info, and the key itself, which is shown once."""
@@ -133,11 +144,14 @@ class HubClient:
             self._call(self._stub.UploadArtifact, _upload_messages(ref, frames))
         return ref
 
-    def _run(self, spec: common_pb2.JobSpec, wait_for_worker_s: float) -> Any:
+    def _run(
+        self, spec: common_pb2.JobSpec, wait_for_worker_s: float, timeout_s: float | None
+    ) -> Any:
         request = client_pb2.RunJobRequest(spec=spec, wait_for_worker_s=wait_for_worker_s)
         result = bytearray()
         try:
-            for event in self._stub.RunJob(request, metadata=self._metadata):
+            events = self._stub.RunJob(request, metadata=self._metadata, timeout=timeout_s)
+            for event in events:
                 kind = event.WhichOneof("kind")
                 if kind == "output":
                     result += event.output.chunk
@@ -157,6 +171,8 @@ class HubClient:
         code = exc.code()  # type: ignore[attr-defined]
         if code == grpc.StatusCode.FAILED_PRECONDITION:
             return NoWorkerError(exc.details())  # type: ignore[attr-defined]
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return JobTimeoutError(f"no result from the hub at {self.address} in time")
         if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
             return AuthenticationError(f"the hub at {self.address} refused: {exc.details()}")  # type: ignore[attr-defined]
         if code == grpc.StatusCode.UNAVAILABLE:

@@ -79,6 +79,10 @@ class NoWorkerError(GiskardError):
     """No worker is connected to the hub to run a job."""
 
 
+class JobTimeoutError(GiskardError):
+    """A job did not finish within the caller's time limit."""
+
+
 class JobError(GiskardError):
     """A job failed in the worker; carries the remote exception's type, message and traceback."""
 

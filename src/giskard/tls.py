@@ -151,14 +151,28 @@ def _alt_names(host: str) -> list[object]:
 
     names: list[object] = [x509.DNSName("localhost"), x509.DNSName(socket.gethostname())]
     addresses = {"127.0.0.1", "::1"}
+    if host in ("0.0.0.0", "::", ""):
+        # Listening everywhere: workers may dial any of this machine's addresses.
+        addresses |= _interface_addresses()
     try:
-        ipaddress.ip_address(host)
-        addresses.add(host)
+        if not ipaddress.ip_address(host).is_unspecified:
+            addresses.add(host)
     except ValueError:
         if host not in ("localhost", socket.gethostname()):
             names.append(x509.DNSName(host))
     names += [x509.IPAddress(ipaddress.ip_address(a)) for a in sorted(addresses)]
     return names
+
+
+def _interface_addresses() -> set[str]:
+    import psutil
+
+    return {
+        address.address.split("%")[0]
+        for addresses in psutil.net_if_addrs().values()
+        for address in addresses
+        if address.family in (socket.AF_INET, socket.AF_INET6)
+    }
 
 
 @dataclass(frozen=True)
@@ -201,9 +215,10 @@ def explain_handshake_failure(host: str, port: int, security: ChannelSecurity) -
         return "the hub serves TLS but this connection is plaintext (use --tls or --ca-file)"
     if security.tls and seen.serves_tls:
         where = security.ca_file or "the system's roots"
+        hint = "" if security.ca_file else " (use --ca-file)"
         return (
             f"TLS verification failed: the hub's certificate (SHA-256 {seen.fingerprint})"
-            f" is not trusted by {where} or does not name {host} (use --ca-file)"
+            f" is not trusted by {where} or does not name {host}{hint}"
         )
     return None
 

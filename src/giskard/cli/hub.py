@@ -96,13 +96,20 @@ def workers(
 def _summary(worker: dict) -> str:
     import datetime
 
-    started = datetime.datetime.fromtimestamp(worker["started_at"]).isoformat(timespec="seconds")
+    try:
+        started = datetime.datetime.fromtimestamp(worker["started_at"]).isoformat(
+            timespec="seconds"
+        )
+    except (ValueError, OverflowError, OSError):  # a worker's word, not to be trusted
+        started = "?"
     role = "active " if worker["active"] else "standby"
-    return (
+    text = (
         f"{role} pid {worker['pid']} on {worker['hostname']}  Python {worker['python_version']}"
         f"  {worker['interpreter']}  giskard {worker['giskard_version']}"
         f"  {len(worker['packages'])} packages  started {started}"
     )
+    # Control characters from a worker must not reach the terminal.
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 keys_app = typer.Typer(help="Manage the hub's API keys (needs an admin key).", no_args_is_help=True)

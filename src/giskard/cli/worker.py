@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import TYPE_CHECKING
 
 import typer
@@ -98,6 +99,8 @@ def _run_foreground(config: WorkerConfig, *, verbose: bool, log_stderr: bool) ->
 
     address = config.address
     lock = InstanceLock(address)
+    worker: Worker | None = None
+    exit_code = 0
     try:
         lock.acquire()
         worker = Worker(config)
@@ -119,9 +122,14 @@ def _run_foreground(config: WorkerConfig, *, verbose: bool, log_stderr: bool) ->
     except GiskardError as exc:
         # Fatal: say it in the log too, where a service's user will look for it.
         logger.error("%s", exc)
-        raise typer.Exit(int(exc.exit_code)) from None
+        exit_code = int(exc.exit_code)
+        raise typer.Exit(exit_code) from None
     finally:
         lock.release()
+        if worker is not None and worker.busy:
+            logger.warning("Abandoning the running job's code")
+            logging.shutdown()
+            os._exit(exit_code)
 
 
 @worker_app.command()

@@ -52,6 +52,15 @@ class Authenticator:
             callback()
         return len(callbacks)
 
+    def sync_revocations(self) -> int:
+        """Close what runs with keys revoked elsewhere (another hub of this GISKARD_HOME
+        revoked them in the shared key file); how many calls were closed."""
+        live = set(self._on_revoke)
+        if not live:
+            return 0
+        revoked = {r.name for r in self.store.records() if r.revoked}
+        return sum(self.revoked(name) for name in revoked & live)
+
     def _forget(self, name: str, callback: Callable[[], None]) -> None:
         callbacks = self._on_revoke.get(name, [])
         if callback in callbacks:

@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 
 MAX_ARTIFACT_BYTES = 16 * 1024**3
 DISPATCH_TIMEOUT_S = 10.0
+LIST_REPLY_MAX_BYTES = 3 * 1024 * 1024
 
 
 class PlatformService(client_pb2_grpc.PlatformServicer):
@@ -35,14 +36,20 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
     ) -> client_pb2.ListWorkersReply:
         await self._auth.require(context, ["client"], "list the workers")
         active = self._registry.active
-        return client_pb2.ListWorkersReply(
-            workers=[
+        reply = client_pb2.ListWorkersReply()
+        for session in self._registry.sessions:
+            # Stay well under the message limit however many workers there are.
+            if reply.ByteSize() + session.info.ByteSize() > LIST_REPLY_MAX_BYTES:
+                break
+            reply.workers.append(
                 client_pb2.ConnectedWorker(
-                    info=s.info, active=s is active, connected_at=s.connected_at, peer=s.peer
+                    info=session.info,
+                    active=session is active,
+                    connected_at=session.connected_at,
+                    peer=session.peer,
                 )
-                for s in self._registry.sessions
-            ]
-        )
+            )
+        return reply
 
     async def MissingArtifacts(
         self, request: client_pb2.ArtifactList, context: grpc.aio.ServicerContext
@@ -111,6 +118,11 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
         finally:
             forget()
             session.jobs.pop(job.job_id, None)
+            # The client is gone: output already queued is moot, and a worker session
+            # waiting for room in this queue must not wait forever.
+            job.done = True
+            while not job.events.empty():
+                job.events.get_nowait()
             for sha in inputs:
                 self._store.unpin(sha)
 

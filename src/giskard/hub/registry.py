@@ -60,7 +60,8 @@ class WorkerSession:
     draining: bool = False
 
     def describe(self) -> str:
-        return (
+        # Worker-supplied text: control characters could forge log lines or drive a terminal.
+        return _printable(
             f"pid {self.info.pid} on {self.info.hostname} "
             f"(Python {self.info.python_version}, {self.info.interpreter})"
         )
@@ -143,3 +144,7 @@ def _tell_role(session: WorkerSession, *, active: bool, message: str) -> None:
         session.outbox.put_nowait(role)
     except asyncio.QueueFull:
         logger.warning("Worker %s is not reading; role change not sent", session.describe())
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

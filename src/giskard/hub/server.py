@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from pathlib import Path
@@ -27,6 +28,7 @@ from giskard.tls import ServerCertificate
 logger = logging.getLogger(__name__)
 
 STOP_GRACE_S = 2.0
+REVOCATION_CHECK_S = 5.0
 
 
 class Hub:
@@ -86,9 +88,11 @@ class Hub:
         logger.info("Hub listening on %s (%s)", self.address, security)
         if started is not None:
             started.set()
+        watcher = asyncio.create_task(_watch_revocations(auth, stop))
         try:
             await stop.wait()
         finally:
+            watcher.cancel()
             logger.info("Hub stopping")
             await server.stop(STOP_GRACE_S)
 
@@ -151,3 +155,14 @@ class Hub:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+async def _watch_revocations(auth: Authenticator, stop: asyncio.Event) -> None:
+    """Revocations made through another hub sharing the key file close sessions here too."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), REVOCATION_CHECK_S)
+        try:
+            auth.sync_revocations()
+        except GiskardError as exc:
+            logger.warning("Cannot check for revoked keys: %s", exc)

@@ -21,6 +21,8 @@ HELLO_TIMEOUT_S = 10.0
 # Workers send chunks of CHUNK_SIZE; anything bigger is not a worker of this protocol.
 MAX_CHUNK_BYTES = CHUNK_SIZE
 MAX_RESULT_BYTES = 16 * 1024**3
+# A worker's info, packages included, is a few tens of KB; the hub keeps it for each worker.
+MAX_HELLO_BYTES = 256 * 1024
 
 
 class ProtocolViolation(Exception):
@@ -54,25 +56,29 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
         assert hello is not None
         session = WorkerSession(info=hello.info, peer=context.peer())
         await self._registry.add(session)
-        active = session is self._registry.active
-        logger.info(
-            "Worker connected: %s from %s%s",
-            session.describe(),
-            session.peer,
-            "" if active else " (standby)",
-        )
-        welcome = worker_pb2.Welcome(
-            protocol_version=PROTOCOL_VERSION, hub_version=__version__, active=active
-        )
-        yield worker_pb2.HubMessage(welcome=welcome)
-        reader = asyncio.create_task(self._read_messages(request_iterator, session))
+        reader: asyncio.Task[None] | None = None
         forget = self._auth.on_revoke(key, lambda: _close_revoked(session))
+        # From here on the session is registered: whatever happens (even a cancel while the
+        # welcome is being sent), the finally below must take it out again.
         try:
+            active = session is self._registry.active
+            logger.info(
+                "Worker connected: %s from %s%s",
+                session.describe(),
+                session.peer,
+                "" if active else " (standby)",
+            )
+            welcome = worker_pb2.Welcome(
+                protocol_version=PROTOCOL_VERSION, hub_version=__version__, active=active
+            )
+            yield worker_pb2.HubMessage(welcome=welcome)
+            reader = asyncio.create_task(self._read_messages(request_iterator, session))
             while (message := await session.outbox.get()) is not None:
                 yield message
         finally:
             forget()
-            reader.cancel()
+            if reader is not None:
+                reader.cancel()
             await self._registry.remove(session)
             session.fail_jobs(f"the worker {session.describe()} disconnected during the job")
             logger.info("Worker disconnected: %s", session.describe())
@@ -104,7 +110,7 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
         if kind == "output":
             await self._relay_output(message.output, session)
         elif kind == "end":
-            self._end_job(message.end, session)
+            await self._end_job(message.end, session)
         elif kind == "draining":
             logger.info("Worker %s is shutting down; no more jobs for it", session.describe())
             await self._registry.drain(session)
@@ -122,7 +128,7 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
             raise ProtocolViolation(f"a result over {self._max_result_bytes} bytes")
         await job.events.put(client_pb2.JobEvent(output=output))
 
-    def _end_job(self, end: common_pb2.JobEnd, session: WorkerSession) -> None:
+    async def _end_job(self, end: common_pb2.JobEnd, session: WorkerSession) -> None:
         job = session.jobs.get(end.job_id)
         if job is None:
             return
@@ -135,7 +141,11 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
                 f" {end.success.result.size} bytes"
             )
         del session.jobs[end.job_id]
-        job.finish(end)
+        if not job.done:
+            job.done = True
+            # Queued behind the output, never instead of it: dropping a chunk to make room
+            # would corrupt the result.
+            await job.events.put(client_pb2.JobEvent(end=end))
 
     async def FetchArtifact(
         self, request: worker_pb2.FetchArtifactRequest, context: grpc.aio.ServicerContext
@@ -167,6 +177,12 @@ def _check_hello(hello: worker_pb2.Hello | None, peer: str) -> worker_pb2.Refusa
     if hello is None:
         return worker_pb2.Refusal(
             reason=worker_pb2.Refusal.BAD_HELLO, message="the session must start with a hello"
+        )
+    if hello.ByteSize() > MAX_HELLO_BYTES:
+        logger.warning("Refused worker at %s: a hello of %d bytes", peer, hello.ByteSize())
+        return worker_pb2.Refusal(
+            reason=worker_pb2.Refusal.BAD_HELLO,
+            message=f"the hello is larger than {MAX_HELLO_BYTES} bytes",
         )
     if hello.protocol_version != PROTOCOL_VERSION:
         text = (

@@ -69,16 +69,26 @@ def start_service(
             chosen.enable_linger()
         linger = chosen.linger()
     outcome = chosen.install(spec)
-    connected = wait_for_connection(address, spec.interpreter, CONNECT_WAIT_S)
+    connected = wait_for_connection(chosen, spec, CONNECT_WAIT_S)
     return StartReport(chosen, reason, spec, outcome, connected, linger)
 
 
-def wait_for_connection(address: HubAddress, interpreter: str, timeout_s: float) -> bool:
-    """Whether the worker reports a connection to the hub within `timeout_s`."""
+def wait_for_connection(backend: Backend, spec: ServiceSpec, timeout_s: float) -> bool:
+    """Whether the worker reports a connection to the hub within `timeout_s`; raises
+    ServiceFailedError when it dies meanwhile (a bad key, a refused hello...)."""
+    from giskard.installer.systemd import ServiceFailedError
+
     deadline = time.monotonic() + timeout_s
     while True:
-        if any(state.connected for state in find_running(address, interpreter)):
+        if any(state.connected for state in find_running(spec.address, spec.interpreter)):
             return True
+        status = backend.status(spec.name)
+        if status is None or status.state not in ("running", "starting"):
+            raise ServiceFailedError(
+                f"the worker of {spec.name} stopped right after starting"
+                f" ({status.state if status else 'gone'})",
+                backend.log_lines(spec.name, 15),
+            )
         if time.monotonic() > deadline:
             return False
         time.sleep(0.1)

@@ -65,6 +65,8 @@ class Supervisor:
         failures: list[float] = []
         while not self.stopping.is_set():
             self.child = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL)
+            if self.stopping.is_set():  # a SIGTERM between the check and the start
+                self._terminate_child()
             code = _exit_code(self.child.wait())
             if self.restarting.is_set():
                 self.restarting.clear()
@@ -107,7 +109,10 @@ def main(argv: list[str]) -> int:
     name, worker_argv = argv[0], argv[1:]
     configure_logging(log_file=worker_log_path(), to_stderr=False)
     lock_path = services_dir() / f"{name}.lock"
-    lock_fd = lockfile.try_lock(lock_path)
+    # A status probe may hold the lock for an instant: retry briefly before giving up.
+    deadline = time.monotonic() + 1.0
+    while (lock_fd := lockfile.try_lock(lock_path)) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
     if lock_fd is None:
         print(f"{name} is already running", file=sys.stderr)
         return 1

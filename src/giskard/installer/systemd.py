@@ -140,9 +140,12 @@ class SystemdBackend(Backend):
             print(f"({problem}; following {worker_log_path()})", flush=True)
             return follow_file(worker_log_path(), lines)
         argv = ["journalctl", "--user", "-u", f"{name}.service", "-f", "-n", str(lines)]
-        return subprocess.run(
-            [*argv, "--no-pager"], stdin=subprocess.DEVNULL, check=False
-        ).returncode
+        try:
+            return subprocess.run(
+                [*argv, "--no-pager"], stdin=subprocess.DEVNULL, check=False
+            ).returncode
+        except KeyboardInterrupt:  # how a user stops following: not an error
+            return 0
 
     def logs_hint(self, name: str) -> str:
         return f"journalctl --user -u {name}"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -42,14 +41,16 @@ class Worker:
 
     def run(self) -> None:
         """Run until SIGINT or SIGTERM; a second signal abandons the running job at once."""
-        asyncio.run(self._run_with_signals())
-        self._executor.shutdown(wait=False, cancel_futures=True)
-        if self._execution.busy:
-            # User code that outlived the grace would keep the interpreter from exiting: the
-            # executor's thread is joined at exit and cannot be interrupted.
-            logger.warning("Abandoning the running job's code")
-            logging.shutdown()
-            os._exit(0)
+        try:
+            asyncio.run(self._run_with_signals())
+        finally:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def busy(self) -> bool:
+        """Whether user code still runs: it would keep the interpreter from exiting (the
+        executor's thread is joined at exit and cannot be interrupted)."""
+        return self._execution.busy
 
     async def _run_with_signals(self) -> None:
         loop = asyncio.get_running_loop()

@@ -135,7 +135,7 @@ class Session:
 
     async def _drain(self) -> None:
         """Tell the hub to send no more jobs, let the running ones finish, close the stream."""
-        await self._outbox.put(worker_pb2.WorkerMessage(draining=worker_pb2.Draining()))
+        await self._put_or_give_up(worker_pb2.WorkerMessage(draining=worker_pb2.Draining()))
         if self._jobs:
             logger.info(
                 "Waiting up to %.0f s for %d running job(s) to finish",
@@ -145,7 +145,14 @@ class Session:
             _, pending = await asyncio.wait(self._jobs, timeout=self._config.drain_grace_s)
             if pending:
                 logger.warning("%d job(s) did not finish in time and were abandoned", len(pending))
-        await self._outbox.put(None)
+        await self._put_or_give_up(None)
+
+    async def _put_or_give_up(self, message: worker_pb2.WorkerMessage | None) -> None:
+        # A hub that stopped reading must not make a shutdown hang.
+        try:
+            await asyncio.wait_for(self._outbox.put(message), self._config.drain_grace_s)
+        except TimeoutError:
+            logger.warning("The server is not reading; closing without telling it")
 
 
 def refusal_error(refusal: worker_pb2.Refusal) -> GiskardError:
