@@ -243,3 +243,22 @@ def test_zero_config_with_no_flags_at_all(tmp_path: Path) -> None:
         finally:
             hub.terminate()
             hub.wait(10)
+
+
+def test_the_local_admin_key_never_goes_to_another_users_hub_on_the_port(
+    tmp_path: Path, start_worker: Callable[..., WorkerProcess], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Our hub is down and someone else listens on its port: the worker must not hand them
+    the local admin key (it only talks to the hub behind our private Unix socket)."""
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    with Hub(port=0, home=ours) as our_hub:
+        port = our_hub.port
+    caplog.set_level(logging.INFO)
+    with Hub(port=port, home=theirs) as impostor:
+        worker = start_worker("-p", str(port), home=ours, api_key="")
+        worker.wait_for_output("no hub of this user listens there", count=2)
+        with HubClient(impostor.address, api_key=impostor.admin_key) as theirs_client:
+            assert theirs_client.workers() == []
+    assert not any("open a worker session" in r.getMessage() for r in caplog.records)
+    with Hub(port=port, home=ours):
+        worker.wait_for_output(CONNECTED, timeout_s=10)

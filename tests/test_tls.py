@@ -113,7 +113,8 @@ def test_plaintext_against_tls_says_so(
     worker = worker_on(self_signed_hub, start_worker)
     worker.wait_for_output("the hub serves TLS but this connection is plaintext")
     with (
-        HubClient(self_signed_hub.address) as client,
+        # An explicit key: with the local admin key it would take the private Unix socket.
+        HubClient(self_signed_hub.address, api_key=self_signed_hub.admin_key) as client,
         pytest.raises(HubUnavailableError, match="serves TLS but this connection is plaintext"),
     ):
         client.workers()

@@ -17,7 +17,7 @@ import grpc
 
 from giskard import codec
 from giskard.address import parse_address
-from giskard.credentials import resolve
+from giskard.credentials import LOCAL_ADMIN_KEY, dial_target, resolve
 from giskard.errors import (
     AuthenticationError,
     DecodingError,
@@ -58,7 +58,8 @@ class HubClient:
         self._security = channel_security(
             self.address.host, tls=tls, ca_file=ca_file, insecure=insecure
         )
-        target = self.address.target
+        self._local = credentials.source == LOCAL_ADMIN_KEY and not self._security.tls
+        target = dial_target(self.address.host, self.address.port, credentials, self._security.tls)
         if self._security.tls:
             creds = self._security.credentials()
             self._channel = grpc.secure_channel(target, creds, options=CHANNEL_OPTIONS)
@@ -177,7 +178,10 @@ class HubClient:
             return AuthenticationError(f"the hub at {self.address} refused: {exc.details()}")  # type: ignore[attr-defined]
         if code == grpc.StatusCode.UNAVAILABLE:
             reason = describe_rpc_error(exc)
-            if reason not in ("connection refused", "cannot resolve the host name"):
+            if not self._local and reason not in (
+                "connection refused",
+                "cannot resolve the host name",
+            ):
                 host, port = self.address.host, self.address.port
                 reason = explain_handshake_failure(host, port, self._security) or reason
             return HubUnavailableError(f"cannot reach the hub at {self.address}: {reason}")

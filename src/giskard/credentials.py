@@ -32,6 +32,23 @@ def local_admin_key_path(home: Path | None = None) -> Path:
     return hub_dir(home) / "admin.key"
 
 
+def local_socket_path(port: int, home: Path | None = None) -> Path:
+    """The Unix socket on which a hub of this GISKARD_HOME also listens.
+
+    Clients presenting the local admin key dial it instead of TCP: it sits in a 0700
+    directory, so whoever answers there is this user's hub, not another local user who
+    took the port while the hub was down (to whom the admin key must never go).
+    """
+    return hub_dir(home) / "sockets" / f"{port}.sock"
+
+
+def dial_target(host: str, port: int, credentials: Credentials, tls: bool) -> str:
+    """The gRPC target for the hub at host:port with these credentials."""
+    if credentials.source == LOCAL_ADMIN_KEY and not tls:
+        return f"unix:{local_socket_path(port)}"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 @dataclass(frozen=True)
 class Credentials:
     key: str | None

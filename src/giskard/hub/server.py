@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
 from pathlib import Path
 from types import TracebackType
@@ -12,7 +13,7 @@ from types import TracebackType
 import grpc
 
 from giskard.address import DEFAULT_PORT, HubAddress
-from giskard.credentials import hub_dir, is_loopback, local_admin_key_path
+from giskard.credentials import hub_dir, is_loopback, local_admin_key_path, local_socket_path
 from giskard.errors import ConfigurationError, GiskardError
 from giskard.hub.admin_service import AdminService
 from giskard.hub.artifacts import DEFAULT_MAX_BYTES, ArtifactStore
@@ -29,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 STOP_GRACE_S = 2.0
 REVOCATION_CHECK_S = 5.0
+UNIX_PATH_MAX = 107  # sun_path holds 108 bytes, the last one a NUL
 
 
 class Hub:
@@ -80,6 +82,7 @@ class Hub:
         worker_service = WorkerHubService(registry, store, auth)
         worker_pb2_grpc.add_WorkerHubServicer_to_server(worker_service, server)
         self.port = self._bind(server)
+        local_socket = self._bind_local_socket(server)
         platform = PlatformService(registry, store, auth, self.address)
         client_pb2_grpc.add_PlatformServicer_to_server(platform, server)
         admin_pb2_grpc.add_AdminServicer_to_server(AdminService(auth), server)
@@ -95,6 +98,8 @@ class Hub:
             watcher.cancel()
             logger.info("Hub stopping")
             await server.stop(STOP_GRACE_S)
+            if local_socket is not None:
+                local_socket.unlink(missing_ok=True)
 
     def _bind(self, server: grpc.aio.Server) -> int:
         bind_host = f"[{self.host}]" if ":" in self.host else self.host
@@ -109,6 +114,21 @@ class Hub:
         if port == 0:
             raise GiskardError(f"cannot listen on {self.host}:{self.port} (in use or not allowed)")
         return port
+
+    def _bind_local_socket(self, server: grpc.aio.Server) -> Path | None:
+        """Also listen on this user's private Unix socket (see credentials.local_socket_path)."""
+        path = local_socket_path(self.port, self.home)
+        if len(str(path)) > UNIX_PATH_MAX:
+            logger.warning("Not listening on %s: the path is too long for a Unix socket", path)
+            return None
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(path.parent, 0o700)
+        # Any socket there is a dead hub's: this hub holds the TCP port exclusively.
+        path.unlink(missing_ok=True)
+        if server.add_insecure_port(f"unix:{path}") == 0:
+            logger.warning("Cannot listen on %s; same-user clients will not find this hub", path)
+            return None
+        return path
 
     def start(self) -> Hub:
         """Start in a background thread; return once listening."""

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
+from giskard.credentials import LOCAL_ADMIN_KEY, dial_target
 from giskard.errors import GiskardError
 from giskard.protocol import CHANNEL_OPTIONS
 from giskard.tls import explain_handshake_failure
@@ -123,6 +124,8 @@ class Worker:
         """A TLS mismatch or an untrusted certificate, if that is why we could not connect."""
         if reason in ("connection refused", "cannot resolve the host name"):
             return reason
+        if self.config.credentials.source == LOCAL_ADMIN_KEY and not self.config.security.tls:
+            return reason  # dialled over the local Unix socket: no TLS question there
         address, security = self.config.address, self.config.security
         explained = await asyncio.to_thread(
             explain_handshake_failure, address.host, address.port, security
@@ -142,7 +145,8 @@ class Worker:
 
 
 def _channel(config: WorkerConfig) -> grpc.aio.Channel:
-    target = config.address.target
+    address, security = config.address, config.security
+    target = dial_target(address.host, address.port, config.credentials, security.tls)
     if config.security.tls:
         credentials = config.security.credentials()
         return grpc.aio.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
