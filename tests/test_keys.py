@@ -262,3 +262,17 @@ def test_the_local_admin_key_never_goes_to_another_users_hub_on_the_port(
     assert not any("open a worker session" in r.getMessage() for r in caplog.records)
     with Hub(port=port, home=ours):
         worker.wait_for_output(CONNECTED, timeout_s=10)
+
+
+def test_a_fatal_error_can_exit_zero_for_launchd(hub: Hub, tmp_path: Path) -> None:
+    env = {**os.environ, "GISKARD_API_KEY": "gsk_0_wrong", "GISKARD_FATAL_EXIT_CODE": "0"}
+    env["GISKARD_HOME"] = str(tmp_path)
+    result = subprocess.run(
+        giskard_command("worker", "start", "-h", "127.0.0.1", "-p", str(hub.port)),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
+    assert result.returncode == 0
+    assert "refused this worker: unknown API key" in result.stderr

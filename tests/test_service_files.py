@@ -104,6 +104,8 @@ def test_plist_golden_parses_with_the_expected_keys() -> None:
     assert plist["EnvironmentVariables"]["PATH"].startswith("/opt/venv/bin:")
     assert plist["EnvironmentVariables"]["PYTHONUNBUFFERED"] == "1"
     assert plist["StandardErrorPath"] == "/home/ada/giskard-home/run/giskard-worker.launchd.out"
+    # launchd restarts every non-zero exit: fatal configuration errors must exit 0 there.
+    assert plist["EnvironmentVariables"]["GISKARD_FATAL_EXIT_CODE"] == "0"
 
 
 class RecordingLaunchctl:

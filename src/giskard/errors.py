@@ -19,6 +19,10 @@ class ExitCode(enum.IntEnum):
     CONFIG = 78
 
 
+# A service manager that cannot be told "do not restart on 78" (launchd) sets this to 0.
+FATAL_EXIT_CODE_ENV = "GISKARD_FATAL_EXIT_CODE"
+
+
 class GiskardError(Exception):
     """Base of every error this package raises on purpose."""
 

@@ -20,7 +20,7 @@ from giskard.cli.options import (
     VERBOSE,
     credentials_for,
 )
-from giskard.errors import GiskardError
+from giskard.errors import FATAL_EXIT_CODE_ENV, ExitCode, GiskardError
 
 if TYPE_CHECKING:
     from giskard.worker.config import WorkerConfig
@@ -123,6 +123,8 @@ def _run_foreground(config: WorkerConfig, *, verbose: bool, log_stderr: bool) ->
         # Fatal: say it in the log too, where a service's user will look for it.
         logger.error("%s", exc)
         exit_code = int(exc.exit_code)
+        if exit_code == ExitCode.CONFIG and os.environ.get(FATAL_EXIT_CODE_ENV, "").isdigit():
+            exit_code = int(os.environ[FATAL_EXIT_CODE_ENV])
         raise typer.Exit(exit_code) from None
     finally:
         lock.release()

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from xml.parsers.expat import ExpatError
 
-from giskard.errors import InstallerError
+from giskard.errors import FATAL_EXIT_CODE_ENV, InstallerError
 from giskard.installer.base import Action, Backend, InstallOutcome, ServiceSpec, ServiceStatus
 from giskard.installer.commands import Result, run_tool
 from giskard.installer.files import follow_file, read_tail, write_atomically
@@ -65,7 +65,9 @@ class LaunchdBackend(Backend):
                 "label": launchd_label(spec.name),
                 "argv": spec.argv(log_to_stderr=False),
                 "home": spec.home,
-                "environment": spec.environment(),
+                # launchd restarts any non-zero exit (it has no RestartPreventExitStatus):
+                # a fatal configuration error must end in 0 there, or it loops forever.
+                "environment": {**spec.environment(), FATAL_EXIT_CODE_ENV: "0"},
                 "output_path": str(Path(spec.giskard_home) / "run" / f"{spec.name}.launchd.out"),
             },
         )
