@@ -21,7 +21,11 @@ def describe_rpc_error(exc: grpc.aio.AioRpcError | grpc.RpcError) -> str:
 
 _REASONS = [
     ("connection refused", "connection refused"),
-    ("no such file or directory", "no hub of this user listens there (no local socket)"),
+    (
+        "no such file or directory",
+        "no hub of this user listens there (for another hub on this machine, give its key:"
+        " $GISKARD_API_KEY or --api-key-file)",
+    ),
     ("keepalive", "the link went silent (no answer to keepalive pings)"),
     ("ping timeout", "the link went silent (no answer to keepalive pings)"),
     ("dns resolution failed", "cannot resolve the host name"),
