@@ -78,6 +78,11 @@ def test_self_signed_certificate_is_kept_private_and_reused(tmp_path: Path) -> N
     assert oct(first.key_file.parent.stat().st_mode & 0o777) == "0o700"
     assert self_signed(tmp_path / "tls", "127.0.0.1").fingerprint() == first.fingerprint()
     assert len(first.fingerprint().split(":")) == 32
+    # Started on another address it does not name: a new certificate that names it.
+    kept = first.fingerprint()
+    moved = self_signed(tmp_path / "tls", "192.0.2.7")
+    assert moved.fingerprint() != kept
+    assert self_signed(tmp_path / "tls", "192.0.2.7").fingerprint() == moved.fingerprint()
 
 
 def test_worker_and_client_trusting_the_hub_certificate_work(

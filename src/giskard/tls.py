@@ -100,10 +100,13 @@ def fingerprint_of_der(der: bytes) -> str:
 
 
 def self_signed(directory: Path, host: str) -> ServerCertificate:
-    """The hub's own certificate, made once and kept (key 0600) in `directory`."""
+    """The hub's own certificate, made once and kept (key 0600) in `directory`; made
+    again when it does not name `host` (the hub now listens elsewhere)."""
     cert = ServerCertificate(directory / "hub.crt", directory / "hub.key")
     if cert.cert_file.exists() and cert.key_file.exists():
-        return cert
+        if _names_host(cert.cert_file, host):
+            return cert
+        logger.warning("The kept certificate does not name %s: making a new one", host)
     try:
         from cryptography import x509
         from cryptography.hazmat.primitives import hashes, serialization
@@ -142,6 +145,20 @@ def self_signed(directory: Path, host: str) -> ServerCertificate:
     write_atomically(cert.cert_file, cert_pem, mode=0o600)
     logger.info("Created a self-signed TLS certificate in %s", directory)
     return cert
+
+
+def _names_host(cert_file: Path, host: str) -> bool:
+    import ipaddress
+
+    from cryptography import x509
+
+    certificate = x509.load_pem_x509_certificate(_read(cert_file, "TLS certificate"))
+    names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host in names.get_values_for_type(x509.DNSName)
+    return address.is_unspecified or address in names.get_values_for_type(x509.IPAddress)
 
 
 def _alt_names(host: str) -> list[object]:
