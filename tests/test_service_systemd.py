@@ -250,3 +250,27 @@ def test_the_key_never_appears_in_the_unit_argv_or_journal(user: ServiceUser) ->
         assert oct((secrets / f"{name}.key").stat().st_mode & 0o777) == "0o600"
         assert user.giskard("worker", "stop", *args).returncode == 0
         assert not (secrets / f"{name}.key").exists()
+
+
+def test_logs_fall_back_to_the_log_file_when_the_journal_is_unreadable(
+    user: ServiceUser,
+) -> None:
+    args = ("-h", "127.0.0.1", "-p", str(free_port()))
+    name = f"giskard-worker-127.0.0.1-{args[-1]}"
+    assert user.giskard("worker", "start", "-d", *args).returncode == 0
+    wait_until(lambda: journal_has(user, "Cannot reach", 1, name), 15, "a line in the journal")
+    journals = list(Path("/var/log/journal").rglob(f"user-{user.uid}*.journal"))
+    assert journals, "journald keeps per-user files here"
+    modes = {path: path.stat().st_mode for path in journals}
+    try:
+        for path in journals:
+            path.chmod(0o000)  # as root: the user can no longer read their journal
+        logs = user.giskard("worker", "logs", *args, "-n", "20")
+    finally:
+        for path, mode in modes.items():
+            path.chmod(mode)
+    assert logs.returncode == 0, logs.stderr
+    first, *rest = logs.stdout.splitlines()
+    assert first.startswith("(the user journal is not readable")
+    assert "ml-worker.log" in first
+    assert any("Cannot reach the Giskard server" in line for line in rest)
