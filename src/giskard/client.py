@@ -31,7 +31,7 @@ from giskard.errors import (
 from giskard.protocol import CHANNEL_OPTIONS, iter_chunks, sha256_of
 from giskard.rpc.v1 import admin_pb2, admin_pb2_grpc, client_pb2, client_pb2_grpc, common_pb2
 from giskard.rpc_errors import describe_rpc_error
-from giskard.tls import channel_security, explain_handshake_failure
+from giskard.tls import channel_security, explain_failure
 from giskard.worker.info import info_from_proto
 
 
@@ -177,13 +177,10 @@ class HubClient:
         if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
             return AuthenticationError(f"the hub at {self.address} refused: {exc.details()}")  # type: ignore[attr-defined]
         if code == grpc.StatusCode.UNAVAILABLE:
-            reason = describe_rpc_error(exc)
-            if not self._local and reason not in (
-                "connection refused",
-                "cannot resolve the host name",
-            ):
-                host, port = self.address.host, self.address.port
-                reason = explain_handshake_failure(host, port, self._security) or reason
+            host, port = self.address.host, self.address.port
+            reason = explain_failure(
+                describe_rpc_error(exc), host, port, self._security, local_socket=self._local
+            )
             return HubUnavailableError(f"cannot reach the hub at {self.address}: {reason}")
         return GiskardError(f"the hub at {self.address} answered {code.name}: {exc.details()}")  # type: ignore[attr-defined]
 

@@ -218,6 +218,18 @@ def probe(host: str, port: int, timeout_s: float = 3.0) -> Probe | None:
         return None
 
 
+def explain_failure(
+    reason: str, host: str, port: int, security: ChannelSecurity, *, local_socket: bool
+) -> str:
+    """`reason` for a failed connection, replaced by a TLS explanation when that is the cause.
+
+    No probe when the reason is already plain (nothing listens, unknown host) or when the
+    connection went over the local Unix socket, where TLS plays no part."""
+    if local_socket or reason in ("connection refused", "cannot resolve the host name"):
+        return reason
+    return explain_handshake_failure(host, port, security) or reason
+
+
 def explain_handshake_failure(host: str, port: int, security: ChannelSecurity) -> str | None:
     """A plain reason when a connection failed because of TLS, else None."""
     seen = probe(host, port)

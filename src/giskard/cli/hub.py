@@ -96,6 +96,8 @@ def workers(
 def _summary(worker: dict) -> str:
     import datetime
 
+    from giskard.display import printable
+
     try:
         started = datetime.datetime.fromtimestamp(worker["started_at"]).isoformat(
             timespec="seconds"
@@ -108,8 +110,7 @@ def _summary(worker: dict) -> str:
         f"  {worker['interpreter']}  giskard {worker['giskard_version']}"
         f"  {len(worker['packages'])} packages  started {started}"
     )
-    # Control characters from a worker must not reach the terminal.
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return printable(text)
 
 
 keys_app = typer.Typer(help="Manage the hub's API keys (needs an admin key).", no_args_is_help=True)

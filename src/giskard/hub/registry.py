@@ -6,10 +6,13 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import TypeVar
 
+from giskard.display import printable
 from giskard.rpc.v1 import client_pb2, common_pb2, worker_pb2
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 # Results are relayed to the client as they come; this many chunks may wait for a slow
@@ -37,12 +40,8 @@ class JobRun:
             self.interrupt(client_pb2.JobEvent(end=end))
 
     def interrupt(self, event: client_pb2.JobEvent | None) -> None:
-        while True:
-            try:
-                self.events.put_nowait(event)
-                return
-            except asyncio.QueueFull:
-                self.events.get_nowait()  # the job is over: its pending output is moot
+        # The job is over: its pending output is moot.
+        put_evicting(self.events, event)
 
 
 @dataclass(eq=False)
@@ -61,7 +60,7 @@ class WorkerSession:
 
     def describe(self) -> str:
         # Worker-supplied text: control characters could forge log lines or drive a terminal.
-        return _printable(
+        return printable(
             f"pid {self.info.pid} on {self.info.hostname} "
             f"(Python {self.info.python_version}, {self.info.interpreter})"
         )
@@ -146,5 +145,12 @@ def _tell_role(session: WorkerSession, *, active: bool, message: str) -> None:
         logger.warning("Worker %s is not reading; role change not sent", session.describe())
 
 
-def _printable(text: str) -> str:
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+def put_evicting(queue: asyncio.Queue[T], item: T) -> None:
+    """Put `item` now, dropping the oldest queued items if the queue is full: for a stream
+    that is ending, whose pending items no longer matter."""
+    while True:
+        try:
+            queue.put_nowait(item)
+            return
+        except asyncio.QueueFull:
+            queue.get_nowait()

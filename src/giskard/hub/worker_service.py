@@ -11,7 +11,7 @@ import grpc
 from giskard import __version__
 from giskard.hub.artifacts import ArtifactStore
 from giskard.hub.auth import Authenticator
-from giskard.hub.registry import WorkerRegistry, WorkerSession
+from giskard.hub.registry import WorkerRegistry, WorkerSession, put_evicting
 from giskard.protocol import CHUNK_SIZE, PROTOCOL_VERSION
 from giskard.rpc.v1 import client_pb2, common_pb2, worker_pb2, worker_pb2_grpc
 
@@ -206,9 +206,4 @@ def _put_end_of_stream(session: WorkerSession, last: worker_pb2.HubMessage | Non
     """End the session's stream after `last`. What is still queued for a worker that is gone
     or refused no longer matters, so it is dropped to make room."""
     for message in (last, None) if last is not None else (None,):
-        while True:
-            try:
-                session.outbox.put_nowait(message)
-                break
-            except asyncio.QueueFull:
-                session.outbox.get_nowait()
+        put_evicting(session.outbox, message)

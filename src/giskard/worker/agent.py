@@ -14,7 +14,7 @@ import grpc
 from giskard.credentials import LOCAL_ADMIN_KEY, dial_target
 from giskard.errors import GiskardError
 from giskard.protocol import CHANNEL_OPTIONS
-from giskard.tls import explain_handshake_failure
+from giskard.tls import explain_failure
 from giskard.worker.artifacts import ModelCache
 from giskard.worker.backoff import Backoff
 from giskard.worker.config import WorkerConfig
@@ -122,15 +122,16 @@ class Worker:
 
     async def _explain(self, reason: str) -> str:
         """A TLS mismatch or an untrusted certificate, if that is why we could not connect."""
-        if reason in ("connection refused", "cannot resolve the host name"):
-            return reason
-        if self.config.credentials.source == LOCAL_ADMIN_KEY and not self.config.security.tls:
-            return reason  # dialled over the local Unix socket: no TLS question there
-        address, security = self.config.address, self.config.security
-        explained = await asyncio.to_thread(
-            explain_handshake_failure, address.host, address.port, security
+        config = self.config
+        local = config.credentials.source == LOCAL_ADMIN_KEY and not config.security.tls
+        return await asyncio.to_thread(
+            explain_failure,
+            reason,
+            config.address.host,
+            config.address.port,
+            config.security,
+            local_socket=local,
         )
-        return explained or reason
 
     async def _one_session(self, info: object, stopping: asyncio.Event, backoff: Backoff) -> None:
         def connected(active: bool) -> None:
