@@ -103,15 +103,19 @@ def test_version() -> None:
 def test_hub_workers_json(hub: Hub, connected_worker: WorkerProcess) -> None:
     result = run("hub", "workers", "-h", "127.0.0.1", "-p", str(hub.port), "--json")
     assert result.returncode == 0, result.stderr
-    (worker,) = json.loads(result.stdout)
+    status = json.loads(result.stdout)
+    (worker,) = status["workers"]
     assert worker["pid"] == connected_worker.process.pid
     assert worker["active"] is True
+    assert (worker["concurrency"], worker["running"], status["queued"]) == (1, [], 0)
 
 
 def test_hub_workers_summary(hub: Hub, connected_worker: WorkerProcess) -> None:
     result = run("hub", "workers", "-h", "127.0.0.1", "-p", str(hub.port))
     assert result.returncode == 0, result.stderr
     assert f"active  pid {connected_worker.process.pid}" in result.stdout
+    assert "0/1 slots busy" in result.stdout
+    assert "0 job(s) queued." in result.stdout
 
 
 def test_hub_workers_without_a_hub_says_so_in_one_line() -> None:

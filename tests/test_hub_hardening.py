@@ -129,22 +129,19 @@ def test_a_flood_of_messages_leaves_the_hub_responsive_and_bounded(
     assert growth < 150 * 1024**2, f"the hub's process grew by {growth / 1024**2:.0f} MiB"
 
 
-def test_dispatch_to_a_worker_that_never_reads_fails_the_job(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from giskard.hub import platform_service
-    from giskard.hub.registry import JobRun, WorkerSession
-
-    monkeypatch.setattr(platform_service, "DISPATCH_TIMEOUT_S", 0.1)
+def test_dispatch_to_a_worker_that_never_reads_fails_the_job() -> None:
+    from giskard.hub.dispatcher import Dispatcher
+    from giskard.hub.registry import JobRun, WorkerRegistry, WorkerSession
 
     async def scenario() -> common_pb2.JobEnd:
+        registry = WorkerRegistry()
+        dispatcher = Dispatcher(registry)
         session = WorkerSession(info=common_pb2.WorkerInfo(pid=7, hostname="h"), peer="p")
+        await registry.add(session)
         while not session.outbox.full():
             session.outbox.put_nowait(worker_pb2.HubMessage())
-        job = JobRun(job_id="j", pinned=[])
-        await platform_service._dispatch(
-            session, job, common_pb2.JobSpec(info=common_pb2.InfoJob())
-        )
+        job = JobRun(job_id="j", pinned=[], spec=common_pb2.JobSpec(info=common_pb2.InfoJob()))
+        dispatcher.submit(job)
         event = await asyncio.wait_for(job.events.get(), 1)
         return event.end
 

@@ -186,7 +186,7 @@ def test_zero_config_hub_and_worker_of_the_same_user_connect(
                 env=env,
             )
             assert worker.returncode == 0, worker.stderr
-            assert json.loads(worker.stdout) == []
+            assert json.loads(worker.stdout)["workers"] == []
             connected = start_worker("-p", str(port), home=home, api_key="")
             connected.wait_for_output(CONNECTED)
         finally:

@@ -86,5 +86,5 @@ def test_the_same_model_is_deserialised_once(
     model, data = iris
     for _ in range(3):
         client.predict(model, data)
-    # Only the first job downloads the model; the others find it in the cache.
-    assert connected_worker.output.count("Loaded model") == 1
+    # Only the first job sends the model and the data; the others find them in the cache.
+    assert connected_worker.output.count("2 of 2 input(s) cached, 0 B sent") == 2

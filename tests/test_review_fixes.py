@@ -35,8 +35,8 @@ def auth(hub: Hub) -> tuple[tuple[str, str], ...]:
 
 
 def predict_request(client: HubClient, model: object, data: object) -> client_pb2.RunJobRequest:
-    model_ref = client._upload([cloudpickle.dumps(model)])
-    data_ref = client._upload(codec.encode(data))
+    model_ref = client._input([cloudpickle.dumps(model)])
+    data_ref = client._input(codec.encode(data))
     predict = common_pb2.PredictJob(model=model_ref, data=data_ref, method="predict")
     return client_pb2.RunJobRequest(spec=common_pb2.JobSpec(predict=predict))
 
@@ -128,7 +128,7 @@ def test_a_timeout_gives_up_with_a_clear_error(
 ) -> None:
     _, data = iris
     began = time.monotonic()
-    with pytest.raises(JobTimeoutError, match="in time"):
+    with pytest.raises(JobTimeoutError, match="timeout"):
         client.predict(remote_models.SlowModel(tmp_path / "m", 30), data, timeout_s=1)
     assert time.monotonic() - began < 5
 

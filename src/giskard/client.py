@@ -8,7 +8,7 @@ with HubClient("localhost:40051") as hub:
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -20,19 +20,20 @@ from giskard.address import parse_address
 from giskard.credentials import LOCAL_ADMIN_KEY, dial_target, resolve
 from giskard.errors import (
     AuthenticationError,
-    DecodingError,
+    EncodingError,
     GiskardError,
     HubUnavailableError,
-    JobError,
     JobTimeoutError,
     NoWorkerError,
-    ProtocolError,
 )
-from giskard.protocol import CHANNEL_OPTIONS, iter_chunks, sha256_of
+from giskard.job_handle import JobHandle, ProgressCallback
+from giskard.protocol import CHANNEL_OPTIONS, INLINE_MAX_BYTES, iter_chunks, sha256_of
 from giskard.rpc.v1 import admin_pb2, admin_pb2_grpc, client_pb2, client_pb2_grpc, common_pb2
 from giskard.rpc_errors import describe_rpc_error
 from giskard.tls import channel_security, explain_failure
 from giskard.worker.info import info_from_proto
+
+DEADLINE_MARGIN_S = 10.0
 
 
 class HubClient:
@@ -83,17 +84,35 @@ class HubClient:
         self.close()
 
     def workers(self) -> list[dict[str, Any]]:
-        """The connected workers' info, the active one first; each has an `active` flag."""
+        """The connected workers' info, the active one first; each has an `active` flag, its
+        `concurrency` and the jobs it is `running`."""
+        return self.status()["workers"]
+
+    def status(self) -> dict[str, Any]:
+        """`workers` (as in `workers()`) and how many jobs are `queued` at the hub, waiting
+        for a free worker slot."""
         reply = self._call(self._stub.ListWorkers, client_pb2.ListWorkersRequest())
-        return [
+        workers = [
             {
                 **info_from_proto(worker.info),
                 "active": worker.active,
                 "connected_at": worker.connected_at,
                 "peer": worker.peer,
+                "concurrency": worker.concurrency,
+                "running": [
+                    {
+                        "job_id": job.job_id,
+                        "kind": job.kind,
+                        "started_at": job.started_at,
+                        "done": job.done,
+                        "total": job.total,
+                    }
+                    for job in worker.running
+                ],
             }
             for worker in reply.workers
         ]
+        return {"workers": workers, "queued": reply.queued}
 
     def predict(
         self,
@@ -103,22 +122,98 @@ class HubClient:
         *,
         wait_for_worker_s: float = 0.0,
         timeout_s: float | None = None,
+        on_progress: ProgressCallback | None = None,
     ) -> Any:
-        """`getattr(model, method)(data)`, computed by the hub's active worker; gives up
-        after `timeout_s` (waiting for a worker included)."""
-        model_ref = self._upload([cloudpickle.dumps(model)])
-        data_ref = self._upload(codec.encode(data))
+        """`getattr(model, method)(data)`, computed by the hub's active worker.
+
+        The worker stops the job after `timeout_s` (counted from its submission) and this
+        raises JobTimeoutError. With `on_progress`, the rows are predicted in batches and
+        `on_progress(rows_done, rows_total)` is called as they finish."""
+        return self.submit_predict(
+            model,
+            data,
+            method,
+            wait_for_worker_s=wait_for_worker_s,
+            timeout_s=timeout_s,
+            on_progress=on_progress,
+        ).result()
+
+    def submit_predict(
+        self,
+        model: Any,
+        data: Any,
+        method: str = "predict",
+        *,
+        wait_for_worker_s: float = 0.0,
+        timeout_s: float | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> JobHandle:
+        """Like `predict`, without waiting: a handle to the job's result, which can cancel it."""
+        model_ref = self._input([cloudpickle.dumps(model)])
+        data_ref = self._input(codec.encode(data))
         spec = common_pb2.JobSpec(
             predict=common_pb2.PredictJob(model=model_ref, data=data_ref, method=method)
         )
-        return self._run(spec, wait_for_worker_s, timeout_s)
+        return self._submit(spec, wait_for_worker_s, timeout_s, on_progress)
+
+    def call(
+        self,
+        function: Callable[..., Any],
+        *args: Any,
+        timeout_s: float | None = None,
+        on_progress: ProgressCallback | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """`function(*args, **kwargs)` run by the hub's active worker; its result must be data
+        (None, bool, int, float, str, lists and dicts of those, numpy arrays, pandas DataFrames
+        and Series), decoded here without pickle. The function may call
+        `giskard.progress.report_progress(done, total)`, which reaches `on_progress`. To pass
+        the function arguments named `timeout_s` or `on_progress`, use `submit_call`."""
+        return self.submit_call(
+            function, args, kwargs, timeout_s=timeout_s, on_progress=on_progress
+        ).result()
+
+    def submit(
+        self,
+        function: Callable[..., Any],
+        *args: Any,
+        timeout_s: float | None = None,
+        on_progress: ProgressCallback | None = None,
+        **kwargs: Any,
+    ) -> JobHandle:
+        """Like `call`, without waiting: a handle to the job's result, which can cancel it."""
+        return self.submit_call(
+            function, args, kwargs, timeout_s=timeout_s, on_progress=on_progress
+        )
+
+    def submit_call(
+        self,
+        function: Callable[..., Any],
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        wait_for_worker_s: float = 0.0,
+        timeout_s: float | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> JobHandle:
+        """`submit` with the arguments as a sequence and a dict. Arguments that are data
+        (DataFrames, arrays, plain values) travel in the safe data format, the others with
+        cloudpickle; big ones are uploaded once and cached by the worker."""
+        call = common_pb2.CallJob(
+            function=self._input([cloudpickle.dumps(function)]),
+            args=[self._argument(value) for value in args],
+            kwargs={name: self._argument(value) for name, value in (kwargs or {}).items()},
+        )
+        return self._submit(
+            common_pb2.JobSpec(call=call), wait_for_worker_s, timeout_s, on_progress
+        )
 
     def info(
         self, *, wait_for_worker_s: float = 0.0, timeout_s: float | None = None
     ) -> dict[str, Any]:
         """The active worker's info, freshly collected by the worker itself."""
         spec = common_pb2.JobSpec(info=common_pb2.InfoJob())
-        return self._run(spec, wait_for_worker_s, timeout_s)
+        return self._submit(spec, wait_for_worker_s, timeout_s, None).result()
 
     def create_key(self, role: str, name: str = "") -> tuple[dict[str, Any], str]:
         """A new API key (admin only): its info, and the key itself, which is shown once."""
@@ -137,30 +232,42 @@ class HubClient:
         """Revoke a key; the hub closes what runs with it (admin only)."""
         return _key_info(self._call(self._admin.RevokeKey, admin_pb2.RevokeKeyRequest(name=name)))
 
-    def _upload(self, frames: list[bytes | memoryview]) -> common_pb2.ArtifactRef:
+    def _argument(self, value: Any) -> common_pb2.Argument:
+        try:
+            return common_pb2.Argument(value=self._input(codec.encode(value)))
+        except EncodingError:
+            return common_pb2.Argument(value=self._input([cloudpickle.dumps(value)]), pickled=True)
+
+    def _input(self, frames: list[bytes | memoryview]) -> common_pb2.ArtifactRef:
+        """A reference to an input: inline if small, else uploaded unless the hub has it."""
         sha256, size = sha256_of(frames)
         ref = common_pb2.ArtifactRef(sha256=sha256, size=size)
+        if size <= INLINE_MAX_BYTES:
+            ref.inline = b"".join(frames)
+            return ref
         missing = self._call(self._stub.MissingArtifacts, client_pb2.ArtifactList(artifacts=[ref]))
         if missing.artifacts:
             self._call(self._stub.UploadArtifact, _upload_messages(ref, frames))
         return ref
 
-    def _run(
-        self, spec: common_pb2.JobSpec, wait_for_worker_s: float, timeout_s: float | None
-    ) -> Any:
+    def _submit(
+        self,
+        spec: common_pb2.JobSpec,
+        wait_for_worker_s: float,
+        timeout_s: float | None,
+        on_progress: ProgressCallback | None,
+    ) -> JobHandle:
+        if timeout_s is not None:
+            if timeout_s <= 0:
+                raise ValueError("timeout_s must be positive")
+            spec.timeout_s = timeout_s
+        spec.progress = on_progress is not None
         request = client_pb2.RunJobRequest(spec=spec, wait_for_worker_s=wait_for_worker_s)
-        result = bytearray()
-        try:
-            events = self._stub.RunJob(request, metadata=self._metadata, timeout=timeout_s)
-            for event in events:
-                kind = event.WhichOneof("kind")
-                if kind == "output":
-                    result += event.output.chunk
-                elif kind == "end":
-                    return _finish(event.end, result)
-        except grpc.RpcError as exc:
-            raise self._error(exc) from None
-        raise ProtocolError("the hub ended the job without a result")
+        # The hub and the worker enforce timeout_s; this deadline only covers a hub that
+        # stopped answering.
+        deadline = None if timeout_s is None else wait_for_worker_s + timeout_s + DEADLINE_MARGIN_S
+        events = self._stub.RunJob(request, metadata=self._metadata, timeout=deadline)
+        return JobHandle(events, self._error, on_progress)
 
     def _call(self, method: Any, request: Any) -> Any:
         try:
@@ -173,7 +280,9 @@ class HubClient:
         if code == grpc.StatusCode.FAILED_PRECONDITION:
             return NoWorkerError(exc.details())  # type: ignore[attr-defined]
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-            return JobTimeoutError(f"no result from the hub at {self.address} in time")
+            return JobTimeoutError(
+                f"no result from the hub at {self.address} in time", remote_type="JobTimeout"
+            )
         if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
             return AuthenticationError(f"the hub at {self.address} refused: {exc.details()}")  # type: ignore[attr-defined]
         if code == grpc.StatusCode.UNAVAILABLE:
@@ -190,22 +299,6 @@ def _upload_messages(ref: common_pb2.ArtifactRef, frames: list[bytes | memoryvie
     yield client_pb2.Upload(ref=ref)
     for chunk in iter_chunks(frames):
         yield client_pb2.Upload(data=chunk)
-
-
-def _finish(end: common_pb2.JobEnd, result: bytearray) -> Any:
-    if end.WhichOneof("outcome") == "failure":
-        failure = end.failure
-        raise JobError(
-            failure.message, remote_type=failure.type, remote_traceback=failure.traceback
-        )
-    expected = end.success.result
-    if len(result) != expected.size or hashlib.sha256(result).hexdigest() != expected.sha256:
-        raise ProtocolError("the job's result does not match its announced size and SHA-256")
-    # Never unpickle what a worker sends: the safe decoder refuses anything but data.
-    try:
-        return codec.decode(result)
-    except DecodingError as exc:
-        raise ProtocolError(f"the worker sent a result that is not valid data: {exc}") from None
 
 
 def _key_info(info: Any) -> dict[str, Any]:

@@ -51,24 +51,21 @@ import itertools
 import json
 import math
 import re
-import struct
 import zoneinfo
 from collections.abc import Iterable, Iterator
 
 import numpy as np
 import pandas as pd
 
+from giskard.codec_plain import ALIGN, MAGIC, PREFIX, VERSION, envelope
 from giskard.errors import DecodingError, EncodingError
 
 __all__ = ["decode", "encode", "encode_to_bytes", "is_encoded"]
 
-MAGIC = b"GKDATA1\0"
-VERSION = 1
-ALIGN = 64
 MAX_DEPTH = 32
 MAX_NODES = 1_000_000
 
-_PREFIX = struct.Struct("<8sI")
+_PREFIX = PREFIX
 _INT64 = range(-(2**63), 2**63)
 _FLOATS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 _NULLS = (None, None, math.nan, pd.NA)  # index = null code in a strs node
@@ -95,12 +92,11 @@ def encode(value: object) -> list[bytes | memoryview]:
         root = encoder.value(value, 0)
     except _Unsupported as exc:
         raise EncodingError(exc.message()) from None
-    header = {"v": VERSION, "size": encoder.size, "buffers": encoder.table, "root": root}
-    text = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
-    if len(text) >= 2**32:
-        raise EncodingError("value is too large to be sent as data (header over 4 GiB)")
-    padding = bytes(-(_PREFIX.size + len(text)) % ALIGN)
-    return [_PREFIX.pack(MAGIC, len(text)) + text + padding, *encoder.frames]
+    try:
+        head = envelope(root, encoder.size, encoder.table)
+    except ValueError as exc:
+        raise EncodingError(str(exc)) from None
+    return [head, *encoder.frames]
 
 
 def encode_to_bytes(value: object) -> bytes:

@@ -83,10 +83,6 @@ class NoWorkerError(GiskardError):
     """No worker is connected to the hub to run a job."""
 
 
-class JobTimeoutError(GiskardError):
-    """A job did not finish within the caller's time limit."""
-
-
 class JobError(GiskardError):
     """A job failed in the worker; carries the remote exception's type, message and traceback."""
 
@@ -95,3 +91,11 @@ class JobError(GiskardError):
         self.remote_type = remote_type
         self.remote_message = message
         self.remote_traceback = remote_traceback
+
+
+class JobTimeoutError(JobError):
+    """A job did not finish within its time limit; the worker stopped it."""
+
+
+class JobCancelledError(JobError):
+    """The job was cancelled; the worker stopped it."""

@@ -8,6 +8,8 @@ from collections.abc import Iterable, Iterator
 PROTOCOL_VERSION = 1
 # Large payloads move in pieces of this size; no message ever comes near gRPC's limits.
 CHUNK_SIZE = 1024 * 1024
+# Inputs up to this size travel inside the job message itself (no upload, no download).
+INLINE_MAX_BYTES = 64 * 1024
 # Explicit so that nothing depends on gRPC's 4 MB default: the largest message is a chunk
 # plus a small envelope.
 MAX_MESSAGE_BYTES = 4 * CHUNK_SIZE

@@ -81,16 +81,22 @@ def workers(
     ca_file: str | None = CA_FILE,
     insecure: bool = INSECURE,
 ) -> None:
-    """Show the workers connected to a hub, the active one first."""
+    """Show the workers connected to a hub, the active one first, with their running jobs
+    and how many jobs wait in the hub's queue."""
     with _client(host, port, api_key, api_key_file, tls, ca_file, insecure) as client:
-        found = client.workers()
+        status = client.status()
+    found = status["workers"]
     if as_json:
-        typer.echo(json.dumps(found, indent=2))
+        typer.echo(json.dumps(status, indent=2))
         return
     if not found:
         typer.echo("No worker is connected.")
     for worker in found:
         typer.echo(_summary(worker))
+        for job in worker["running"]:
+            progress = f"  {job['done']}/{job['total']}" if job["total"] else ""
+            typer.echo(f"    running {job['kind']} {job['job_id'][:12]}{progress}")
+    typer.echo(f"{status['queued']} job(s) queued.")
 
 
 def _summary(worker: dict) -> str:
@@ -109,6 +115,7 @@ def _summary(worker: dict) -> str:
         f"{role} pid {worker['pid']} on {worker['hostname']}  Python {worker['python_version']}"
         f"  {worker['interpreter']}  giskard {worker['giskard_version']}"
         f"  {len(worker['packages'])} packages  started {started}"
+        f"  {len(worker['running'])}/{worker['concurrency']} slots busy"
     )
     return printable(text)
 

@@ -22,6 +22,7 @@ def start_daemon(
     verbose: bool,
     backend: str,
     enable_linger: bool,
+    job_args: list[str],
 ) -> None:
     from giskard.installer.service import start_service
     from giskard.installer.systemd import ServiceFailedError
@@ -34,6 +35,7 @@ def start_daemon(
             verbose=verbose,
             backend=backend,
             enable_linger=enable_linger,
+            job_args=job_args,
         )
     except ServiceFailedError as exc:
         typer.echo("Last log lines:", err=True)

@@ -56,6 +56,17 @@ def start(
     tls: bool = TLS,
     ca_file: str | None = CA_FILE,
     insecure: bool = INSECURE,
+    concurrency: int = typer.Option(
+        1, "--concurrency", min=1, max=256, help="Jobs to run at once, each in its own process."
+    ),
+    max_job_memory: str | None = typer.Option(
+        None,
+        "--max-job-memory",
+        help="Fail a job that allocates more than this (e.g. 4G); its process is replaced.",
+    ),
+    cache_size: str = typer.Option(
+        "2G", "--cache-size", help="Memory for cached models and datasets (e.g. 512M, 8G)."
+    ),
     log_stderr: bool = typer.Option(True, "--log-stderr/--no-log-stderr", hidden=True),
 ) -> None:
     """Start a worker; it connects to the hub and runs its jobs.
@@ -64,6 +75,7 @@ def start(
     (default ~/giskard-home). With -d, the OS runs it and keeps its logs.
     """
     address = HubAddress(host, port)
+    job_limits = _job_limits(concurrency, max_job_memory, cache_size)
     from giskard.tls import channel_security, quiet_grpc_logs
 
     quiet_grpc_logs()
@@ -79,12 +91,30 @@ def start(
             verbose=verbose,
             backend=backend,
             enable_linger=enable_linger,
+            job_args=_job_args(concurrency, max_job_memory, cache_size),
         )
         return
     from giskard.worker.config import WorkerConfig
 
-    config = WorkerConfig(address=address, credentials=credentials, security=security)
+    config = WorkerConfig(address=address, credentials=credentials, security=security, **job_limits)
     _run_foreground(config, verbose=verbose, log_stderr=log_stderr)
+
+
+def _job_limits(concurrency: int, max_job_memory: str | None, cache_size: str) -> dict[str, int]:
+    from giskard.sizes import parse_size
+
+    try:
+        memory = parse_size(max_job_memory) if max_job_memory else 0
+        cache = parse_size(cache_size)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return {"concurrency": concurrency, "max_job_memory": memory, "cache_bytes": cache}
+
+
+def _job_args(concurrency: int, max_job_memory: str | None, cache_size: str) -> list[str]:
+    """The same settings, for the service's command line."""
+    args = [f"--concurrency={concurrency}", f"--cache-size={cache_size}"]
+    return args + ([f"--max-job-memory={max_job_memory}"] if max_job_memory else [])
 
 
 def _run_foreground(config: WorkerConfig, *, verbose: bool, log_stderr: bool) -> None:
@@ -99,8 +129,6 @@ def _run_foreground(config: WorkerConfig, *, verbose: bool, log_stderr: bool) ->
 
     address = config.address
     lock = InstanceLock(address)
-    worker: Worker | None = None
-    exit_code = 0
     try:
         lock.acquire()
         worker = Worker(config)
@@ -128,10 +156,6 @@ def _run_foreground(config: WorkerConfig, *, verbose: bool, log_stderr: bool) ->
         raise typer.Exit(exit_code) from None
     finally:
         lock.release()
-        if worker is not None and worker.busy:
-            logger.warning("Abandoning the running job's code")
-            logging.shutdown()
-            os._exit(exit_code)
 
 
 @worker_app.command()

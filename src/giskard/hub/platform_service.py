@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -12,21 +14,28 @@ import grpc
 
 from giskard.hub.artifacts import ArtifactStore
 from giskard.hub.auth import Authenticator
-from giskard.hub.registry import JobRun, WorkerRegistry, WorkerSession
-from giskard.rpc.v1 import client_pb2, client_pb2_grpc, common_pb2, worker_pb2
+from giskard.hub.dispatcher import Dispatcher
+from giskard.hub.registry import JobRun, WorkerRegistry
+from giskard.protocol import INLINE_MAX_BYTES
+from giskard.rpc.v1 import client_pb2, client_pb2_grpc, common_pb2
 
 logger = logging.getLogger(__name__)
 
 MAX_ARTIFACT_BYTES = 16 * 1024**3
-DISPATCH_TIMEOUT_S = 10.0
 LIST_REPLY_MAX_BYTES = 3 * 1024 * 1024
 
 
 class PlatformService(client_pb2_grpc.PlatformServicer):
     def __init__(
-        self, registry: WorkerRegistry, store: ArtifactStore, auth: Authenticator, address: str
+        self,
+        registry: WorkerRegistry,
+        dispatcher: Dispatcher,
+        store: ArtifactStore,
+        auth: Authenticator,
+        address: str,
     ) -> None:
         self._registry = registry
+        self._dispatcher = dispatcher
         self._store = store
         self._auth = auth
         self._address = address
@@ -36,7 +45,7 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
     ) -> client_pb2.ListWorkersReply:
         await self._auth.require(context, ["client"], "list the workers")
         active = self._registry.active
-        reply = client_pb2.ListWorkersReply()
+        reply = client_pb2.ListWorkersReply(queued=self._dispatcher.queued)
         for session in self._registry.sessions:
             # Stay well under the message limit however many workers there are.
             if reply.ByteSize() + session.info.ByteSize() > LIST_REPLY_MAX_BYTES:
@@ -47,6 +56,8 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
                     active=session is active,
                     connected_at=session.connected_at,
                     peer=session.peer,
+                    concurrency=session.concurrency,
+                    running=[_running(job) for job in list(session.jobs.values())[:1000]],
                 )
             )
         return reply
@@ -87,29 +98,31 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
         self, request: client_pb2.RunJobRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[client_pb2.JobEvent]:
         key = await self._auth.require(context, ["client"], "submit jobs")
-        if request.spec.WhichOneof("kind") is None:
+        spec = request.spec
+        if spec.WhichOneof("kind") is None:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the job has no kind")
-        inputs = _artifacts_of(request.spec)
+        if spec.timeout_s < 0 or not math.isfinite(spec.timeout_s):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "timeout_s must be >= 0")
+        refs = _artifacts_of(spec)
+        if any(len(ref.inline) > INLINE_MAX_BYTES for ref in refs):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "an inline input is too large")
+        inputs = [ref.sha256 for ref in refs if not ref.inline and ref.size]
         missing = [sha for sha in inputs if sha not in self._store]
         if missing:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown artifacts: {missing}")
-        session = await self._registry.wait_for_active(request.wait_for_worker_s)
-        if session is None:
+        if await self._registry.wait_for_active(request.wait_for_worker_s) is None:
             await context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"no worker is connected to the hub at {self._address}; "
                 f"start one with: giskard worker start -h HOST -p PORT",
             )
-        assert session is not None
-        job = JobRun(job_id=uuid.uuid4().hex, pinned=inputs)
+        deadline = time.monotonic() + spec.timeout_s if spec.timeout_s else None
+        job = JobRun(job_id=uuid.uuid4().hex, pinned=inputs, spec=spec, deadline=deadline)
         for sha in inputs:
             self._store.pin(sha)
         forget = self._auth.on_revoke(key, lambda: job.interrupt(None))
         try:
-            await _dispatch(session, job, request.spec)
-            yield client_pb2.JobEvent(
-                started=client_pb2.JobStarted(job_id=job.job_id, worker_id=session.info.worker_id)
-            )
+            self._dispatcher.submit(job)
             while (event := await job.events.get()) is not None:
                 yield event
                 if event.WhichOneof("kind") == "end":
@@ -117,9 +130,11 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "the API key was revoked")
         finally:
             forget()
-            session.jobs.pop(job.job_id, None)
-            # The client is gone: output already queued is moot, and a worker session
-            # waiting for room in this queue must not wait forever.
+            if not job.done:
+                # The client cancelled or went away: the worker stops the job.
+                self._dispatcher.withdraw(job)
+            # Output already queued is moot, and a worker session waiting for room in this
+            # queue must not wait forever.
             job.done = True
             while not job.events.empty():
                 job.events.get_nowait()
@@ -127,22 +142,18 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
                 self._store.unpin(sha)
 
 
-async def _dispatch(session: WorkerSession, job: JobRun, spec: common_pb2.JobSpec) -> None:
-    session.jobs[job.job_id] = job
-    message = worker_pb2.HubMessage(job=worker_pb2.Job(job_id=job.job_id, spec=spec))
-    try:
-        # A worker that does not read its stream must not hang the client.
-        await asyncio.wait_for(session.outbox.put(message), DISPATCH_TIMEOUT_S)
-    except TimeoutError:
-        failure = common_pb2.JobFailure(
-            type="WorkerNotReading", message=f"the worker {session.describe()} is not reading"
-        )
-        job.finish(common_pb2.JobEnd(job_id=job.job_id, failure=failure))
-        return
-    logger.debug("job %s (%s) sent to %s", job.job_id, spec.WhichOneof("kind"), session.describe())
+def _running(job: JobRun) -> client_pb2.RunningJob:
+    done, total = job.progress
+    return client_pb2.RunningJob(
+        job_id=job.job_id, kind=job.kind, started_at=job.sent_at, done=done, total=total
+    )
 
 
-def _artifacts_of(spec: common_pb2.JobSpec) -> list[str]:
-    if spec.WhichOneof("kind") == "predict":
-        return [spec.predict.model.sha256, spec.predict.data.sha256]
+def _artifacts_of(spec: common_pb2.JobSpec) -> list[common_pb2.ArtifactRef]:
+    kind = spec.WhichOneof("kind")
+    if kind == "predict":
+        return [spec.predict.model, spec.predict.data]
+    if kind == "call":
+        arguments = [*spec.call.args, *spec.call.kwargs.values()]
+        return [spec.call.function, *(argument.value for argument in arguments)]
     return []

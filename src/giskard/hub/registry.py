@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -26,6 +27,12 @@ class JobRun:
 
     job_id: str
     pinned: list[str]
+    spec: common_pb2.JobSpec = field(default_factory=common_pb2.JobSpec)
+    # time.monotonic() by which the job must end; None: no limit.
+    deadline: float | None = None
+    session: WorkerSession | None = None  # the worker it was sent to
+    sent_at: float = 0.0  # time.time() when it was sent
+    progress: tuple[int, int] = (0, 0)
     # None means: stop, the submitter's key was revoked.
     events: asyncio.Queue[client_pb2.JobEvent | None] = field(
         default_factory=lambda: asyncio.Queue(maxsize=JOB_EVENTS_QUEUED)
@@ -43,6 +50,22 @@ class JobRun:
         # The job is over: its pending output is moot.
         put_evicting(self.events, event)
 
+    @property
+    def kind(self) -> str:
+        return self.spec.WhichOneof("kind") or ""
+
+    @property
+    def takes_a_slot(self) -> bool:
+        """Info jobs run beside the others on the worker; the rest take one of its slots."""
+        return self.kind != "info"
+
+    def remaining_s(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def fail(self, kind: str, message: str) -> None:
+        failure = common_pb2.JobFailure(type=kind, message=message)
+        self.finish(common_pb2.JobEnd(job_id=self.job_id, failure=failure))
+
 
 @dataclass(eq=False)
 class WorkerSession:
@@ -57,6 +80,11 @@ class WorkerSession:
     connected_at: float = field(default_factory=time.time)
     jobs: dict[str, JobRun] = field(default_factory=dict)
     draining: bool = False
+    concurrency: int = 1
+
+    @property
+    def has_room(self) -> bool:
+        return sum(job.takes_a_slot for job in self.jobs.values()) < self.concurrency
 
     def describe(self) -> str:
         # Worker-supplied text: control characters could forge log lines or drive a terminal.
@@ -67,8 +95,7 @@ class WorkerSession:
 
     def fail_jobs(self, reason: str) -> None:
         for job in self.jobs.values():
-            failure = common_pb2.JobFailure(type="WorkerLost", message=reason)
-            job.finish(common_pb2.JobEnd(job_id=job.job_id, failure=failure))
+            job.fail("WorkerLost", reason)
         self.jobs.clear()
 
 
@@ -78,6 +105,8 @@ class WorkerRegistry:
     def __init__(self) -> None:
         self._sessions: list[WorkerSession] = []
         self._changed = asyncio.Condition()
+        # Called whenever the workers change (the dispatcher sends queued jobs then).
+        self.on_change: Callable[[], None] = lambda: None
 
     @property
     def sessions(self) -> list[WorkerSession]:
@@ -133,6 +162,7 @@ class WorkerRegistry:
         await self._notify()
 
     async def _notify(self) -> None:
+        self.on_change()
         async with self._changed:
             self._changed.notify_all()
 

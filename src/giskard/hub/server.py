@@ -18,6 +18,7 @@ from giskard.errors import ConfigurationError, GiskardError
 from giskard.hub.admin_service import AdminService
 from giskard.hub.artifacts import DEFAULT_MAX_BYTES, ArtifactStore
 from giskard.hub.auth import Authenticator
+from giskard.hub.dispatcher import Dispatcher
 from giskard.hub.keys import KeyStore, ensure_local_admin_key
 from giskard.hub.platform_service import PlatformService
 from giskard.hub.registry import WorkerRegistry
@@ -79,11 +80,12 @@ class Hub:
         auth = Authenticator(keys)
         server = grpc.aio.server(options=SERVER_OPTIONS)
         registry, store = WorkerRegistry(), ArtifactStore(self._max_artifact_bytes)
-        worker_service = WorkerHubService(registry, store, auth)
+        dispatcher = Dispatcher(registry)
+        worker_service = WorkerHubService(registry, dispatcher, store, auth)
         worker_pb2_grpc.add_WorkerHubServicer_to_server(worker_service, server)
         self.port = self._bind(server)
         local_socket = self._bind_local_socket(server)
-        platform = PlatformService(registry, store, auth, self.address)
+        platform = PlatformService(registry, dispatcher, store, auth, self.address)
         client_pb2_grpc.add_PlatformServicer_to_server(platform, server)
         admin_pb2_grpc.add_AdminServicer_to_server(AdminService(auth), server)
         await server.start()

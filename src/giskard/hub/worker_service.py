@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -11,6 +12,7 @@ import grpc
 from giskard import __version__
 from giskard.hub.artifacts import ArtifactStore
 from giskard.hub.auth import Authenticator
+from giskard.hub.dispatcher import Dispatcher
 from giskard.hub.registry import WorkerRegistry, WorkerSession, put_evicting
 from giskard.protocol import CHUNK_SIZE, PROTOCOL_VERSION
 from giskard.rpc.v1 import client_pb2, common_pb2, worker_pb2, worker_pb2_grpc
@@ -23,6 +25,8 @@ MAX_CHUNK_BYTES = CHUNK_SIZE
 MAX_RESULT_BYTES = 16 * 1024**3
 # A worker's info, packages included, is a few tens of KB; the hub keeps it for each worker.
 MAX_HELLO_BYTES = 256 * 1024
+# More slots than this would only let one worker hold the whole queue.
+MAX_CONCURRENCY = 256
 
 
 class ProtocolViolation(Exception):
@@ -33,11 +37,13 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
     def __init__(
         self,
         registry: WorkerRegistry,
+        dispatcher: Dispatcher,
         store: ArtifactStore,
         auth: Authenticator,
         max_result_bytes: int = MAX_RESULT_BYTES,
     ) -> None:
         self._registry = registry
+        self._dispatcher = dispatcher
         self._store = store
         self._auth = auth
         self._max_result_bytes = max_result_bytes
@@ -54,7 +60,8 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
             yield worker_pb2.HubMessage(refusal=refusal)
             return
         assert hello is not None
-        session = WorkerSession(info=hello.info, peer=context.peer())
+        concurrency = min(max(hello.concurrency, 1), MAX_CONCURRENCY)
+        session = WorkerSession(info=hello.info, peer=context.peer(), concurrency=concurrency)
         await self._registry.add(session)
         reader: asyncio.Task[None] | None = None
         forget = self._auth.on_revoke(key, lambda: _close_revoked(session))
@@ -111,6 +118,8 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
             await self._relay_output(message.output, session)
         elif kind == "end":
             await self._end_job(message.end, session)
+        elif kind == "progress":
+            _relay_progress(message.progress, session)
         elif kind == "draining":
             logger.info("Worker %s is shutting down; no more jobs for it", session.describe())
             await self._registry.drain(session)
@@ -141,6 +150,7 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
                 f" {end.success.result.size} bytes"
             )
         del session.jobs[end.job_id]
+        self._dispatcher.pump()  # its slot is free
         if not job.done:
             job.done = True
             # Queued behind the output, never instead of it: dropping a chunk to make room
@@ -160,6 +170,16 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
             yield worker_pb2.Chunk(data=bytes(view[start : start + CHUNK_SIZE]))
         if not view:
             yield worker_pb2.Chunk()
+
+
+def _relay_progress(progress: common_pb2.JobProgress, session: WorkerSession) -> None:
+    job = session.jobs.get(progress.job_id)
+    if job is None or job.done:
+        return
+    job.progress = (progress.done, progress.total)
+    # Progress may be dropped for a slow client: the next report supersedes it.
+    with contextlib.suppress(asyncio.QueueFull):
+        job.events.put_nowait(client_pb2.JobEvent(progress=progress))
 
 
 async def _read_hello(

@@ -7,6 +7,7 @@ import dataclasses
 import os
 import signal
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from giskard.address import HubAddress
@@ -48,11 +49,13 @@ def start_service(
     verbose: bool = False,
     backend: str = "auto",
     enable_linger: bool = False,
+    job_args: Sequence[str] = (),
 ) -> StartReport:
-    """Install and start (or confirm) the service for `address`, bound to this interpreter."""
+    """Install and start (or confirm) the service for `address`, bound to this interpreter;
+    `job_args` are the worker's job options (--concurrency ...), passed through."""
     chosen, reason = choose_backend(backend)
     key_file = _store_key(service_name(address), credentials)
-    extra = security.args() if security else []
+    extra = [*(security.args() if security else []), *job_args]
     spec = current_spec(address, verbose=verbose, api_key_file=key_file, extra_args=extra)
     for other in find_running(address, spec.interpreter):
         if other.service != spec.name:

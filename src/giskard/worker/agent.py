@@ -7,7 +7,6 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
@@ -15,11 +14,11 @@ from giskard.credentials import LOCAL_ADMIN_KEY, dial_target
 from giskard.errors import GiskardError
 from giskard.protocol import CHANNEL_OPTIONS
 from giskard.tls import explain_failure
-from giskard.worker.artifacts import ModelCache
 from giskard.worker.backoff import Backoff
 from giskard.worker.config import WorkerConfig
 from giskard.worker.execution import JobExecution
 from giskard.worker.info import collect_info, info_to_proto
+from giskard.worker.pool import ExecutorPool
 from giskard.worker.session import ConnectionLost, Session
 
 logger = logging.getLogger(__name__)
@@ -30,28 +29,14 @@ class Worker:
 
     def __init__(self, config: WorkerConfig) -> None:
         self.config = config
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="giskard-job")
-        self._models = ModelCache(config.model_cache_bytes)
         self._address = str(config.address)
-        self._execution = JobExecution(
-            self._executor, self._models, lambda: collect_info(self._address)
-        )
         # Told when a session starts (with whether this worker is active) and when it ends.
         self.on_connected: Callable[[bool], None] = lambda active: None
         self.on_disconnected: Callable[[], None] = lambda: None
 
     def run(self) -> None:
         """Run until SIGINT or SIGTERM; a second signal abandons the running job at once."""
-        try:
-            asyncio.run(self._run_with_signals())
-        finally:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-
-    @property
-    def busy(self) -> bool:
-        """Whether user code still runs: it would keep the interpreter from exiting (the
-        executor's thread is joined at exit and cannot be interrupted)."""
-        return self._execution.busy
+        asyncio.run(self._run_with_signals())
 
     async def _run_with_signals(self) -> None:
         loop = asyncio.get_running_loop()
@@ -80,6 +65,16 @@ class Worker:
 
     async def run_async(self, stopping: asyncio.Event) -> None:
         """Serve until `stopping` is set; ProtocolError (fatal) propagates."""
+        pool = ExecutorPool(self.config.concurrency, self.config.executor_options())
+        # Started now, beside the connection: a job that comes first waits for its executor.
+        pool.start()
+        execution = JobExecution(pool, lambda: collect_info(self._address))
+        try:
+            await self._serve(execution, stopping)
+        finally:
+            await pool.close()
+
+    async def _serve(self, execution: JobExecution, stopping: asyncio.Event) -> None:
         backoff = Backoff(self.config.backoff_initial_s, self.config.backoff_max_s)
         info = info_to_proto(collect_info(self._address))
         logger.info(
@@ -91,7 +86,7 @@ class Worker:
         )
         while not stopping.is_set():
             try:
-                await self._one_session(info, stopping, backoff)
+                await self._one_session(execution, info, stopping, backoff)
                 return
             except ConnectionLost as lost:
                 self.on_disconnected()
@@ -133,7 +128,9 @@ class Worker:
             local_socket=local,
         )
 
-    async def _one_session(self, info: object, stopping: asyncio.Event, backoff: Backoff) -> None:
+    async def _one_session(
+        self, execution: JobExecution, info: object, stopping: asyncio.Event, backoff: Backoff
+    ) -> None:
         def connected(active: bool) -> None:
             backoff.reset()
             self.on_connected(active)
@@ -141,7 +138,7 @@ class Worker:
         # A fresh channel per attempt: a reused one would add gRPC's own reconnect backoff
         # (up to two minutes) on top of ours.
         async with _channel(self.config) as channel:
-            session = Session(self.config, channel, self._execution, info, connected)
+            session = Session(self.config, channel, execution, info, connected)
             await session.run(stopping)
 
 

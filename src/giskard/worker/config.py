@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from giskard.address import HubAddress
 from giskard.credentials import Credentials
 from giskard.tls import ChannelSecurity
+from giskard.worker.executor import ExecutorOptions
+
+DEFAULT_CACHE_BYTES = 2 * 1024**3
 
 
 @dataclass(frozen=True)
@@ -21,5 +24,14 @@ class WorkerConfig:
     handshake_timeout_s: float = 10.0
     # On SIGTERM/SIGINT, how long the running job may take to finish.
     drain_grace_s: float = 20.0
-    # Deserialised models kept, by total pickled size.
-    model_cache_bytes: int = 2 * 1024**3
+    # Jobs run at once, each in its own executor process.
+    concurrency: int = 1
+    # Models and datasets kept by the executors, by total serialised size (split between them).
+    cache_bytes: int = DEFAULT_CACHE_BYTES
+    # How much a job may allocate beyond what its executor held before it; 0: no limit.
+    max_job_memory: int = 0
+
+    def executor_options(self) -> ExecutorOptions:
+        return ExecutorOptions(
+            cache_bytes=self.cache_bytes // self.concurrency, max_job_memory=self.max_job_memory
+        )

@@ -1,125 +1,287 @@
-"""Turns a job from the hub into result messages: fetch inputs, run user code off the event
-loop, stream the encoded result back."""
+"""Runs the hub's jobs: user code in an executor process, results streamed back.
+
+The worker process only moves bytes: it streams a job's inputs from the hub into an
+executor (none it already holds) and the executor's result back to the hub. User code never
+runs here, so the session's heartbeats never wait on it, and a job that must stop (timeout,
+cancel) or that breaks its process (segfault, `os._exit`, memory) costs only its executor.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
-from collections.abc import AsyncIterator, Callable
-from concurrent.futures import Executor
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from giskard import codec
-from giskard.protocol import iter_chunks, sha256_of
+from giskard.codec_plain import encode_plain
+from giskard.errors import ProtocolError
+from giskard.protocol import CHUNK_SIZE, sha256_of
 from giskard.rpc.v1 import common_pb2, worker_pb2, worker_pb2_grpc
-from giskard.worker import jobs
-from giskard.worker.artifacts import ModelCache, fetch_artifact
+from giskard.worker.executor import ExecutorProcess
+from giskard.worker.pipe import PipeClosed
+from giskard.worker.pool import ExecutorPool
 
 logger = logging.getLogger(__name__)
 
-Frames = list[bytes | memoryview]
+Emit = Callable[[worker_pb2.WorkerMessage], Awaitable[None]]
+Metadata = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class _Input:
+    ref: common_pb2.ArtifactRef
+    form: str  # "pickle" or "data"
+
+
+@dataclass(eq=False)
+class _RunningJob:
+    job_id: str
+    task: asyncio.Task[Any]
+    reason: str | None = None  # why it was stopped: "timeout" or "cancel"
+    executor: ExecutorProcess | None = None
+    stoppers: list[asyncio.TimerHandle] = field(default_factory=list)
+
+    def stop(self, reason: str) -> None:
+        if self.reason is not None or self.task.done():
+            return
+        self.reason = reason
+        if self.executor is not None:
+            self.executor.kill()
+        self.task.cancel()
 
 
 class JobExecution:
-    """Runs jobs; user code runs on `executor`, so the session's heartbeat never waits on it."""
+    """Runs jobs on a pool of executors; `cancel` stops one."""
 
-    def __init__(
-        self, executor: Executor, models: ModelCache, describe: Callable[[], dict]
-    ) -> None:
-        self._executor = executor
-        self._models = models
+    def __init__(self, pool: ExecutorPool, describe: Callable[[], dict]) -> None:
+        self._pool = pool
         self._describe = describe
-        self._in_flight = 0
-        self._in_flight_lock = threading.Lock()
+        self._running: dict[str, _RunningJob] = {}
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    def cancel(self, job_id: str) -> None:
+        """Stop a job now (its executor is killed); it ends as cancelled."""
+        job = self._running.get(job_id)
+        if job is not None:
+            logger.info("Job %s: cancelled", job_id[:8])
+            job.stop("cancel")
 
     async def run(
         self,
         stub: worker_pb2_grpc.WorkerHubStub,
         job: worker_pb2.Job,
-        metadata: tuple[tuple[str, str], ...] = (),
-    ) -> AsyncIterator[worker_pb2.WorkerMessage]:
-        """Output messages for `job`, ending with exactly one JobEnd."""
+        metadata: Metadata,
+        emit: Emit,
+    ) -> None:
+        """Run `job`, emitting its output, progress and exactly one JobEnd."""
+        task = asyncio.current_task()
+        assert task is not None
+        running = _RunningJob(job.job_id, task)
+        self._running[job.job_id] = running
+        timeout_s = job.spec.timeout_s
+        if timeout_s > 0:
+            handle = asyncio.get_running_loop().call_later(timeout_s, running.stop, "timeout")
+            running.stoppers.append(handle)
         kind = job.spec.WhichOneof("kind")
         logger.info("Job %s: %s", job.job_id[:8], kind)
         try:
-            frames = await self._compute(stub, job.spec, metadata)
-            result_sha, size = await self._in_executor(sha256_of, frames)
+            await self._run(running, stub, job, metadata, emit)
         except asyncio.CancelledError:
-            raise
-        except Exception as exc:
+            if running.reason is None:
+                raise
+            await emit(_end(job.job_id, failure=_stopped(running.reason)))
+        except Exception as exc:  # the worker's own trouble (hub gone mid-fetch, ...)
             logger.info("Job %s failed: %s: %s", job.job_id[:8], type(exc).__name__, exc)
-            failure = jobs.failure_from(exc)
-            yield _end(job.job_id, failure=failure)
-            return
-        for chunk in iter_chunks(frames):
-            yield worker_pb2.WorkerMessage(
-                output=common_pb2.JobOutput(job_id=job.job_id, chunk=chunk)
-            )
-        result = common_pb2.ArtifactRef(sha256=result_sha, size=size)
-        yield _end(job.job_id, success=common_pb2.JobSuccess(result=result))
-        logger.info("Job %s done (%d bytes)", job.job_id[:8], size)
+            failure = common_pb2.JobFailure(type=type(exc).__name__, message=str(exc))
+            await emit(_end(job.job_id, failure=failure))
+        finally:
+            for handle in running.stoppers:
+                handle.cancel()
+            del self._running[job.job_id]
 
-    async def _compute(
+    async def _run(
         self,
+        running: _RunningJob,
         stub: worker_pb2_grpc.WorkerHubStub,
-        spec: common_pb2.JobSpec,
-        metadata: tuple[tuple[str, str], ...],
-    ) -> Frames:
+        job: worker_pb2.Job,
+        metadata: Metadata,
+        emit: Emit,
+    ) -> None:
+        spec = job.spec
         kind = spec.WhichOneof("kind")
         if kind == "info":
-            return await self._in_executor(lambda: codec.encode(self._describe()))
+            result = await asyncio.to_thread(lambda: encode_plain(self._describe()))
+            await _emit_result(job.job_id, [result], emit)
+            return
         if kind == "predict":
-            return await self._predict(stub, spec.predict, metadata)
-        raise ValueError(f"this worker does not know jobs of kind {kind!r}")
+            inputs = [_Input(spec.predict.model, "pickle"), _Input(spec.predict.data, "data")]
+            header = {"kind": "predict", "method": spec.predict.method}
+        elif kind == "call":
+            names = sorted(spec.call.kwargs)
+            arguments = [*spec.call.args, *(spec.call.kwargs[name] for name in names)]
+            inputs = [_Input(spec.call.function, "pickle")]
+            inputs += [_Input(a.value, "pickle" if a.pickled else "data") for a in arguments]
+            header = {"kind": "call", "kwargs": names}
+        else:
+            raise ProtocolError(f"this worker does not know jobs of kind {kind!r}")
+        header |= {"t": "job", "id": job.job_id, "progress": spec.progress}
+        await self._in_executor(running, header, inputs, _Fetcher(stub, metadata), emit)
 
-    async def _predict(
+    async def _in_executor(
         self,
-        stub: worker_pb2_grpc.WorkerHubStub,
-        spec: common_pb2.PredictJob,
-        metadata: tuple[tuple[str, str], ...],
-    ) -> Frames:
-        # Holding the model here keeps it alive even if the cache evicts it meanwhile.
-        model = self._models.get(spec.model.sha256)
-        model_blob = None if model is not None else await fetch_artifact(stub, spec.model, metadata)
-        data_blob = await fetch_artifact(stub, spec.data, metadata)
-        return await self._in_executor(
-            self._predict_sync, spec.model.sha256, model, model_blob, data_blob, spec.method
+        running: _RunningJob,
+        header: dict[str, Any],
+        inputs: list[_Input],
+        fetcher: _Fetcher,
+        emit: Emit,
+    ) -> None:
+        executor = await self._pool.acquire([i.ref.sha256 for i in inputs])
+        running.executor = executor
+        broken = True
+        try:
+            to_send = _unsent(inputs, executor.cached)
+            header["inputs"] = [
+                {"sha": i.ref.sha256, "size": i.ref.size, "form": i.form, "send": i in to_send}
+                for i in inputs
+            ]
+            await executor.send(header)
+            sent_bytes = sum(i.ref.size for i in to_send)
+            logger.info(
+                "Job %s: %d of %d input(s) cached, %d B sent to executor %d",
+                running.job_id[:8],
+                len(inputs) - len(to_send),
+                len(inputs),
+                sent_bytes,
+                executor.pid,
+            )
+            await _send_inputs(executor, to_send, fetcher)
+            answer = await _relay_answer(executor, running.job_id, emit)
+            broken = bool(answer.get("replace"))
+        except PipeClosed:
+            if running.reason is not None:
+                raise asyncio.CancelledError from None  # stopped on purpose: see run()
+            how = await executor.exit_description()
+            logger.warning("Job %s: the executor died (%s)", running.job_id[:8], how)
+            failure = common_pb2.JobFailure(
+                type="ExecutorCrashed",
+                message=f"the process running the job died ({how}); the worker replaced it",
+            )
+            await emit(_end(running.job_id, failure=failure))
+        finally:
+            running.executor = None
+            self._pool.release(executor, broken=broken)
+
+
+class _Fetcher:
+    """Downloads from the hub the inputs that did not come within the job."""
+
+    def __init__(self, stub: worker_pb2_grpc.WorkerHubStub, metadata: Metadata) -> None:
+        self._stub = stub
+        self._metadata = metadata
+
+    def chunks(self, ref: common_pb2.ArtifactRef) -> Any:
+        request = worker_pb2.FetchArtifactRequest(sha256=ref.sha256)
+        return self._stub.FetchArtifact(request, metadata=self._metadata)
+
+
+def _unsent(inputs: list[_Input], cached: set[str]) -> list[_Input]:
+    """The inputs to send: those the executor lacks, each once."""
+    seen = set(cached)
+    to_send = []
+    for item in inputs:
+        if item.ref.sha256 not in seen:
+            seen.add(item.ref.sha256)
+            to_send.append(item)
+    return to_send
+
+
+async def _send_inputs(executor: ExecutorProcess, inputs: list[_Input], fetcher: _Fetcher) -> None:
+    """Stream the inputs to the executor in order; on a failure, tell it to give up the job."""
+    for item in inputs:
+        try:
+            await _send_input(executor, item, fetcher)
+        except ProtocolError as exc:
+            await executor.send({"t": "abort", "message": str(exc)})
+            return
+        except Exception as exc:
+            message = f"could not download input {item.ref.sha256[:12]} from the hub: {exc}"
+            await executor.send({"t": "abort", "message": message})
+            return
+
+
+async def _send_input(executor: ExecutorProcess, item: _Input, fetcher: _Fetcher) -> None:
+    ref = item.ref
+    if ref.inline or ref.size == 0:
+        if len(ref.inline) != ref.size:
+            raise ProtocolError(f"input {ref.sha256[:12]} is not the size it announces")
+        if ref.size:
+            await executor.send({"t": "chunk"}, ref.inline)
+        return
+    sent = 0
+    async for chunk in fetcher.chunks(ref):
+        if sent + len(chunk.data) > ref.size:
+            raise ProtocolError(f"input {ref.sha256[:12]} is larger than announced")
+        await executor.send({"t": "chunk"}, chunk.data)
+        sent += len(chunk.data)
+    if sent != ref.size:
+        raise ProtocolError(f"input {ref.sha256[:12]} is shorter than announced")
+
+
+async def _relay_answer(executor: ExecutorProcess, job_id: str, emit: Emit) -> dict[str, Any]:
+    """Pass the executor's progress and answer on to the hub; returns the answer's header."""
+    while True:
+        header, payload = await executor.receive()
+        kind = header.get("t")
+        if kind == "progress":
+            progress = common_pb2.JobProgress(
+                job_id=job_id, done=header["done"], total=header["total"]
+            )
+            await emit(worker_pb2.WorkerMessage(progress=progress))
+            continue
+        executor.apply_cache_changes(header)
+        if kind == "failure":
+            logger.info("Job %s failed: %s: %s", job_id[:8], header["type"], header["message"])
+            fields = {k: header.get(k, "") for k in ("type", "message", "traceback")}
+            await emit(_end(job_id, failure=common_pb2.JobFailure(**fields)))
+            return header
+        if kind != "result":
+            raise PipeClosed(f"the executor sent {kind!r}: the stream is out of step")
+        received = len(payload)
+        if payload:
+            await emit(_output(job_id, payload))
+        while received < header["size"]:
+            _, chunk = await executor.receive()
+            received += len(chunk)
+            await emit(_output(job_id, chunk))
+        result = common_pb2.ArtifactRef(sha256=header["sha"], size=header["size"])
+        await emit(_end(job_id, success=common_pb2.JobSuccess(result=result)))
+        logger.info("Job %s done (%d bytes)", job_id[:8], header["size"])
+        return header
+
+
+async def _emit_result(job_id: str, frames: list[bytes], emit: Emit) -> None:
+    sha, size = sha256_of(frames)
+    data = b"".join(frames)
+    for start in range(0, len(data), CHUNK_SIZE):
+        await emit(_output(job_id, data[start : start + CHUNK_SIZE]))
+    result = common_pb2.ArtifactRef(sha256=sha, size=size)
+    await emit(_end(job_id, success=common_pb2.JobSuccess(result=result)))
+
+
+def _stopped(reason: str) -> common_pb2.JobFailure:
+    if reason == "timeout":
+        return common_pb2.JobFailure(
+            type="JobTimeout", message="the job reached its timeout and was stopped"
         )
+    return common_pb2.JobFailure(type="JobCancelled", message="the job was cancelled")
 
-    def _predict_sync(
-        self,
-        model_sha: str,
-        model: Any,
-        model_blob: bytearray | None,
-        data_blob: bytearray,
-        method: str,
-    ) -> Frames:
-        if model is None:
-            assert model_blob is not None
-            model = jobs.load_model(model_blob)
-            self._models.put(model_sha, model, len(model_blob))
-            logger.info("Loaded model %s (%d bytes)", model_sha[:12], len(model_blob))
-        data = codec.decode(data_blob)
-        return codec.encode(jobs.predict(model, data, method))
 
-    @property
-    def busy(self) -> bool:
-        """Whether user code is running (or queued) on the executor."""
-        return self._in_flight > 0
-
-    async def _in_executor(self, function: Callable[..., Any], *args: Any) -> Any:
-        with self._in_flight_lock:
-            self._in_flight += 1
-        future = self._executor.submit(function, *args)
-        # On the executor's future, not asyncio's: counted until the code itself ends, even
-        # when the job's task is cancelled first.
-        future.add_done_callback(self._count_done)
-        return await asyncio.wrap_future(future)
-
-    def _count_done(self, _: object) -> None:
-        with self._in_flight_lock:
-            self._in_flight -= 1
+def _output(job_id: str, chunk: bytes) -> worker_pb2.WorkerMessage:
+    return worker_pb2.WorkerMessage(output=common_pb2.JobOutput(job_id=job_id, chunk=chunk))
 
 
 def _end(job_id: str, **outcome: Any) -> worker_pb2.WorkerMessage:

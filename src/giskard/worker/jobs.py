@@ -1,38 +1,128 @@
-"""Running jobs' user code. Pure functions of their inputs; no transport here."""
+"""What a job does with its inputs, in the executor process. No transport here."""
 
 from __future__ import annotations
 
 import traceback
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from giskard.rpc.v1 import common_pb2
+from giskard import codec
+from giskard.errors import EncodingError
+
+# With progress asked for, predict runs in about this many batches, none under MIN_BATCH_ROWS.
+PROGRESS_STEPS = 20
+MIN_BATCH_ROWS = 10_000
+
+Reporter = Callable[[int, int], None]
 
 
-def load_model(blob: bytes | bytearray) -> Any:
-    """Deserialise a model sent by the hub (cloudpickle: code travels hub to worker only)."""
+class UnsupportedResult(Exception):
+    """The job's result is not data that can travel back without pickle."""
+
+
+def load_pickle(blob: bytearray) -> Any:
+    """A model or function sent by the hub (cloudpickle: code travels hub to worker only)."""
     import cloudpickle
 
     return cloudpickle.loads(blob)
 
 
-def predict(model: Any, data: Any, method: str) -> Any:
-    """`getattr(model, method)(data)`, with a clear error when the method does not exist."""
+def load_data(blob: bytearray) -> Any:
+    """A value in the safe data format; arrays are views of `blob`, not copies."""
+    return codec.decode(blob)
+
+
+def shielded(value: Any) -> Any:
+    """A view of a cached input that user code cannot change in the cache: pandas objects are
+    shallow copies (pandas copies on write), arrays are read-only views."""
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(value, pd.DataFrame | pd.Series):
+        return value.copy(deep=False)
+    if isinstance(value, np.ndarray):
+        view = value.view()
+        view.flags.writeable = False
+        return view
+    return value
+
+
+def predict(model: Any, data: Any, method: str, report: Reporter | None = None) -> Any:
+    """`getattr(model, method)(data)`; with `report`, in batches of rows, reporting each."""
     function = getattr(model, method, None)
     if not callable(function):
         raise AttributeError(f"{type(model).__name__} has no method {method!r}")
-    return function(data)
+    rows = _row_count(data)
+    if report is None or rows < 2 * MIN_BATCH_ROWS:
+        result = function(data)
+        if report is not None:
+            report(rows, rows)
+        return result
+    step = max(MIN_BATCH_ROWS, -(-rows // PROGRESS_STEPS))
+    report(0, rows)
+    parts = []
+    for start in range(0, rows, step):
+        parts.append(function(_rows(data, start, start + step)))
+        report(min(start + step, rows), rows)
+    return _concat(parts)
 
 
-def failure_from(exc: BaseException) -> common_pb2.JobFailure:
-    """The wire form of an exception raised by a job."""
+def call(function: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+    if not callable(function):
+        raise TypeError(f"a {type(function).__name__} is not callable")
+    return function(*args, **kwargs)
+
+
+def encode_result(value: Any) -> list[bytes | memoryview]:
+    """The result in the safe data format; UnsupportedResult says which part cannot go."""
+    try:
+        return codec.encode(value)
+    except EncodingError as exc:
+        raise UnsupportedResult(
+            f"the job returned a {type(value).__qualname__}, which cannot be sent back as data "
+            f"({exc}); return None, bool, int, float, str, lists and dicts of those, numpy "
+            "arrays, pandas DataFrames or Series"
+        ) from None
+
+
+def failure_from(exc: BaseException) -> dict[str, str]:
+    """The fields of a JobFailure for an exception raised by a job."""
     kind = type(exc)
     name = (
         kind.__qualname__
         if kind.__module__ == "builtins"
         else f"{kind.__module__}.{kind.__qualname__}"
     )
-    return common_pb2.JobFailure(
-        type=name,
-        message=str(exc),
-        traceback="".join(traceback.format_exception(exc)),
+    return {
+        "type": name,
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(exc)),
+    }
+
+
+def _row_count(data: Any) -> int:
+    try:
+        return len(data)
+    except TypeError:
+        return 1
+
+
+def _rows(data: Any, start: int, stop: int) -> Any:
+    return data.iloc[start:stop] if hasattr(data, "iloc") else data[start:stop]
+
+
+def _concat(parts: list[Any]) -> Any:
+    import numpy as np
+    import pandas as pd
+
+    first = parts[0]
+    if isinstance(first, np.ndarray):
+        return np.concatenate(parts)
+    if isinstance(first, pd.DataFrame | pd.Series):
+        return pd.concat(parts)
+    if isinstance(first, list):
+        return [item for part in parts for item in part]
+    raise UnsupportedResult(
+        f"predict returned a {type(first).__qualname__} per batch, which giskard cannot join; "
+        "ask for no progress to predict in one piece"
     )

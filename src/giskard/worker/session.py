@@ -51,7 +51,11 @@ class Session:
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Serve jobs until `stopping` is set (then drain and return) or the hub goes away."""
-        hello = worker_pb2.Hello(protocol_version=PROTOCOL_VERSION, info=self._info)
+        hello = worker_pb2.Hello(
+            protocol_version=PROTOCOL_VERSION,
+            info=self._info,
+            concurrency=self._config.concurrency,
+        )
         self._outbox.put_nowait(worker_pb2.WorkerMessage(hello=hello))
         call = self._stub.Connect(self._outgoing(), metadata=self._metadata)
         try:
@@ -121,6 +125,8 @@ class Session:
             task = asyncio.create_task(self._run_job(message.job))
             self._jobs.add(task)
             task.add_done_callback(self._jobs.discard)
+        elif kind == "cancel":
+            self._execution.cancel(message.cancel.job_id)
         elif kind == "refusal":
             raise refusal_error(message.refusal)
         elif kind == "role":
@@ -130,8 +136,7 @@ class Session:
             logger.warning("Ignored an unexpected %r message from the server", kind)
 
     async def _run_job(self, job: worker_pb2.Job) -> None:
-        async for message in self._execution.run(self._stub, job, self._metadata):
-            await self._outbox.put(message)
+        await self._execution.run(self._stub, job, self._metadata, self._outbox.put)
 
     async def _drain(self) -> None:
         """Tell the hub to send no more jobs, let the running ones finish, close the stream."""

@@ -12,22 +12,42 @@ class ListWorkersRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ConnectedWorker(_message.Message):
-    __slots__ = ("info", "active", "connected_at", "peer")
+    __slots__ = ("info", "active", "connected_at", "peer", "concurrency", "running")
     INFO_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_FIELD_NUMBER: _ClassVar[int]
     CONNECTED_AT_FIELD_NUMBER: _ClassVar[int]
     PEER_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
     info: _common_pb2.WorkerInfo
     active: bool
     connected_at: float
     peer: str
-    def __init__(self, info: _Optional[_Union[_common_pb2.WorkerInfo, _Mapping]] = ..., active: _Optional[bool] = ..., connected_at: _Optional[float] = ..., peer: _Optional[str] = ...) -> None: ...
+    concurrency: int
+    running: _containers.RepeatedCompositeFieldContainer[RunningJob]
+    def __init__(self, info: _Optional[_Union[_common_pb2.WorkerInfo, _Mapping]] = ..., active: _Optional[bool] = ..., connected_at: _Optional[float] = ..., peer: _Optional[str] = ..., concurrency: _Optional[int] = ..., running: _Optional[_Iterable[_Union[RunningJob, _Mapping]]] = ...) -> None: ...
+
+class RunningJob(_message.Message):
+    __slots__ = ("job_id", "kind", "started_at", "done", "total")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    kind: str
+    started_at: float
+    done: int
+    total: int
+    def __init__(self, job_id: _Optional[str] = ..., kind: _Optional[str] = ..., started_at: _Optional[float] = ..., done: _Optional[int] = ..., total: _Optional[int] = ...) -> None: ...
 
 class ListWorkersReply(_message.Message):
-    __slots__ = ("workers",)
+    __slots__ = ("workers", "queued")
     WORKERS_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
     workers: _containers.RepeatedCompositeFieldContainer[ConnectedWorker]
-    def __init__(self, workers: _Optional[_Iterable[_Union[ConnectedWorker, _Mapping]]] = ...) -> None: ...
+    queued: int
+    def __init__(self, workers: _Optional[_Iterable[_Union[ConnectedWorker, _Mapping]]] = ..., queued: _Optional[int] = ...) -> None: ...
 
 class ArtifactList(_message.Message):
     __slots__ = ("artifacts",)
@@ -51,6 +71,14 @@ class RunJobRequest(_message.Message):
     wait_for_worker_s: float
     def __init__(self, spec: _Optional[_Union[_common_pb2.JobSpec, _Mapping]] = ..., wait_for_worker_s: _Optional[float] = ...) -> None: ...
 
+class JobQueued(_message.Message):
+    __slots__ = ("job_id", "position")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    position: int
+    def __init__(self, job_id: _Optional[str] = ..., position: _Optional[int] = ...) -> None: ...
+
 class JobStarted(_message.Message):
     __slots__ = ("job_id", "worker_id")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
@@ -60,11 +88,15 @@ class JobStarted(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., worker_id: _Optional[str] = ...) -> None: ...
 
 class JobEvent(_message.Message):
-    __slots__ = ("started", "output", "end")
+    __slots__ = ("started", "output", "end", "progress", "queued")
     STARTED_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
     started: JobStarted
     output: _common_pb2.JobOutput
     end: _common_pb2.JobEnd
-    def __init__(self, started: _Optional[_Union[JobStarted, _Mapping]] = ..., output: _Optional[_Union[_common_pb2.JobOutput, _Mapping]] = ..., end: _Optional[_Union[_common_pb2.JobEnd, _Mapping]] = ...) -> None: ...
+    progress: _common_pb2.JobProgress
+    queued: JobQueued
+    def __init__(self, started: _Optional[_Union[JobStarted, _Mapping]] = ..., output: _Optional[_Union[_common_pb2.JobOutput, _Mapping]] = ..., end: _Optional[_Union[_common_pb2.JobEnd, _Mapping]] = ..., progress: _Optional[_Union[_common_pb2.JobProgress, _Mapping]] = ..., queued: _Optional[_Union[JobQueued, _Mapping]] = ...) -> None: ...

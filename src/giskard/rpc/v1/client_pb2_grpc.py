@@ -81,7 +81,9 @@ class PlatformServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RunJob(self, request, context):
-        """Runs a job on the active worker and streams what happens to it.
+        """Runs a job on the active worker and streams what happens to it. The job waits in the
+        hub's queue while the worker runs as many jobs as it can; cancelling the call cancels
+        the job (the worker kills it); spec.timeout_s counts from the submission.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1,18 +1,20 @@
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ArtifactRef(_message.Message):
-    __slots__ = ("sha256", "size")
+    __slots__ = ("sha256", "size", "inline")
     SHA256_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
+    INLINE_FIELD_NUMBER: _ClassVar[int]
     sha256: str
     size: int
-    def __init__(self, sha256: _Optional[str] = ..., size: _Optional[int] = ...) -> None: ...
+    inline: bytes
+    def __init__(self, sha256: _Optional[str] = ..., size: _Optional[int] = ..., inline: _Optional[bytes] = ...) -> None: ...
 
 class WorkerInfo(_message.Message):
     __slots__ = ("worker_id", "interpreter", "python_version", "platform", "uname", "pid", "started_at", "hostname", "giskard_version", "packages", "hub_address")
@@ -75,13 +77,54 @@ class InfoJob(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class Argument(_message.Message):
+    __slots__ = ("value", "pickled")
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    PICKLED_FIELD_NUMBER: _ClassVar[int]
+    value: ArtifactRef
+    pickled: bool
+    def __init__(self, value: _Optional[_Union[ArtifactRef, _Mapping]] = ..., pickled: _Optional[bool] = ...) -> None: ...
+
+class CallJob(_message.Message):
+    __slots__ = ("function", "args", "kwargs")
+    class KwargsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: Argument
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Argument, _Mapping]] = ...) -> None: ...
+    FUNCTION_FIELD_NUMBER: _ClassVar[int]
+    ARGS_FIELD_NUMBER: _ClassVar[int]
+    KWARGS_FIELD_NUMBER: _ClassVar[int]
+    function: ArtifactRef
+    args: _containers.RepeatedCompositeFieldContainer[Argument]
+    kwargs: _containers.MessageMap[str, Argument]
+    def __init__(self, function: _Optional[_Union[ArtifactRef, _Mapping]] = ..., args: _Optional[_Iterable[_Union[Argument, _Mapping]]] = ..., kwargs: _Optional[_Mapping[str, Argument]] = ...) -> None: ...
+
 class JobSpec(_message.Message):
-    __slots__ = ("predict", "info")
+    __slots__ = ("predict", "info", "call", "timeout_s", "progress")
     PREDICT_FIELD_NUMBER: _ClassVar[int]
     INFO_FIELD_NUMBER: _ClassVar[int]
+    CALL_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
     predict: PredictJob
     info: InfoJob
-    def __init__(self, predict: _Optional[_Union[PredictJob, _Mapping]] = ..., info: _Optional[_Union[InfoJob, _Mapping]] = ...) -> None: ...
+    call: CallJob
+    timeout_s: float
+    progress: bool
+    def __init__(self, predict: _Optional[_Union[PredictJob, _Mapping]] = ..., info: _Optional[_Union[InfoJob, _Mapping]] = ..., call: _Optional[_Union[CallJob, _Mapping]] = ..., timeout_s: _Optional[float] = ..., progress: _Optional[bool] = ...) -> None: ...
+
+class JobProgress(_message.Message):
+    __slots__ = ("job_id", "done", "total")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    done: int
+    total: int
+    def __init__(self, job_id: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ...) -> None: ...
 
 class JobOutput(_message.Message):
     __slots__ = ("job_id", "chunk")

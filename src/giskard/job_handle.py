@@ -1,0 +1,117 @@
+"""A submitted job, as the client sees it: wait for its result, follow its progress, cancel it."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from giskard import codec
+from giskard.errors import (
+    DecodingError,
+    GiskardError,
+    JobCancelledError,
+    JobError,
+    JobTimeoutError,
+    ProtocolError,
+)
+from giskard.rpc.v1 import common_pb2
+
+ProgressCallback = Callable[[int, int], None]
+ErrorMapper = Callable[[grpc.RpcError], GiskardError]
+
+_STOPPED = {"JobTimeout": JobTimeoutError, "JobCancelled": JobCancelledError}
+
+
+class JobHandle:
+    """Like a `concurrent.futures.Future` of the job's result.
+
+    The result is read when `result()` is called, in the calling thread, which also runs
+    `on_progress(done, total)` as the worker reports progress. `cancel()` may be called from
+    any thread: the hub tells the worker, which kills the job's process.
+    """
+
+    def __init__(
+        self,
+        events: Any,
+        errors: ErrorMapper,
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
+        self._events = events  # the RunJob call: an iterator of JobEvent that can be cancelled
+        self._errors = errors
+        self._on_progress = on_progress
+        self._lock = threading.Lock()
+        self._cancelled = False
+        self._outcome: tuple[bool, Any] | None = None  # (succeeded, value or exception)
+        self.job_id = ""
+        self.worker_id = ""
+
+    def result(self) -> Any:
+        """The job's result; raises JobError (or JobTimeoutError, JobCancelledError) if it
+        failed."""
+        with self._lock:
+            if self._outcome is None:
+                self._outcome = self._wait()
+        succeeded, value = self._outcome
+        if succeeded:
+            return value
+        raise value
+
+    def cancel(self) -> bool:
+        """Cancel the job unless it has ended; True if it was cancelled."""
+        if self._outcome is not None or self._events.done():
+            return False
+        self._cancelled = True
+        self._events.cancel()
+        return True
+
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def done(self) -> bool:
+        return self._outcome is not None or self._events.done()
+
+    def _wait(self) -> tuple[bool, Any]:
+        result = bytearray()
+        try:
+            for event in self._events:
+                kind = event.WhichOneof("kind")
+                if kind == "output":
+                    result += event.output.chunk
+                elif kind == "progress":
+                    if self._on_progress is not None:
+                        self._on_progress(event.progress.done, event.progress.total)
+                elif kind == "started":
+                    self.job_id, self.worker_id = event.started.job_id, event.started.worker_id
+                elif kind == "queued":
+                    self.job_id = event.queued.job_id
+                elif kind == "end":
+                    return _outcome(event.end, result)
+        except grpc.RpcError as exc:
+            if self._cancelled and exc.code() == grpc.StatusCode.CANCELLED:  # type: ignore[attr-defined]
+                return False, JobCancelledError("the job was cancelled", remote_type="JobCancelled")
+            return False, self._errors(exc)
+        except GiskardError as exc:
+            return False, exc
+        return False, ProtocolError("the hub ended the job without a result")
+
+
+def _outcome(end: common_pb2.JobEnd, result: bytearray) -> tuple[bool, Any]:
+    if end.WhichOneof("outcome") == "failure":
+        failure = end.failure
+        kind = _STOPPED.get(failure.type, JobError)
+        error = kind(failure.message, remote_type=failure.type, remote_traceback=failure.traceback)
+        return False, error
+    expected = end.success.result
+    if len(result) != expected.size or hashlib.sha256(result).hexdigest() != expected.sha256:
+        return False, ProtocolError(
+            "the job's result does not match its announced size and SHA-256"
+        )
+    # Never unpickle what a worker sends: the safe decoder refuses anything but data.
+    try:
+        return True, codec.decode(result)
+    except DecodingError as exc:
+        return False, ProtocolError(f"the worker sent a result that is not valid data: {exc}")

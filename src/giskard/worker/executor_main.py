@@ -1,0 +1,266 @@
+"""The executor process: runs the jobs' user code for the worker, one job at a time.
+
+The worker starts it (`python -m giskard.worker.executor_main`) and talks to it over its
+stdin and stdout (see giskard.worker.pipe). It stays alive between jobs, so imports and the
+cache of models and datasets stay warm; the worker kills it and starts another when a job
+must stop (timeout, cancel) or has broken it (a crash, memory beyond the limit).
+
+A job is a header naming its inputs; each input the executor lacks follows as chunks, in
+order. The answer is progress messages, then a result (followed by its chunks) or a failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import os
+import resource
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from giskard import progress
+from giskard.protocol import CHUNK_SIZE, sha256_of
+from giskard.worker import jobs
+from giskard.worker.cache import ObjectCache
+from giskard.worker.pipe import PipeClosed, PipeIn, PipeOut, pieces
+
+PROGRESS_INTERVAL_S = 0.1
+
+
+class _Aborted(Exception):
+    """The worker could not deliver an input (it says why); the job fails."""
+
+
+class Executor:
+    def __init__(self, pipe_in: PipeIn, pipe_out: PipeOut, cache: ObjectCache, max_job_memory: int):
+        self._in = pipe_in
+        self._out = pipe_out
+        self._cache = cache
+        self._max_job_memory = max_job_memory
+
+    def serve(self) -> None:
+        """Run jobs until the worker closes the pipe."""
+        self._out.send({"t": "ready", "pid": os.getpid()})
+        while True:
+            try:
+                header, payload_len = self._in.read()
+            except PipeClosed:
+                return
+            if header.get("t") != "job" or payload_len:
+                raise PipeClosed(f"expected a job, got {header!r}")
+            self._run(header)
+
+    def _run(self, header: dict[str, Any]) -> None:
+        inputs = header["inputs"]
+        answer: dict[str, Any]
+        frames: list[Any] = []
+        with _memory_limited(self._max_job_memory) as limited:
+            try:
+                blobs = self._receive(inputs)
+                values = self._values(inputs, blobs)
+                progress.set_reporter(self._reporter() if header.get("progress") else None)
+                frames = jobs.encode_result(_compute(header, values))
+                sha, size = sha256_of(frames)
+                answer = {"t": "result", "sha": sha, "size": size}
+            except _Aborted as exc:
+                answer = {"t": "failure", "type": "InputUnavailable", "message": str(exc)}
+            except MemoryError as exc:
+                answer = {"t": "failure", **_memory_failure(exc, limited), "replace": True}
+            except BaseException as exc:  # user code may raise SystemExit or KeyboardInterrupt
+                answer = {"t": "failure", **jobs.failure_from(exc)}
+            finally:
+                progress.set_reporter(None)
+        added, evicted = self._cache.take_changes()
+        answer |= {"added": added, "evicted": evicted}
+        self._send_answer(answer, frames)
+
+    def _receive(self, inputs: list[dict[str, Any]]) -> dict[str, bytearray]:
+        """The inputs sent with the job, read in full even when memory runs out (the stream must
+        stay in step), then checked against their SHA-256. After an abort the worker sends
+        nothing more for the job."""
+        blobs: dict[str, bytearray] = {}
+        problem: BaseException | None = None
+        for spec in inputs:
+            if not spec["send"]:
+                continue
+            try:
+                blob = bytearray(spec["size"])
+            except MemoryError as exc:
+                problem, blob = exc, None
+            aborted = self._read_chunks(blob, spec["size"])
+            if aborted is not None:
+                raise aborted  # the worker sends nothing more for this job
+            if blob is not None:
+                blobs[spec["sha"]] = blob
+        if problem is not None:
+            raise problem
+        for sha, blob in blobs.items():
+            if hashlib.sha256(blob).hexdigest() != sha:
+                raise _Aborted(f"input {sha[:12]} does not match its SHA-256")
+        return blobs
+
+    def _read_chunks(self, blob: bytearray | None, size: int) -> _Aborted | None:
+        view = memoryview(blob) if blob is not None else None
+        received = 0
+        while received < size:
+            header, length = self._in.read()
+            if header.get("t") == "abort":
+                return _Aborted(header.get("message", "the worker could not fetch an input"))
+            if received + length > size:
+                raise PipeClosed("an input longer than announced: the stream is out of step")
+            if view is None:
+                self._in.read_payload(length)
+            else:
+                self._in.read_into(view[received : received + length])
+            received += length
+        return None
+
+    def _values(self, inputs: list[dict[str, Any]], blobs: dict[str, bytearray]) -> list[Any]:
+        """The job's input values, from what was sent or from the cache (an input named twice
+        is sent and loaded once)."""
+        keep = {spec["sha"] for spec in inputs}
+        loaded: dict[str, Any] = {}
+        for spec in inputs:
+            sha = spec["sha"]
+            if sha in loaded:
+                continue
+            if sha in blobs:
+                load = jobs.load_pickle if spec["form"] == "pickle" else jobs.load_data
+                loaded[sha] = load(blobs[sha])
+                self._cache.put(sha, loaded[sha], len(blobs[sha]), keep=keep)
+            elif sha in self._cache:
+                loaded[sha] = self._cache.get(sha)
+            else:
+                raise RuntimeError(f"input {sha[:12]} was neither sent nor cached")
+        return [
+            jobs.shielded(loaded[spec["sha"]]) if spec["form"] == "data" else loaded[spec["sha"]]
+            for spec in inputs
+        ]
+
+    def _reporter(self) -> Any:
+        last_sent = 0.0
+
+        def report(done: int, total: int) -> None:
+            nonlocal last_sent
+            now = time.monotonic()
+            # Rate-limited, but the last step always goes out.
+            if done >= total or now - last_sent >= PROGRESS_INTERVAL_S:
+                last_sent = now
+                self._out.send({"t": "progress", "done": done, "total": total})
+
+        return report
+
+    def _send_answer(self, answer: dict[str, Any], frames: list[Any]) -> None:
+        if answer["t"] != "result":
+            self._out.send(answer)
+            return
+        groups = pieces(frames, CHUNK_SIZE)
+        if answer["size"] <= CHUNK_SIZE:
+            self._out.send(answer, next(groups, []))
+            return
+        self._out.send(answer)
+        for group in groups:
+            self._out.send({"t": "chunk"}, group)
+
+
+def _compute(header: dict[str, Any], values: list[Any]) -> Any:
+    if header["kind"] == "predict":
+        report = progress.report_progress if header.get("progress") else None
+        return jobs.predict(values[0], values[1], header["method"], report)
+    names = header["kwargs"]
+    args = values[1 : len(values) - len(names)]
+    kwargs = dict(zip(names, values[len(values) - len(names) :], strict=True))
+    return jobs.call(values[0], args, kwargs)
+
+
+@contextlib.contextmanager
+def _memory_limited(max_job_memory: int) -> Iterator[bool]:
+    """Let the job allocate at most `max_job_memory` bytes more than the executor holds now
+    (RLIMIT_DATA counts heap and anonymous mappings: numpy raises MemoryError beyond it)."""
+    used = _data_bytes() if max_job_memory else None
+    if used is None:
+        yield False
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    limit = used + max_job_memory
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
+    try:
+        yield True
+    finally:
+        resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
+
+
+def _data_bytes() -> int | None:
+    """The process's data segment size (Linux); None where it cannot be read."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmData:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _memory_failure(exc: MemoryError, limited: bool) -> dict[str, str]:
+    failure = jobs.failure_from(exc)
+    if limited:
+        failure["type"] = "MemoryLimitExceeded"
+        failure["message"] = (
+            f"the job needed more memory than the worker's --max-job-memory allows: {exc}"
+        ).rstrip(": ")
+    return failure
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Killed with the worker, even by SIGKILL (Linux), so no executor outlives it."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent_pid:  # the worker died before prctl took effect
+        os._exit(0)
+
+
+def _take_pipes() -> tuple[PipeIn, PipeOut]:
+    """The protocol's own descriptors; user code's print() and input() then get stderr and
+    /dev/null instead of corrupting the protocol."""
+    pipe_in, pipe_out = os.dup(0), os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    os.dup2(2, 1)
+    return PipeIn(pipe_in), PipeOut(pipe_out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="giskard-executor")
+    parser.add_argument("--parent-pid", type=int, required=True)
+    parser.add_argument("--cache-bytes", type=int, required=True)
+    parser.add_argument("--max-job-memory", type=int, default=0)
+    args = parser.parse_args(argv)
+    _die_with_parent(args.parent_pid)
+    # Ctrl-C in a terminal reaches the whole process group; the worker decides what stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    pipe_in, pipe_out = _take_pipes()
+    # Warm: the first job should not pay for these imports.
+    import cloudpickle  # noqa: F401
+
+    from giskard import codec  # noqa: F401
+
+    cache = ObjectCache(args.cache_bytes)
+    with contextlib.suppress(PipeClosed):  # the worker is gone
+        Executor(pipe_in, pipe_out, cache, args.max_job_memory).serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
