@@ -49,3 +49,58 @@ class BigResultModel:
 
     def predict(self, data: pd.DataFrame) -> np.ndarray:
         return np.arange(self.megabytes * 1024 * 1024 // 8, dtype=np.float64)
+
+
+class Wrapped:
+    """A real fitted model with a failure mode in front of it: what a platform would send."""
+
+    def __init__(self, model: object, started_marker: Path | None = None) -> None:
+        self.model = model
+        self.started_marker = started_marker
+
+    def _started(self) -> None:
+        if self.started_marker is not None:
+            self.started_marker.write_text(str(os.getpid()))
+
+
+class SegfaultingModel(Wrapped):
+    def predict(self, data: pd.DataFrame) -> np.ndarray:
+        import ctypes
+
+        self._started()
+        ctypes.string_at(0)  # reads address 0: SIGSEGV
+        return self.model.predict(data)
+
+
+class ExitingModel(Wrapped):
+    def predict(self, data: pd.DataFrame) -> np.ndarray:
+        self._started()
+        os._exit(3)
+
+
+class GreedyModel(Wrapped):
+    """Allocates (and touches) `gigabytes` before predicting."""
+
+    gigabytes = 4
+
+    def predict(self, data: pd.DataFrame) -> np.ndarray:
+        self._started()
+        ballast = np.ones(self.gigabytes * 1024**3 // 8)
+        return self.model.predict(data) + ballast[:1].astype(int) * 0
+
+
+class LoopingModel(Wrapped):
+    def predict(self, data: pd.DataFrame) -> np.ndarray:
+        self._started()
+        while True:
+            pass
+
+
+class PacedModel(Wrapped):
+    """Takes `seconds` per predict call on top of the real model's work."""
+
+    seconds = 0.15
+
+    def predict(self, data: pd.DataFrame) -> np.ndarray:
+        time.sleep(self.seconds)
+        return self.model.predict(data)

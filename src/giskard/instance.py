@@ -37,6 +37,8 @@ class InstanceState:
     service: str  # the service name when run by a service manager, else ""
     connected: bool = False
     state_since: float = 0.0
+    running_jobs: int = 0
+    concurrency: int = 1
 
     def describe(self) -> str:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started_at))
@@ -87,6 +89,14 @@ class InstanceLock:
     def set_connected(self, connected: bool) -> None:
         if self._fd is not None and connected != self._state.connected:
             self._write(replace(self._state, connected=connected, state_since=time.time()))
+
+    def set_jobs(self, running: int, concurrency: int) -> None:
+        state = self._state
+        if self._fd is not None and (running, concurrency) != (
+            state.running_jobs,
+            state.concurrency,
+        ):
+            self._write(replace(state, running_jobs=running, concurrency=concurrency))
 
     def release(self) -> None:
         if self._fd is None:

@@ -73,7 +73,13 @@ def print_status(*, as_json: bool) -> None:
     found = statuses()
     if as_json:
         rows = [
-            {**dataclasses.asdict(s.service), "connected": s.connected, "linger": s.linger}
+            {
+                **dataclasses.asdict(s.service),
+                "connected": s.connected,
+                "linger": s.linger,
+                "running_jobs": s.jobs[0] if s.jobs else None,
+                "concurrency": s.jobs[1] if s.jobs else None,
+            }
             for s in found
         ]
         typer.echo(json.dumps(rows, indent=2))
@@ -92,6 +98,7 @@ def print_status(*, as_json: bool) -> None:
             f"{service.backend:10} {service.name:30} {service.state:10} pid {service.pid or '-'}"
             f"  since {since}  {connected}  hub {service.hub or '-'}"
             f"  {service.interpreter or '-'}"
+            + (f"  jobs {status.jobs[0]}/{status.jobs[1]} running" if status.jobs else "")
             + (f"  linger {status.linger}" if status.linger else "")
             + (f"  ({service.detail})" if service.detail else "")
         )

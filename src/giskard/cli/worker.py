@@ -143,6 +143,7 @@ def _run_foreground(config: WorkerConfig, *, verbose: bool, log_stderr: bool) ->
             notify(f"STATUS=Waiting for the Giskard server at {address}")
 
         worker.on_connected, worker.on_disconnected = connected, disconnected
+        worker.on_jobs = lambda running: lock.set_jobs(running, config.concurrency)
         # Ready once started, not once connected: a hub that is down must not fail the start.
         notify("READY=1", f"STATUS=Connecting to the Giskard server at {address}")
         worker.run()

@@ -19,7 +19,7 @@ class ArtifactStore:
 
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.max_bytes = max_bytes
-        self._blobs: OrderedDict[str, bytes] = OrderedDict()
+        self._blobs: OrderedDict[str, bytes | bytearray] = OrderedDict()
         self._pins: defaultdict[str, int] = defaultdict(int)
         self._size = 0
 
@@ -30,13 +30,13 @@ class ArtifactStore:
     def size_bytes(self) -> int:
         return self._size
 
-    def get(self, sha256: str) -> bytes | None:
+    def get(self, sha256: str) -> bytes | bytearray | None:
         blob = self._blobs.get(sha256)
         if blob is not None:
             self._blobs.move_to_end(sha256)
         return blob
 
-    def put(self, sha256: str, blob: bytes) -> None:
+    def put(self, sha256: str, blob: bytes | bytearray) -> None:
         if sha256 in self._blobs:
             self._blobs.move_to_end(sha256)
             return

@@ -158,6 +158,7 @@ class WorkerStatus:
     service: ServiceStatus
     connected: bool | None
     linger: str | None
+    jobs: tuple[int, int] | None = None  # (running, concurrency), when the worker runs
 
 
 def statuses() -> list[WorkerStatus]:
@@ -174,10 +175,12 @@ def statuses() -> list[WorkerStatus]:
             if worker is not None:  # the worker's own pid, not its supervisor's
                 status = dataclasses.replace(status, pid=worker.pid)
             connected = worker.connected if worker else (False if status.running else None)
-            found.append(WorkerStatus(status, connected, linger))
+            jobs = (worker.running_jobs, worker.concurrency) if worker else None
+            found.append(WorkerStatus(status, connected, linger, jobs))
     for state in instances:
         if not state.service:
-            found.append(WorkerStatus(_foreground_status(state), state.connected, None))
+            jobs = (state.running_jobs, state.concurrency)
+            found.append(WorkerStatus(_foreground_status(state), state.connected, None, jobs))
     return found
 
 

@@ -23,6 +23,8 @@ from giskard.worker.session import ConnectionLost, Session
 
 logger = logging.getLogger(__name__)
 
+JOBS_REPORT_INTERVAL_S = 1.0
+
 
 class Worker:
     """`Worker(config).run()` owns the process; `await run_async(stopping)` runs in a host loop."""
@@ -33,6 +35,8 @@ class Worker:
         # Told when a session starts (with whether this worker is active) and when it ends.
         self.on_connected: Callable[[bool], None] = lambda active: None
         self.on_disconnected: Callable[[], None] = lambda: None
+        # Told (at most every JOBS_REPORT_INTERVAL_S) how many jobs run, for `worker status`.
+        self.on_jobs: Callable[[int], None] = lambda running: None
 
     def run(self) -> None:
         """Run until SIGINT or SIGTERM; a second signal abandons the running job at once."""
@@ -69,10 +73,17 @@ class Worker:
         # Started now, beside the connection: a job that comes first waits for its executor.
         pool.start()
         execution = JobExecution(pool, lambda: collect_info(self._address))
+        reporter = asyncio.create_task(self._report_jobs(execution))
         try:
             await self._serve(execution, stopping)
         finally:
+            reporter.cancel()
             await pool.close()
+
+    async def _report_jobs(self, execution: JobExecution) -> None:
+        while True:
+            self.on_jobs(execution.running)
+            await asyncio.sleep(JOBS_REPORT_INTERVAL_S)
 
     async def _serve(self, execution: JobExecution, stopping: asyncio.Event) -> None:
         backoff = Backoff(self.config.backoff_initial_s, self.config.backoff_max_s)

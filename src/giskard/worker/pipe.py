@@ -74,6 +74,9 @@ class PipeIn:
         self.read_into(memoryview(buffer))
         return buffer
 
+    def close(self) -> None:
+        self._file.close()
+
     def read_into(self, view: memoryview) -> None:
         while view.nbytes:
             count = self._file.readinto(view)
