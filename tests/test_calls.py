@@ -157,6 +157,14 @@ def test_concurrent_jobs_overlap_and_the_hub_queues_the_rest(
     assert worker.process.poll() is None
 
 
+def test_a_burst_of_thousands_of_jobs_all_complete(
+    client: HubClient, connected_worker: WorkerProcess
+) -> None:
+    # More than gRPC's default of 1000 calls waiting to be served, which it would cancel.
+    handles = [client.submit(pow, 2, n % 60) for n in range(2500)]
+    assert [handle.result() for handle in handles] == [2 ** (n % 60) for n in range(2500)]
+
+
 def test_worker_status_shows_the_running_jobs(
     hub: Hub, client: HubClient, start_worker: Callable[..., WorkerProcess], tmp_path: Path
 ) -> None:

@@ -106,6 +106,8 @@ def _outcome(end: common_pb2.JobEnd, result: bytearray) -> tuple[bool, Any]:
         error = kind(failure.message, remote_type=failure.type, remote_traceback=failure.traceback)
         return False, error
     expected = end.success.result
+    if expected.inline:
+        result = bytearray(expected.inline)
     if len(result) != expected.size or hashlib.sha256(result).hexdigest() != expected.sha256:
         return False, ProtocolError(
             "the job's result does not match its announced size and SHA-256"

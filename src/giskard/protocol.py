@@ -38,6 +38,11 @@ SERVER_OPTIONS = [
     # Without this, gRPC sets SO_REUSEPORT and a second hub on the same port would silently
     # share the connections with the first instead of failing.
     ("grpc.so_reuseport", 0),
+    # Calls the server has not yet handed to the hub's code: past the default 1000 (3000 hard),
+    # gRPC cancels them, and a platform may well submit thousands of jobs at once; they wait
+    # in the hub's queue, which costs little.
+    ("grpc.server.max_pending_requests", 100_000),
+    ("grpc.server.max_pending_requests_hard_limit", 100_000),
 ]
 
 

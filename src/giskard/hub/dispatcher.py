@@ -44,6 +44,7 @@ class Dispatcher:
             asyncio.get_running_loop().call_later(max(remaining, 0), self._expire, job)
         self.pump()
         if job.session is None and not job.done:
+            job.was_queued = True
             position = len(self._pending) - 1
             queued = client_pb2.JobQueued(job_id=job.job_id, position=position)
             job.events.put_nowait(client_pb2.JobEvent(queued=queued))
@@ -96,8 +97,9 @@ class Dispatcher:
             return
         job.session, job.sent_at = session, time.time()
         session.jobs[job.job_id] = job
-        started = client_pb2.JobStarted(job_id=job.job_id, worker_id=session.info.worker_id)
-        job.events.put_nowait(client_pb2.JobEvent(started=started))
+        if job.was_queued:  # a job sent at once needs no event: it would only add latency
+            started = client_pb2.JobStarted(job_id=job.job_id, worker_id=session.info.worker_id)
+            job.events.put_nowait(client_pb2.JobEvent(started=started))
         logger.debug("job %s (%s) sent to %s", job.job_id, job.kind, session.describe())
 
     def _expire(self, job: JobRun) -> None:

@@ -33,6 +33,7 @@ class JobRun:
     session: WorkerSession | None = None  # the worker it was sent to
     sent_at: float = 0.0  # time.time() when it was sent
     progress: tuple[int, int] = (0, 0)
+    was_queued: bool = False
     # None means: stop, the submitter's key was revoked.
     events: asyncio.Queue[client_pb2.JobEvent | None] = field(
         default_factory=lambda: asyncio.Queue(maxsize=JOB_EVENTS_QUEUED)

@@ -13,8 +13,8 @@ from giskard import __version__
 from giskard.hub.artifacts import ArtifactStore
 from giskard.hub.auth import Authenticator
 from giskard.hub.dispatcher import Dispatcher
-from giskard.hub.registry import WorkerRegistry, WorkerSession, put_evicting
-from giskard.protocol import CHUNK_SIZE, PROTOCOL_VERSION
+from giskard.hub.registry import JobRun, WorkerRegistry, WorkerSession, put_evicting
+from giskard.protocol import CHUNK_SIZE, INLINE_MAX_BYTES, PROTOCOL_VERSION
 from giskard.rpc.v1 import client_pb2, common_pb2, worker_pb2, worker_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -144,11 +144,8 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
         outcome = end.WhichOneof("outcome")
         if outcome is None:
             raise ProtocolViolation("a job end without an outcome")
-        if outcome == "success" and end.success.result.size != job.received_bytes:
-            raise ProtocolViolation(
-                f"a result of {job.received_bytes} bytes announced as"
-                f" {end.success.result.size} bytes"
-            )
+        if outcome == "success":
+            self._check_result(end.success.result, job)
         del session.jobs[end.job_id]
         self._dispatcher.pump()  # its slot is free
         if not job.done:
@@ -156,6 +153,16 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
             # Queued behind the output, never instead of it: dropping a chunk to make room
             # would corrupt the result.
             await job.events.put(client_pb2.JobEvent(end=end))
+
+    def _check_result(self, result: common_pb2.ArtifactRef, job: JobRun) -> None:
+        received = job.received_bytes
+        if result.inline:
+            if len(result.inline) > INLINE_MAX_BYTES or received:
+                raise ProtocolViolation("an inline result that is too large or beside chunks")
+            received = len(result.inline)
+        # A job whose client left had its output dropped: there is nothing to check.
+        if result.size != received and not job.done:
+            raise ProtocolViolation(f"a result of {received} bytes announced as {result.size}")
 
     async def FetchArtifact(
         self, request: worker_pb2.FetchArtifactRequest, context: grpc.aio.ServicerContext

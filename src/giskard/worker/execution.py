@@ -16,7 +16,7 @@ from typing import Any
 
 from giskard.codec_plain import encode_plain
 from giskard.errors import ProtocolError
-from giskard.protocol import CHUNK_SIZE, sha256_of
+from giskard.protocol import CHUNK_SIZE, INLINE_MAX_BYTES, sha256_of
 from giskard.rpc.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 from giskard.worker.executor import ExecutorProcess
 from giskard.worker.pipe import PipeClosed
@@ -86,8 +86,7 @@ class JobExecution:
         if timeout_s > 0:
             handle = asyncio.get_running_loop().call_later(timeout_s, running.stop, "timeout")
             running.stoppers.append(handle)
-        kind = job.spec.WhichOneof("kind")
-        logger.info("Job %s: %s", job.job_id[:8], kind)
+        logger.debug("Job %s: %s", job.job_id[:8], job.spec.WhichOneof("kind"))
         try:
             await self._run(running, stub, job, metadata, emit)
         except asyncio.CancelledError:
@@ -149,18 +148,19 @@ class JobExecution:
                 for i in inputs
             ]
             await executor.send(header)
-            sent_bytes = sum(i.ref.size for i in to_send)
-            logger.info(
-                "Job %s: %d of %d input(s) cached, %d B sent to executor %d",
-                running.job_id[:8],
-                len(inputs) - len(to_send),
-                len(inputs),
-                sent_bytes,
-                executor.pid,
-            )
             await _send_inputs(executor, to_send, fetcher)
             answer = await _relay_answer(executor, running.job_id, emit)
             broken = bool(answer.get("replace"))
+            logger.info(
+                "Job %s: %s %s; %d of %d input(s) cached, %d B sent to executor %d",
+                running.job_id[:8],
+                header["kind"],
+                _outcome_text(answer),
+                len(inputs) - len(to_send),
+                len(inputs),
+                sum(i.ref.size for i in to_send),
+                executor.pid,
+            )
         except PipeClosed:
             if running.reason is not None:
                 raise asyncio.CancelledError from None  # stopped on purpose: see run()
@@ -244,31 +244,47 @@ async def _relay_answer(executor: ExecutorProcess, job_id: str, emit: Emit) -> d
             continue
         executor.apply_cache_changes(header)
         if kind == "failure":
-            logger.info("Job %s failed: %s: %s", job_id[:8], header["type"], header["message"])
             fields = {k: header.get(k, "") for k in ("type", "message", "traceback")}
             await emit(_end(job_id, failure=common_pb2.JobFailure(**fields)))
             return header
         if kind != "result":
             raise PipeClosed(f"the executor sent {kind!r}: the stream is out of step")
-        received = len(payload)
-        if payload:
-            await emit(_output(job_id, payload))
-        while received < header["size"]:
-            _, chunk = await executor.receive()
-            received += len(chunk)
-            await emit(_output(job_id, chunk))
         result = common_pb2.ArtifactRef(sha256=header["sha"], size=header["size"])
+        if len(payload) == result.size <= INLINE_MAX_BYTES:
+            result.inline = payload  # one message instead of two: small results are common
+        else:
+            await _relay_chunks(executor, job_id, payload, result.size, emit)
         await emit(_end(job_id, success=common_pb2.JobSuccess(result=result)))
-        logger.info("Job %s done (%d bytes)", job_id[:8], header["size"])
         return header
+
+
+async def _relay_chunks(
+    executor: ExecutorProcess, job_id: str, first: bytes, size: int, emit: Emit
+) -> None:
+    received = len(first)
+    if first:
+        await emit(_output(job_id, first))
+    while received < size:
+        _, chunk = await executor.receive()
+        received += len(chunk)
+        await emit(_output(job_id, chunk))
+
+
+def _outcome_text(answer: dict[str, Any]) -> str:
+    if answer.get("t") == "result":
+        return f"done ({answer['size']} B result)"
+    return f"failed: {answer.get('type')}: {answer.get('message')}"
 
 
 async def _emit_result(job_id: str, frames: list[bytes], emit: Emit) -> None:
     sha, size = sha256_of(frames)
     data = b"".join(frames)
-    for start in range(0, len(data), CHUNK_SIZE):
-        await emit(_output(job_id, data[start : start + CHUNK_SIZE]))
     result = common_pb2.ArtifactRef(sha256=sha, size=size)
+    if size <= INLINE_MAX_BYTES:
+        result.inline = data
+    else:
+        for start in range(0, len(data), CHUNK_SIZE):
+            await emit(_output(job_id, data[start : start + CHUNK_SIZE]))
     await emit(_end(job_id, success=common_pb2.JobSuccess(result=result)))
 
 

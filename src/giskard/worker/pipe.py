@@ -21,6 +21,7 @@ from typing import Any
 _PREFIX = struct.Struct("<II")
 # Headers are a few hundred bytes; a bigger one means the stream is out of step.
 MAX_HEADER_BYTES = 1024 * 1024
+SMALL_PAYLOAD_BYTES = 64 * 1024
 
 Buffer = bytes | bytearray | memoryview
 
@@ -117,8 +118,12 @@ async def read_message(reader: asyncio.StreamReader) -> tuple[dict[str, Any], by
         header_len, payload_len = _PREFIX.unpack(await reader.readexactly(_PREFIX.size))
         if header_len > MAX_HEADER_BYTES:
             raise PipeClosed(f"a header of {header_len} bytes: the stream is out of step")
-        header = json.loads(await reader.readexactly(header_len))
-        payload = await reader.readexactly(payload_len) if payload_len else b""
+        if payload_len <= SMALL_PAYLOAD_BYTES:  # one read: small messages are the latency path
+            body = await reader.readexactly(header_len + payload_len)
+            header, payload = json.loads(body[:header_len]), body[header_len:]
+        else:  # two: slicing a big payload off would copy it
+            header = json.loads(await reader.readexactly(header_len))
+            payload = await reader.readexactly(payload_len)
     except (asyncio.IncompleteReadError, ConnectionError) as exc:
         raise PipeClosed("the executor closed the pipe") from exc
     return header, payload
