@@ -212,3 +212,16 @@ def test_the_cache_is_bounded_and_evicts_the_least_recently_used(
     assert "2 of 2 input(s) cached, 0 B sent" in sent("A")
     assert "1 of 2 input(s) cached" in sent("B")  # evicts A
     assert "1 of 2 input(s) cached" in sent("A")
+
+
+def test_a_value_put_once_is_used_by_predict_and_call_without_another_upload(
+    client: HubClient, connected_worker: WorkerProcess, breast_cancer: tuple
+) -> None:
+    model, data = breast_cancer
+    stored_model, stored_data = client.put(model), client.put(data)
+    assert (stored_model.pickled, stored_data.pickled) == (True, False)
+    assert stored_data.size > 64 * 1024  # uploaded, not inline
+    np.testing.assert_array_equal(client.predict(stored_model, stored_data), model.predict(data))
+    assert client.call(len, stored_data) == len(data)
+    with pytest.raises(ValueError, match="must be code"):
+        client.predict(stored_data, stored_data)

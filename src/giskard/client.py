@@ -9,6 +9,7 @@ with HubClient("localhost:40051") as hub:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -34,6 +35,22 @@ from giskard.tls import channel_security, explain_failure
 from giskard.worker.info import info_from_proto
 
 DEADLINE_MARGIN_S = 10.0
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A value uploaded to the hub by `HubClient.put` (or small enough to travel inline)."""
+
+    ref: common_pb2.ArtifactRef
+    pickled: bool
+
+    @property
+    def sha256(self) -> str:
+        return self.ref.sha256
+
+    @property
+    def size(self) -> int:
+        return self.ref.size
 
 
 class HubClient:
@@ -149,8 +166,8 @@ class HubClient:
         on_progress: ProgressCallback | None = None,
     ) -> JobHandle:
         """Like `predict`, without waiting: a handle to the job's result, which can cancel it."""
-        model_ref = self._input([cloudpickle.dumps(model)])
-        data_ref = self._input(codec.encode(data))
+        model_ref = self._code(model)
+        data_ref = self._data(data)
         spec = common_pb2.JobSpec(
             predict=common_pb2.PredictJob(model=model_ref, data=data_ref, method=method)
         )
@@ -200,7 +217,7 @@ class HubClient:
         (DataFrames, arrays, plain values) travel in the safe data format, the others with
         cloudpickle; big ones are uploaded once and cached by the worker."""
         call = common_pb2.CallJob(
-            function=self._input([cloudpickle.dumps(function)]),
+            function=self._code(function),
             args=[self._argument(value) for value in args],
             kwargs={name: self._argument(value) for name, value in (kwargs or {}).items()},
         )
@@ -232,11 +249,39 @@ class HubClient:
         """Revoke a key; the hub closes what runs with it (admin only)."""
         return _key_info(self._call(self._admin.RevokeKey, admin_pb2.RevokeKeyRequest(name=name)))
 
-    def _argument(self, value: Any) -> common_pb2.Argument:
+    def put(self, value: Any) -> Stored:
+        """Upload `value` once: the handle stands for it in `predict` (as the model or the
+        data) and in `call` arguments, which then neither encode, hash nor upload it again,
+        as Ray's `put` or Dask's `scatter`. Data (DataFrames, arrays, plain values) is stored
+        in the safe data format, anything else with cloudpickle. The hub may evict it after a
+        while unused (its store is bounded); a job naming it then fails: put it again."""
+        return self._stored(value)
+
+    def _stored(self, value: Any) -> Stored:
+        if isinstance(value, Stored):
+            return value
         try:
-            return common_pb2.Argument(value=self._input(codec.encode(value)))
+            return Stored(self._input(codec.encode(value)), pickled=False)
         except EncodingError:
-            return common_pb2.Argument(value=self._input([cloudpickle.dumps(value)]), pickled=True)
+            return Stored(self._input([cloudpickle.dumps(value)]), pickled=True)
+
+    def _code(self, value: Any) -> common_pb2.ArtifactRef:
+        if isinstance(value, Stored):
+            if not value.pickled:
+                raise ValueError("a model or function must be code; this stored value is data")
+            return value.ref
+        return self._input([cloudpickle.dumps(value)])
+
+    def _data(self, value: Any) -> common_pb2.ArtifactRef:
+        if isinstance(value, Stored):
+            if value.pickled:
+                raise ValueError("predict takes data (a DataFrame, an array...); this is code")
+            return value.ref
+        return self._input(codec.encode(value))
+
+    def _argument(self, value: Any) -> common_pb2.Argument:
+        stored = self._stored(value)
+        return common_pb2.Argument(value=stored.ref, pickled=stored.pickled)
 
     def _input(self, frames: list[bytes | memoryview]) -> common_pb2.ArtifactRef:
         """A reference to an input: inline if small, else uploaded unless the hub has it."""

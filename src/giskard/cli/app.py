@@ -12,6 +12,7 @@ from giskard.cli.worker import worker_app
 CONTEXT_SETTINGS = {"help_option_names": ["--help"]}
 
 app = typer.Typer(
+    rich_markup_mode=None,
     name="giskard",
     help="Giskard ML worker: run an ML platform's jobs in your own Python environment.",
     context_settings=CONTEXT_SETTINGS,

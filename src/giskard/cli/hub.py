@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from giskard.tls import ServerCertificate
 
 hub_app = typer.Typer(
+    rich_markup_mode=None,
     help="Run the hub (the platform side that workers connect to) and inspect it.",
     no_args_is_help=True,
 )
@@ -120,7 +121,11 @@ def _summary(worker: dict) -> str:
     return printable(text)
 
 
-keys_app = typer.Typer(help="Manage the hub's API keys (needs an admin key).", no_args_is_help=True)
+keys_app = typer.Typer(
+    rich_markup_mode=None,
+    help="Manage the hub's API keys (needs an admin key).",
+    no_args_is_help=True,
+)
 hub_app.add_typer(keys_app, name="keys")
 
 

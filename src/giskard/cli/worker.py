@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from giskard.worker.config import WorkerConfig
 
 worker_app = typer.Typer(
+    rich_markup_mode=None,
     help="Run the ML worker that executes the hub's jobs in this Python environment.",
     no_args_is_help=True,
 )
