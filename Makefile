@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint format protos clean
+.PHONY: setup demo test lint format protos bench clean
 
 setup: $(VENV)/.installed
 
@@ -26,6 +26,10 @@ format: setup
 
 protos: setup
 	$(BIN)/python scripts/gen_protos.py
+
+bench: setup
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .ruff_cache

@@ -225,3 +225,18 @@ def test_a_value_put_once_is_used_by_predict_and_call_without_another_upload(
     assert client.call(len, stored_data) == len(data)
     with pytest.raises(ValueError, match="must be code"):
         client.predict(stored_data, stored_data)
+
+
+def test_an_inline_input_that_does_not_match_its_hash_fails_the_job(
+    client: HubClient, connected_worker: WorkerProcess
+) -> None:
+    import cloudpickle
+
+    from giskard.rpc.v1 import common_pb2
+
+    function = cloudpickle.dumps(len)
+    forged = common_pb2.ArtifactRef(sha256="0" * 64, size=len(function), inline=function)
+    spec = common_pb2.JobSpec(call=common_pb2.CallJob(function=forged))
+    with pytest.raises(JobError, match="does not match its SHA-256"):
+        client._submit(spec, 0.0, 30.0, None).result()
+    assert client.call(len, [1, 2]) == 2

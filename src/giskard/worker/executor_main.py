@@ -91,20 +91,24 @@ class Executor:
                 blob = bytearray(spec["size"])
             except MemoryError as exc:
                 problem, blob = exc, None
-            aborted = self._read_chunks(blob, spec["size"])
-            if aborted is not None:
-                raise aborted  # the worker sends nothing more for this job
+            digest = self._read_chunks(blob, spec["size"])
+            if isinstance(digest, _Aborted):
+                raise digest  # the worker sends nothing more for this job
             if blob is not None:
+                if digest != spec["sha"]:
+                    problem = problem or _Aborted(
+                        f"input {spec['sha'][:12]} does not match its SHA-256"
+                    )
                 blobs[spec["sha"]] = blob
         if problem is not None:
             raise problem
-        for sha, blob in blobs.items():
-            if hashlib.sha256(blob).hexdigest() != sha:
-                raise _Aborted(f"input {sha[:12]} does not match its SHA-256")
         return blobs
 
-    def _read_chunks(self, blob: bytearray | None, size: int) -> _Aborted | None:
+    def _read_chunks(self, blob: bytearray | None, size: int) -> str | _Aborted:
+        """Read an input into `blob` (or discard it); its SHA-256, computed as it comes in
+        while the worker is busy sending the next chunk."""
         view = memoryview(blob) if blob is not None else None
+        digest = hashlib.sha256()
         received = 0
         while received < size:
             header, length = self._in.read()
@@ -115,9 +119,11 @@ class Executor:
             if view is None:
                 self._in.read_payload(length)
             else:
-                self._in.read_into(view[received : received + length])
+                chunk = view[received : received + length]
+                self._in.read_into(chunk)
+                digest.update(chunk)
             received += length
-        return None
+        return digest.hexdigest()
 
     def _values(self, inputs: list[dict[str, Any]], blobs: dict[str, bytearray]) -> list[Any]:
         """The job's input values, from what was sent or from the cache (an input named twice
