@@ -138,15 +138,16 @@ def test_concurrent_jobs_overlap_and_the_hub_queues_the_rest(
         time.sleep(seconds)
         return [began, time.time(), float(os.getpid())]
 
-    handles = [client.submit(busy, 2.0) for _ in range(5)]
-    status = wait_until(
-        lambda: (
-            (s := client.status())["queued"] == 3 and len(s["workers"][0]["running"]) == 2 and s
-        ),
-        30,
-        "two jobs running and three queued",
-    )
-    assert status["workers"][0]["concurrency"] == 2
+    handles = [client.submit(busy, 2.0) for _ in range(6)]
+
+    def states() -> tuple[list[bool], int]:
+        status = client.status()
+        return [job["waiting"] for job in status["workers"][0]["running"]], status["queued"]
+
+    # Two run, two more wait in the worker ready to start (its prefetch), two wait at the hub.
+    wait_until(lambda: states() == ([False, False, True, True], 2), 30, "2 running, 2 + 2 waiting")
+    (worker_status,) = client.workers()
+    assert (worker_status["concurrency"], worker_status["prefetch"]) == (2, 2)
     spans = [handle.result() for handle in handles]
     # The first two ran at the same time, in two processes.
     (a_start, a_end, a_pid), (b_start, b_end, b_pid) = spans[:2]

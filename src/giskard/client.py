@@ -116,6 +116,7 @@ class HubClient:
                 "connected_at": worker.connected_at,
                 "peer": worker.peer,
                 "concurrency": worker.concurrency,
+                "prefetch": worker.prefetch,
                 "running": [
                     {
                         "job_id": job.job_id,
@@ -123,6 +124,7 @@ class HubClient:
                         "started_at": job.started_at,
                         "done": job.done,
                         "total": job.total,
+                        "waiting": job.waiting,
                     }
                     for job in worker.running
                 ],

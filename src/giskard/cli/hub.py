@@ -96,7 +96,8 @@ def workers(
         typer.echo(_summary(worker))
         for job in worker["running"]:
             progress = f"  {job['done']}/{job['total']}" if job["total"] else ""
-            typer.echo(f"    running {job['kind']} {job['job_id'][:12]}{progress}")
+            state = "waiting" if job["waiting"] else "running"
+            typer.echo(f"    {state} {job['kind']} {job['job_id'][:12]}{progress}")
     typer.echo(f"{status['queued']} job(s) queued.")
 
 
@@ -116,7 +117,8 @@ def _summary(worker: dict) -> str:
         f"{role} pid {worker['pid']} on {worker['hostname']}  Python {worker['python_version']}"
         f"  {worker['interpreter']}  giskard {worker['giskard_version']}"
         f"  {len(worker['packages'])} packages  started {started}"
-        f"  {len(worker['running'])}/{worker['concurrency']} slots busy"
+        f"  {sum(not job['waiting'] for job in worker['running'])}/{worker['concurrency']}"
+        " slots busy"
     )
     return printable(text)
 

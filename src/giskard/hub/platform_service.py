@@ -14,7 +14,7 @@ import grpc
 from giskard.hub.artifacts import ArtifactStore
 from giskard.hub.auth import Authenticator
 from giskard.hub.dispatcher import Dispatcher
-from giskard.hub.registry import JobRun, WorkerRegistry
+from giskard.hub.registry import JobRun, WorkerRegistry, WorkerSession
 from giskard.protocol import INLINE_MAX_BYTES
 from giskard.rpc.v1 import client_pb2, client_pb2_grpc, common_pb2
 
@@ -56,7 +56,8 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
                     connected_at=session.connected_at,
                     peer=session.peer,
                     concurrency=session.concurrency,
-                    running=[_running(job) for job in list(session.jobs.values())[:1000]],
+                    prefetch=session.prefetch,
+                    running=[_running(job, session) for job in list(session.jobs.values())[:1000]],
                 )
             )
         return reply
@@ -143,10 +144,15 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
                 self._store.unpin(sha)
 
 
-def _running(job: JobRun) -> client_pb2.RunningJob:
+def _running(job: JobRun, session: WorkerSession) -> client_pb2.RunningJob:
     done, total = job.progress
     return client_pb2.RunningJob(
-        job_id=job.job_id, kind=job.kind, started_at=job.sent_at, done=done, total=total
+        job_id=job.job_id,
+        kind=job.kind,
+        started_at=job.sent_at,
+        done=done,
+        total=total,
+        waiting=session.waiting(job),
     )
 
 

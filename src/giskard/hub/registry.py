@@ -82,10 +82,18 @@ class WorkerSession:
     jobs: dict[str, JobRun] = field(default_factory=dict)
     draining: bool = False
     concurrency: int = 1
+    prefetch: int = 0
 
     @property
     def has_room(self) -> bool:
-        return sum(job.takes_a_slot for job in self.jobs.values()) < self.concurrency
+        held = sum(job.takes_a_slot for job in self.jobs.values())
+        return held < self.concurrency + self.prefetch
+
+    def waiting(self, job: JobRun) -> bool:
+        """Whether `job` waits in the worker for a slot: the worker starts jobs in the order
+        they were sent, so those past the first `concurrency` still held are waiting."""
+        held = [other for other in self.jobs.values() if other.takes_a_slot]
+        return job in held and held.index(job) >= self.concurrency
 
     def describe(self) -> str:
         # Worker-supplied text: control characters could forge log lines or drive a terminal.

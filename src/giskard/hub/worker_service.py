@@ -60,8 +60,12 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
             yield worker_pb2.HubMessage(refusal=refusal)
             return
         assert hello is not None
-        concurrency = min(max(hello.concurrency, 1), MAX_CONCURRENCY)
-        session = WorkerSession(info=hello.info, peer=context.peer(), concurrency=concurrency)
+        session = WorkerSession(
+            info=hello.info,
+            peer=context.peer(),
+            concurrency=min(max(hello.concurrency, 1), MAX_CONCURRENCY),
+            prefetch=min(hello.prefetch, MAX_CONCURRENCY),
+        )
         await self._registry.add(session)
         reader: asyncio.Task[None] | None = None
         forget = self._auth.on_revoke(key, lambda: _close_revoked(session))

@@ -31,6 +31,12 @@ class WorkerConfig:
     # How much a job may allocate beyond what its executor held before it; 0: no limit.
     max_job_memory: int = 0
 
+    @property
+    def prefetch(self) -> int:
+        """Jobs held ready beyond the running ones: one per slot, so a slot that frees finds
+        its next job already here instead of waiting for a round trip to the hub."""
+        return self.concurrency
+
     def executor_options(self) -> ExecutorOptions:
         return ExecutorOptions(
             cache_bytes=self.cache_bytes // self.concurrency, max_job_memory=self.max_job_memory

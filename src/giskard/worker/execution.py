@@ -61,7 +61,8 @@ class JobExecution:
 
     @property
     def running(self) -> int:
-        return len(self._running)
+        """Jobs whose code runs now (not those waiting for a slot)."""
+        return sum(job.executor is not None for job in self._running.values())
 
     def cancel(self, job_id: str) -> None:
         """Stop a job now (its executor is killed); it ends as cancelled."""

@@ -55,6 +55,7 @@ class Session:
             protocol_version=PROTOCOL_VERSION,
             info=self._info,
             concurrency=self._config.concurrency,
+            prefetch=self._config.prefetch,
         )
         self._outbox.put_nowait(worker_pb2.WorkerMessage(hello=hello))
         call = self._stub.Connect(self._outgoing(), metadata=self._metadata)

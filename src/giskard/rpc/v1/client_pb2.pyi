@@ -12,34 +12,38 @@ class ListWorkersRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ConnectedWorker(_message.Message):
-    __slots__ = ("info", "active", "connected_at", "peer", "concurrency", "running")
+    __slots__ = ("info", "active", "connected_at", "peer", "concurrency", "running", "prefetch")
     INFO_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_FIELD_NUMBER: _ClassVar[int]
     CONNECTED_AT_FIELD_NUMBER: _ClassVar[int]
     PEER_FIELD_NUMBER: _ClassVar[int]
     CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
     RUNNING_FIELD_NUMBER: _ClassVar[int]
+    PREFETCH_FIELD_NUMBER: _ClassVar[int]
     info: _common_pb2.WorkerInfo
     active: bool
     connected_at: float
     peer: str
     concurrency: int
     running: _containers.RepeatedCompositeFieldContainer[RunningJob]
-    def __init__(self, info: _Optional[_Union[_common_pb2.WorkerInfo, _Mapping]] = ..., active: _Optional[bool] = ..., connected_at: _Optional[float] = ..., peer: _Optional[str] = ..., concurrency: _Optional[int] = ..., running: _Optional[_Iterable[_Union[RunningJob, _Mapping]]] = ...) -> None: ...
+    prefetch: int
+    def __init__(self, info: _Optional[_Union[_common_pb2.WorkerInfo, _Mapping]] = ..., active: _Optional[bool] = ..., connected_at: _Optional[float] = ..., peer: _Optional[str] = ..., concurrency: _Optional[int] = ..., running: _Optional[_Iterable[_Union[RunningJob, _Mapping]]] = ..., prefetch: _Optional[int] = ...) -> None: ...
 
 class RunningJob(_message.Message):
-    __slots__ = ("job_id", "kind", "started_at", "done", "total")
+    __slots__ = ("job_id", "kind", "started_at", "done", "total", "waiting")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     DONE_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     kind: str
     started_at: float
     done: int
     total: int
-    def __init__(self, job_id: _Optional[str] = ..., kind: _Optional[str] = ..., started_at: _Optional[float] = ..., done: _Optional[int] = ..., total: _Optional[int] = ...) -> None: ...
+    waiting: bool
+    def __init__(self, job_id: _Optional[str] = ..., kind: _Optional[str] = ..., started_at: _Optional[float] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., waiting: _Optional[bool] = ...) -> None: ...
 
 class ListWorkersReply(_message.Message):
     __slots__ = ("workers", "queued")
