@@ -104,3 +104,14 @@ class PacedModel(Wrapped):
     def predict(self, data: pd.DataFrame) -> np.ndarray:
         time.sleep(self.seconds)
         return self.model.predict(data)
+
+
+class ForkingExitModel(Wrapped):
+    """Forks a child that sleeps (holding every inherited descriptor), then dies."""
+
+    def predict(self, data: pd.DataFrame) -> np.ndarray:
+        if os.fork() == 0:
+            time.sleep(600)
+            os._exit(0)
+        self._started()
+        os._exit(4)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 import remote_models
 from conftest import CONNECTED, WorkerProcess, giskard_command, wait_until
@@ -138,6 +139,8 @@ def test_concurrent_jobs_overlap_and_the_hub_queues_the_rest(
         time.sleep(seconds)
         return [began, time.time(), float(os.getpid())]
 
+    # Both executors up first: a slow start must not be taken for a lack of overlap.
+    wait_until(lambda: len(psutil.Process(worker.process.pid).children()) == 2, 60, "executors")
     handles = [client.submit(busy, 2.0) for _ in range(6)]
 
     def states() -> tuple[list[bool], int]:
@@ -241,3 +244,23 @@ def test_an_inline_input_that_does_not_match_its_hash_fails_the_job(
     with pytest.raises(JobError, match="does not match its SHA-256"):
         client._submit(spec, 0.0, 30.0, None).result()
     assert client.call(len, [1, 2]) == 2
+
+
+def test_an_input_passed_twice_is_sent_once_and_used_twice(
+    client: HubClient, connected_worker: WorkerProcess
+) -> None:
+    big = np.arange(100_000.0)  # over the inline size
+    assert client.call(lambda a, b: a + b, 1, 1, timeout_s=30) == 2
+    assert client.call(lambda a, b: float((a + b).sum()), big, big, timeout_s=30) == 2 * big.sum()
+
+
+def test_an_input_larger_than_the_hub_keeps_is_refused_clearly() -> None:
+    from giskard.errors import GiskardError
+
+    too_big = r"an input of 2.29 MiB is larger than this hub keeps \(1 MiB\)"
+    with (
+        Hub(port=0, max_artifact_bytes=1024**2) as small_hub,
+        HubClient(small_hub.address) as small_client,
+        pytest.raises(GiskardError, match=too_big),
+    ):
+        small_client.put(np.zeros(300_000))

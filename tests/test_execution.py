@@ -51,10 +51,12 @@ def assert_still_serving(
     [
         (remote_models.SegfaultingModel, "killed by SIGSEGV", "ExecutorCrashed"),
         (remote_models.ExitingModel, "exited with code 3", "ExecutorCrashed"),
+        # Its forked child keeps the pipes open: the executor's exit is what counts.
+        (remote_models.ForkingExitModel, "exited with code 4", "ExecutorCrashed"),
         # It allocates 4 GiB under a 1 GiB limit.
         (remote_models.GreedyModel, "--max-job-memory", "MemoryLimitExceeded"),
     ],
-    ids=["segfault", "os._exit", "memory"],
+    ids=["segfault", "os._exit", "fork-then-exit", "memory"],
 )
 def test_a_model_that_breaks_its_process_fails_its_job_and_the_executor_is_replaced(
     client: HubClient,
@@ -83,6 +85,30 @@ def test_an_endless_model_is_killed_at_its_timeout(
     assert time.monotonic() - began < 1.5 + 1.0
     wait_until(lambda: not psutil.pid_exists(executor), 1.0, "the executor to be killed")
     assert_still_serving(client, limited_worker, breast_cancer, executor)
+
+
+def test_what_a_stopped_job_forked_is_killed_with_it(
+    client: HubClient, limited_worker: WorkerProcess, breast_cancer: tuple, tmp_path: Path
+) -> None:
+    def fork_and_wait(marker: Path) -> None:
+        import os
+        import time
+
+        child = os.fork()
+        if child == 0:
+            while True:
+                time.sleep(1)
+        marker.write_text(str(child))
+        while True:
+            time.sleep(1)
+
+    marker = tmp_path / "child"
+    handle = client.submit(fork_and_wait, marker)
+    wait_until(marker.exists, 30, "the job to fork")
+    handle.cancel()
+    child = int(marker.read_text())
+    wait_until(lambda: not psutil.pid_exists(child), 2, "the job's child to be killed")
+    assert_still_serving(client, limited_worker, breast_cancer, 0)
 
 
 def test_a_cancelled_job_is_killed_within_a_second_and_reported_as_cancelled(

@@ -14,8 +14,9 @@ _reporter: Callable[[int, int], None] | None = None
 
 def report_progress(done: int, total: int) -> None:
     """Tell the client that `done` of `total` units of the running job are finished."""
-    if _reporter is not None:
-        _reporter(int(done), int(total))
+    reporter = _reporter  # read once: the job may end meanwhile, in another thread
+    if reporter is not None:
+        reporter(int(done), int(total))
 
 
 def set_reporter(reporter: Callable[[int, int], None] | None) -> None:

@@ -41,7 +41,8 @@ class Dispatcher:
         self._pending.append(job)
         remaining = job.remaining_s()
         if remaining is not None:
-            asyncio.get_running_loop().call_later(max(remaining, 0), self._expire, job)
+            loop = asyncio.get_running_loop()
+            job.timers.append(loop.call_later(max(remaining, 0), self._expire, job))
         self.pump()
         if job.session is None and not job.done:
             job.was_queued = True
@@ -53,13 +54,16 @@ class Dispatcher:
         """The client is gone: forget a queued job, or tell the worker to stop a sent one.
         A sent job keeps its slot until the worker confirms it has stopped."""
         job.done = True
+        job.cancel_timers()
         if job.session is None:
             if job in self._pending:
                 self._pending.remove(job)
             return
         if job.job_id in job.session.jobs:
             self._cancel_on_worker(job)
-            asyncio.get_running_loop().call_later(STOP_GRACE_S, self._give_up, job)
+            job.timers.append(
+                asyncio.get_running_loop().call_later(STOP_GRACE_S, self._give_up, job)
+            )
 
     def pump(self) -> None:
         """Send queued jobs while the active worker has room."""
@@ -111,7 +115,7 @@ class Dispatcher:
             job.fail("JobTimeout", "the job's timeout passed while it waited for a worker slot")
             return
         # The worker stops it at the deadline itself; this is for a worker that does not.
-        asyncio.get_running_loop().call_later(STOP_GRACE_S, self._give_up, job)
+        job.timers.append(asyncio.get_running_loop().call_later(STOP_GRACE_S, self._give_up, job))
 
     def _give_up(self, job: JobRun) -> None:
         """The worker did not end a job it was told to stop: free its slot anyway."""

@@ -17,6 +17,7 @@ from giskard.hub.dispatcher import Dispatcher
 from giskard.hub.registry import JobRun, WorkerRegistry, WorkerSession
 from giskard.protocol import INLINE_MAX_BYTES
 from giskard.rpc.v1 import client_pb2, client_pb2_grpc, common_pb2
+from giskard.sizes import format_size
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +81,13 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
         async for message in request_iterator:
             if ref is None:
                 ref = message.ref
-                if ref.size > MAX_ARTIFACT_BYTES:
-                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "artifact too large")
+                limit = min(MAX_ARTIFACT_BYTES, self._store.max_bytes)
+                if ref.size > limit:
+                    await context.abort(
+                        grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"an input of {format_size(ref.size)} is larger than this hub keeps"
+                        f" ({format_size(limit)})",
+                    )
             buffer += message.data
             digest.update(message.data)
             if len(buffer) > ref.size:
@@ -111,7 +117,12 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
         inputs = [ref.sha256 for ref in refs if not ref.inline and ref.size]
         missing = [sha for sha in inputs if sha not in self._store]
         if missing:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown artifacts: {missing}")
+            names = ", ".join(sha[:12] for sha in missing)
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"the hub does not hold the job's input(s) {names} (never uploaded, or evicted"
+                " from its store since): upload them again (HubClient.put)",
+            )
         if await self._registry.wait_for_active(request.wait_for_worker_s) is None:
             await context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION,

@@ -34,6 +34,9 @@ class JobRun:
     sent_at: float = 0.0  # time.time() when it was sent
     progress: tuple[int, int] = (0, 0)
     was_queued: bool = False
+    # The hub's timers for this job (its deadline), cancelled when it ends so that a finished
+    # job is not kept in memory until then.
+    timers: list[asyncio.TimerHandle] = field(default_factory=list)
     # None means: stop, the submitter's key was revoked.
     events: asyncio.Queue[client_pb2.JobEvent | None] = field(
         default_factory=lambda: asyncio.Queue(maxsize=JOB_EVENTS_QUEUED)
@@ -46,6 +49,12 @@ class JobRun:
         if not self.done:
             self.done = True
             self.interrupt(client_pb2.JobEvent(end=end))
+        self.cancel_timers()
+
+    def cancel_timers(self) -> None:
+        for timer in self.timers:
+            timer.cancel()
+        self.timers.clear()
 
     def interrupt(self, event: client_pb2.JobEvent | None) -> None:
         # The job is over: its pending output is moot.

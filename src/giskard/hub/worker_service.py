@@ -151,6 +151,7 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
         if outcome == "success":
             self._check_result(end.success.result, job)
         del session.jobs[end.job_id]
+        job.cancel_timers()
         self._dispatcher.pump()  # its slot is free
         if not job.done:
             job.done = True
@@ -166,7 +167,9 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
             received = len(result.inline)
         # A job whose client left had its output dropped: there is nothing to check.
         if result.size != received and not job.done:
-            raise ProtocolViolation(f"a result of {received} bytes announced as {result.size}")
+            raise ProtocolViolation(
+                f"a result of {received} bytes announced as {result.size} bytes"
+            )
 
     async def FetchArtifact(
         self, request: worker_pb2.FetchArtifactRequest, context: grpc.aio.ServicerContext

@@ -74,10 +74,12 @@ class Worker:
         pool.start()
         execution = JobExecution(pool, lambda: collect_info(self._address))
         reporter = asyncio.create_task(self._report_jobs(execution))
+        closer = asyncio.create_task(_close_on(stopping, pool))
         try:
             await self._serve(execution, stopping)
         finally:
             reporter.cancel()
+            closer.cancel()
             await pool.close()
 
     async def _report_jobs(self, execution: JobExecution) -> None:
@@ -151,6 +153,13 @@ class Worker:
         async with _channel(self.config) as channel:
             session = Session(self.config, channel, execution, info, connected)
             await session.run(stopping)
+
+
+async def _close_on(stopping: asyncio.Event, pool: ExecutorPool) -> None:
+    # From the stop signal on, a job abandoned at the end of the drain must not start a new
+    # executor on the way out.
+    await stopping.wait()
+    pool.closing()
 
 
 def _channel(config: WorkerConfig) -> grpc.aio.Channel:

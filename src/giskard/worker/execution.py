@@ -28,7 +28,7 @@ Emit = Callable[[worker_pb2.WorkerMessage], Awaitable[None]]
 Metadata = tuple[tuple[str, str], ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Input:
     ref: common_pb2.ArtifactRef
     form: str  # "pickle" or "data"
@@ -144,8 +144,10 @@ class JobExecution:
         broken = True
         try:
             to_send = _unsent(inputs, executor.cached)
+            sent_positions = {id(i) for i in to_send}  # by identity: an input may repeat
             header["inputs"] = [
-                {"sha": i.ref.sha256, "size": i.ref.size, "form": i.form, "send": i in to_send}
+                {"sha": i.ref.sha256, "size": i.ref.size, "form": i.form}
+                | {"send": id(i) in sent_positions}
                 for i in inputs
             ]
             await executor.send(header)

@@ -34,10 +34,21 @@ class ExecutorOptions:
 class ExecutorProcess:
     """A running executor; one job at a time talks to it."""
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
+    def __init__(
+        self,
+        process: asyncio.subprocess.Process,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
         self._process = process
+        self._reader = reader
+        self._writer = writer
         # What the executor's cache holds, mirrored from its answers: inputs it has are not sent.
         self.cached: set[str] = set()
+        # A child the job forked may hold the pipe open after the executor died: its exit,
+        # not the pipe's end, says it is gone.
+        self._exit = asyncio.ensure_future(process.wait())
+        self._exit.add_done_callback(lambda _: reader.feed_eof())
 
     @classmethod
     async def start(cls, options: ExecutorOptions) -> ExecutorProcess:
@@ -49,16 +60,35 @@ class ExecutorProcess:
             f"--cache-bytes={options.cache_bytes}",
             f"--max-job-memory={options.max_job_memory}",
         ]
-        process = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
-        )
-        executor = cls(process)
+        # Pipes of its own, not stdin/stdout: whatever prints to stdout (the job, a library at
+        # import, a sitecustomize) goes to the worker's stderr and cannot corrupt them.
+        job_in, to_executor = os.pipe()
+        from_executor, answers_out = os.pipe()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                f"--pipe-in={job_in}",
+                f"--pipe-out={answers_out}",
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=2,  # the worker's stderr: its log
+                pass_fds=(job_in, answers_out),
+                # Its own process group: a timeout or cancel kills what the job forked too.
+                start_new_session=True,
+            )
+        finally:
+            os.close(job_in)
+            os.close(answers_out)
+        reader, writer = await _connect(from_executor, to_executor)
+        executor = cls(process, reader, writer)
         try:
             header, _ = await asyncio.wait_for(executor.receive(), START_TIMEOUT_S)
         except (PipeClosed, TimeoutError):
             executor.kill()
             why = await executor.exit_description()
-            raise ExecutorStartError(f"the executor process did not start ({why})") from None
+            raise ExecutorStartError(
+                f"the process that runs jobs did not start ({why}); its error is in the"
+                " worker's log"
+            ) from None
         if header.get("t") != "ready":
             executor.kill()
             raise ExecutorStartError(f"the executor process said {header!r} instead of ready")
@@ -74,19 +104,19 @@ class ExecutorProcess:
         return self._process.returncode is None
 
     async def send(self, header: dict[str, Any], payload: Buffer = b"") -> None:
-        assert self._process.stdin is not None
-        await write_message(self._process.stdin, header, payload)
+        await write_message(self._writer, header, payload)
 
     async def receive(self) -> tuple[dict[str, Any], bytes]:
-        assert self._process.stdout is not None
-        return await read_message(self._process.stdout)
+        return await read_message(self._reader)
 
     def apply_cache_changes(self, answer: dict[str, Any]) -> None:
         self.cached.difference_update(answer.get("evicted", ()))
         self.cached.update(answer.get("added", ()))
 
     def kill(self) -> None:
-        """SIGKILL: whatever the job is doing stops now."""
+        """SIGKILL to the executor and what it started: whatever the job does stops now."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._process.pid, signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError):
             self._process.kill()
 
@@ -100,13 +130,26 @@ class ExecutorProcess:
 
     async def close(self) -> None:
         """End the process: closing its input makes it exit between jobs; kill if it lingers."""
-        if self._process.stdin is not None:
-            self._process.stdin.close()
+        self._writer.close()
         try:
             await asyncio.wait_for(self._process.wait(), CLOSE_TIMEOUT_S)
         except TimeoutError:
             self.kill()
             await self._process.wait()
+
+
+async def _connect(
+    read_fd: int, write_fd: int
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0)
+    )
+    transport, protocol = await loop.connect_write_pipe(
+        asyncio.streams.FlowControlMixin, os.fdopen(write_fd, "wb", buffering=0)
+    )
+    return reader, asyncio.StreamWriter(transport, protocol, None, loop)
 
 
 def describe_exit(code: int) -> str:

@@ -1,9 +1,10 @@
 """The executor process: runs the jobs' user code for the worker, one job at a time.
 
-The worker starts it (`python -m giskard.worker.executor_main`) and talks to it over its
-stdin and stdout (see giskard.worker.pipe). It stays alive between jobs, so imports and the
-cache of models and datasets stay warm; the worker kills it and starts another when a job
-must stop (timeout, cancel) or has broken it (a crash, memory beyond the limit).
+The worker starts it (`python -m giskard.worker.executor_main`) and talks to it over two
+pipes it passes (see giskard.worker.pipe); stdout goes to the worker's log. It stays alive
+between jobs, so imports and the cache of models and datasets stay warm; the worker kills it
+and starts another when a job must stop (timeout, cancel) or has broken it (a crash, memory
+beyond the limit).
 
 A job is a header naming its inputs; each input the executor lacks follows as chunks, in
 order. The answer is progress messages, then a result (followed by its chunks) or a failure.
@@ -236,27 +237,22 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(0)
 
 
-def _take_pipes() -> tuple[PipeIn, PipeOut]:
-    """The protocol's own descriptors; user code's print() and input() then get stderr and
-    /dev/null instead of corrupting the protocol."""
-    pipe_in, pipe_out = os.dup(0), os.dup(1)
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.close(devnull)
-    os.dup2(2, 1)
-    return PipeIn(pipe_in), PipeOut(pipe_out)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="giskard-executor")
     parser.add_argument("--parent-pid", type=int, required=True)
     parser.add_argument("--cache-bytes", type=int, required=True)
     parser.add_argument("--max-job-memory", type=int, default=0)
+    parser.add_argument("--pipe-in", type=int, required=True)
+    parser.add_argument("--pipe-out", type=int, required=True)
     args = parser.parse_args(argv)
     _die_with_parent(args.parent_pid)
     # Ctrl-C in a terminal reaches the whole process group; the worker decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    pipe_in, pipe_out = _take_pipes()
+    # Programs a job starts (subprocess) must not inherit them. Children it forks do: the
+    # worker watches this process's exit, not the pipes' end, to know it is gone.
+    os.set_inheritable(args.pipe_in, False)
+    os.set_inheritable(args.pipe_out, False)
+    pipe_in, pipe_out = PipeIn(args.pipe_in), PipeOut(args.pipe_out)
     # Warm: the first job should not pay for these imports.
     import cloudpickle  # noqa: F401
 

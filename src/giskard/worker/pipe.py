@@ -15,6 +15,7 @@ import asyncio
 import json
 import os
 import struct
+import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -91,16 +92,19 @@ class PipeOut:
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
+        # A job's own threads may report progress while the job's thread sends its result.
+        self._lock = threading.Lock()
 
     def send(self, header: dict[str, Any], payload: list[memoryview] | None = None) -> None:
         parts = [memoryview(pack(header, sum(p.nbytes for p in payload or ())))]
         parts.extend(payload or ())
-        while parts:
-            try:
-                written = os.writev(self._fd, parts)
-            except BrokenPipeError:
-                raise PipeClosed("the worker closed the pipe") from None
-            parts = _advance(parts, written)
+        with self._lock:
+            while parts:
+                try:
+                    written = os.writev(self._fd, parts)
+                except BrokenPipeError:
+                    raise PipeClosed("the worker closed the pipe") from None
+                parts = _advance(parts, written)
 
 
 def _advance(parts: list[memoryview], written: int) -> list[memoryview]:

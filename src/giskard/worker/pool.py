@@ -32,6 +32,7 @@ class ExecutorPool:
         self._options = options
         self._slots = [_Slot() for _ in range(size)]
         self._free = asyncio.Semaphore(size)
+        self._closing = False
 
     def start(self) -> None:
         """Start every executor in the background."""
@@ -58,7 +59,8 @@ class ExecutorPool:
         if broken or not executor.alive:
             executor.kill()
             slot.executor = None
-            self._start(slot)
+            if not self._closing:
+                self._start(slot)
         slot.busy = False
         self._free.release()
 
@@ -66,7 +68,12 @@ class ExecutorPool:
     def pids(self) -> list[int]:
         return [slot.executor.pid for slot in self._slots if slot.executor is not None]
 
+    def closing(self) -> None:
+        """The worker is stopping: executors given back broken are not replaced."""
+        self._closing = True
+
     async def close(self) -> None:
+        self._closing = True
         for slot in self._slots:
             if slot.starting is not None:
                 slot.starting.cancel()
