@@ -264,3 +264,16 @@ def test_an_input_larger_than_the_hub_keeps_is_refused_clearly() -> None:
         pytest.raises(GiskardError, match=too_big),
     ):
         small_client.put(np.zeros(300_000))
+
+
+def test_a_big_result_not_yet_read_holds_back_no_other_job(
+    client: HubClient, connected_worker: WorkerProcess, hub: Hub
+) -> None:
+    big = client.submit(np.ones, 5_000_000)  # 40 MB: 40 result chunks, not read for now
+    with HubClient(hub.address) as other:
+        began = time.monotonic()
+        assert other.call(int, "7", timeout_s=30) == 7
+        assert client.call(int, "8", timeout_s=30) == 8  # the same client, read first
+        assert time.monotonic() - began < 15
+    result = big.result()
+    assert result.shape == (5_000_000,) and result.sum() == 5_000_000

@@ -72,6 +72,8 @@ class JobHandle:
         return self._cancelled
 
     def done(self) -> bool:
+        """Whether the job has ended. A result over 64 KiB that `result()` has not read yet
+        keeps its stream open, so this may stay False until then."""
         return self._outcome is not None or self._events.done()
 
     def _wait(self) -> tuple[bool, Any]:

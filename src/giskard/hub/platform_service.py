@@ -136,7 +136,7 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
         forget = self._auth.on_revoke(key, lambda: job.interrupt(None))
         try:
             self._dispatcher.submit(job)
-            while (event := await job.events.get()) is not None:
+            while (event := await job.next_event()) is not None:
                 yield event
                 if event.WhichOneof("kind") == "end":
                     return
@@ -151,6 +151,7 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
             job.done = True
             while not job.events.empty():
                 job.events.get_nowait()
+            job.taken.set()  # a result stream waiting for room stops waiting
             for sha in inputs:
                 self._store.unpin(sha)
 

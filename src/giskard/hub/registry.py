@@ -16,9 +16,10 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-# Results are relayed to the client as they come; this many chunks may wait for a slow
-# client, after which the worker's session waits too (backpressure, not memory).
-JOB_EVENTS_QUEUED = 16
+# Results are relayed to the client as they come; this many chunks (1 MiB each) of a job may
+# wait for a client that reads slowly, or not yet, after which that job's result stream
+# waits (backpressure, not memory). Its worker's session and other jobs never wait.
+JOB_EVENTS_QUEUED = 64
 
 
 @dataclass(eq=False)
@@ -37,10 +38,11 @@ class JobRun:
     # The hub's timers for this job (its deadline), cancelled when it ends so that a finished
     # job is not kept in memory until then.
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
-    # None means: stop, the submitter's key was revoked.
-    events: asyncio.Queue[client_pb2.JobEvent | None] = field(
-        default_factory=lambda: asyncio.Queue(maxsize=JOB_EVENTS_QUEUED)
-    )
+    # None means: stop, the submitter's key was revoked. Unbounded, so that the worker's
+    # session never waits on one client: result chunks, the bulk, wait for room instead
+    # (`wait_for_room`), each in its own call.
+    events: asyncio.Queue[client_pb2.JobEvent | None] = field(default_factory=asyncio.Queue)
+    taken: asyncio.Event = field(default_factory=asyncio.Event)
     received_bytes: int = 0
     done: bool = False
 
@@ -58,7 +60,21 @@ class JobRun:
 
     def interrupt(self, event: client_pb2.JobEvent | None) -> None:
         # The job is over: its pending output is moot.
-        put_evicting(self.events, event)
+        while not self.events.empty():
+            self.events.get_nowait()
+        self.events.put_nowait(event)
+        self.taken.set()
+
+    async def next_event(self) -> client_pb2.JobEvent | None:
+        event = await self.events.get()
+        self.taken.set()
+        return event
+
+    async def wait_for_room(self) -> None:
+        """Until fewer than JOB_EVENTS_QUEUED events wait for the client (or the job ended)."""
+        while self.events.qsize() >= JOB_EVENTS_QUEUED and not self.done:
+            self.taken.clear()
+            await self.taken.wait()
 
     @property
     def kind(self) -> str:
@@ -158,6 +174,13 @@ class WorkerRegistry:
         was_active = session is self.active
         session.draining = True
         await self._promote_if(was_active)
+
+    def find_job(self, job_id: str) -> JobRun | None:
+        """The job of that id that a connected worker runs."""
+        for session in self._sessions:
+            if job_id in session.jobs:
+                return session.jobs[job_id]
+        return None
 
     async def wait_for_active(self, timeout_s: float) -> WorkerSession | None:
         """The active worker, waiting up to `timeout_s` for one to connect."""

@@ -23,6 +23,8 @@ HELLO_TIMEOUT_S = 10.0
 # Workers send chunks of CHUNK_SIZE; anything bigger is not a worker of this protocol.
 MAX_CHUNK_BYTES = CHUNK_SIZE
 MAX_RESULT_BYTES = 16 * 1024**3
+# What a worker may send of a result on its session stream, where nothing waits for the client.
+SESSION_RESULT_MAX_BYTES = 4 * CHUNK_SIZE
 # A worker's info, packages included, is a few tens of KB; the hub keeps it for each worker.
 MAX_HELLO_BYTES = 256 * 1024
 # More slots than this would only let one worker hold the whole queue.
@@ -137,9 +139,13 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
         if job is None or job.done:
             return
         job.received_bytes += len(output.chunk)
-        if job.received_bytes > self._max_result_bytes:
-            raise ProtocolViolation(f"a result over {self._max_result_bytes} bytes")
-        await job.events.put(client_pb2.JobEvent(output=output))
+        # Not waited for: the session must never wait on one client. Bigger results come
+        # with SendResult, which waits for the client.
+        if job.received_bytes > SESSION_RESULT_MAX_BYTES:
+            raise ProtocolViolation(
+                f"a result over {SESSION_RESULT_MAX_BYTES} bytes on the session (use SendResult)"
+            )
+        job.events.put_nowait(client_pb2.JobEvent(output=output))
 
     async def _end_job(self, end: common_pb2.JobEnd, session: WorkerSession) -> None:
         job = session.jobs.get(end.job_id)
@@ -157,7 +163,7 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
             job.done = True
             # Queued behind the output, never instead of it: dropping a chunk to make room
             # would corrupt the result.
-            await job.events.put(client_pb2.JobEvent(end=end))
+            job.events.put_nowait(client_pb2.JobEvent(end=end))
 
     def _check_result(self, result: common_pb2.ArtifactRef, job: JobRun) -> None:
         received = job.received_bytes
@@ -170,6 +176,31 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
             raise ProtocolViolation(
                 f"a result of {received} bytes announced as {result.size} bytes"
             )
+
+    async def SendResult(
+        self,
+        request_iterator: AsyncIterator[worker_pb2.ResultChunk],
+        context: grpc.aio.ServicerContext,
+    ) -> worker_pb2.ResultReceived:
+        await self._auth.require(context, ["worker"], "send a result")
+        job: JobRun | None = None
+        async for chunk in request_iterator:
+            if job is None:
+                job = self._registry.find_job(chunk.job_id)
+                if job is None:
+                    await context.abort(grpc.StatusCode.NOT_FOUND, "no such job running")
+            assert job is not None
+            if len(chunk.data) > MAX_CHUNK_BYTES:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a chunk over 1 MiB")
+            await job.wait_for_room()  # this job's client sets the pace, no one else's
+            if job.done:  # the client left: tell the worker to stop sending
+                return worker_pb2.ResultReceived()
+            job.received_bytes += len(chunk.data)
+            if job.received_bytes > self._max_result_bytes:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the result is too large")
+            output = common_pb2.JobOutput(job_id=job.job_id, chunk=chunk.data)
+            job.events.put_nowait(client_pb2.JobEvent(output=output))
+        return worker_pb2.ResultReceived()
 
     async def FetchArtifact(
         self, request: worker_pb2.FetchArtifactRequest, context: grpc.aio.ServicerContext

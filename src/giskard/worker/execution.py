@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,14 +129,14 @@ class JobExecution:
         else:
             raise ProtocolError(f"this worker does not know jobs of kind {kind!r}")
         header |= {"t": "job", "id": job.job_id, "progress": spec.progress}
-        await self._in_executor(running, header, inputs, _Fetcher(stub, metadata), emit)
+        await self._in_executor(running, header, inputs, _HubCalls(stub, metadata), emit)
 
     async def _in_executor(
         self,
         running: _RunningJob,
         header: dict[str, Any],
         inputs: list[_Input],
-        fetcher: _Fetcher,
+        hub: _HubCalls,
         emit: Emit,
     ) -> None:
         executor = await self._pool.acquire([i.ref.sha256 for i in inputs])
@@ -151,8 +151,8 @@ class JobExecution:
                 for i in inputs
             ]
             await executor.send(header)
-            await _send_inputs(executor, to_send, fetcher)
-            answer = await _relay_answer(executor, running.job_id, emit)
+            await _send_inputs(executor, to_send, hub)
+            answer = await _relay_answer(executor, running.job_id, emit, hub)
             broken = bool(answer.get("replace"))
             logger.info(
                 "Job %s: %s %s; %d of %d input(s) cached, %d B sent to executor %d",
@@ -179,8 +179,9 @@ class JobExecution:
             self._pool.release(executor, broken=broken)
 
 
-class _Fetcher:
-    """Downloads from the hub the inputs that did not come within the job."""
+class _HubCalls:
+    """The calls a job makes to the hub beside the session: inputs that did not come within
+    the job, and results too big for its end."""
 
     def __init__(self, stub: worker_pb2_grpc.WorkerHubStub, metadata: Metadata) -> None:
         self._stub = stub
@@ -189,6 +190,24 @@ class _Fetcher:
     def chunks(self, ref: common_pb2.ArtifactRef) -> Any:
         request = worker_pb2.FetchArtifactRequest(sha256=ref.sha256)
         return self._stub.FetchArtifact(request, metadata=self._metadata)
+
+    async def send_result(
+        self, executor: ExecutorProcess, job_id: str, first: bytes, size: int
+    ) -> bool:
+        """Relay the executor's result chunks to the hub; False if the hub stopped taking
+        them (the client left), leaving the rest unread in the executor's pipe."""
+        received = len(first)
+
+        async def chunks() -> AsyncIterator[worker_pb2.ResultChunk]:
+            nonlocal received
+            yield worker_pb2.ResultChunk(job_id=job_id, data=first)
+            while received < size:
+                _, chunk = await executor.receive()
+                received += len(chunk)
+                yield worker_pb2.ResultChunk(data=chunk)
+
+        await self._stub.SendResult(chunks(), metadata=self._metadata)
+        return received >= size
 
 
 def _unsent(inputs: list[_Input], cached: set[str]) -> list[_Input]:
@@ -202,11 +221,11 @@ def _unsent(inputs: list[_Input], cached: set[str]) -> list[_Input]:
     return to_send
 
 
-async def _send_inputs(executor: ExecutorProcess, inputs: list[_Input], fetcher: _Fetcher) -> None:
+async def _send_inputs(executor: ExecutorProcess, inputs: list[_Input], hub: _HubCalls) -> None:
     """Stream the inputs to the executor in order; on a failure, tell it to give up the job."""
     for item in inputs:
         try:
-            await _send_input(executor, item, fetcher)
+            await _send_input(executor, item, hub)
         except ProtocolError as exc:
             await executor.send({"t": "abort", "message": str(exc)})
             return
@@ -216,7 +235,7 @@ async def _send_inputs(executor: ExecutorProcess, inputs: list[_Input], fetcher:
             return
 
 
-async def _send_input(executor: ExecutorProcess, item: _Input, fetcher: _Fetcher) -> None:
+async def _send_input(executor: ExecutorProcess, item: _Input, hub: _HubCalls) -> None:
     ref = item.ref
     if ref.inline or ref.size == 0:
         if len(ref.inline) != ref.size:
@@ -225,7 +244,7 @@ async def _send_input(executor: ExecutorProcess, item: _Input, fetcher: _Fetcher
             await executor.send({"t": "chunk"}, ref.inline)
         return
     sent = 0
-    async for chunk in fetcher.chunks(ref):
+    async for chunk in hub.chunks(ref):
         if sent + len(chunk.data) > ref.size:
             raise ProtocolError(f"input {ref.sha256[:12]} is larger than announced")
         await executor.send({"t": "chunk"}, chunk.data)
@@ -234,7 +253,9 @@ async def _send_input(executor: ExecutorProcess, item: _Input, fetcher: _Fetcher
         raise ProtocolError(f"input {ref.sha256[:12]} is shorter than announced")
 
 
-async def _relay_answer(executor: ExecutorProcess, job_id: str, emit: Emit) -> dict[str, Any]:
+async def _relay_answer(
+    executor: ExecutorProcess, job_id: str, emit: Emit, hub: _HubCalls
+) -> dict[str, Any]:
     """Pass the executor's progress and answer on to the hub; returns the answer's header."""
     while True:
         header, payload = await executor.receive()
@@ -255,22 +276,12 @@ async def _relay_answer(executor: ExecutorProcess, job_id: str, emit: Emit) -> d
         result = common_pb2.ArtifactRef(sha256=header["sha"], size=header["size"])
         if len(payload) == result.size <= INLINE_MAX_BYTES:
             result.inline = payload  # one message instead of two: small results are common
-        else:
-            await _relay_chunks(executor, job_id, payload, result.size, emit)
+        elif not await hub.send_result(executor, job_id, payload, result.size):
+            left = common_pb2.JobFailure(type="JobCancelled", message="the client left")
+            await emit(_end(job_id, failure=left))
+            return header | {"replace": True}  # the rest of the result is still in the pipe
         await emit(_end(job_id, success=common_pb2.JobSuccess(result=result)))
         return header
-
-
-async def _relay_chunks(
-    executor: ExecutorProcess, job_id: str, first: bytes, size: int, emit: Emit
-) -> None:
-    received = len(first)
-    if first:
-        await emit(_output(job_id, first))
-    while received < size:
-        _, chunk = await executor.receive()
-        received += len(chunk)
-        await emit(_output(job_id, chunk))
 
 
 def _outcome_text(answer: dict[str, Any]) -> str:

@@ -7,6 +7,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ResultChunk(_message.Message):
+    __slots__ = ("job_id", "data")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    data: bytes
+    def __init__(self, job_id: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class ResultReceived(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class WorkerMessage(_message.Message):
     __slots__ = ("hello", "output", "end", "draining", "progress")
     HELLO_FIELD_NUMBER: _ClassVar[int]

@@ -44,6 +44,11 @@ class WorkerHubStub:
                 request_serializer=giskard_dot_rpc_dot_v1_dot_worker__pb2.FetchArtifactRequest.SerializeToString,
                 response_deserializer=giskard_dot_rpc_dot_v1_dot_worker__pb2.Chunk.FromString,
                 _registered_method=True)
+        self.SendResult = channel.stream_unary(
+                '/giskard.rpc.v1.WorkerHub/SendResult',
+                request_serializer=giskard_dot_rpc_dot_v1_dot_worker__pb2.ResultChunk.SerializeToString,
+                response_deserializer=giskard_dot_rpc_dot_v1_dot_worker__pb2.ResultReceived.FromString,
+                _registered_method=True)
 
 
 class WorkerHubServicer:
@@ -64,6 +69,15 @@ class WorkerHubServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SendResult(self, request_iterator, context):
+        """A job's result, when it does not fit in its JobEnd, in chunks; the JobEnd follows on the
+        session once this call has returned. Outside the session's stream, so that a client
+        reading slowly holds back its own job only, never the worker's other jobs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerHubServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -76,6 +90,11 @@ def add_WorkerHubServicer_to_server(servicer, server):
                     servicer.FetchArtifact,
                     request_deserializer=giskard_dot_rpc_dot_v1_dot_worker__pb2.FetchArtifactRequest.FromString,
                     response_serializer=giskard_dot_rpc_dot_v1_dot_worker__pb2.Chunk.SerializeToString,
+            ),
+            'SendResult': grpc.stream_unary_rpc_method_handler(
+                    servicer.SendResult,
+                    request_deserializer=giskard_dot_rpc_dot_v1_dot_worker__pb2.ResultChunk.FromString,
+                    response_serializer=giskard_dot_rpc_dot_v1_dot_worker__pb2.ResultReceived.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -132,6 +151,33 @@ class WorkerHub:
             '/giskard.rpc.v1.WorkerHub/FetchArtifact',
             giskard_dot_rpc_dot_v1_dot_worker__pb2.FetchArtifactRequest.SerializeToString,
             giskard_dot_rpc_dot_v1_dot_worker__pb2.Chunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SendResult(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/giskard.rpc.v1.WorkerHub/SendResult',
+            giskard_dot_rpc_dot_v1_dot_worker__pb2.ResultChunk.SerializeToString,
+            giskard_dot_rpc_dot_v1_dot_worker__pb2.ResultReceived.FromString,
             options,
             channel_credentials,
             insecure,
