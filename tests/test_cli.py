@@ -154,3 +154,12 @@ def test_hub_start_stops_cleanly_on_sigterm() -> None:
             process.kill()
         rest = process.stderr.read()
     assert "Hub stopping" in rest and "Traceback" not in rest
+
+
+def test_a_bad_size_is_one_line_naming_the_option() -> None:
+    result = run("worker", "start", "--max-job-memory", "lots")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "giskard: error: Invalid value for --max-job-memory: 'lots' is not a size;"
+        " write e.g. 512M, 2G or a number of bytes (see --help)"
+    ]

@@ -104,11 +104,14 @@ def start(
 def _job_limits(concurrency: int, max_job_memory: str | None, cache_size: str) -> dict[str, int]:
     from giskard.sizes import parse_size
 
-    try:
-        memory = parse_size(max_job_memory) if max_job_memory else 0
-        cache = parse_size(cache_size)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+    def size(text: str, option: str) -> int:
+        try:
+            return parse_size(text)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint=option) from None
+
+    memory = size(max_job_memory, "--max-job-memory") if max_job_memory else 0
+    cache = size(cache_size, "--cache-size")
     return {"concurrency": concurrency, "max_job_memory": memory, "cache_bytes": cache}
 
 
