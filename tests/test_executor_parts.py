@@ -11,11 +11,12 @@ import pytest
 
 from giskard import codec
 from giskard.codec_plain import encode_plain
+from giskard.protocol import pieces
 from giskard.sizes import format_size, parse_size
 from giskard.worker import jobs
 from giskard.worker.cache import ObjectCache
 from giskard.worker.executor import describe_exit
-from giskard.worker.pipe import PipeIn, PipeOut, pieces
+from giskard.worker.pipe import PipeIn, PipeOut
 
 
 def test_pieces_recut_frames_without_copying() -> None:

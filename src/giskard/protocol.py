@@ -56,21 +56,30 @@ def sha256_of(frames: Iterable[bytes | bytearray | memoryview]) -> tuple[str, in
     return digest.hexdigest(), size
 
 
+def pieces(
+    frames: Iterable[bytes | bytearray | memoryview], size: int
+) -> Iterator[list[memoryview]]:
+    """Re-cut `frames` into groups of views totalling `size` bytes (the last may be shorter),
+    without copying."""
+    group: list[memoryview] = []
+    group_size = 0
+    for frame in frames:
+        view = memoryview(frame).cast("B")
+        while view.nbytes:
+            take = min(size - group_size, view.nbytes)
+            group.append(view[:take])
+            group_size += take
+            view = view[take:]
+            if group_size == size:
+                yield group
+                group, group_size = [], 0
+    if group_size:
+        yield group
+
+
 def iter_chunks(
     frames: Iterable[bytes | bytearray | memoryview], chunk_size: int = CHUNK_SIZE
 ) -> Iterator[bytes]:
     """Re-cut a sequence of frames into chunks of `chunk_size` bytes (the last may be shorter)."""
-    pending: list[memoryview] = []
-    pending_size = 0
-    for frame in frames:
-        view = memoryview(frame).cast("B")
-        while view.nbytes:
-            take = min(chunk_size - pending_size, view.nbytes)
-            pending.append(view[:take])
-            pending_size += take
-            view = view[take:]
-            if pending_size == chunk_size:
-                yield b"".join(pending)
-                pending, pending_size = [], 0
-    if pending_size:
-        yield b"".join(pending)
+    for group in pieces(frames, chunk_size):
+        yield b"".join(group)

@@ -24,10 +24,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from giskard import progress
-from giskard.protocol import CHUNK_SIZE, sha256_of
+from giskard.protocol import CHUNK_SIZE, pieces, sha256_of
 from giskard.worker import jobs
 from giskard.worker.cache import ObjectCache
-from giskard.worker.pipe import PipeClosed, PipeIn, PipeOut, pieces
+from giskard.worker.pipe import PipeClosed, PipeIn, PipeOut
 
 PROGRESS_INTERVAL_S = 0.1
 

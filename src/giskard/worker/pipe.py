@@ -16,7 +16,6 @@ import json
 import os
 import struct
 import threading
-from collections.abc import Iterable, Iterator
 from typing import Any
 
 _PREFIX = struct.Struct("<II")
@@ -35,25 +34,6 @@ def pack(header: dict[str, Any], payload_len: int = 0) -> bytes:
     """The prefix and header of a message whose payload (written next) has `payload_len` bytes."""
     text = json.dumps(header, separators=(",", ":")).encode()
     return _PREFIX.pack(len(text), payload_len) + text
-
-
-def pieces(frames: Iterable[Buffer], size: int) -> Iterator[list[memoryview]]:
-    """Re-cut `frames` into groups of views totalling `size` bytes (the last may be shorter),
-    without copying."""
-    group: list[memoryview] = []
-    group_size = 0
-    for frame in frames:
-        view = memoryview(frame).cast("B")
-        while view.nbytes:
-            take = min(size - group_size, view.nbytes)
-            group.append(view[:take])
-            group_size += take
-            view = view[take:]
-            if group_size == size:
-                yield group
-                group, group_size = [], 0
-    if group_size:
-        yield group
 
 
 class PipeIn:
