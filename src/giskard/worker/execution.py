@@ -101,7 +101,7 @@ class JobExecution:
         finally:
             for handle in running.stoppers:
                 handle.cancel()
-            del self._running[job.job_id]
+            self._running.pop(job.job_id, None)
 
     async def _run(
         self,
