@@ -69,7 +69,10 @@ class JobHandle:
         return True
 
     def cancelled(self) -> bool:
-        return self._cancelled
+        """Whether the job was cancelled: False if its result came first, even when `cancel`
+        raced with it."""
+        succeeded = self._outcome is not None and self._outcome[0]
+        return self._cancelled and not succeeded
 
     def done(self) -> bool:
         """Whether the job has ended. A result over 64 KiB that `result()` has not read yet
