@@ -11,7 +11,6 @@ from giskard.address import DEFAULT_PORT, HubAddress, parse_address
 from giskard.errors import UsageError
 from giskard.hub.artifacts import ArtifactStore
 from giskard.protocol import iter_chunks, sha256_of
-from giskard.worker.artifacts import ModelCache
 from giskard.worker.backoff import Backoff
 
 
@@ -72,15 +71,6 @@ def test_artifact_store_evicts_least_recently_used_but_never_pinned() -> None:
     store.unpin("a")
     store.put("d", b"12345")
     assert "a" not in store and store.size_bytes == 10
-
-
-def test_model_cache_is_bounded_and_keeps_the_newest() -> None:
-    cache = ModelCache(max_bytes=10)
-    cache.put("a", "model-a", 6)
-    cache.put("b", "model-b", 6)
-    assert cache.get("a") is None and cache.get("b") == "model-b"
-    cache.put("huge", "model-huge", 100)
-    assert cache.get("huge") == "model-huge" and "b" not in cache
 
 
 def test_follow_file_keeps_following_across_rotation(tmp_path: Path) -> None:
