@@ -15,6 +15,7 @@ from giskard.hub.artifacts import ArtifactStore
 from giskard.hub.auth import Authenticator
 from giskard.hub.dispatcher import Dispatcher
 from giskard.hub.registry import JobRun, WorkerRegistry, WorkerSession
+from giskard.job_inputs import job_inputs
 from giskard.protocol import INLINE_MAX_BYTES
 from giskard.rpc.v1 import client_pb2, client_pb2_grpc, common_pb2
 from giskard.sizes import format_size
@@ -58,7 +59,7 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
                     peer=session.peer,
                     concurrency=session.concurrency,
                     prefetch=session.prefetch,
-                    running=[_running(job, session) for job in list(session.jobs.values())[:1000]],
+                    running=_running_jobs(session),
                 )
             )
         return reply
@@ -111,7 +112,7 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the job has no kind")
         if spec.timeout_s < 0 or not math.isfinite(spec.timeout_s):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "timeout_s must be >= 0")
-        refs = _artifacts_of(spec)
+        refs = [ref for ref, _ in job_inputs(spec)]
         if any(len(ref.inline) > INLINE_MAX_BYTES for ref in refs):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "an inline input is too large")
         inputs = [ref.sha256 for ref in refs if not ref.inline and ref.size]
@@ -149,30 +150,21 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
             # Output already queued is moot, and a worker session waiting for room in this
             # queue must not wait forever.
             job.done = True
-            while not job.events.empty():
-                job.events.get_nowait()
-            job.taken.set()  # a result stream waiting for room stops waiting
+            job.discard_pending()
             for sha in inputs:
                 self._store.unpin(sha)
 
 
-def _running(job: JobRun, session: WorkerSession) -> client_pb2.RunningJob:
-    done, total = job.progress
-    return client_pb2.RunningJob(
-        job_id=job.job_id,
-        kind=job.kind,
-        started_at=job.sent_at,
-        done=done,
-        total=total,
-        waiting=session.waiting(job),
-    )
-
-
-def _artifacts_of(spec: common_pb2.JobSpec) -> list[common_pb2.ArtifactRef]:
-    kind = spec.WhichOneof("kind")
-    if kind == "predict":
-        return [spec.predict.model, spec.predict.data]
-    if kind == "call":
-        arguments = [*spec.call.args, *spec.call.kwargs.values()]
-        return [spec.call.function, *(argument.value for argument in arguments)]
-    return []
+def _running_jobs(session: WorkerSession) -> list[client_pb2.RunningJob]:
+    waiting = session.waiting_jobs()
+    return [
+        client_pb2.RunningJob(
+            job_id=job.job_id,
+            kind=job.kind,
+            started_at=job.sent_at,
+            done=job.progress[0],
+            total=job.progress[1],
+            waiting=job.job_id in waiting,
+        )
+        for job in list(session.jobs.values())[:1000]
+    ]

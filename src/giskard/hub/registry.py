@@ -60,9 +60,13 @@ class JobRun:
 
     def interrupt(self, event: client_pb2.JobEvent | None) -> None:
         # The job is over: its pending output is moot.
+        self.discard_pending()
+        self.events.put_nowait(event)
+
+    def discard_pending(self) -> None:
+        """Drop the events not sent yet, and wake a result stream waiting for room."""
         while not self.events.empty():
             self.events.get_nowait()
-        self.events.put_nowait(event)
         self.taken.set()
 
     async def next_event(self) -> client_pb2.JobEvent | None:
@@ -114,11 +118,11 @@ class WorkerSession:
         held = sum(job.takes_a_slot for job in self.jobs.values())
         return held < self.concurrency + self.prefetch
 
-    def waiting(self, job: JobRun) -> bool:
-        """Whether `job` waits in the worker for a slot: the worker starts jobs in the order
-        they were sent, so those past the first `concurrency` still held are waiting."""
-        held = [other for other in self.jobs.values() if other.takes_a_slot]
-        return job in held and held.index(job) >= self.concurrency
+    def waiting_jobs(self) -> set[str]:
+        """The ids of the jobs waiting in the worker for a slot: it starts jobs in the order
+        they were sent, so those past the first `concurrency` it holds are waiting."""
+        held = [job.job_id for job in self.jobs.values() if job.takes_a_slot]
+        return set(held[self.concurrency :])
 
     def describe(self) -> str:
         # Worker-supplied text: control characters could forge log lines or drive a terminal.

@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from giskard.codec_plain import encode_plain
 from giskard.errors import ProtocolError
+from giskard.job_inputs import job_inputs
 from giskard.protocol import CHUNK_SIZE, INLINE_MAX_BYTES, sha256_of
 from giskard.rpc.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 from giskard.worker.executor import ExecutorProcess
@@ -40,7 +41,6 @@ class _RunningJob:
     task: asyncio.Task[Any]
     reason: str | None = None  # why it was stopped: "timeout" or "cancel"
     executor: ExecutorProcess | None = None
-    stoppers: list[asyncio.TimerHandle] = field(default_factory=list)
 
     def stop(self, reason: str) -> None:
         if self.reason is not None or self.task.done():
@@ -84,9 +84,8 @@ class JobExecution:
         running = _RunningJob(job.job_id, task)
         self._running[job.job_id] = running
         timeout_s = job.spec.timeout_s
-        if timeout_s > 0:
-            handle = asyncio.get_running_loop().call_later(timeout_s, running.stop, "timeout")
-            running.stoppers.append(handle)
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(timeout_s, running.stop, "timeout") if timeout_s > 0 else None
         logger.debug("Job %s: %s", job.job_id[:8], job.spec.WhichOneof("kind"))
         try:
             await self._run(running, stub, job, metadata, emit)
@@ -99,8 +98,8 @@ class JobExecution:
             failure = common_pb2.JobFailure(type=type(exc).__name__, message=str(exc))
             await emit(_end(job.job_id, failure=failure))
         finally:
-            for handle in running.stoppers:
-                handle.cancel()
+            if timer is not None:
+                timer.cancel()
             self._running.pop(job.job_id, None)
 
     async def _run(
@@ -118,16 +117,12 @@ class JobExecution:
             await _emit_result(job.job_id, [result], emit)
             return
         if kind == "predict":
-            inputs = [_Input(spec.predict.model, "pickle"), _Input(spec.predict.data, "data")]
             header = {"kind": "predict", "method": spec.predict.method}
         elif kind == "call":
-            names = sorted(spec.call.kwargs)
-            arguments = [*spec.call.args, *(spec.call.kwargs[name] for name in names)]
-            inputs = [_Input(spec.call.function, "pickle")]
-            inputs += [_Input(a.value, "pickle" if a.pickled else "data") for a in arguments]
-            header = {"kind": "call", "kwargs": names}
+            header = {"kind": "call", "kwargs": sorted(spec.call.kwargs)}
         else:
             raise ProtocolError(f"this worker does not know jobs of kind {kind!r}")
+        inputs = [_Input(ref, form) for ref, form in job_inputs(spec)]
         header |= {"t": "job", "id": job.job_id, "progress": spec.progress}
         await self._in_executor(running, header, inputs, _HubCalls(stub, metadata), emit)
 
@@ -144,10 +139,9 @@ class JobExecution:
         broken = True
         try:
             to_send = _unsent(inputs, executor.cached)
-            sent_positions = {id(i) for i in to_send}  # by identity: an input may repeat
             header["inputs"] = [
-                {"sha": i.ref.sha256, "size": i.ref.size, "form": i.form}
-                | {"send": id(i) in sent_positions}
+                # `in` compares _Inputs by identity: of an input named twice, one is sent.
+                {"sha": i.ref.sha256, "size": i.ref.size, "form": i.form, "send": i in to_send}
                 for i in inputs
             ]
             await executor.send(header)

@@ -26,9 +26,11 @@ class ExecutorStartError(Exception):
 
 @dataclass(frozen=True)
 class ExecutorOptions:
-    cache_bytes: int = 2 * 1024**3
+    """Set from WorkerConfig.executor_options(), where the defaults live."""
+
+    cache_bytes: int
     # How much more memory a job may allocate than the executor holds before it; 0: no limit.
-    max_job_memory: int = 0
+    max_job_memory: int
 
 
 class ExecutorProcess:
