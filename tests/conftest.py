@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -30,6 +33,37 @@ def wait_until(predicate: Callable[[], object], timeout_s: float, what: str) -> 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(0.02)
+
+
+class PipeLines:
+    """The lines of a subprocess's text pipe, read by a thread, so that a test waits for each
+    with a deadline: a bare `readline()` on a pipe blocks for as long as nothing comes."""
+
+    def __init__(self, pipe: IO[str]) -> None:
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, args=(pipe,), daemon=True).start()
+
+    def _pump(self, pipe: IO[str]) -> None:
+        for line in pipe:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def next(self, timeout_s: float) -> str:
+        """The next line; fails after `timeout_s`, or when the pipe closes first."""
+        try:
+            line = self._lines.get(timeout=timeout_s)
+        except queue.Empty:
+            raise AssertionError(f"no line within {timeout_s} s") from None
+        if line is None:
+            raise AssertionError("the pipe closed")
+        return line
+
+    def wait_for(self, text: str, timeout_s: float) -> str:
+        """Skip lines up to the first that contains `text`; fails after `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while text not in (line := self.next(max(deadline - time.monotonic(), 0.0))):
+            pass
+        return line
 
 
 def free_port() -> int:

@@ -77,7 +77,7 @@ def test_follow_file_keeps_following_across_rotation(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from conftest import wait_until
+    from conftest import PipeLines
 
     log = tmp_path / "ml-worker.log"
     log.write_text("old line\n")
@@ -91,12 +91,13 @@ def test_follow_file_keeps_following_across_rotation(tmp_path: Path) -> None:
     ) as follower:
         try:
             assert follower.stdout is not None
-            assert follower.stdout.readline() == "old line\n"
+            lines = PipeLines(follower.stdout)
+            assert lines.next(timeout_s=10) == "old line\n"
             with log.open("a") as file:
                 file.write("appended\n")
-            assert follower.stdout.readline() == "appended\n"
+            assert lines.next(timeout_s=10) == "appended\n"
             log.rename(tmp_path / "ml-worker.log.1")
             log.write_text("after rotation\n")
-            wait_until(lambda: follower.stdout.readline() == "after rotation\n", 10, "the new file")
+            assert lines.next(timeout_s=10) == "after rotation\n"
         finally:
             follower.kill()

@@ -31,14 +31,16 @@ def read_tail(path: Path, lines: int) -> list[str]:
 def follow_file(path: Path, lines: int) -> int:
     """`tail -F`: print the last lines, then what is appended, until Ctrl-C; follows the
     log across rotation (a new file at the same path)."""
-    for line in read_tail(path, lines):
-        print(line, flush=True)
     try:
         file = path.open(errors="replace")
     except FileNotFoundError:
+        print(f"({path} does not exist yet)", flush=True)
         return 1
     try:
-        file.seek(0, os.SEEK_END)
+        # The tail and what follows are read from one open file: a line written between
+        # printing the tail and following is not lost.
+        for line in deque(file, maxlen=lines):
+            print(line, end="", flush=True)
         while True:
             line = file.readline()
             if line:
