@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -103,6 +104,10 @@ class WorkerSession:
 
     info: common_pb2.WorkerInfo
     peer: str
+    # The name of the key that opened the session: only that key may act for it.
+    key_name: str = ""
+    # Names the session in the worker's calls beside it (SendResult, FetchArtifact).
+    session_id: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     # Bounded so that a worker that stops reading cannot make the hub buffer without end.
     outbox: asyncio.Queue[worker_pb2.HubMessage | None] = field(
         default_factory=lambda: asyncio.Queue(maxsize=256)
@@ -179,11 +184,11 @@ class WorkerRegistry:
         session.draining = True
         await self._promote_if(was_active)
 
-    def find_job(self, job_id: str) -> JobRun | None:
-        """The job of that id that a connected worker runs."""
+    def find_session(self, session_id: str, key_name: str) -> WorkerSession | None:
+        """The connected session of that id, if the key named `key_name` opened it."""
         for session in self._sessions:
-            if job_id in session.jobs:
-                return session.jobs[job_id]
+            if session.session_id == session_id and session.key_name == key_name:
+                return session
         return None
 
     async def wait_for_active(self, timeout_s: float) -> WorkerSession | None:
