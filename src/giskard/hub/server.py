@@ -21,7 +21,7 @@ from giskard.hub.dispatcher import Dispatcher
 from giskard.hub.keys import KeyStore, ensure_local_admin_key
 from giskard.hub.local_socket import LocalSocket
 from giskard.hub.platform_service import PlatformService
-from giskard.hub.registry import WorkerRegistry
+from giskard.hub.registry import UNREAD_RESULTS_MAX_BYTES, UnreadResults, WorkerRegistry
 from giskard.hub.worker_service import WorkerHubService
 from giskard.protocol import SERVER_OPTIONS
 from giskard.rpc.v1 import admin_pb2_grpc, client_pb2_grpc, worker_pb2_grpc
@@ -49,9 +49,11 @@ class Hub:
         tls: ServerCertificate | None = None,
         insecure: bool = False,
         max_artifact_bytes: int = DEFAULT_MAX_BYTES,
+        max_unread_result_bytes: int = UNREAD_RESULTS_MAX_BYTES,
     ) -> None:
         """`tls`: serve TLS with this certificate. Without it, a hub may listen only on
-        loopback, unless `insecure`."""
+        loopback, unless `insecure`. `max_unread_result_bytes`: what the hub holds of
+        results their clients have not read yet, all jobs together (see UnreadResults)."""
         host = validate_host(host)
         if tls is None and not insecure and not is_loopback(host):
             raise ConfigurationError(
@@ -64,6 +66,7 @@ class Hub:
         self.tls = tls
         self.admin_key = ""  # the local admin key, known once serving
         self._max_artifact_bytes = max_artifact_bytes
+        self.unread_results = UnreadResults(max_unread_result_bytes)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -106,7 +109,9 @@ class Hub:
         dispatcher = Dispatcher(registry)
         worker_service = WorkerHubService(registry, dispatcher, store, auth)
         worker_pb2_grpc.add_WorkerHubServicer_to_server(worker_service, server)
-        platform = PlatformService(registry, dispatcher, store, auth, self.address)
+        platform = PlatformService(
+            registry, dispatcher, store, auth, self.address, self.unread_results
+        )
         client_pb2_grpc.add_PlatformServicer_to_server(platform, server)
         admin_pb2_grpc.add_AdminServicer_to_server(AdminService(auth), server)
         return auth

@@ -154,7 +154,7 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
             raise ProtocolViolation(
                 f"a result over {SESSION_RESULT_MAX_BYTES} bytes on the session (use SendResult)"
             )
-        job.events.put_nowait(client_pb2.JobEvent(output=output))
+        job.queue_output(output)
 
     async def _end_job(self, end: common_pb2.JobEnd, session: WorkerSession) -> None:
         job = session.jobs.get(end.job_id)
@@ -212,7 +212,8 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
             if job.received_bytes > self._max_result_bytes:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the result is too large")
             output = common_pb2.JobOutput(job_id=job.job_id, chunk=chunk.data)
-            job.events.put_nowait(client_pb2.JobEvent(output=output))
+            if not job.queue_output(output):
+                break  # the job failed: returning tells the worker to stop sending
         return worker_pb2.ResultReceived()
 
     async def FetchArtifact(
