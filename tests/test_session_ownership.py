@@ -38,20 +38,24 @@ class Attacker(RogueWorker):
     def __init__(self, hub: Hub, key: str) -> None:
         super().__init__(hub, b"", key=key)
         self.metadata = (("authorization", f"Bearer {key}"),)
+        self.last_details = ""
 
     def session_id(self) -> str:
         welcome = self.received.get(timeout=10)
         assert welcome.WhichOneof("kind") == "welcome"
         return welcome.welcome.session_id
 
-    def send_result(self, job_id: str, session_id: str | None) -> grpc.StatusCode:
-        metadata = list(self.metadata)
+    def send_result(
+        self, job_id: str, session_id: str | None, key: str | None = None
+    ) -> grpc.StatusCode:
+        metadata = [("authorization", f"Bearer {key}")] if key else list(self.metadata)
         if session_id is not None:
             metadata.append((SESSION_METADATA_KEY, session_id))
         stub = worker_pb2_grpc.WorkerHubStub(self._channel)
         chunks = iter([worker_pb2.ResultChunk(job_id=job_id, data=b"forged" * 1000)])
         with pytest.raises(grpc.RpcError) as refused:
             stub.SendResult(chunks, metadata=metadata, timeout=10)
+        self.last_details = refused.value.details()
         return refused.value.code()
 
     def fetch_artifact(self, sha256: str, session_id: str) -> grpc.StatusCode:
@@ -84,9 +88,11 @@ def test_a_worker_cannot_send_a_result_for_another_workers_job(
         own_session = attacker.session_id()
         assert attacker.send_result(job_id, own_session) == grpc.StatusCode.NOT_FOUND
         assert attacker.send_result(job_id, None) == grpc.StatusCode.FAILED_PRECONDITION
-        # A session id is worth nothing with another key.
-        other_key_session = attacker.send_result(job_id, "x" * 24)
-        assert other_key_session == grpc.StatusCode.NOT_FOUND
+        assert attacker.send_result(job_id, "x" * 24) == grpc.StatusCode.NOT_FOUND
+        # A session's id is worth nothing with another key than the one that opened it.
+        other_key = attacker.send_result("no-such-job", own_session, key=hub.admin_key)
+        assert other_key == grpc.StatusCode.NOT_FOUND
+        assert "no such worker session" in attacker.last_details
         big = client.put(np.ones(100_000))  # an input of no job of the attacker's
         assert attacker.fetch_artifact(big.sha256, own_session) == grpc.StatusCode.NOT_FOUND
     release.touch()
