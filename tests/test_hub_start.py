@@ -119,3 +119,11 @@ def test_a_key_record_of_the_wrong_type_is_refused_at_start(
     assert refused.returncode == 78
     line = one_line(refused.stderr)
     assert str(keys) in line and field in line
+
+
+def test_a_hub_directory_it_cannot_use_is_refused_naming_it(tmp_path: Path) -> None:
+    sockets = prepared_home(tmp_path) / "sockets"
+    sockets.write_text("a file where the hub keeps its socket directory")
+    refused = hub_start("-p", str(free_port()), home=tmp_path)
+    assert refused.returncode == 78
+    assert str(sockets) in one_line(refused.stderr)

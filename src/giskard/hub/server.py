@@ -86,8 +86,11 @@ class Hub:
             local_socket = self._bind_local_socket(server)
             auth = self._add_services(server)
             await server.start()
-        except BaseException:
+        except BaseException as exc:
             await _close(server, local_socket, grace_s=None)
+            if isinstance(exc, OSError):  # its files: a read-only home, a file for a directory
+                where = exc.filename or hub_dir(self.home)
+                raise ConfigurationError(f"the hub cannot use {where}: {exc.strerror}") from None
             raise
         security = f"TLS, certificate SHA-256 {self.tls.fingerprint()}" if self.tls else "plaintext"
         logger.info("Hub listening on %s (%s)", self.address, security)
