@@ -131,7 +131,7 @@ def test_a_flood_of_messages_leaves_the_hub_responsive_and_bounded(
 
 def test_dispatch_to_a_worker_that_never_reads_fails_the_job() -> None:
     from giskard.hub.dispatcher import Dispatcher
-    from giskard.hub.registry import JobRun, WorkerRegistry, WorkerSession
+    from giskard.hub.registry import JobRun, UnreadResults, WorkerRegistry, WorkerSession
 
     async def scenario() -> common_pb2.JobEnd:
         registry = WorkerRegistry()
@@ -140,7 +140,8 @@ def test_dispatch_to_a_worker_that_never_reads_fails_the_job() -> None:
         await registry.add(session)
         while not session.outbox.full():
             session.outbox.put_nowait(worker_pb2.HubMessage())
-        job = JobRun(job_id="j", pinned=[], spec=common_pb2.JobSpec(info=common_pb2.InfoJob()))
+        info = common_pb2.JobSpec(info=common_pb2.InfoJob())
+        job = JobRun(job_id="j", pinned=[], unread=UnreadResults(), spec=info)
         dispatcher.submit(job)
         event = await asyncio.wait_for(job.events.get(), 1)
         return event.end

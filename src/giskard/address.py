@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass
 
 from giskard.errors import UsageError
 
 DEFAULT_HOST = "localhost"
 DEFAULT_PORT = 40051
+DNS_NAME_MAX = 253
+_DNS_LABEL = re.compile(r"[A-Za-z0-9-]{1,63}")
 
 
 @dataclass(frozen=True)
@@ -49,3 +53,33 @@ def parse_address(text: str) -> HubAddress:
     if not port_text.isdigit():
         raise UsageError(f"invalid port in address {text!r}")
     return HubAddress(host, int(port_text))
+
+
+def validate_host(text: str) -> str:
+    """`text` as a host to listen on or dial: an IPv4 or IPv6 literal (brackets allowed,
+    and removed) or a DNS name. Raises UsageError("invalid host ...") for anything else."""
+    host = text.strip()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        if ":" not in host:
+            raise UsageError(f"invalid host {text!r}: only an IPv6 address goes in brackets")
+    if _is_ip_literal(host) or _is_dns_name(host):
+        return host
+    raise UsageError(f"invalid host {text!r}: not an IP address or a DNS name")
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_dns_name(host: str) -> bool:
+    name = host.removesuffix(".")
+    labels = name.split(".")
+    # A name ending in a number is a mistyped IPv4 address (256.1.1.1), not a name.
+    if not name or len(name) > DNS_NAME_MAX or labels[-1].isdigit():
+        return False
+    return all(_DNS_LABEL.fullmatch(label) for label in labels)

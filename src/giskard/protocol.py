@@ -6,6 +6,9 @@ import hashlib
 from collections.abc import Iterable, Iterator
 
 PROTOCOL_VERSION = 1
+# The metadata by which a worker's calls beside its session (SendResult, FetchArtifact) name
+# that session: its id, from the Welcome.
+SESSION_METADATA_KEY = "giskard-session"
 # Large payloads move in pieces of this size; no message ever comes near gRPC's limits.
 CHUNK_SIZE = 1024 * 1024
 # Inputs up to this size travel inside the job message itself (no upload, no download).

@@ -49,13 +49,19 @@ def start(
     Without TLS it listens on loopback only, unless --insecure.
     """
     import asyncio
+    import os
     import signal
 
-    from giskard.address import HubAddress
+    from giskard.address import HubAddress, validate_host
+
+    host = validate_host(host)
+    HubAddress(host, port)  # validates the port
+    # Before grpc is imported: its core would print its own line for a port it cannot bind,
+    # before ours. The hub says what fails itself; --verbose brings gRPC's lines back.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR" if verbose else "NONE")
     from giskard.hub import Hub
     from giskard.logs import configure_logging
 
-    HubAddress(host, port)  # validates
     configure_logging(verbose=verbose)
     certificate = _server_certificate(host, tls_cert, tls_key, tls_self_signed)
     if certificate is not None:

@@ -95,9 +95,10 @@ class KeyStore:
             return
         try:
             data = json.loads(self.path.read_text())
-            self._records = {r["name"]: KeyRecord(**r) for r in data["keys"]}
+            records = [_record(r) for r in data["keys"]]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ConfigurationError(f"the key file {self.path} is unreadable: {exc}") from None
+        self._records = {r.name: r for r in records}
         self._loaded_mtime = mtime
 
     def _save(self) -> None:
@@ -111,7 +112,7 @@ class KeyStore:
 def ensure_local_admin_key(store: KeyStore, key_path: Path) -> str:
     """The admin key kept for same-user clients on this machine, created on first start."""
     if key_path.exists():
-        key = key_path.read_text().strip()
+        key = _read_key_file(key_path)
         if store.verify(key) is not None:
             return key
         logger.warning(
@@ -121,6 +122,48 @@ def ensure_local_admin_key(store: KeyStore, key_path: Path) -> str:
     write_atomically(key_path, key + "\n", mode=0o600)
     logger.info("Created the local admin key %s (mode 0600)", key_path)
     return key
+
+
+def _read_key_file(path: Path) -> str:
+    """Text that is not a key is replaced by the caller; what cannot be text at all, or be
+    read, is refused: replacing it could destroy something that is not ours."""
+    try:
+        return path.read_text().strip()
+    except UnicodeDecodeError:
+        raise ConfigurationError(
+            f"the local admin key file {path} holds bytes that are not text: remove it,"
+            " and the hub makes a new key"
+        ) from None
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot read the local admin key file {path}: {exc.strerror or exc}"
+        ) from None
+
+
+# The type of each field of a record in the key file (bool is not taken for a number).
+_FIELD_TYPES = {
+    "name": str,
+    "role": str,
+    "key_id": str,
+    "sha256": str,
+    "created_at": (int, float),
+    "revoked": bool,
+}
+
+
+def _record(data: object) -> KeyRecord:
+    """A record of the key file, checked: a wrong type is refused here, when the file is
+    read, rather than failing a call that uses the record later."""
+    if not isinstance(data, dict):
+        raise ValueError(f"a record is not an object: {data!r}")
+    name = data.get("name")
+    for field_name, kind in _FIELD_TYPES.items():
+        value = data.get(field_name, False if field_name == "revoked" else None)
+        if not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
+            raise ValueError(f"the record {name!r} has {field_name} = {value!r}")
+    if data["role"] not in ROLES:
+        raise ValueError(f"the record {name!r} has an unknown role {data['role']!r}")
+    return KeyRecord(**data)
 
 
 def _digest(key: str) -> str:

@@ -14,7 +14,7 @@ import grpc
 from giskard.hub.artifacts import ArtifactStore
 from giskard.hub.auth import Authenticator
 from giskard.hub.dispatcher import Dispatcher
-from giskard.hub.registry import JobRun, WorkerRegistry, WorkerSession
+from giskard.hub.registry import JobRun, UnreadResults, WorkerRegistry, WorkerSession
 from giskard.job_inputs import job_inputs
 from giskard.protocol import INLINE_MAX_BYTES
 from giskard.rpc.v1 import client_pb2, client_pb2_grpc, common_pb2
@@ -34,8 +34,10 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
         store: ArtifactStore,
         auth: Authenticator,
         address: str,
+        unread: UnreadResults,
     ) -> None:
         self._registry = registry
+        self._unread = unread
         self._dispatcher = dispatcher
         self._store = store
         self._auth = auth
@@ -131,7 +133,13 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
                 f"start one with: giskard worker start -h HOST -p PORT",
             )
         deadline = time.monotonic() + spec.timeout_s if spec.timeout_s else None
-        job = JobRun(job_id=uuid.uuid4().hex, pinned=inputs, spec=spec, deadline=deadline)
+        job = JobRun(
+            job_id=uuid.uuid4().hex,
+            pinned=inputs,
+            unread=self._unread,
+            spec=spec,
+            deadline=deadline,
+        )
         for sha in inputs:
             self._store.pin(sha)
         forget = self._auth.on_revoke(key, lambda: job.interrupt(None))

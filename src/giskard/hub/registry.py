@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from typing import TypeVar
 
 from giskard.display import printable
 from giskard.rpc.v1 import client_pb2, common_pb2, worker_pb2
+from giskard.sizes import format_size
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -20,6 +22,29 @@ T = TypeVar("T")
 # wait for a client that reads slowly, or not yet, after which that job's result stream
 # waits (backpressure, not memory). Its worker's session and other jobs never wait.
 JOB_EVENTS_QUEUED = 64
+# What the hub holds of results not read yet, all jobs together: past it, a job whose result
+# does not fit fails, instead of the hub's memory growing with every unread job.
+UNREAD_RESULTS_MAX_BYTES = 1024**3
+
+
+@dataclass
+class UnreadResults:
+    """The bytes of results the hub holds for clients that have not read them yet."""
+
+    max_bytes: int = UNREAD_RESULTS_MAX_BYTES
+    held_bytes: int = 0
+    peak_bytes: int = 0
+
+    def take(self, size: int) -> bool:
+        """Count `size` more bytes held; False (nothing counted) if they do not fit."""
+        if self.held_bytes + size > self.max_bytes:
+            return False
+        self.held_bytes += size
+        self.peak_bytes = max(self.peak_bytes, self.held_bytes)
+        return True
+
+    def give_back(self, size: int) -> None:
+        self.held_bytes -= size
 
 
 @dataclass(eq=False)
@@ -28,6 +53,7 @@ class JobRun:
 
     job_id: str
     pinned: list[str]
+    unread: UnreadResults  # the hub's, shared by all jobs
     spec: common_pb2.JobSpec = field(default_factory=common_pb2.JobSpec)
     # time.monotonic() by which the job must end; None: no limit.
     deadline: float | None = None
@@ -66,13 +92,32 @@ class JobRun:
     def discard_pending(self) -> None:
         """Drop the events not sent yet, and wake a result stream waiting for room."""
         while not self.events.empty():
-            self.events.get_nowait()
+            self._release_held(self.events.get_nowait())
         self.taken.set()
 
     async def next_event(self) -> client_pb2.JobEvent | None:
         event = await self.events.get()
+        self._release_held(event)
         self.taken.set()
         return event
+
+    def queue_output(self, output: common_pb2.JobOutput) -> bool:
+        """Hold a piece of the result for the client; if the hub holds as much unread result
+        as it may, fail the job instead (its held output is dropped) and return False."""
+        if self.unread.take(len(output.chunk)):
+            self.events.put_nowait(client_pb2.JobEvent(output=output))
+            return True
+        self.fail(
+            "UnreadResultsLimit",
+            f"the hub holds {format_size(self.unread.max_bytes)} of results not read yet,"
+            " as much as it may, and dropped this one: read results as they come, or submit"
+            " fewer jobs at a time",
+        )
+        return False
+
+    def _release_held(self, event: client_pb2.JobEvent | None) -> None:
+        if event is not None and event.WhichOneof("kind") == "output":
+            self.unread.give_back(len(event.output.chunk))
 
     async def wait_for_room(self) -> None:
         """Until fewer than JOB_EVENTS_QUEUED events wait for the client (or the job ended)."""
@@ -103,6 +148,10 @@ class WorkerSession:
 
     info: common_pb2.WorkerInfo
     peer: str
+    # The name of the key that opened the session: only that key may act for it.
+    key_name: str = ""
+    # Names the session in the worker's calls beside it (SendResult, FetchArtifact).
+    session_id: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     # Bounded so that a worker that stops reading cannot make the hub buffer without end.
     outbox: asyncio.Queue[worker_pb2.HubMessage | None] = field(
         default_factory=lambda: asyncio.Queue(maxsize=256)
@@ -179,11 +228,11 @@ class WorkerRegistry:
         session.draining = True
         await self._promote_if(was_active)
 
-    def find_job(self, job_id: str) -> JobRun | None:
-        """The job of that id that a connected worker runs."""
+    def find_session(self, session_id: str, key_name: str) -> WorkerSession | None:
+        """The connected session of that id, if the key named `key_name` opened it."""
         for session in self._sessions:
-            if job_id in session.jobs:
-                return session.jobs[job_id]
+            if session.session_id == session_id and session.key_name == key_name:
+                return session
         return None
 
     async def wait_for_active(self, timeout_s: float) -> WorkerSession | None:

@@ -5,23 +5,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import threading
 from pathlib import Path
 from types import TracebackType
 
 import grpc
 
-from giskard.address import DEFAULT_PORT, HubAddress
-from giskard.credentials import hub_dir, is_loopback, local_admin_key_path, local_socket_path
+from giskard.address import DEFAULT_PORT, HubAddress, validate_host
+from giskard.credentials import hub_dir, is_loopback, local_admin_key_path
 from giskard.errors import ConfigurationError, GiskardError
 from giskard.hub.admin_service import AdminService
 from giskard.hub.artifacts import DEFAULT_MAX_BYTES, ArtifactStore
 from giskard.hub.auth import Authenticator
 from giskard.hub.dispatcher import Dispatcher
 from giskard.hub.keys import KeyStore, ensure_local_admin_key
+from giskard.hub.local_socket import LocalSocket
 from giskard.hub.platform_service import PlatformService
-from giskard.hub.registry import WorkerRegistry
+from giskard.hub.registry import UNREAD_RESULTS_MAX_BYTES, UnreadResults, WorkerRegistry
 from giskard.hub.worker_service import WorkerHubService
 from giskard.protocol import SERVER_OPTIONS
 from giskard.rpc.v1 import admin_pb2_grpc, client_pb2_grpc, worker_pb2_grpc
@@ -31,7 +31,6 @@ logger = logging.getLogger(__name__)
 
 STOP_GRACE_S = 2.0
 REVOCATION_CHECK_S = 5.0
-UNIX_PATH_MAX = 107  # sun_path holds 108 bytes, the last one a NUL
 
 
 class Hub:
@@ -50,9 +49,12 @@ class Hub:
         tls: ServerCertificate | None = None,
         insecure: bool = False,
         max_artifact_bytes: int = DEFAULT_MAX_BYTES,
+        max_unread_result_bytes: int = UNREAD_RESULTS_MAX_BYTES,
     ) -> None:
         """`tls`: serve TLS with this certificate. Without it, a hub may listen only on
-        loopback, unless `insecure`."""
+        loopback, unless `insecure`. `max_unread_result_bytes`: what the hub holds of
+        results their clients have not read yet, all jobs together (see UnreadResults)."""
+        host = validate_host(host)
         if tls is None and not insecure and not is_loopback(host):
             raise ConfigurationError(
                 f"listening on {host} without TLS exposes keys and data: give a certificate"
@@ -64,6 +66,7 @@ class Hub:
         self.tls = tls
         self.admin_key = ""  # the local admin key, known once serving
         self._max_artifact_bytes = max_artifact_bytes
+        self.unread_results = UnreadResults(max_unread_result_bytes)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -75,20 +78,20 @@ class Hub:
 
     async def serve(self, stop: asyncio.Event, started: threading.Event | None = None) -> None:
         """Serve until `stop` is set, then stop cleanly."""
-        keys = KeyStore(hub_dir(self.home) / "keys.json")
-        self.admin_key = ensure_local_admin_key(keys, local_admin_key_path(self.home))
-        auth = Authenticator(keys)
         server = grpc.aio.server(options=SERVER_OPTIONS)
-        registry, store = WorkerRegistry(), ArtifactStore(self._max_artifact_bytes)
-        dispatcher = Dispatcher(registry)
-        worker_service = WorkerHubService(registry, dispatcher, store, auth)
-        worker_pb2_grpc.add_WorkerHubServicer_to_server(worker_service, server)
+        # Listen first: a hub that cannot have its port or its socket changes nothing on disk.
         self.port = self._bind(server)
-        local_socket = self._bind_local_socket(server)
-        platform = PlatformService(registry, dispatcher, store, auth, self.address)
-        client_pb2_grpc.add_PlatformServicer_to_server(platform, server)
-        admin_pb2_grpc.add_AdminServicer_to_server(AdminService(auth), server)
-        await server.start()
+        local_socket: LocalSocket | None = None
+        try:
+            local_socket = self._bind_local_socket(server)
+            auth = self._add_services(server)
+            await server.start()
+        except BaseException as exc:
+            await _close(server, local_socket, grace_s=None)
+            if isinstance(exc, OSError):  # its files: a read-only home, a file for a directory
+                where = exc.filename or hub_dir(self.home)
+                raise ConfigurationError(f"the hub cannot use {where}: {exc.strerror}") from None
+            raise
         security = f"TLS, certificate SHA-256 {self.tls.fingerprint()}" if self.tls else "plaintext"
         logger.info("Hub listening on %s (%s)", self.address, security)
         if started is not None:
@@ -99,9 +102,22 @@ class Hub:
         finally:
             watcher.cancel()
             logger.info("Hub stopping")
-            await server.stop(STOP_GRACE_S)
-            if local_socket is not None:
-                local_socket.unlink(missing_ok=True)
+            await _close(server, local_socket, grace_s=STOP_GRACE_S)
+
+    def _add_services(self, server: grpc.aio.Server) -> Authenticator:
+        keys = KeyStore(hub_dir(self.home) / "keys.json")
+        self.admin_key = ensure_local_admin_key(keys, local_admin_key_path(self.home))
+        auth = Authenticator(keys)
+        registry, store = WorkerRegistry(), ArtifactStore(self._max_artifact_bytes)
+        dispatcher = Dispatcher(registry)
+        worker_service = WorkerHubService(registry, dispatcher, store, auth)
+        worker_pb2_grpc.add_WorkerHubServicer_to_server(worker_service, server)
+        platform = PlatformService(
+            registry, dispatcher, store, auth, self.address, self.unread_results
+        )
+        client_pb2_grpc.add_PlatformServicer_to_server(platform, server)
+        admin_pb2_grpc.add_AdminServicer_to_server(AdminService(auth), server)
+        return auth
 
     def _bind(self, server: grpc.aio.Server) -> int:
         bind_host = f"[{self.host}]" if ":" in self.host else self.host
@@ -117,20 +133,18 @@ class Hub:
             raise GiskardError(f"cannot listen on {self.host}:{self.port} (in use or not allowed)")
         return port
 
-    def _bind_local_socket(self, server: grpc.aio.Server) -> Path | None:
+    def _bind_local_socket(self, server: grpc.aio.Server) -> LocalSocket | None:
         """Also listen on this user's private Unix socket (see credentials.local_socket_path)."""
-        path = local_socket_path(self.port, self.home)
-        if len(str(path)) > UNIX_PATH_MAX:
-            logger.warning("Not listening on %s: the path is too long for a Unix socket", path)
+        local_socket = LocalSocket.claim(self.port, self.home)
+        if local_socket is None:
             return None
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(path.parent, 0o700)
-        # Any socket there is a dead hub's: this hub holds the TCP port exclusively.
-        path.unlink(missing_ok=True)
-        if server.add_insecure_port(f"unix:{path}") == 0:
-            logger.warning("Cannot listen on %s; same-user clients will not find this hub", path)
+        if server.add_insecure_port(f"unix:{local_socket.path}") == 0:
+            logger.warning(
+                "Cannot listen on %s; same-user clients will not find this hub", local_socket.path
+            )
+            local_socket.release()
             return None
-        return path
+        return local_socket
 
     def start(self) -> Hub:
         """Start in a background thread; return once listening."""
@@ -177,6 +191,14 @@ class Hub:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+async def _close(
+    server: grpc.aio.Server, local_socket: LocalSocket | None, grace_s: float | None
+) -> None:
+    await server.stop(grace_s)
+    if local_socket is not None:
+        local_socket.release()
 
 
 async def _watch_revocations(auth: Authenticator, stop: asyncio.Event) -> None:

@@ -14,7 +14,12 @@ from giskard.hub.artifacts import ArtifactStore
 from giskard.hub.auth import Authenticator
 from giskard.hub.dispatcher import Dispatcher
 from giskard.hub.registry import JobRun, WorkerRegistry, WorkerSession, put_evicting
-from giskard.protocol import CHUNK_SIZE, INLINE_MAX_BYTES, PROTOCOL_VERSION
+from giskard.protocol import (
+    CHUNK_SIZE,
+    INLINE_MAX_BYTES,
+    PROTOCOL_VERSION,
+    SESSION_METADATA_KEY,
+)
 from giskard.rpc.v1 import client_pb2, common_pb2, worker_pb2, worker_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -65,6 +70,7 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
         session = WorkerSession(
             info=hello.info,
             peer=context.peer(),
+            key_name=key.name,
             concurrency=min(max(hello.concurrency, 1), MAX_CONCURRENCY),
             prefetch=min(hello.prefetch, MAX_CONCURRENCY),
         )
@@ -82,7 +88,10 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
                 "" if active else " (standby)",
             )
             welcome = worker_pb2.Welcome(
-                protocol_version=PROTOCOL_VERSION, hub_version=__version__, active=active
+                protocol_version=PROTOCOL_VERSION,
+                hub_version=__version__,
+                active=active,
+                session_id=session.session_id,
             )
             yield worker_pb2.HubMessage(welcome=welcome)
             reader = asyncio.create_task(self._read_messages(request_iterator, session))
@@ -145,7 +154,7 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
             raise ProtocolViolation(
                 f"a result over {SESSION_RESULT_MAX_BYTES} bytes on the session (use SendResult)"
             )
-        job.events.put_nowait(client_pb2.JobEvent(output=output))
+        job.queue_output(output)
 
     async def _end_job(self, end: common_pb2.JobEnd, session: WorkerSession) -> None:
         job = session.jobs.get(end.job_id)
@@ -182,13 +191,17 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
         request_iterator: AsyncIterator[worker_pb2.ResultChunk],
         context: grpc.aio.ServicerContext,
     ) -> worker_pb2.ResultReceived:
-        await self._auth.require(context, ["worker"], "send a result")
+        session = await self._caller_session(context, "send a result")
         job: JobRun | None = None
         async for chunk in request_iterator:
             if job is None:
-                job = self._registry.find_job(chunk.job_id)
+                # Only a job of the caller's own session: a result sent for another worker's
+                # job would corrupt that job and end that worker's session.
+                job = session.jobs.get(chunk.job_id)
                 if job is None:
-                    await context.abort(grpc.StatusCode.NOT_FOUND, "no such job running")
+                    await context.abort(
+                        grpc.StatusCode.NOT_FOUND, "no such job running on this session"
+                    )
             assert job is not None
             if len(chunk.data) > MAX_CHUNK_BYTES:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a chunk over 1 MiB")
@@ -199,14 +212,18 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
             if job.received_bytes > self._max_result_bytes:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the result is too large")
             output = common_pb2.JobOutput(job_id=job.job_id, chunk=chunk.data)
-            job.events.put_nowait(client_pb2.JobEvent(output=output))
+            if not job.queue_output(output):
+                break  # the job failed: returning tells the worker to stop sending
         return worker_pb2.ResultReceived()
 
     async def FetchArtifact(
         self, request: worker_pb2.FetchArtifactRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[worker_pb2.Chunk]:
-        await self._auth.require(context, ["worker"], "download an artifact")
-        blob = self._store.get(request.sha256)
+        session = await self._caller_session(context, "download an artifact")
+        # Only the inputs of the caller's own jobs: another job's inputs are none of its
+        # business. Refused as absent, so that the answer does not tell what the hub holds.
+        mine = any(request.sha256 in job.pinned for job in session.jobs.values())
+        blob = self._store.get(request.sha256) if mine else None
         if blob is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no artifact {request.sha256}")
             return
@@ -215,6 +232,33 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
             yield worker_pb2.Chunk(data=bytes(view[start : start + CHUNK_SIZE]))
         if not view:
             yield worker_pb2.Chunk()
+
+    async def _caller_session(
+        self, context: grpc.aio.ServicerContext, action: str
+    ) -> WorkerSession:
+        """The session a call beside it acts for: named by its metadata, opened with the
+        caller's key. Aborts the call otherwise."""
+        key = await self._auth.require(context, ["worker"], action)
+        session_id = _metadata_value(context, SESSION_METADATA_KEY)
+        if not session_id:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"no {SESSION_METADATA_KEY} metadata: only a connected worker may {action}",
+            )
+        session = self._registry.find_session(session_id, key.name)
+        if session is None:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND, f"no such worker session of this key: cannot {action}"
+            )
+        assert session is not None
+        return session
+
+
+def _metadata_value(context: grpc.aio.ServicerContext, name: str) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == name and isinstance(value, str):
+            return value
+    return ""
 
 
 def _relay_progress(progress: common_pb2.JobProgress, session: WorkerSession) -> None:

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 import grpc
 
 from giskard.errors import AuthenticationError, GiskardError, ProtocolError
-from giskard.protocol import PROTOCOL_VERSION
+from giskard.protocol import PROTOCOL_VERSION, SESSION_METADATA_KEY
 from giskard.rpc.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 from giskard.rpc_errors import describe_rpc_error
 from giskard.worker.config import WorkerConfig
@@ -85,6 +85,9 @@ class Session:
         if first.WhichOneof("kind") != "welcome":
             raise ProtocolError("the server did not answer the hello with a welcome")
         active = first.welcome.active
+        # A job's calls beside the session (SendResult, FetchArtifact) name the session.
+        session_id = (SESSION_METADATA_KEY, first.welcome.session_id)
+        self._metadata = (*self._metadata, session_id)
         logger.info(
             "%s %s (%s)",
             CONNECTED_MESSAGE,

@@ -63,7 +63,7 @@ class WorkerHubServicer:
         raise NotImplementedError('Method not implemented!')
 
     def FetchArtifact(self, request, context):
-        """Download an artifact a job refers to, in chunks.
+        """Download an input of a job this session runs, in chunks.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -72,7 +72,8 @@ class WorkerHubServicer:
     def SendResult(self, request_iterator, context):
         """A job's result, when it does not fit in its JobEnd, in chunks; the JobEnd follows on the
         session once this call has returned. Outside the session's stream, so that a client
-        reading slowly holds back its own job only, never the worker's other jobs.
+        reading slowly holds back its own job only, never the worker's other jobs. For a job
+        of this session only (see Welcome.session_id).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
