@@ -10,9 +10,11 @@ import uuid
 from collections.abc import AsyncIterator
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from giskard.hub.artifacts import ArtifactStore
 from giskard.hub.auth import Authenticator
+from giskard.hub.decoding import UNDECODABLE
 from giskard.hub.dispatcher import Dispatcher
 from giskard.hub.registry import JobRun, UnreadResults, WorkerRegistry, WorkerSession
 from giskard.job_inputs import job_inputs
@@ -77,6 +79,15 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
         self, request_iterator: AsyncIterator[client_pb2.Upload], context: grpc.aio.ServicerContext
     ) -> common_pb2.ArtifactRef:
         await self._auth.require(context, ["client"], "submit jobs")
+        try:
+            return await self._receive_upload(request_iterator, context)
+        except DecodeError:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, UNDECODABLE)
+            raise  # not reached: abort raises
+
+    async def _receive_upload(
+        self, request_iterator: AsyncIterator[client_pb2.Upload], context: grpc.aio.ServicerContext
+    ) -> common_pb2.ArtifactRef:
         ref: common_pb2.ArtifactRef | None = None
         buffer = bytearray()
         # Hashed as it arrives, so that checking overlaps receiving (a chunk's hash is ~1 ms).

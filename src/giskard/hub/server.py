@@ -17,6 +17,7 @@ from giskard.errors import ConfigurationError, GiskardError
 from giskard.hub.admin_service import AdminService
 from giskard.hub.artifacts import DEFAULT_MAX_BYTES, ArtifactStore
 from giskard.hub.auth import Authenticator
+from giskard.hub.decoding import DecodingInterceptor
 from giskard.hub.dispatcher import Dispatcher
 from giskard.hub.keys import KeyStore, ensure_local_admin_key
 from giskard.hub.local_socket import LocalSocket
@@ -78,7 +79,7 @@ class Hub:
 
     async def serve(self, stop: asyncio.Event, started: threading.Event | None = None) -> None:
         """Serve until `stop` is set, then stop cleanly."""
-        server = grpc.aio.server(options=SERVER_OPTIONS)
+        server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[DecodingInterceptor()])
         # Listen first: a hub that cannot have its port or its socket changes nothing on disk.
         self.port = self._bind(server)
         local_socket: LocalSocket | None = None

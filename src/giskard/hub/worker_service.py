@@ -8,10 +8,12 @@ import logging
 from collections.abc import AsyncIterator
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from giskard import __version__
 from giskard.hub.artifacts import ArtifactStore
 from giskard.hub.auth import Authenticator
+from giskard.hub.decoding import UNDECODABLE
 from giskard.hub.dispatcher import Dispatcher
 from giskard.hub.registry import JobRun, WorkerRegistry, WorkerSession, put_evicting
 from giskard.protocol import (
@@ -111,11 +113,12 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
         try:
             async for message in request_iterator:
                 await self._handle(message, session)
-        except ProtocolViolation as violation:
-            logger.warning("Disconnecting worker %s: it sent %s", session.describe(), violation)
-            session.fail_jobs(f"the worker broke the protocol: it sent {violation}")
+        except (ProtocolViolation, DecodeError) as violation:
+            what = violation if isinstance(violation, ProtocolViolation) else UNDECODABLE
+            logger.warning("Disconnecting worker %s: it sent %s", session.describe(), what)
+            session.fail_jobs(f"the worker broke the protocol: it sent {what}")
             refusal = worker_pb2.Refusal(
-                reason=worker_pb2.Refusal.BAD_MESSAGE, message=f"protocol violation: {violation}"
+                reason=worker_pb2.Refusal.BAD_MESSAGE, message=f"protocol violation: {what}"
             )
             _put_end_of_stream(session, worker_pb2.HubMessage(refusal=refusal))
         except (grpc.aio.AioRpcError, asyncio.CancelledError):
@@ -192,6 +195,18 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
         context: grpc.aio.ServicerContext,
     ) -> worker_pb2.ResultReceived:
         session = await self._caller_session(context, "send a result")
+        try:
+            return await self._receive_result(request_iterator, session, context)
+        except DecodeError:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, UNDECODABLE)
+            raise  # not reached: abort raises
+
+    async def _receive_result(
+        self,
+        request_iterator: AsyncIterator[worker_pb2.ResultChunk],
+        session: WorkerSession,
+        context: grpc.aio.ServicerContext,
+    ) -> worker_pb2.ResultReceived:
         job: JobRun | None = None
         async for chunk in request_iterator:
             if job is None:
@@ -276,7 +291,7 @@ async def _read_hello(
 ) -> worker_pb2.Hello | None:
     try:
         first = await asyncio.wait_for(anext(request_iterator), HELLO_TIMEOUT_S)
-    except (TimeoutError, StopAsyncIteration, grpc.aio.AioRpcError):
+    except (TimeoutError, StopAsyncIteration, grpc.aio.AioRpcError, DecodeError):
         logger.warning("A client at %s opened a worker session but sent no hello", peer)
         return None
     return first.hello if first.WhichOneof("kind") == "hello" else None
