@@ -106,10 +106,12 @@ def test_repeat_is_a_no_op_and_status_and_logs_tell_the_truth(home: Path, hub: H
     again = cli("worker", "start", "-d", *hub_args(hub), *BACKEND)
     assert again.returncode == 0 and "already running, unchanged" in again.stdout
     (status,) = worker_status(home)
-    name = f"giskard-worker-127.0.0.1-{hub.port}"
+    # Named and shown by the hub's canonical spelling, bound to the environment's python.
+    name = f"giskard-worker-localhost-{hub.port}"
     assert status["backend"] == "process" and status["name"] == name
     assert status["state"] == "running" and status["connected"] is True
-    assert status["hub"] == f"127.0.0.1:{hub.port}" and status["interpreter"] == sys.executable
+    assert status["hub"] == f"localhost:{hub.port}"
+    assert status["interpreter"] == str(Path(sys.prefix).resolve() / "bin" / "python")
     assert psutil.Process(status["pid"]).cmdline()[1:5] == ["-m", "giskard.cli", "worker", "start"]
     logs = cli("worker", "logs", *hub_args(hub), "-n", "20")
     assert logs.returncode == 0 and CONNECTED in logs.stdout

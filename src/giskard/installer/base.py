@@ -1,21 +1,22 @@
 """The contract every service backend (systemd, launchd, the process fallback) fulfils.
 
 A backend installs the foreground worker (`python -m giskard.cli worker start ...`) as a
-per-user service bound to one interpreter, and leaves daemonisation, restart on failure and
-log rotation to the service manager. One service per hub: its name comes from the address.
+per-user service bound to one environment through its canonical executable, and leaves
+daemonisation, restart on failure and log rotation to the service manager. One service per
+hub: its name comes from the address, in its canonical spelling.
 """
 
 from __future__ import annotations
 
 import enum
 import os
-import sys
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from giskard.address import DEFAULT_HOST, DEFAULT_PORT, HubAddress
+from giskard.identity import canonical_executable, canonical_hub
 from giskard.installer.naming import service_name
 from giskard.paths import giskard_home, worker_log_path
 
@@ -84,14 +85,16 @@ def current_spec(
     api_key_file: str | None = None,
     extra_args: Sequence[str] = (),
 ) -> ServiceSpec:
-    """The spec for this interpreter and environment."""
+    """The spec for this environment, whichever of its executables runs this, and for the
+    hub in its canonical spelling: so every way of naming the two gives the same service."""
+    interpreter = canonical_executable()
     # The service manager has neither the shell's PATH nor a venv's activation: capture it,
     # with the interpreter's own bin directory first so that its tools win.
-    entries = [os.path.dirname(sys.executable), *os.environ.get("PATH", "").split(os.pathsep)]
+    entries = [os.path.dirname(interpreter), *os.environ.get("PATH", "").split(os.pathsep)]
     path = os.pathsep.join(dict.fromkeys(e for e in entries if e))
     return ServiceSpec(
-        address=address,
-        interpreter=sys.executable,
+        address=canonical_hub(address),
+        interpreter=interpreter,
         verbose=verbose,
         path=path,
         home=str(Path.home()),

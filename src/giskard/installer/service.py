@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from giskard.address import HubAddress
 from giskard.credentials import LOCAL_ADMIN_KEY, Credentials
 from giskard.errors import AlreadyRunningError, InstallerError
+from giskard.identity import environment
 from giskard.installer.base import (
     Backend,
     InstallOutcome,
@@ -51,16 +52,16 @@ def start_service(
     enable_linger: bool = False,
     job_args: Sequence[str] = (),
 ) -> StartReport:
-    """Install and start (or confirm) the service for `address`, bound to this interpreter;
+    """Install and start (or confirm) the service for `address`, bound to this environment;
     `job_args` are the worker's job options (--concurrency ...), passed through."""
     chosen, reason = choose_backend(backend)
     key_file = _store_key(service_name(address), credentials)
     extra = [*(security.args() if security else []), *job_args]
     spec = current_spec(address, verbose=verbose, api_key_file=key_file, extra_args=extra)
-    for other in find_running(address, spec.interpreter):
-        if other.service != spec.name:
+    for other in find_running(address):
+        if other.environment == str(environment()) and other.service != spec.name:
             raise AlreadyRunningError(
-                f"a worker for {address} from this interpreter is already running: "
+                f"a worker for {address} from this environment is already running: "
                 f"{other.describe()}; stop it first"
             )
     linger = None
@@ -83,7 +84,8 @@ def wait_for_connection(backend: Backend, spec: ServiceSpec, timeout_s: float) -
 
     deadline = time.monotonic() + timeout_s
     while True:
-        if any(state.connected for state in find_running(spec.address, spec.interpreter)):
+        here = str(environment())
+        if any(s.connected and s.environment == here for s in find_running(spec.address)):
             return True
         status = backend.status(spec.name)
         if status is None or status.state not in ("running", "starting"):
