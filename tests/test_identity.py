@@ -32,7 +32,7 @@ def home(tmp_path: Path) -> Iterator[Path]:
     yield home
     subprocess.run(
         command(PYTHON, "worker", "stop", "-a"),
-        env=env(home),
+        env=env(home, PYTHON),
         capture_output=True,
         timeout=60,
     )
@@ -44,8 +44,14 @@ def command(executable: Path, *args: str) -> list[str]:
     return [str(executable), "-m", "giskard.cli", *args]
 
 
-def env(home: Path) -> dict[str, str]:
-    return {**os.environ, "GISKARD_HOME": str(home), "GISKARD_API_KEY": local_admin_key() or ""}
+def env(home: Path, executable: Path) -> dict[str, str]:
+    """As in a shell where the venv was activated by the path `executable` is under."""
+    return {
+        **os.environ,
+        "PATH": f"{executable.parent}{os.pathsep}{os.environ['PATH']}",
+        "GISKARD_HOME": str(home),
+        "GISKARD_API_KEY": local_admin_key() or "",
+    }
 
 
 def run(
@@ -53,7 +59,7 @@ def run(
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         command(executable, *args),
-        env=env(home),
+        env=env(home, executable),
         capture_output=True,
         text=True,
         timeout=timeout_s,
@@ -70,7 +76,7 @@ class Foreground:
         with self.log.open("wb") as stderr:
             self.process = subprocess.Popen(
                 command(executable, "worker", "start", *args),
-                env=env(home),
+                env=env(home, executable),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,

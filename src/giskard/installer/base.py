@@ -88,20 +88,27 @@ def current_spec(
     """The spec for this environment, whichever of its executables runs this, and for the
     hub in its canonical spelling: so every way of naming the two gives the same service."""
     interpreter = canonical_executable()
-    # The service manager has neither the shell's PATH nor a venv's activation: capture it,
-    # with the interpreter's own bin directory first so that its tools win.
-    entries = [os.path.dirname(interpreter), *os.environ.get("PATH", "").split(os.pathsep)]
-    path = os.pathsep.join(dict.fromkeys(e for e in entries if e))
     return ServiceSpec(
         address=canonical_hub(address),
         interpreter=interpreter,
         verbose=verbose,
-        path=path,
+        path=_service_path(os.path.dirname(interpreter)),
         home=str(Path.home()),
         giskard_home=str(giskard_home().resolve()),
         api_key_file=api_key_file,
         extra_args=tuple(extra_args),
     )
+
+
+def _service_path(bin_dir: str) -> str:
+    """The service manager has neither the shell's PATH nor a venv's activation: capture it,
+    with the environment's bin directory first so that its tools win, and once: the same
+    directory reached through a symlink (a venv activated by another path) is dropped, so
+    that every way into the environment gives the same service."""
+    ours = os.path.realpath(bin_dir)
+    shell = os.environ.get("PATH", "").split(os.pathsep)
+    entries = [bin_dir, *(e for e in shell if e and os.path.realpath(e) != ours)]
+    return os.pathsep.join(dict.fromkeys(entries))
 
 
 class Action(enum.Enum):
