@@ -44,6 +44,11 @@ def check_golden(name: str, text: str) -> None:
         ("localhost", 41000, "giskard-worker-localhost-41000"),
         ("10.0.0.7", 40051, "giskard-worker-10.0.0.7-40051"),
         ("Hub.Example.COM", 443, "giskard-worker-hub.example.com-443"),
+        # Every loopback spelling of a hub is one hub, named by its canonical spelling.
+        ("127.0.0.1", 40051, "giskard-worker"),
+        ("::1", 40051, "giskard-worker"),
+        ("[0:0::1]", 41000, "giskard-worker-localhost-41000"),
+        ("LOCALHOST.", 41000, "giskard-worker-localhost-41000"),
     ],
 )
 def test_service_names(host: str, port: int, name: str) -> None:
@@ -51,10 +56,19 @@ def test_service_names(host: str, port: int, name: str) -> None:
 
 
 def test_names_that_lost_information_get_a_hash_and_stay_distinct() -> None:
-    v6 = service_name(HubAddress("::1", 40051))
-    assert v6.startswith("giskard-worker-1-40051-") and len(v6.rsplit("-", 1)[1]) == 8
+    v6 = service_name(HubAddress("2001:db8::1", 40051))
+    assert v6.startswith("giskard-worker-2001_db8_1-40051-") and len(v6.rsplit("-", 1)[1]) == 8
     assert service_name(HubAddress("a_b", 1)) != service_name(HubAddress("a-b", 1))
-    assert service_name(HubAddress("::1", 40051)) == v6  # stable
+    assert service_name(HubAddress("2001:db8:0::1", 40051)) == v6  # stable, one spelling
+
+
+def test_names_stay_short_whatever_the_host() -> None:
+    labels = ["a" * 63, "b" * 63, "c" * 63]
+    long_host = ".".join([*labels, "d" * 61])
+    name = service_name(HubAddress(long_host, 41000))
+    assert len(name) < 100 and name.startswith(f"giskard-worker-{'a' * 63}-41000-")
+    other = service_name(HubAddress(".".join([*labels, "e" * 61]), 41000))
+    assert other != name
 
 
 def test_launchd_labels_map_both_ways() -> None:

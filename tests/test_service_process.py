@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -106,10 +107,12 @@ def test_repeat_is_a_no_op_and_status_and_logs_tell_the_truth(home: Path, hub: H
     again = cli("worker", "start", "-d", *hub_args(hub), *BACKEND)
     assert again.returncode == 0 and "already running, unchanged" in again.stdout
     (status,) = worker_status(home)
-    name = f"giskard-worker-127.0.0.1-{hub.port}"
+    # Named and shown by the hub's canonical spelling, bound to the environment's python.
+    name = f"giskard-worker-localhost-{hub.port}"
     assert status["backend"] == "process" and status["name"] == name
     assert status["state"] == "running" and status["connected"] is True
-    assert status["hub"] == f"127.0.0.1:{hub.port}" and status["interpreter"] == sys.executable
+    assert status["hub"] == f"localhost:{hub.port}"
+    assert status["interpreter"] == str(Path(sys.prefix).resolve() / "bin" / "python")
     assert psutil.Process(status["pid"]).cmdline()[1:5] == ["-m", "giskard.cli", "worker", "start"]
     logs = cli("worker", "logs", *hub_args(hub), "-n", "20")
     assert logs.returncode == 0 and CONNECTED in logs.stdout
@@ -260,3 +263,75 @@ def test_logs_follow_prints_new_lines(home: Path, hub: Hub) -> None:
         finally:
             follower.send_signal(signal.SIGINT)
             follower.wait(10)
+
+
+def test_a_killed_supervisor_takes_its_worker_along_and_start_d_tells_the_truth(
+    home: Path, hub: Hub, client: HubClient
+) -> None:
+    assert cli("worker", "start", "-d", *hub_args(hub), *BACKEND).returncode == 0
+    (before,) = worker_status(home)
+    supervisor = json.loads(next((home / "run" / "services").glob("*.json")).read_text())["pid"]
+    os.kill(supervisor, signal.SIGKILL)  # the supervisor alone, not its group
+    wait_until(lambda: not is_running(before["pid"]), 30, "the worker to end with its supervisor")
+    assert [s["state"] for s in worker_status(home)] == ["stopped"]
+    again = cli("worker", "start", "-d", *hub_args(hub), *BACKEND)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "installed and started" in again.stdout and "Connected" in again.stdout
+    (after,) = worker_status(home)
+    assert after["state"] == "running" and after["pid"] != before["pid"]
+    wait_until(lambda: [w["pid"] for w in client.workers()] == [after["pid"]], 15, "one worker")
+
+
+def test_an_orphaned_worker_is_shown_and_replaced_by_start_d(
+    home: Path, hub: Hub, client: HubClient
+) -> None:
+    name = f"giskard-worker-localhost-{hub.port}"
+    with orphan_of(hub, name) as orphan:
+        wait_until(lambda: client.workers(), 15, "the orphan to connect")
+        (shown,) = worker_status(home)
+        assert (shown["pid"], shown["name"], shown["state"]) == (orphan.pid, name, "running")
+        assert shown["backend"] == "unmanaged" and "orphan" in shown["detail"]
+        started = cli("worker", "start", "-d", *hub_args(hub), *BACKEND)
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert f"Stopped an orphaned worker of {name}, pid {orphan.pid}" in started.stdout
+        assert "Connected to the Giskard server" in started.stdout
+        assert orphan.wait(10) == 0
+        (service,) = worker_status(home)
+        assert service["backend"] == "process" and service["pid"] != orphan.pid
+        wait_until(
+            lambda: [w["pid"] for w in client.workers()] == [service["pid"]], 15, "one worker"
+        )
+
+
+def test_stop_stops_an_orphan_of_the_service(home: Path, hub: Hub) -> None:
+    name = f"giskard-worker-localhost-{hub.port}"
+    with orphan_of(hub, name) as orphan:
+        wait_until(lambda: worker_status(home), 15, "the orphan's lock")
+        stopped = cli("worker", "stop", "-h", "localhost", "-p", str(hub.port))
+        assert stopped.returncode == 0
+        assert f"Stopped orphaned worker of {name} pid {orphan.pid}" in stopped.stdout
+        assert orphan.wait(10) == 0
+
+
+@contextlib.contextmanager
+def orphan_of(hub: Hub, name: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A worker that believes it runs as the service `name`, with no manager: what a
+    supervisor that died leaves behind where the kernel cannot end its child (macOS)."""
+    with subprocess.Popen(
+        giskard_command("worker", "start", *hub_args(hub)),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "GISKARD_SERVICE": name},
+    ) as orphan:
+        try:
+            yield orphan
+        finally:
+            orphan.kill()
+
+
+def is_running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

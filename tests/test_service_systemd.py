@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,7 +74,7 @@ def test_start_d_runs_a_unit_bound_to_the_venv_and_journald_shows_the_connection
 
 def test_killed_worker_is_restarted_by_systemd_and_reconnects(user: ServiceUser) -> None:
     with Hub(host="127.0.0.1", port=free_port()) as hub:
-        name = f"giskard-worker-127.0.0.1-{hub.port}"
+        name = f"giskard-worker-localhost-{hub.port}"
         args = ("-h", "127.0.0.1", "-p", str(hub.port))
         assert user.giskard("worker", "start", "-d", *args).returncode == 0
         first = main_pid(user, name)
@@ -114,7 +115,7 @@ def test_two_hubs_two_services_stop_all_stops_both(user: ServiceUser) -> None:
         for hub in (first, second):
             result = user.giskard("worker", "start", "-d", "-h", "127.0.0.1", "-p", str(hub.port))
             assert result.returncode == 0, result.stderr
-            names.append(f"giskard-worker-127.0.0.1-{hub.port}")
+            names.append(f"giskard-worker-localhost-{hub.port}")
         status = json.loads(user.giskard("worker", "status", "--json").stdout)
         assert sorted(s["name"] for s in status) == sorted(names)
         assert all(s["state"] == "running" and s["connected"] for s in status)
@@ -130,12 +131,12 @@ def test_status_and_logs_show_the_truth(user: ServiceUser) -> None:
     result = user.giskard("worker", "start", "-d", "-h", "127.0.0.1", "-p", str(port))
     assert result.returncode == 0, result.stderr
     assert f"Running, waiting for the Giskard server at 127.0.0.1:{port}" in result.stdout
-    name = f"giskard-worker-127.0.0.1-{port}"
+    name = f"giskard-worker-localhost-{port}"
     (status,) = json.loads(user.giskard("worker", "status", "--json").stdout)
     assert status["backend"] == "systemd" and status["name"] == name
     assert status["state"] == "running" and status["connected"] is False
     assert status["pid"] == main_pid(user, name) and status["interpreter"] == user.python
-    assert status["hub"] == f"127.0.0.1:{port}"
+    assert status["hub"] == f"localhost:{port}"  # the canonical spelling of the hub
     wait_until(lambda: journal_has(user, "Cannot reach", 1, name), 15, "a warning in the journal")
     logs = user.giskard("worker", "logs", "-h", "127.0.0.1", "-p", str(port), "-n", "50")
     assert logs.returncode == 0 and "Cannot reach the Giskard server" in logs.stdout
@@ -147,22 +148,43 @@ def test_status_and_logs_show_the_truth(user: ServiceUser) -> None:
     assert "INFO giskard" not in user.journal(name, "-p", "warning", "-o", "cat")
 
 
-def test_repeat_is_a_no_op_and_another_interpreter_rebinds(user: ServiceUser) -> None:
-    args = ("-h", "127.0.0.1", "-p", str(free_port()))
-    assert user.giskard("worker", "start", "-d", *args).returncode == 0
-    name = f"giskard-worker-127.0.0.1-{args[-1]}"
+def test_repeat_is_a_no_op_from_any_executable_and_another_environment_rebinds(
+    user: ServiceUser,
+) -> None:
+    port = str(free_port())  # no hub, so no key: the same service from every command
+
+    def start_d(executable: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return user.run(executable, "-m", "giskard.cli", "worker", "start", "-d", *args)
+
+    assert start_d(user.python, "-h", "127.0.0.1", "-p", port).returncode == 0
+    name = f"giskard-worker-localhost-{port}"
     pid = main_pid(user, name)
-    again = user.giskard("worker", "start", "-d", *args)
-    assert again.returncode == 0 and "already running, unchanged" in again.stdout
+    # Every executable of the environment and every loopback spelling: the same service.
+    for executable, host in [(user.python, "localhost"), (f"{user.python}3", "::1")]:
+        again = start_d(executable, "-h", host, "-p", port)
+        assert again.returncode == 0 and "already running, unchanged" in again.stdout, again
     assert main_pid(user, name) == pid
-    # Another interpreter of the same environment: a second name for the venv's python.
-    other = str(user.venv / "bin" / "python-other")
-    user.run("ln", "-sf", "python", other)
-    rebound = user.run(other, "-m", "giskard.cli", "worker", "start", "-d", *args)
+    assert f"# Interpreter: {user.python}\n" in unit_file(user, name).read_text()
+    other = other_environment(user)
+    rebound = start_d(other, "-p", port)
     assert rebound.returncode == 0, rebound.stderr
     assert "rebound to a new interpreter" in rebound.stdout and user.python in rebound.stdout
-    assert f"# Interpreter: {other}" in unit_file(user, name).read_text()
+    assert f"# Interpreter: {other}\n" in unit_file(user, name).read_text()
     assert main_pid(user, name) != pid
+
+
+def other_environment(user: ServiceUser) -> str:
+    """The python of another venv of the user, importing the packages of theirs."""
+    venv = user.home / "venvs" / "other"
+    if not (venv / "bin" / "python").exists():
+        made = user.run("/usr/bin/python3", "-m", "venv", "--without-pip", str(venv))
+        assert made.returncode == 0, made.stderr
+    code = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    ours = user.run(user.python, "-c", code).stdout.strip()
+    theirs = user.run(str(venv / "bin" / "python"), "-c", code).stdout.strip()
+    line = f"import site; site.addsitedir({ours!r})"
+    user.run("sh", "-c", 'echo "$1" > "$2"', "sh", line, f"{theirs}/parent-venv.pth")
+    return str(venv / "bin" / "python")
 
 
 def test_a_failing_start_reports_why_a_crash_loop_ends_failed_and_start_d_recovers(
@@ -171,7 +193,7 @@ def test_a_failing_start_reports_why_a_crash_loop_ends_failed_and_start_d_recove
     broken = user.home / "broken-home"
     user.run("touch", str(broken))  # GISKARD_HOME is a file: the worker cannot start
     args = ("-h", "127.0.0.1", "-p", str(free_port()))
-    name = f"giskard-worker-127.0.0.1-{args[-1]}"
+    name = f"giskard-worker-localhost-{args[-1]}"
     env = {"GISKARD_HOME": str(broken), "GISKARD_API_KEY": ""}  # no key to store there
     failed = user.giskard("worker", "start", "-d", *args, env=env)
     assert failed.returncode == 1
@@ -206,7 +228,7 @@ def _is_zombie(pid: int) -> bool:
 
 def test_restart_replaces_the_main_process(user: ServiceUser) -> None:
     args = ("-h", "127.0.0.1", "-p", str(free_port()))
-    name = f"giskard-worker-127.0.0.1-{args[-1]}"
+    name = f"giskard-worker-localhost-{args[-1]}"
     assert user.giskard("worker", "start", "-d", *args).returncode == 0
     pid = main_pid(user, name)
     result = user.giskard("worker", "restart", *args)
@@ -218,7 +240,7 @@ def test_restart_replaces_the_main_process(user: ServiceUser) -> None:
 def test_stop_all_removes_orphans(user: ServiceUser) -> None:
     # A unit file whose service is not running, and a running service whose file is gone.
     args = ("-h", "127.0.0.1", "-p", str(free_port()))
-    running = f"giskard-worker-127.0.0.1-{args[-1]}"
+    running = f"giskard-worker-localhost-{args[-1]}"
     assert user.giskard("worker", "start", "-d", *args).returncode == 0
     user.run("rm", str(unit_file(user, running)))
     idle = unit_file(user, "giskard-worker-idle-1")
@@ -236,7 +258,7 @@ def test_stop_all_removes_orphans(user: ServiceUser) -> None:
 def test_the_key_never_appears_in_the_unit_argv_or_journal(user: ServiceUser) -> None:
     with Hub(host="127.0.0.1", port=free_port()) as hub:
         args = ("-h", "127.0.0.1", "-p", str(hub.port))
-        name = f"giskard-worker-127.0.0.1-{hub.port}"
+        name = f"giskard-worker-localhost-{hub.port}"
         result = user.giskard("worker", "start", "-d", *args)
         assert result.returncode == 0, result.stderr
         assert "Connected to the Giskard server" in result.stdout
@@ -256,7 +278,7 @@ def test_logs_fall_back_to_the_log_file_when_the_journal_is_unreadable(
     user: ServiceUser,
 ) -> None:
     args = ("-h", "127.0.0.1", "-p", str(free_port()))
-    name = f"giskard-worker-127.0.0.1-{args[-1]}"
+    name = f"giskard-worker-localhost-{args[-1]}"
     assert user.giskard("worker", "start", "-d", *args).returncode == 0
     wait_until(lambda: journal_has(user, "Cannot reach", 1, name), 15, "a line in the journal")
     journals = list(Path("/var/log/journal").rglob(f"user-{user.uid}*.journal"))

@@ -60,7 +60,7 @@ class InstallerError(GiskardError):
 
 
 class AlreadyRunningError(GiskardError):
-    """A worker for the same interpreter and hub is already running."""
+    """A worker for the same environment and hub is already running."""
 
     exit_code = ExitCode.CONFIG
 

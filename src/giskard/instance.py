@@ -1,4 +1,4 @@
-"""One worker per (interpreter, hub): an exclusive lock held for the worker's whole life.
+"""One worker per (environment, hub): an exclusive lock held for the worker's whole life.
 
 "Lock free" means "not running", so a stale file can never block a start or point at a
 stranger's pid. Beside the lock, a small JSON file says who holds it and whether it is
@@ -19,6 +19,7 @@ from pathlib import Path
 from giskard import lockfile
 from giskard.address import HubAddress
 from giskard.errors import AlreadyRunningError
+from giskard.identity import canonical_hub, environment
 from giskard.installer.files import write_atomically
 from giskard.installer.naming import service_name
 from giskard.paths import run_dir
@@ -31,10 +32,12 @@ ACQUIRE_PATIENCE_S = 1.0
 @dataclass(frozen=True)
 class InstanceState:
     pid: int
-    interpreter: str
-    hub: str
+    interpreter: str  # the executable it was started with, for people to read
+    environment: str  # with `hub`, the worker's identity
+    hub: str  # the canonical spelling of the hub's address
     started_at: float
     service: str  # the service name when run by a service manager, else ""
+    parent_pid: int  # the service manager's process, for the process backend's supervisor
     connected: bool = False
     state_since: float = 0.0
     running_jobs: int = 0
@@ -50,24 +53,28 @@ def instances_dir() -> Path:
     return run_dir() / "workers"
 
 
-def instance_key(address: HubAddress, interpreter: str) -> str:
-    digest = hashlib.sha256(interpreter.encode()).hexdigest()[:10]
+def instance_key(address: HubAddress, prefix: Path) -> str:
+    """Short whatever the host: the service name is, and the environment is hashed."""
+    digest = hashlib.sha256(str(prefix).encode()).hexdigest()[:10]
     return f"{service_name(address)}--{digest}"
 
 
 class InstanceLock:
     """Held by a running worker; `acquire` refuses a second worker for the same pair."""
 
-    def __init__(self, address: HubAddress, interpreter: str = sys.executable) -> None:
-        key = instance_key(address, interpreter)
+    def __init__(self, address: HubAddress) -> None:
+        prefix = environment()
+        key = instance_key(address, prefix)
         self.lock_path = instances_dir() / f"{key}.lock"
         self.state_path = instances_dir() / f"{key}.json"
         self._state = InstanceState(
             pid=os.getpid(),
-            interpreter=interpreter,
-            hub=address.target,
+            interpreter=sys.executable,
+            environment=str(prefix),
+            hub=canonical_hub(address).target,
             started_at=time.time(),
             service=os.environ.get("GISKARD_SERVICE", ""),
+            parent_pid=os.getppid(),
         )
         self._fd: int | None = None
 
@@ -79,8 +86,8 @@ class InstanceLock:
                 holder = read_state(self.state_path)
                 who = holder.describe() if holder else "another process"
                 raise AlreadyRunningError(
-                    f"a worker for {self._state.hub} from {self._state.interpreter} "
-                    f"is already running: {who}"
+                    f"a worker for {self._state.hub} from the environment "
+                    f"{self._state.environment} is already running: {who}"
                 )
             time.sleep(0.05)
         self._fd = fd
@@ -138,10 +145,7 @@ def remove_stale() -> int:
     return removed
 
 
-def find_running(address: HubAddress, interpreter: str | None = None) -> list[InstanceState]:
-    """Running workers for `address` (and `interpreter`, when given)."""
-    return [
-        state
-        for state in running_instances()
-        if state.hub == address.target and interpreter in (None, state.interpreter)
-    ]
+def find_running(address: HubAddress) -> list[InstanceState]:
+    """Running workers for `address`, whichever its spelling, from any environment."""
+    hub = canonical_hub(address).target
+    return [state for state in running_instances() if state.hub == hub]

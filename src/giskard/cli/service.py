@@ -47,6 +47,10 @@ def start_daemon(
     typer.echo(f"Backend: {report.backend.name}{why}")
     if report.backend.name == "process":
         typer.echo("  A detached process: it does not start at boot and ends with this machine.")
+    for orphan in report.stopped_orphans:
+        typer.echo(
+            f"Stopped an orphaned worker of {spec.name}, pid {orphan} (its manager was gone)."
+        )
     pid = f", pid {outcome.pid}" if outcome.pid else ""
     typer.echo(f"Service {spec.name}: {outcome.action.value}{pid}")
     if outcome.action is Action.REBOUND:

@@ -127,10 +127,12 @@ def _run_foreground(config: WorkerConfig, *, verbose: bool, log_stderr: bool) ->
 
     configure_logging(verbose=verbose, log_file=worker_log_path(), to_stderr=log_stderr)
 
+    from giskard.installer.supervisor import die_with_supervisor
     from giskard.instance import InstanceLock
     from giskard.worker import Worker
     from giskard.worker.sd_notify import notify
 
+    die_with_supervisor()
     address = config.address
     lock = InstanceLock(address)
     try:
@@ -195,7 +197,8 @@ def restart(host: str = HOST, port: int = PORT) -> None:
 def status(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Show every worker of this user: backend, name, hub, interpreter, state, connection."""
+    """Show every worker of this user, managed by a service or not: backend, name, hub,
+    interpreter, state, connection."""
     from giskard.cli.service import print_status
 
     print_status(as_json=as_json)

@@ -1,21 +1,22 @@
 """The contract every service backend (systemd, launchd, the process fallback) fulfils.
 
 A backend installs the foreground worker (`python -m giskard.cli worker start ...`) as a
-per-user service bound to one interpreter, and leaves daemonisation, restart on failure and
-log rotation to the service manager. One service per hub: its name comes from the address.
+per-user service bound to one environment through its canonical executable, and leaves
+daemonisation, restart on failure and log rotation to the service manager. One service per
+hub: its name comes from the address, in its canonical spelling.
 """
 
 from __future__ import annotations
 
 import enum
 import os
-import sys
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from giskard.address import DEFAULT_HOST, DEFAULT_PORT, HubAddress
+from giskard.identity import canonical_executable, canonical_hub
 from giskard.installer.naming import service_name
 from giskard.paths import giskard_home, worker_log_path
 
@@ -84,21 +85,30 @@ def current_spec(
     api_key_file: str | None = None,
     extra_args: Sequence[str] = (),
 ) -> ServiceSpec:
-    """The spec for this interpreter and environment."""
-    # The service manager has neither the shell's PATH nor a venv's activation: capture it,
-    # with the interpreter's own bin directory first so that its tools win.
-    entries = [os.path.dirname(sys.executable), *os.environ.get("PATH", "").split(os.pathsep)]
-    path = os.pathsep.join(dict.fromkeys(e for e in entries if e))
+    """The spec for this environment, whichever of its executables runs this, and for the
+    hub in its canonical spelling: so every way of naming the two gives the same service."""
+    interpreter = canonical_executable()
     return ServiceSpec(
-        address=address,
-        interpreter=sys.executable,
+        address=canonical_hub(address),
+        interpreter=interpreter,
         verbose=verbose,
-        path=path,
+        path=_service_path(os.path.dirname(interpreter)),
         home=str(Path.home()),
         giskard_home=str(giskard_home().resolve()),
         api_key_file=api_key_file,
         extra_args=tuple(extra_args),
     )
+
+
+def _service_path(bin_dir: str) -> str:
+    """The service manager has neither the shell's PATH nor a venv's activation: capture it,
+    with the environment's bin directory first so that its tools win, and once: the same
+    directory reached through a symlink (a venv activated by another path) is dropped, so
+    that every way into the environment gives the same service."""
+    ours = os.path.realpath(bin_dir)
+    shell = os.environ.get("PATH", "").split(os.pathsep)
+    entries = [bin_dir, *(e for e in shell if e and os.path.realpath(e) != ours)]
+    return os.pathsep.join(dict.fromkeys(entries))
 
 
 class Action(enum.Enum):

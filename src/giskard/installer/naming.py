@@ -6,22 +6,29 @@ import hashlib
 import re
 
 from giskard.address import DEFAULT_HOST, DEFAULT_PORT, HubAddress
+from giskard.identity import canonical_hub
 
 SERVICE_PREFIX = "giskard-worker"
 LAUNCHD_PREFIX = "ai.giskard.worker"
 _UNSAFE = re.compile(r"[^a-z0-9.]+")
+# A DNS name may have 253 characters, a file name 255 bytes: the lock, state, key and unit
+# files add their suffixes to the service name, so the host part stays one label long.
+_MAX_HOST_CHARS = 63
 
 
 def service_name(address: HubAddress) -> str:
     """`giskard-worker` for the default hub, `giskard-worker-<host>-<port>` otherwise.
 
+    The hub is taken in its canonical spelling (every loopback spelling is `localhost`).
     Host names are case-insensitive, so lowercase loses nothing; anything else outside
-    [a-z0-9.] is replaced, and then a short hash of the exact address keeps names distinct.
+    [a-z0-9.] is replaced, a long host is cut, and then a short hash of the exact address
+    keeps names distinct.
     """
+    address = canonical_hub(address)
     if address == HubAddress(DEFAULT_HOST, DEFAULT_PORT):
         return SERVICE_PREFIX
-    host = address.host.lower()
-    safe_host = _UNSAFE.sub("_", host).strip("_.") or "host"
+    host = address.host
+    safe_host = _UNSAFE.sub("_", host).strip("_.")[:_MAX_HOST_CHARS].rstrip("_.") or "host"
     name = f"{SERVICE_PREFIX}-{safe_host}-{address.port}"
     if safe_host != host:
         digest = hashlib.sha256(f"{host}:{address.port}".encode()).hexdigest()[:8]

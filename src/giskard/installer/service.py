@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from giskard.address import HubAddress
 from giskard.credentials import LOCAL_ADMIN_KEY, Credentials
 from giskard.errors import AlreadyRunningError, InstallerError
+from giskard.identity import environment
 from giskard.installer.base import (
     Backend,
     InstallOutcome,
@@ -39,6 +40,7 @@ class StartReport:
     outcome: InstallOutcome
     connected: bool
     linger: str | None  # systemd only: "yes", "no", or None when unknown
+    stopped_orphans: tuple[int, ...] = ()  # pids of this service's workers no manager ran
 
 
 def start_service(
@@ -51,18 +53,13 @@ def start_service(
     enable_linger: bool = False,
     job_args: Sequence[str] = (),
 ) -> StartReport:
-    """Install and start (or confirm) the service for `address`, bound to this interpreter;
+    """Install and start (or confirm) the service for `address`, bound to this environment;
     `job_args` are the worker's job options (--concurrency ...), passed through."""
     chosen, reason = choose_backend(backend)
     key_file = _store_key(service_name(address), credentials)
     extra = [*(security.args() if security else []), *job_args]
     spec = current_spec(address, verbose=verbose, api_key_file=key_file, extra_args=extra)
-    for other in find_running(address, spec.interpreter):
-        if other.service != spec.name:
-            raise AlreadyRunningError(
-                f"a worker for {address} from this interpreter is already running: "
-                f"{other.describe()}; stop it first"
-            )
+    orphans = _orphans_of(chosen, spec)
     linger = None
     if chosen.name == "systemd":
         from giskard.installer.systemd import SystemdBackend
@@ -71,20 +68,60 @@ def start_service(
         if enable_linger:  # first: a request that cannot be met should change nothing
             chosen.enable_linger()
         linger = chosen.linger()
+    for orphan in orphans:  # before the new worker, which would find its lock held
+        _terminate(orphan)
     outcome = chosen.install(spec)
     connected = wait_for_connection(chosen, spec, CONNECT_WAIT_S)
-    return StartReport(chosen, reason, spec, outcome, connected, linger)
+    return StartReport(chosen, reason, spec, outcome, connected, linger, tuple(orphans))
+
+
+def _orphans_of(chosen: Backend, spec: ServiceSpec) -> list[int]:
+    """The pids of this service's workers whose manager died; refuses when a worker of this
+    environment and hub runs that the service `chosen` does not manage."""
+    here = str(environment())
+    orphans = []
+    for other in find_running(spec.address):
+        manager = manager_of(other)
+        if manager is None and other.service == spec.name:
+            orphans.append(other.pid)
+        elif other.environment == here and (manager is None or manager.name != chosen.name):
+            where = f" as a {manager.name} service" if manager else ""
+            raise AlreadyRunningError(
+                f"a worker for {spec.address} from this environment is already running"
+                f"{where}: {other.describe()}; stop it first"
+            )
+    return orphans
+
+
+def manager_of(worker: InstanceState) -> Backend | None:
+    """The backend whose service runs `worker`; None for a foreground worker or an orphan."""
+    if not worker.service:
+        return None
+    for backend in all_backends():
+        status = backend.status(worker.service)
+        if status is not None and runs(status, worker):
+            return backend
+    return None
+
+
+def runs(status: ServiceStatus, worker: InstanceState) -> bool:
+    """Whether the service `status` runs `worker`: as its main process (systemd, launchd)
+    or as the child of its supervisor (the process backend)."""
+    return (
+        worker.service == status.name
+        and status.pid is not None
+        and status.pid in (worker.pid, worker.parent_pid)
+    )
 
 
 def wait_for_connection(backend: Backend, spec: ServiceSpec, timeout_s: float) -> bool:
-    """Whether the worker reports a connection to the hub within `timeout_s`; raises
-    ServiceFailedError when it dies meanwhile (a bad key, a refused hello...)."""
+    """Whether the service's own worker reports a connection to the hub within `timeout_s`;
+    raises ServiceFailedError when the service stops meanwhile (a bad key, a refused
+    hello, another worker holding the lock...)."""
     from giskard.installer.systemd import ServiceFailedError
 
     deadline = time.monotonic() + timeout_s
     while True:
-        if any(state.connected for state in find_running(spec.address, spec.interpreter)):
-            return True
         status = backend.status(spec.name)
         if status is None or status.state not in ("running", "starting"):
             raise ServiceFailedError(
@@ -92,6 +129,8 @@ def wait_for_connection(backend: Backend, spec: ServiceSpec, timeout_s: float) -
                 f" ({status.state if status else 'gone'})",
                 backend.log_lines(spec.name, 15),
             )
+        if any(state.connected and runs(status, state) for state in running_instances()):
+            return True
         if time.monotonic() > deadline:
             return False
         time.sleep(0.1)
@@ -116,13 +155,18 @@ def _store_key(name: str, credentials: Credentials) -> str | None:
 
 
 def stop_service(address: HubAddress) -> list[str]:
-    """Stop and remove the service for `address` on every backend; what was stopped."""
+    """Stop and remove the service for `address` on every backend, and the orphans its
+    manager left running; what was stopped."""
     name = service_name(address)
     stopped = [
         f"{backend.name} service {name}"
         for backend in all_backends()
         if name in backend.names() and backend.stop(name)
     ]
+    for state in find_running(address):
+        if state.service == name:  # its service is gone: an orphan
+            _terminate(state.pid)
+            stopped.append(f"orphaned worker of {name} pid {state.pid}")
     key_file_of(name).unlink(missing_ok=True)
     return stopped
 
@@ -135,8 +179,9 @@ def stop_all() -> list[str]:
         for name in backend.names()
         if backend.stop(name)
     ]
-    for state in running_instances():
-        stopped.append(f"foreground worker pid {state.pid} ({state.hub})")
+    for state in running_instances():  # in the foreground, or orphaned
+        how = f"orphaned worker of {state.service}" if state.service else "foreground worker"
+        stopped.append(f"{how} pid {state.pid} ({state.hub})")
         _terminate(state.pid)
     remove_stale()
     for key_file in secrets_dir().glob("*.key"):
@@ -162,25 +207,28 @@ class WorkerStatus:
 
 
 def statuses() -> list[WorkerStatus]:
-    """Every worker service of this user and every foreground worker."""
+    """Every worker service of this user, and every worker running outside one: in the
+    foreground, or orphaned by a service manager that died."""
     found: list[WorkerStatus] = []
     instances = list(running_instances())
+    managed: set[int] = set()
     for backend in all_backends():
         linger = getattr(backend, "linger", lambda: None)()
         for name in backend.names():
             status = backend.status(name)
             if status is None:
                 continue
-            worker = next((s for s in instances if s.service == name and status.running), None)
+            worker = next((s for s in instances if runs(status, s)), None)
             if worker is not None:  # the worker's own pid, not its supervisor's
+                managed.add(worker.pid)
                 status = dataclasses.replace(status, pid=worker.pid)
             connected = worker.connected if worker else (False if status.running else None)
             jobs = (worker.running_jobs, worker.concurrency) if worker else None
             found.append(WorkerStatus(status, connected, linger, jobs))
     for state in instances:
-        if not state.service:
+        if state.pid not in managed:
             jobs = (state.running_jobs, state.concurrency)
-            found.append(WorkerStatus(_foreground_status(state), state.connected, None, jobs))
+            found.append(WorkerStatus(_unmanaged_status(state), state.connected, None, jobs))
     return found
 
 
@@ -193,15 +241,18 @@ def find_backend(address: HubAddress) -> Backend:
     raise InstallerError(f"no worker service for {address} (see `giskard worker status`)")
 
 
-def _foreground_status(state: InstanceState) -> ServiceStatus:
+def _unmanaged_status(state: InstanceState) -> ServiceStatus:
     return ServiceStatus(
-        backend="foreground",
-        name="-",
+        backend="unmanaged" if state.service else "foreground",
+        name=state.service or "-",
         state="running",
         pid=state.pid,
         since=state.started_at,
         interpreter=state.interpreter,
         hub=state.hub,
+        detail="orphan: its service manager is gone; stop it with `giskard worker stop`"
+        if state.service
+        else "",
     )
 
 

@@ -3,10 +3,13 @@
 Holds the service's lock, runs the worker, restarts it on failure like systemd's
 Restart=on-failure (not after a clean exit or a configuration error), and gives up after a
 burst of failures. SIGTERM stops it (the worker drains first); SIGHUP restarts the worker.
+If the supervisor dies, even by SIGKILL, its worker gets a SIGTERM from the kernel (see
+`die_with_supervisor`): no worker runs on unmanaged.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
@@ -33,6 +36,9 @@ BURST_WINDOW_S = 300.0
 # The worker drains for at most 20 s; past this it is killed.
 DRAIN_TIMEOUT_S = 30.0
 SERVICE_ENVIRONMENT = ("PYTHONUNBUFFERED", "PATH", "GISKARD_HOME", "GISKARD_SERVICE")
+# Tells the worker which process supervises it, so that it can die with it.
+SUPERVISOR_PID_ENV = "GISKARD_SUPERVISOR_PID"
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 class Supervisor:
@@ -64,7 +70,11 @@ class Supervisor:
     def run(self) -> None:
         failures: list[float] = []
         while not self.stopping.is_set():
-            self.child = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL)
+            self.child = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, SUPERVISOR_PID_ENV: str(os.getpid())},
+            )
             if self.stopping.is_set():  # a SIGTERM between the check and the start
                 self._terminate_child()
             code = _exit_code(self.child.wait())
@@ -90,6 +100,24 @@ class Supervisor:
                 "Worker %s exited with code %s; restarting in %.1f s", self.name, code, delay_s
             )
             self.stopping.wait(delay_s)
+
+
+def die_with_supervisor() -> None:
+    """In a worker started by a supervisor: have the kernel send it SIGTERM (it drains, then
+    exits) when the supervisor dies, however it dies. Linux only; elsewhere `start -d` and
+    `stop` find such an orphan by its lock and stop it."""
+    supervisor = os.environ.pop(SUPERVISOR_PID_ENV, "")
+    if not supervisor.isdigit() or not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        logger.warning(
+            "Cannot tie the worker to its supervisor: %s", os.strerror(ctypes.get_errno())
+        )
+        return
+    # The supervisor may have died before the call above, which then never fires.
+    if os.getppid() != int(supervisor):
+        raise SystemExit(0)
 
 
 def _kill_if_running(child: subprocess.Popen[bytes]) -> None:

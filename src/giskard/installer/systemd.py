@@ -75,12 +75,17 @@ class SystemdBackend(Backend):
 
     def stop(self, name: str) -> bool:
         path = self.unit_path(name)
-        loaded = self._show(name).get("LoadState") not in (None, "", "not-found")
+        shown = self._show(name)
+        # A unit whose file is gone reads "not-found" after any daemon-reload, yet may run.
+        running = shown.get("ActiveState") in ("active", "activating", "deactivating", "reloading")
+        loaded = running or shown.get("LoadState") not in (None, "", "not-found")
         if not loaded and not path.exists():
             return False
         if loaded:
             result = self._systemctl("disable", "--now", f"{name}.service", timeout_s=60)
-            if not result.ok and path.exists():
+            if not result.ok and not path.exists():  # disable needs the file; stop does not
+                result = self._systemctl("stop", f"{name}.service", timeout_s=60)
+            if not result.ok:
                 raise InstallerError(f"cannot stop {name}: {result.first_error_line()}")
         path.unlink(missing_ok=True)
         self._systemctl("daemon-reload", check=True)
