@@ -8,11 +8,8 @@ import logging
 import signal
 from collections.abc import Callable
 
-import grpc
-
-from giskard.credentials import LOCAL_ADMIN_KEY, dial_target
+from giskard.channel import open_aio_channel, uses_local_socket
 from giskard.errors import GiskardError
-from giskard.protocol import CHANNEL_OPTIONS
 from giskard.tls import explain_failure
 from giskard.worker.backoff import Backoff
 from giskard.worker.config import WorkerConfig
@@ -131,7 +128,7 @@ class Worker:
     async def _explain(self, reason: str) -> str:
         """A TLS mismatch or an untrusted certificate, if that is why we could not connect."""
         config = self.config
-        local = config.credentials.source == LOCAL_ADMIN_KEY and not config.security.tls
+        local = uses_local_socket(config.credentials, config.security)
         return await asyncio.to_thread(
             explain_failure,
             reason,
@@ -150,7 +147,8 @@ class Worker:
 
         # A fresh channel per attempt: a reused one would add gRPC's own reconnect backoff
         # (up to two minutes) on top of ours.
-        async with _channel(self.config) as channel:
+        config = self.config
+        async with open_aio_channel(config.address, config.credentials, config.security) as channel:
             session = Session(self.config, channel, execution, info, connected)
             await session.run(stopping)
 
@@ -160,12 +158,3 @@ async def _close_on(stopping: asyncio.Event, pool: ExecutorPool) -> None:
     # executor on the way out.
     await stopping.wait()
     pool.closing()
-
-
-def _channel(config: WorkerConfig) -> grpc.aio.Channel:
-    address, security = config.address, config.security
-    target = dial_target(address.host, address.port, config.credentials, security.tls)
-    if config.security.tls:
-        credentials = config.security.credentials()
-        return grpc.aio.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
-    return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
