@@ -56,6 +56,17 @@ class Credentials:
         """The local admin key, which may only travel over the hub's private socket."""
         return self.source == LOCAL_ADMIN_KEY
 
+    @property
+    def given(self) -> bool:
+        """Given by the user (argv, a key file, the environment), not found on disk."""
+        return self.source not in (LOCAL_ADMIN_KEY, "")
+
+    def current(self, host: str) -> Credentials:
+        """These credentials for the next connection attempt: a given key stays; otherwise
+        the local admin key as it is now, which a hub started since has created (or made
+        anew)."""
+        return self if self.given else _local(host)
+
 
 def resolve(
     host: str, *, api_key: str | None = None, api_key_file: str | Path | None = None

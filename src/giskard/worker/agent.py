@@ -9,7 +9,8 @@ import signal
 from collections.abc import Callable
 
 from giskard.channel import open_aio_channel, uses_local_socket
-from giskard.errors import GiskardError
+from giskard.credentials import Credentials
+from giskard.errors import AuthenticationError, GiskardError
 from giskard.tls import explain_failure
 from giskard.worker.backoff import Backoff
 from giskard.worker.config import WorkerConfig
@@ -29,6 +30,9 @@ class Worker:
     def __init__(self, config: WorkerConfig) -> None:
         self.config = config
         self._address = str(config.address)
+        # Those of the latest attempt: without a key given, each attempt looks again for the
+        # local admin key, which a hub started since may have created.
+        self._credentials = config.credentials
         # Told when a session starts (with whether this worker is active) and when it ends.
         self.on_connected: Callable[[bool], None] = lambda active: None
         self.on_disconnected: Callable[[], None] = lambda: None
@@ -128,7 +132,7 @@ class Worker:
     async def _explain(self, reason: str) -> str:
         """A TLS mismatch or an untrusted certificate, if that is why we could not connect."""
         config = self.config
-        local = uses_local_socket(config.credentials, config.security)
+        local = uses_local_socket(self._credentials, config.security)
         return await asyncio.to_thread(
             explain_failure,
             reason,
@@ -145,12 +149,20 @@ class Worker:
             backoff.reset()
             self.on_connected(active)
 
-        # A fresh channel per attempt: a reused one would add gRPC's own reconnect backoff
-        # (up to two minutes) on top of ours.
         config = self.config
-        async with open_aio_channel(config.address, config.credentials, config.security) as channel:
-            session = Session(self.config, channel, execution, info, connected)
-            await session.run(stopping)
+        self._credentials = credentials = config.credentials.current(config.address.host)
+        # A fresh channel per attempt, with its own subchannel (see protocol.CHANNEL_OPTIONS):
+        # our backoff, not gRPC's, paces the attempts.
+        async with open_aio_channel(config.address, credentials, config.security) as channel:
+            session = Session(config, credentials, channel, execution, info, connected)
+            try:
+                await session.run(stopping)
+            except AuthenticationError:
+                if _found_since(credentials, config):
+                    # The local hub started between our look for its key and our dial.
+                    lost = ConnectionLost("the local hub was starting", was_connected=False)
+                    raise lost from None
+                raise
 
 
 async def _close_on(stopping: asyncio.Event, pool: ExecutorPool) -> None:
@@ -158,3 +170,9 @@ async def _close_on(stopping: asyncio.Event, pool: ExecutorPool) -> None:
     # executor on the way out.
     await stopping.wait()
     pool.closing()
+
+
+def _found_since(tried: Credentials, config: WorkerConfig) -> bool:
+    """Whether an attempt without a key was refused only because the local admin key
+    appeared after we looked for it."""
+    return tried.key is None and config.credentials.current(config.address.host).key is not None

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 
 import grpc
 
+from giskard.credentials import Credentials
 from giskard.errors import AuthenticationError, GiskardError, ProtocolError
 from giskard.protocol import PROTOCOL_VERSION
 from giskard.rpc.v1 import common_pb2, worker_pb2, worker_pb2_grpc
@@ -34,6 +35,7 @@ class Session:
     def __init__(
         self,
         config: WorkerConfig,
+        credentials: Credentials,
         channel: grpc.aio.Channel,
         execution: JobExecution,
         info: common_pb2.WorkerInfo,
@@ -43,7 +45,7 @@ class Session:
         self._stub = worker_pb2_grpc.WorkerHubStub(channel)
         self._execution = execution
         self._info = info
-        self._metadata = config.credentials.metadata()
+        self._metadata = credentials.metadata()
         self._on_connected = on_connected
         # Bounded: a large result is produced only as fast as gRPC sends it.
         self._outbox: asyncio.Queue[worker_pb2.WorkerMessage | None] = asyncio.Queue(maxsize=16)
