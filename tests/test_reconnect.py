@@ -1,4 +1,4 @@
-"""Reconnecting to a hub that comes and goes."""
+"""Reconnecting to a hub that comes and goes: start order, long outages, a quiet log."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from conftest import CONNECTED, WorkerProcess, free_port
 
 from giskard.hub import Hub
@@ -14,6 +15,9 @@ BACKOFF_MAX_S = 3.0
 # What an attempt may take beyond the backoff cap: dial, hello, welcome, on a busy machine.
 CONNECT_MARGIN_S = 3.0
 CANNOT_REACH = "Cannot reach the Giskard server"
+# gRPC's own reconnect backoff grows from 1 s by 1.6x (with jitter): after about 30 s of
+# failed attempts (16 of ours, at most 3 s apart) it waited 7-17 s more than our cap.
+OUTAGE_ATTEMPTS = 16
 
 
 def test_worker_started_before_the_first_hub_of_its_home_connects(
@@ -29,3 +33,22 @@ def test_worker_started_before_the_first_hub_of_its_home_connects(
         worker.wait_for_output(CONNECTED, timeout_s=BACKOFF_MAX_S + CONNECT_MARGIN_S)
         assert time.monotonic() - appeared < BACKOFF_MAX_S + CONNECT_MARGIN_S
     assert worker.process.poll() is None
+
+
+@pytest.mark.parametrize("path", ["tcp", "unix-socket"])
+def test_worker_reconnects_within_its_cap_after_a_long_outage(
+    path: str, tmp_path: Path, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    """tcp: an explicit key; unix-socket: the local admin key of the worker's own home."""
+    home = tmp_path / "hub-home" if path == "unix-socket" else None
+    with Hub(port=0, home=home) as hub:
+        port = hub.port
+        key = "" if path == "unix-socket" else hub.admin_key
+        worker = start_worker("-h", "127.0.0.1", "-p", str(port), home=home, api_key=key)
+        worker.wait_for_output(CONNECTED)
+    worker.wait_for_output(CANNOT_REACH, count=OUTAGE_ATTEMPTS, timeout_s=OUTAGE_ATTEMPTS * 4)
+    with Hub(port=port, home=home):
+        appeared = time.monotonic()
+        worker.wait_for_output(CONNECTED, count=2, timeout_s=60)
+        took_s = time.monotonic() - appeared
+    assert took_s < BACKOFF_MAX_S + CONNECT_MARGIN_S, f"reconnected {took_s:.1f} s after the hub"
