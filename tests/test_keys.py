@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import socket
 import subprocess
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -276,3 +279,105 @@ def test_a_fatal_error_can_exit_zero_for_launchd(hub: Hub, tmp_path: Path) -> No
     )
     assert result.returncode == 0
     assert "refused this worker: unknown API key" in result.stderr
+
+
+class _PortListener:
+    """Whoever holds a hub's port while the hub is down: records every byte sent to it."""
+
+    def __init__(self, port: int) -> None:
+        self.connections = 0
+        self.received = b""
+        self._server = socket.create_server(("127.0.0.1", port))
+        self._server.settimeout(0.1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                peer, _ = self._server.accept()
+            except TimeoutError:
+                continue
+            self.connections += 1
+            with peer:
+                peer.settimeout(1.0)
+                with contextlib.suppress(OSError):
+                    while chunk := peer.recv(65536):
+                        self.received += chunk
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._server.close()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["hub", "workers"],
+        ["hub", "keys", "list"],
+        ["hub", "keys", "create", "--role", "client"],
+        ["hub", "keys", "revoke", "somebody"],
+    ],
+)
+def test_the_hub_commands_never_send_the_local_admin_key_over_tcp(
+    command: list[str], tmp_path: Path
+) -> None:
+    """Our hub is down and a stranger listens on its port: a command that found the local
+    admin key must only try the private socket, and so send the stranger nothing."""
+    home = tmp_path / "home"
+    with Hub(port=0, home=home) as hub:
+        port, admin_key = hub.port, hub.admin_key
+    stranger = _PortListener(port)
+    try:
+        result = subprocess.run(
+            giskard_command(*command, "-h", "127.0.0.1", "-p", str(port)),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**os.environ, "GISKARD_HOME": str(home), "GISKARD_API_KEY": ""},
+        )
+    finally:
+        stranger.close()
+    assert admin_key.encode() not in stranger.received
+    assert stranger.connections == 0
+    assert result.returncode == 1
+    assert "no hub of this user listens there" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def _worker_start_error(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        giskard_command("worker", "start", "-h", "127.0.0.1", "-p", str(free_port()), *args),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **env},
+    )
+
+
+def test_a_blank_api_key_in_the_environment_is_called_blank(tmp_path: Path) -> None:
+    result = _worker_start_error({"GISKARD_HOME": str(tmp_path), "GISKARD_API_KEY": " \t "})
+    assert result.returncode == ExitCode.CONFIG
+    assert result.stderr.strip().splitlines() == [
+        "giskard: error: $GISKARD_API_KEY is blank (only white space): give the key itself"
+    ]
+
+
+@pytest.mark.parametrize("which", ["--api-key-file", "admin.key"])
+def test_a_key_file_that_is_not_text_is_a_fatal_one_line_error(which: str, tmp_path: Path) -> None:
+    from giskard.credentials import local_admin_key_path
+
+    key_file = (
+        tmp_path / "given.key" if which == "--api-key-file" else local_admin_key_path(tmp_path)
+    )
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    key_file.write_bytes(b"gsk_\xff\xfe_garbage\n")
+    args = ["--api-key-file", str(key_file)] if which == "--api-key-file" else []
+    result = _worker_start_error({"GISKARD_HOME": str(tmp_path), "GISKARD_API_KEY": ""}, *args)
+    assert result.returncode == ExitCode.CONFIG
+    assert result.stderr.strip().splitlines() == [
+        f"giskard: error: the API key file {key_file} is not text:"
+        " byte 0xff at offset 4 is not UTF-8"
+    ]

@@ -18,7 +18,8 @@ import grpc
 
 from giskard import codec
 from giskard.address import parse_address
-from giskard.credentials import LOCAL_ADMIN_KEY, dial_target, resolve
+from giskard.channel import open_channel, uses_local_socket
+from giskard.credentials import resolve
 from giskard.errors import (
     AuthenticationError,
     EncodingError,
@@ -28,7 +29,7 @@ from giskard.errors import (
     NoWorkerError,
 )
 from giskard.job_handle import JobHandle, ProgressCallback
-from giskard.protocol import CHANNEL_OPTIONS, INLINE_MAX_BYTES, iter_chunks, sha256_of
+from giskard.protocol import INLINE_MAX_BYTES, iter_chunks, sha256_of
 from giskard.rpc.v1 import admin_pb2, admin_pb2_grpc, client_pb2, client_pb2_grpc, common_pb2
 from giskard.rpc_errors import describe_rpc_error
 from giskard.tls import channel_security, explain_failure
@@ -76,13 +77,8 @@ class HubClient:
         self._security = channel_security(
             self.address.host, tls=tls, ca_file=ca_file, insecure=insecure
         )
-        self._local = credentials.source == LOCAL_ADMIN_KEY and not self._security.tls
-        target = dial_target(self.address.host, self.address.port, credentials, self._security.tls)
-        if self._security.tls:
-            creds = self._security.credentials()
-            self._channel = grpc.secure_channel(target, creds, options=CHANNEL_OPTIONS)
-        else:
-            self._channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+        self._local = uses_local_socket(credentials, self._security)
+        self._channel = open_channel(self.address, credentials, self._security)
         self._stub = client_pb2_grpc.PlatformStub(self._channel)
         self._admin = admin_pb2_grpc.AdminStub(self._channel)
 

@@ -2,7 +2,8 @@
 
 Precedence: a key passed explicitly (argv or `HubClient(api_key=...)`), then a key file,
 then $GISKARD_API_KEY, then — for a hub on this machine — the local admin key that a hub of
-the same user's GISKARD_HOME created (0600, so other users cannot read it).
+the same user's GISKARD_HOME created (0600, so other users cannot read it). The local admin
+key is only ever sent over that hub's private socket (see giskard.channel).
 """
 
 from __future__ import annotations
@@ -42,13 +43,6 @@ def local_socket_path(port: int, home: Path | None = None) -> Path:
     return hub_dir(home) / "sockets" / f"{port}.sock"
 
 
-def dial_target(host: str, port: int, credentials: Credentials, tls: bool) -> str:
-    """The gRPC target for the hub at host:port with these credentials."""
-    if credentials.source == LOCAL_ADMIN_KEY and not tls:
-        return f"unix:{local_socket_path(port)}"
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 @dataclass(frozen=True)
 class Credentials:
     key: str | None
@@ -57,28 +51,61 @@ class Credentials:
     def metadata(self) -> tuple[tuple[str, str], ...]:
         return ((METADATA_KEY, f"Bearer {self.key}"),) if self.key else ()
 
+    @property
+    def is_local(self) -> bool:
+        """The local admin key, which may only travel over the hub's private socket."""
+        return self.source == LOCAL_ADMIN_KEY
+
+    @property
+    def given(self) -> bool:
+        """Given by the user (argv, a key file, the environment), not found on disk."""
+        return self.source not in (LOCAL_ADMIN_KEY, "")
+
+    def current(self, host: str) -> Credentials:
+        """These credentials for the next connection attempt: a given key stays; otherwise
+        the local admin key as it is now, which a hub started since has created (or made
+        anew)."""
+        return self if self.given else _local(host)
+
 
 def resolve(
     host: str, *, api_key: str | None = None, api_key_file: str | Path | None = None
 ) -> Credentials:
     """The key to use for the hub at `host`."""
     if api_key:
-        return Credentials(api_key.strip(), "--api-key")
+        return Credentials(_not_blank(api_key, "--api-key"), "--api-key")
     if api_key_file:
         return Credentials(read_key_file(Path(api_key_file)), f"file {api_key_file}")
+    # Empty means unset (`GISKARD_API_KEY= giskard ...`); blank is a mistake to point out.
     if os.environ.get(API_KEY_ENV):
-        return Credentials(os.environ[API_KEY_ENV].strip(), f"${API_KEY_ENV}")
+        source = f"${API_KEY_ENV}"
+        return Credentials(_not_blank(os.environ[API_KEY_ENV], source), source)
+    return _local(host)
+
+
+def _local(host: str) -> Credentials:
     local = local_admin_key_path()
     if is_loopback(host) and local.exists():
         return Credentials(read_key_file(local), LOCAL_ADMIN_KEY)
     return Credentials(None, "")
 
 
+def _not_blank(key: str, source: str) -> str:
+    if not key.strip():
+        raise ConfigurationError(f"{source} is blank (only white space): give the key itself")
+    return key.strip()
+
+
 def read_key_file(path: Path) -> str:
     try:
-        key = path.read_text().strip()
+        key = path.read_bytes().decode().strip()
     except OSError as exc:
         raise ConfigurationError(f"cannot read the API key file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(
+            f"the API key file {path} is not text: byte 0x{exc.object[exc.start]:02x}"
+            f" at offset {exc.start} is not UTF-8"
+        ) from None
     if not key:
         raise ConfigurationError(f"the API key file {path} is empty")
     return key

@@ -21,6 +21,8 @@ MAX_MESSAGE_BYTES = 4 * CHUNK_SIZE
 # KEEPALIVE_TIME_S + KEEPALIVE_TIMEOUT_S, about 20 s, on both sides.
 KEEPALIVE_TIME_S = 10
 KEEPALIVE_TIMEOUT_S = 10
+# The longest a client waits between two attempts to reach the hub.
+RECONNECT_MAX_S = 3
 
 CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -31,6 +33,14 @@ CHANNEL_OPTIONS = [
     ("grpc.http2.max_pings_without_data", 0),
     # Any ping's ack, not only keepalive's, or the core's one-minute default applies.
     ("grpc.http2.ping_timeout_ms", KEEPALIVE_TIMEOUT_S * 1000),
+    # gRPC keeps its own backoff per connection (1 s growing 1.6x to 2 min) and, by default,
+    # shares connections between channels through a process-wide pool: after a long outage,
+    # even a fresh channel inherited a wait of a minute before it dialled the hub again. A
+    # channel's own connections, retried no slower than our cap, keep the README's promise
+    # (reconnected within RECONNECT_MAX_S of the hub being back).
+    ("grpc.use_local_subchannel_pool", 1),
+    ("grpc.initial_reconnect_backoff_ms", 500),
+    ("grpc.max_reconnect_backoff_ms", RECONNECT_MAX_S * 1000),
 ]
 
 SERVER_OPTIONS = [

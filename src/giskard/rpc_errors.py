@@ -38,5 +38,6 @@ _REASONS = [
     ("connection reset", "the connection was reset"),
     ("goaway", "the server is shutting down"),
     ("server shutdown", "the server is shutting down"),
+    ("cancelling all calls", "the server is shutting down"),  # a hub stopped by a signal
     ("unreachable", "network unreachable"),
 ]

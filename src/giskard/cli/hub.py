@@ -16,7 +16,7 @@ from giskard.cli.options import (
     PORT,
     TLS,
     VERBOSE,
-    credentials_for,
+    warn_if_key_in_argv,
 )
 
 if TYPE_CHECKING:
@@ -214,9 +214,16 @@ def _client(
     from giskard.client import HubClient
 
     address = HubAddress(host, port)
-    credentials = credentials_for(address.host, api_key, api_key_file)
+    warn_if_key_in_argv(api_key)
+    # The options as given, not a key resolved here: HubClient must know a local admin key
+    # for what it is, to send it over the private socket only.
     return HubClient(
-        address.target, api_key=credentials.key, tls=tls, ca_file=ca_file, insecure=insecure
+        address.target,
+        api_key=api_key,
+        api_key_file=api_key_file,
+        tls=tls,
+        ca_file=ca_file,
+        insecure=insecure,
     )
 
 

@@ -22,13 +22,17 @@ API_KEY = typer.Option(
 
 def credentials_for(host: str, api_key: str | None, api_key_file: str | None) -> Credentials:
     """The key to present, warning when it was given on the command line."""
+    warn_if_key_in_argv(api_key)
+    return resolve(host, api_key=api_key, api_key_file=api_key_file)
+
+
+def warn_if_key_in_argv(api_key: str | None) -> None:
     if api_key:
         typer.echo(
             "Warning: an API key given with --api-key is visible to other users of this machine"
             " (process list); prefer $GISKARD_API_KEY or --api-key-file.",
             err=True,
         )
-    return resolve(host, api_key=api_key, api_key_file=api_key_file)
 
 
 TLS = typer.Option(False, "--tls", help="Use TLS even to a hub on this machine.")

@@ -8,11 +8,9 @@ import logging
 import signal
 from collections.abc import Callable
 
-import grpc
-
-from giskard.credentials import LOCAL_ADMIN_KEY, dial_target
-from giskard.errors import GiskardError
-from giskard.protocol import CHANNEL_OPTIONS
+from giskard.channel import open_aio_channel, uses_local_socket
+from giskard.credentials import Credentials
+from giskard.errors import AuthenticationError, GiskardError
 from giskard.tls import explain_failure
 from giskard.worker.backoff import Backoff
 from giskard.worker.config import WorkerConfig
@@ -32,6 +30,9 @@ class Worker:
     def __init__(self, config: WorkerConfig) -> None:
         self.config = config
         self._address = str(config.address)
+        # Those of the latest attempt: without a key given, each attempt looks again for the
+        # local admin key, which a hub started since may have created.
+        self._credentials = config.credentials
         # Told when a session starts (with whether this worker is active) and when it ends.
         self.on_connected: Callable[[bool], None] = lambda active: None
         self.on_disconnected: Callable[[], None] = lambda: None
@@ -131,7 +132,7 @@ class Worker:
     async def _explain(self, reason: str) -> str:
         """A TLS mismatch or an untrusted certificate, if that is why we could not connect."""
         config = self.config
-        local = config.credentials.source == LOCAL_ADMIN_KEY and not config.security.tls
+        local = uses_local_socket(self._credentials, config.security)
         return await asyncio.to_thread(
             explain_failure,
             reason,
@@ -148,11 +149,20 @@ class Worker:
             backoff.reset()
             self.on_connected(active)
 
-        # A fresh channel per attempt: a reused one would add gRPC's own reconnect backoff
-        # (up to two minutes) on top of ours.
-        async with _channel(self.config) as channel:
-            session = Session(self.config, channel, execution, info, connected)
-            await session.run(stopping)
+        config = self.config
+        self._credentials = credentials = config.credentials.current(config.address.host)
+        # A fresh channel per attempt, with its own subchannel (see protocol.CHANNEL_OPTIONS):
+        # our backoff, not gRPC's, paces the attempts.
+        async with open_aio_channel(config.address, credentials, config.security) as channel:
+            session = Session(config, credentials, channel, execution, info, connected)
+            try:
+                await session.run(stopping)
+            except AuthenticationError:
+                if _found_since(credentials, config):
+                    # The local hub started between our look for its key and our dial.
+                    lost = ConnectionLost("the local hub was starting", was_connected=False)
+                    raise lost from None
+                raise
 
 
 async def _close_on(stopping: asyncio.Event, pool: ExecutorPool) -> None:
@@ -162,10 +172,7 @@ async def _close_on(stopping: asyncio.Event, pool: ExecutorPool) -> None:
     pool.closing()
 
 
-def _channel(config: WorkerConfig) -> grpc.aio.Channel:
-    address, security = config.address, config.security
-    target = dial_target(address.host, address.port, config.credentials, security.tls)
-    if config.security.tls:
-        credentials = config.security.credentials()
-        return grpc.aio.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
-    return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+def _found_since(tried: Credentials, config: WorkerConfig) -> bool:
+    """Whether an attempt without a key was refused only because the local admin key
+    appeared after we looked for it."""
+    return tried.key is None and config.credentials.current(config.address.host).key is not None

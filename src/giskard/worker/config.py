@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from giskard.address import HubAddress
 from giskard.credentials import Credentials
+from giskard.protocol import RECONNECT_MAX_S
 from giskard.tls import ChannelSecurity
 from giskard.worker.executor import ExecutorOptions
 
@@ -19,7 +20,7 @@ class WorkerConfig:
     security: ChannelSecurity = field(default_factory=lambda: ChannelSecurity(tls=False))
     # Reconnection: the first retry comes quickly, later ones at most every `backoff_max_s`.
     backoff_initial_s: float = 0.5
-    backoff_max_s: float = 3.0
+    backoff_max_s: float = RECONNECT_MAX_S
     # How long to wait for the hub's answer to our hello before calling the attempt failed.
     handshake_timeout_s: float = 10.0
     # On SIGTERM/SIGINT, how long the running job may take to finish.

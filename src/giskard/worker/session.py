@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
+from typing import Any
 
 import grpc
 
+from giskard.credentials import Credentials
 from giskard.errors import AuthenticationError, GiskardError, ProtocolError
 from giskard.protocol import PROTOCOL_VERSION, SESSION_METADATA_KEY
 from giskard.rpc.v1 import common_pb2, worker_pb2, worker_pb2_grpc
@@ -34,6 +37,7 @@ class Session:
     def __init__(
         self,
         config: WorkerConfig,
+        credentials: Credentials,
         channel: grpc.aio.Channel,
         execution: JobExecution,
         info: common_pb2.WorkerInfo,
@@ -43,7 +47,7 @@ class Session:
         self._stub = worker_pb2_grpc.WorkerHubStub(channel)
         self._execution = execution
         self._info = info
-        self._metadata = config.credentials.metadata()
+        self._metadata = credentials.metadata()
         self._on_connected = on_connected
         # Bounded: a large result is produced only as fast as gRPC sends it.
         self._outbox: asyncio.Queue[worker_pb2.WorkerMessage | None] = asyncio.Queue(maxsize=16)
@@ -58,18 +62,25 @@ class Session:
             prefetch=self._config.prefetch,
         )
         self._outbox.put_nowait(worker_pb2.WorkerMessage(hello=hello))
-        call = self._stub.Connect(self._outgoing(), metadata=self._metadata)
+        call = self._stub.Connect(metadata=self._metadata)
+        # Our own writer task rather than a request generator: gRPC leaves the task that
+        # drains a generator pending when the call ends first (a hub gone), to be destroyed
+        # later with asyncio's errors; a task of ours ends with the session.
+        writer = asyncio.create_task(self._write(call))
         try:
             await self._handshake(call)
             await self._serve(call, stopping)
         finally:
             call.cancel()
-            for task in self._jobs:
-                task.cancel()
+            await _end(writer, *self._jobs)
 
-    async def _outgoing(self) -> AsyncIterator[worker_pb2.WorkerMessage]:
-        while (message := await self._outbox.get()) is not None:
-            yield message
+    async def _write(self, call: grpc.aio.StreamStreamCall) -> None:
+        try:
+            while (message := await self._outbox.get()) is not None:
+                await call.write(message)
+            await call.done_writing()
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+            pass  # the call ended: the reader says why
 
     async def _handshake(self, call: grpc.aio.StreamStreamCall) -> None:
         try:
@@ -101,18 +112,18 @@ class Session:
         stop_waiter = asyncio.create_task(stopping.wait())
         try:
             await asyncio.wait({reader, stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
+            if reader.done():
+                reader.result()  # raises ConnectionLost
+                raise ConnectionLost("the server closed the session", was_connected=True)
+            await self._drain()
+            # The hub ends the session once it has read everything we sent; cancelling the
+            # call before then could drop the last results.
+            try:
+                await asyncio.wait_for(reader, CLOSE_TIMEOUT_S)
+            except (TimeoutError, ConnectionLost):
+                logger.debug("the server did not close the session cleanly")
         finally:
-            stop_waiter.cancel()
-        if reader.done():
-            reader.result()  # raises ConnectionLost
-            raise ConnectionLost("the server closed the session", was_connected=True)
-        await self._drain()
-        # The hub ends the session once it has read everything we sent; cancelling the call
-        # before then could drop the last results.
-        try:
-            await asyncio.wait_for(reader, CLOSE_TIMEOUT_S)
-        except (TimeoutError, ConnectionLost):
-            logger.debug("the server did not close the session cleanly")
+            await _end(stop_waiter, reader)
 
     async def _read(self, call: grpc.aio.StreamStreamCall) -> None:
         try:
@@ -162,6 +173,19 @@ class Session:
             await asyncio.wait_for(self._outbox.put(message), self._config.drain_grace_s)
         except TimeoutError:
             logger.warning("The server is not reading; closing without telling it")
+
+
+async def _end(*tasks: asyncio.Task[Any]) -> None:
+    """Cancel `tasks` and wait (boundedly) until they have ended, so that none is left
+    pending, and none ends with an exception nobody reads."""
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT_S)
+    for task in tasks:
+        if task.done() and not task.cancelled():
+            with contextlib.suppress(Exception):
+                task.result()
 
 
 def refusal_error(refusal: worker_pb2.Refusal) -> GiskardError:
