@@ -58,6 +58,19 @@ class PipeLines:
             raise AssertionError("the pipe closed")
         return line
 
+    def rest(self, timeout_s: float) -> list[str]:
+        """Every line until the pipe closes; fails if it is still open after `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        lines = []
+        while True:
+            try:
+                line = self._lines.get(timeout=max(deadline - time.monotonic(), 0.0))
+            except queue.Empty:
+                raise AssertionError(f"the pipe is still open after {timeout_s} s") from None
+            if line is None:
+                return lines
+            lines.append(line)
+
     def wait_for(self, text: str, timeout_s: float) -> str:
         """Skip lines up to the first that contains `text`; fails after `timeout_s`."""
         deadline = time.monotonic() + timeout_s
@@ -148,7 +161,7 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     for worker in started:
         if worker.process.poll() is None:
             worker.process.kill()
-            worker.process.wait()
+            worker.process.wait(10)
 
 
 def _key_env(api_key: str | None) -> dict[str, str]:

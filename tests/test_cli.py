@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import WorkerProcess, giskard_command
+from conftest import PipeLines, WorkerProcess, giskard_command
 
 from giskard.hub import Hub
 
@@ -35,9 +35,8 @@ def test_dash_h_is_the_host_not_help() -> None:
         text=True,
     )
     try:
-        line = process.stderr.readline() if process.stderr else ""
-        while "Cannot reach" not in line and line:
-            line = process.stderr.readline() if process.stderr else ""
+        assert process.stderr is not None
+        line = PipeLines(process.stderr).wait_for("Cannot reach", timeout_s=20)
         assert "Cannot reach the Giskard server at 127.0.0.1:1" in line
     finally:
         process.terminate()
@@ -139,7 +138,7 @@ def test_hub_refuses_a_port_in_use(hub: Hub) -> None:
 def test_hub_start_stops_cleanly_on_sigterm() -> None:
     import signal
 
-    from conftest import free_port, wait_until
+    from conftest import free_port
 
     command = giskard_command("hub", "start", "-p", str(free_port()))
     with subprocess.Popen(
@@ -147,12 +146,13 @@ def test_hub_start_stops_cleanly_on_sigterm() -> None:
     ) as process:
         assert process.stderr is not None
         try:
-            wait_until(lambda: "Hub listening on" in process.stderr.readline(), 10, "the hub")
+            lines = PipeLines(process.stderr)
+            lines.wait_for("Hub listening on", timeout_s=10)
             process.send_signal(signal.SIGTERM)
             assert process.wait(10) == 0
         finally:
             process.kill()
-        rest = process.stderr.read()
+        rest = "".join(lines.rest(timeout_s=10))
     assert "Hub stopping" in rest and "Traceback" not in rest
 
 

@@ -45,7 +45,7 @@ def start_hub_process(tmp_path: Path) -> Iterator[Callable[[int], subprocess.Pop
     for process in started:
         if process.poll() is None:
             process.kill()
-            process.wait()
+            process.wait(10)
 
 
 def test_connected_is_logged_to_the_log_file(connected_worker: WorkerProcess) -> None:
@@ -87,7 +87,7 @@ def test_hub_killed_and_restarted_under_a_connected_worker(
     worker = start_worker("-h", "127.0.0.1", "-p", str(port))
     worker.wait_for_output(CONNECTED)
     hub.kill()
-    hub.wait()
+    hub.wait(10)
     worker.wait_for_output("Lost the connection to the Giskard server")
     start_hub_process(port)
     worker.wait_for_output(CONNECTED, count=2, timeout_s=BACKOFF_MAX_S + 5)

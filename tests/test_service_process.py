@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
-from conftest import CONNECTED, giskard_command, wait_until
+from conftest import CONNECTED, PipeLines, giskard_command, wait_until
 
 from giskard.client import HubClient
 from giskard.hub import Hub
@@ -66,7 +66,7 @@ def test_os_popen_returns_at_once_and_the_worker_serves_predict(
     command = f"{sys.executable} -m giskard.cli worker start -d -h 127.0.0.1 -p {hub.port} "
     began = time.monotonic()
     with os.popen(command + " ".join(BACKEND)) as pipe:
-        output = pipe.read()
+        output = "".join(PipeLines(pipe).rest(timeout_s=30))
     assert time.monotonic() - began < 5
     assert "Backend: process" in output and "Connected to the Giskard server" in output
     (worker,) = client.workers()
@@ -257,9 +257,10 @@ def test_logs_follow_prints_new_lines(home: Path, hub: Hub) -> None:
     ) as follower:
         try:
             assert follower.stdout is not None
-            wait_until(lambda: CONNECTED in follower.stdout.readline(), 10, "the connection line")
+            lines = PipeLines(follower.stdout)
+            lines.wait_for(CONNECTED, timeout_s=10)
             assert cli("worker", "restart", *hub_args(hub)).returncode == 0
-            wait_until(lambda: "Restarting worker" in follower.stdout.readline(), 20, "new lines")
+            lines.wait_for("Restarting worker", timeout_s=20)
         finally:
             follower.send_signal(signal.SIGINT)
             follower.wait(10)
