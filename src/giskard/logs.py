@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from giskard.errors import ConfigurationError
+
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Under journald: it adds the time itself, and reads the priority from a <N> prefix.
 JOURNAL_FORMAT = "%(levelname)s %(name)s: %(message)s"
@@ -45,6 +47,21 @@ def stderr_is_journal() -> bool:
     return expected == f"{stat.st_dev}:{stat.st_ino}"
 
 
+def _file_handler(log_file: Path) -> logging.Handler:
+    """The size-bounded handler of `log_file`; a log that cannot be written is a fatal
+    configuration problem (a read-only home, a directory in its place), not a crash."""
+    try:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        return logging.handlers.RotatingFileHandler(
+            log_file, maxBytes=LOG_FILE_MAX_BYTES, backupCount=LOG_FILE_BACKUPS, encoding="utf-8"
+        )
+    except OSError as exc:
+        where = "" if exc.filename in (None, str(log_file)) else f" ({exc.filename})"
+        raise ConfigurationError(
+            f"cannot write the log file {log_file}: {exc.strerror}{where}"
+        ) from None
+
+
 def configure_logging(
     *, verbose: bool = False, log_file: Path | None = None, to_stderr: bool = True
 ) -> None:
@@ -61,10 +78,7 @@ def configure_logging(
         )
         root.addHandler(stderr_handler)
     if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        file_handler = logging.handlers.RotatingFileHandler(
-            log_file, maxBytes=LOG_FILE_MAX_BYTES, backupCount=LOG_FILE_BACKUPS, encoding="utf-8"
-        )
+        file_handler = _file_handler(log_file)
         file_handler.setFormatter(logging.Formatter(LOG_FORMAT))
         root.addHandler(file_handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
