@@ -21,6 +21,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from giskard import progress
@@ -42,6 +43,7 @@ class Executor:
         self._out = pipe_out
         self._cache = cache
         self._max_job_memory = max_job_memory
+        self._pristine = _ProcessState.current()
 
     def serve(self) -> None:
         """Run jobs until the worker closes the pipe."""
@@ -75,6 +77,9 @@ class Executor:
                 answer = {"t": "failure", **jobs.failure_from(exc)}
             finally:
                 progress.set_reporter(None)
+        # The next job starts where this one did.
+        if not self._pristine.restore():
+            answer["replace"] = True
         added, evicted = self._cache.take_changes()
         answer |= {"added": added, "evicted": evicted}
         self._send_answer(answer, frames)
@@ -172,6 +177,35 @@ class Executor:
         self._out.send(answer)
         for group in groups:
             self._out.send({"t": "chunk"}, group)
+
+
+@dataclass(frozen=True)
+class _ProcessState:
+    """What a job may change in its process and the next job must not inherit."""
+
+    cwd: str
+    environ: dict[str, str]
+    umask: int
+
+    @classmethod
+    def current(cls) -> _ProcessState:
+        umask = os.umask(0o022)
+        os.umask(umask)
+        return cls(os.getcwd(), dict(os.environ), umask)
+
+    def restore(self) -> bool:
+        """Back to this state; False if the directory is gone (the executor is replaced)."""
+        os.umask(self.umask)
+        if os.environ != self.environ:
+            # Through os.environ, so that putenv/unsetenv reach the C library's environment
+            # too, which the job's subprocesses and C extensions read.
+            os.environ.clear()
+            os.environ.update(self.environ)
+        try:
+            os.chdir(self.cwd)
+        except OSError:
+            return False
+        return True
 
 
 def _compute(header: dict[str, Any], values: list[Any]) -> Any:
