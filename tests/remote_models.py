@@ -115,3 +115,14 @@ class ForkingExitModel(Wrapped):
             os._exit(0)
         self._started()
         os._exit(4)
+
+
+def start_and_hold(argv: list[str], marker: Path) -> None:
+    """Starts `argv` twice, in the executor's process group and in a session of its own,
+    writes their pids to `marker`, then runs until it is stopped."""
+    import subprocess
+
+    children = [subprocess.Popen(argv), subprocess.Popen(argv, start_new_session=True)]
+    marker.write_text(" ".join(str(child.pid) for child in children))
+    while True:
+        time.sleep(1)

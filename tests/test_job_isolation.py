@@ -1,10 +1,14 @@
-"""A job leaves nothing behind: no working directory, environment or umask."""
+"""A job leaves nothing behind: no process, no working directory, environment or umask."""
 
 from __future__ import annotations
 
+import signal
+import uuid
 from pathlib import Path
 
-from conftest import WorkerProcess
+import psutil
+import remote_models
+from conftest import WorkerProcess, wait_until
 
 from giskard.client import HubClient
 
@@ -38,3 +42,76 @@ def test_a_job_leaves_no_directory_environment_or_umask_to_the_next(
     assert before["cwd"] != str(tmp_path) and before["umask"] != 0o077 and before["path"]
     assert client.call(meddle, str(tmp_path)) == before["pid"]  # the same warm executor
     assert client.call(state) == before
+
+
+def sleeper_argv() -> list[str]:
+    """A command no other process runs, to tell the job's child from any other `sleep`."""
+    return ["sleep", f"300.{uuid.uuid4().int % 10**9}"]
+
+
+def running(pid: int, argv: list[str]) -> bool:
+    try:
+        child = psutil.Process(pid)
+        return child.cmdline() == argv and child.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def started_children(marker: Path) -> list[int]:
+    """The pids remote_models.start_and_hold writes, once it has written both."""
+
+    def pids() -> list[int]:
+        text = marker.read_text() if marker.exists() else ""
+        return [int(pid) for pid in text.split()] if len(text.split()) == 2 else []
+
+    return wait_until(pids, 30, "the job to start its children")
+
+
+def test_what_a_job_started_ends_with_the_job(
+    client: HubClient, connected_worker: WorkerProcess
+) -> None:
+    argv = sleeper_argv()
+
+    def start(argv: list[str]) -> list[int]:
+        import subprocess
+
+        # One in the executor's process group, one in a session of its own.
+        return [subprocess.Popen(argv).pid, subprocess.Popen(argv, start_new_session=True).pid]
+
+    children = client.call(start, argv)
+    wait_until(
+        lambda: not any(running(child, argv) for child in children), 10, "the job's children to end"
+    )
+    assert client.call(lambda: 7) == 7
+    assert connected_worker.process.poll() is None
+
+
+def test_what_a_job_started_dies_with_a_killed_worker(
+    client: HubClient, connected_worker: WorkerProcess, tmp_path: Path
+) -> None:
+    argv, marker = sleeper_argv(), tmp_path / "child"
+    _job = client.submit(remote_models.start_and_hold, argv, marker)  # kept: dropped, it ends
+    children = started_children(marker)
+    assert all(running(child, argv) for child in children)
+    connected_worker.process.kill()
+    connected_worker.process.wait(10)
+    wait_until(
+        lambda: not any(running(child, argv) for child in children), 10, "the job's children to end"
+    )
+
+
+def test_what_a_job_started_ends_when_the_worker_stops(
+    client: HubClient, connected_worker: WorkerProcess, tmp_path: Path
+) -> None:
+    argv, marker = sleeper_argv(), tmp_path / "child"
+    _job = client.submit(remote_models.start_and_hold, argv, marker)  # kept: dropped, it ends
+    children = started_children(marker)
+    assert all(running(child, argv) for child in children)
+    # The first SIGTERM drains (the job would have 20 s to end), the second stops at once.
+    connected_worker.process.send_signal(signal.SIGTERM)
+    connected_worker.wait_for_output("SIGTERM received: stopping")
+    connected_worker.process.send_signal(signal.SIGTERM)
+    assert connected_worker.process.wait(30) == 0
+    wait_until(
+        lambda: not any(running(child, argv) for child in children), 10, "the job's children to end"
+    )

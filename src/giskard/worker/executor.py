@@ -11,6 +11,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from giskard.janitor import Janitor
+from giskard.process_tree import kill_tree
 from giskard.worker.pipe import Buffer, PipeClosed, read_message, write_message
 
 logger = logging.getLogger(__name__)
@@ -41,8 +43,10 @@ class ExecutorProcess:
         process: asyncio.subprocess.Process,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
+        janitor: Janitor,
     ) -> None:
         self._process = process
+        self._janitor = janitor
         self._reader = reader
         self._writer = writer
         # What the executor's cache holds, mirrored from its answers: inputs it has are not sent.
@@ -53,7 +57,7 @@ class ExecutorProcess:
         self._exit.add_done_callback(lambda _: reader.feed_eof())
 
     @classmethod
-    async def start(cls, options: ExecutorOptions) -> ExecutorProcess:
+    async def start(cls, options: ExecutorOptions, janitor: Janitor) -> ExecutorProcess:
         argv = [
             sys.executable,
             "-m",
@@ -74,14 +78,16 @@ class ExecutorProcess:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=2,  # the worker's stderr: its log
                 pass_fds=(job_in, answers_out),
-                # Its own process group: a timeout or cancel kills what the job forked too.
+                # Its own process group, killed with it (see kill()).
                 start_new_session=True,
             )
         finally:
             os.close(job_in)
             os.close(answers_out)
+        # Told at once: the executor stops (its parent-death signal) as soon as the worker dies.
+        janitor.watch(process.pid)
         reader, writer = await _connect(from_executor, to_executor)
-        executor = cls(process, reader, writer)
+        executor = cls(process, reader, writer, janitor)
         try:
             header, _ = await asyncio.wait_for(executor.receive(), START_TIMEOUT_S)
         except (PipeClosed, TimeoutError):
@@ -116,11 +122,16 @@ class ExecutorProcess:
         self.cached.update(answer.get("added", ()))
 
     def kill(self) -> None:
-        """SIGKILL to the executor and what it started: whatever the job does stops now."""
+        """SIGKILL to the executor and what it started: whatever the job does stops now.
+
+        Its tree holds every process its job started while it lives (it is their subreaper);
+        its process group, what a job forked before a crash took the executor down."""
+        kill_tree(self._process.pid)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self._process.pid, signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError):
             self._process.kill()
+        self._janitor.forget(self._process.pid)
 
     async def exit_description(self) -> str:
         """How the process ended ("killed by SIGSEGV", "exited with code 3")."""
@@ -131,13 +142,13 @@ class ExecutorProcess:
         return describe_exit(code)
 
     async def close(self) -> None:
-        """End the process: closing its input makes it exit between jobs; kill if it lingers."""
+        """End the process: closing its input makes it exit between jobs; kill if it lingers,
+        and what may be left of its process group in any case."""
         self._writer.close()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._process.wait(), CLOSE_TIMEOUT_S)
-        except TimeoutError:
-            self.kill()
-            await self._process.wait()
+        self.kill()
+        await self._process.wait()
 
 
 async def _connect(

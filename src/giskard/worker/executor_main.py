@@ -25,12 +25,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from giskard import progress
+from giskard.process_tree import become_subreaper, end_descendants, set_parent_death_signal
 from giskard.protocol import CHUNK_SIZE, pieces, sha256_of
 from giskard.worker import jobs
 from giskard.worker.cache import ObjectCache
 from giskard.worker.pipe import PipeClosed, PipeIn, PipeOut
 
 PROGRESS_INTERVAL_S = 0.1
+# Killed processes end at once unless stuck in the kernel (a dead NFS server, say): then the
+# executor is replaced, and the worker kills its process group.
+END_DESCENDANTS_TIMEOUT_S = 5.0
 
 
 class _Aborted(Exception):
@@ -77,8 +81,8 @@ class Executor:
                 answer = {"t": "failure", **jobs.failure_from(exc)}
             finally:
                 progress.set_reporter(None)
-        # The next job starts where this one did.
-        if not self._pristine.restore():
+        # What the job started ends with it, and the next job starts where this one did.
+        if not end_descendants(END_DESCENDANTS_TIMEOUT_S) or not self._pristine.restore():
             answer["replace"] = True
         added, evicted = self._cache.take_changes()
         answer |= {"added": added, "evicted": evicted}
@@ -259,14 +263,13 @@ def _memory_failure(exc: MemoryError, limited: bool) -> dict[str, str]:
     return failure
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Killed with the worker, even by SIGKILL (Linux), so no executor outlives it."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+def _end_with_parent(parent_pid: int) -> None:
+    """Stopped by the kernel when the worker dies, even by SIGKILL (Linux): SIGSTOP holds
+    even user code stuck in C, and a stopped executor still adopts its job's orphans (it is
+    their subreaper), so the worker's janitor (giskard.janitor) finds and kills every
+    process of the job. Elsewhere, the janitor kills the executor's process group."""
+    become_subreaper()
+    set_parent_death_signal(signal.SIGSTOP)
     if os.getppid() != parent_pid:  # the worker died before prctl took effect
         os._exit(0)
 
@@ -279,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pipe-in", type=int, required=True)
     parser.add_argument("--pipe-out", type=int, required=True)
     args = parser.parse_args(argv)
-    _die_with_parent(args.parent_pid)
+    _end_with_parent(args.parent_pid)
     # Ctrl-C in a terminal reaches the whole process group; the worker decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Programs a job starts (subprocess) must not inherit them. Children it forks do: the

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from giskard.janitor import Janitor
 from giskard.worker.executor import ExecutorOptions, ExecutorProcess
 
 logger = logging.getLogger(__name__)
@@ -33,6 +34,8 @@ class ExecutorPool:
         self._slots = [_Slot() for _ in range(size)]
         self._free = asyncio.Semaphore(size)
         self._closing = False
+        # Ends the executors' trees if this process dies without closing the pool.
+        self._janitor = Janitor()
 
     def start(self) -> None:
         """Start every executor in the background."""
@@ -81,6 +84,7 @@ class ExecutorPool:
         await asyncio.gather(*(executor.close() for executor in executors))
         for slot in self._slots:
             slot.executor = None
+        await asyncio.to_thread(self._janitor.close)
 
     async def _running(self, slot: _Slot) -> ExecutorProcess:
         if slot.executor is not None and slot.executor.alive:
@@ -93,7 +97,7 @@ class ExecutorPool:
         return slot.executor
 
     def _start(self, slot: _Slot) -> None:
-        task = asyncio.create_task(ExecutorProcess.start(self._options))
+        task = asyncio.create_task(ExecutorProcess.start(self._options, self._janitor))
         slot.starting = task
 
         def started(done: asyncio.Task[ExecutorProcess]) -> None:
