@@ -1,10 +1,10 @@
 """The executor process: runs the jobs' user code for the worker, one job at a time.
 
 The worker starts it (`python -m giskard.worker.executor_main`) and talks to it over two
-pipes it passes (see giskard.worker.pipe); stdout goes to the worker's log. It stays alive
-between jobs, so imports and the cache of models and datasets stay warm; the worker kills it
-and starts another when a job must stop (timeout, cancel) or has broken it (a crash, memory
-beyond the limit).
+pipes it passes (see giskard.worker.pipe); its stdout and stderr go to the worker's log (see
+giskard.worker.job_output). It stays alive between jobs, so imports and the cache of models
+and datasets stay warm; the worker kills it and starts another when a job must stop (timeout,
+cancel) or has broken it (a crash, memory beyond the limit).
 
 A job is a header naming its inputs; each input the executor lacks follows as chunks, in
 order. The answer is progress messages, then a result (followed by its chunks) or a failure.
@@ -84,6 +84,8 @@ class Executor:
         # What the job started ends with it, and the next job starts where this one did.
         if not end_descendants(END_DESCENDANTS_TIMEOUT_S) or not self._pristine.restore():
             answer["replace"] = True
+        # Before the answer: the worker tags what is in the pipes then as this job's output.
+        _flush_output()
         added, evicted = self._cache.take_changes()
         answer |= {"added": added, "evicted": evicted}
         self._send_answer(answer, frames)
@@ -212,6 +214,12 @@ class _ProcessState:
         return True
 
 
+def _flush_output() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a job may have closed or replaced them
+            stream.flush()
+
+
 def _compute(header: dict[str, Any], values: list[Any]) -> Any:
     if header["kind"] == "predict":
         report = progress.report_progress if header.get("progress") else None
@@ -290,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     os.set_inheritable(args.pipe_in, False)
     os.set_inheritable(args.pipe_out, False)
     pipe_in, pipe_out = PipeIn(args.pipe_in), PipeOut(args.pipe_out)
+    # stdout is a pipe to the worker's log: line by line, as on a terminal, not in 8 KiB blocks.
+    sys.stdout.reconfigure(line_buffering=True)
     # Warm: the first job should not pay for these imports.
     import cloudpickle  # noqa: F401
 

@@ -87,8 +87,11 @@ class ExecutorPool:
         await asyncio.to_thread(self._janitor.close)
 
     async def _running(self, slot: _Slot) -> ExecutorProcess:
-        if slot.executor is not None and slot.executor.alive:
-            return slot.executor
+        if slot.executor is not None:
+            if slot.executor.alive:
+                return slot.executor
+            slot.executor.kill()  # died between jobs: what it left goes with it
+            slot.executor = None
         if slot.starting is None:
             self._start(slot)
         assert slot.starting is not None

@@ -1,0 +1,82 @@
+"""What a job prints goes to the worker's log, tagged with the job, and the log stays bounded."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from conftest import CONNECTED, WorkerProcess, wait_until
+
+from giskard.client import HubClient
+from giskard.logs import LOG_FILE_BACKUPS, LOG_FILE_MAX_BYTES
+from giskard.worker.job_output import MAX_LINE_BYTES
+
+
+def log_path(worker: WorkerProcess) -> Path:
+    return worker.home / "run" / "ml-worker.log"
+
+
+def test_what_a_job_prints_is_in_the_worker_log_tagged_with_the_job(
+    client: HubClient, connected_worker: WorkerProcess
+) -> None:
+    def talk() -> int:
+        import os
+        import subprocess
+        import sys
+        import threading
+
+        # After the job's end, between jobs: output of the executor, no longer the job's.
+        threading.Timer(0.5, print, ["said after the job"]).start()
+        print("said with print")
+        sys.stderr.write("said on stderr\n")
+        os.write(1, b"said on file descriptor 1\n")
+        subprocess.run(["echo", "said by a child process"], check=True)
+        print("x" * 100_000)
+        sys.stdout.write("said without a newline")
+        return os.getpid()
+
+    executor = client.call(talk)
+    log = log_path(connected_worker)
+    done = wait_until(
+        lambda: re.search(r"Job ([0-9a-f]{8}): call done", log.read_text()), 10, "the job's end"
+    )
+    tag = f"job {done.group(1)}"
+    expected = [
+        f"{tag} stdout: said with print",
+        f"{tag} stderr: said on stderr",
+        f"{tag} stdout: said on file descriptor 1",
+        f"{tag} stdout: said by a child process",
+        f"{tag} stdout: said without a newline",
+        f"executor {executor} stdout: said after the job",
+    ]
+
+    def missing() -> list[str]:
+        text = log.read_text()
+        return [line for line in expected if line not in text]
+
+    wait_until(lambda: not missing(), 10, f"{expected} in ml-worker.log")
+    lines = log_path(connected_worker).read_text().splitlines()
+    (long_line,) = [line for line in lines if f"{tag} stdout: xxx" in line]
+    assert long_line.endswith(f"xx [{100_000 - MAX_LINE_BYTES} more bytes cut]")
+    assert len(long_line) < MAX_LINE_BYTES + 200
+
+
+def test_a_job_printing_without_end_fills_no_disk(
+    client: HubClient, connected_worker: WorkerProcess
+) -> None:
+    def shout(megabytes: int) -> int:
+        line = "y" * 999
+        for _ in range(megabytes * 1000):
+            print(line)
+        return megabytes
+
+    megabytes = 60  # more than the log's 50 MB
+    assert client.call(shout, megabytes, timeout_s=300) == megabytes
+    directory = log_path(connected_worker).parent
+    oldest = directory / f"ml-worker.log.{LOG_FILE_BACKUPS}"
+    wait_until(oldest.exists, 60, "the log to rotate through every backup")
+    total = sum(path.stat().st_size for path in directory.glob("ml-worker.log*"))
+    assert total <= (LOG_FILE_BACKUPS + 1) * LOG_FILE_MAX_BYTES
+    assert client.call(lambda: "still here") == "still here"
+    assert connected_worker.process.poll() is None
+    assert connected_worker.output.count(CONNECTED) == 1, "the worker reconnected"
