@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 from conftest import CONNECTED, WorkerProcess, wait_until
@@ -65,18 +66,38 @@ def test_a_job_printing_without_end_fills_no_disk(
     client: HubClient, connected_worker: WorkerProcess
 ) -> None:
     def shout(megabytes: int) -> int:
-        line = "y" * 999
-        for _ in range(megabytes * 1000):
+        line = "y" * 1999
+        for _ in range(megabytes * 500):
             print(line)
         return megabytes
 
-    megabytes = 60  # more than the log's 50 MB
+    megabytes = 100  # twice the log's 50 MB
     assert client.call(shout, megabytes, timeout_s=300) == megabytes
     directory = log_path(connected_worker).parent
-    oldest = directory / f"ml-worker.log.{LOG_FILE_BACKUPS}"
-    wait_until(oldest.exists, 60, "the log to rotate through every backup")
+    assert (directory / "ml-worker.log.1").exists()  # a burst of 20 MB was logged, and rotated
     total = sum(path.stat().st_size for path in directory.glob("ml-worker.log*"))
     assert total <= (LOG_FILE_BACKUPS + 1) * LOG_FILE_MAX_BYTES
+    text = "".join(path.read_text() for path in directory.glob("ml-worker.log*"))
+    assert re.search(r"job [0-9a-f]{8} stdout: \d+ lines not logged \(more than", text)
     assert client.call(lambda: "still here") == "still here"
     assert connected_worker.process.poll() is None
     assert connected_worker.output.count(CONNECTED) == 1, "the worker reconnected"
+
+
+def test_a_job_printing_without_end_holds_back_no_other_work(
+    client: HubClient, connected_worker: WorkerProcess, tmp_path: Path
+) -> None:
+    def flood(stop: Path) -> None:
+        while not stop.exists():
+            print("a\na\na\na\na\na\na\na\na\na")
+
+    stop = tmp_path / "stop"
+    handle = client.submit(flood, stop, timeout_s=120)
+    log = log_path(connected_worker)
+    wait_until(lambda: "lines not logged" in log.read_text(), 30, "the job to flood its log")
+    for _ in range(5):  # the worker answers on the event loop that reads the job's output
+        began = time.monotonic()
+        client.info(timeout_s=30)
+        assert time.monotonic() - began < 2.0
+    stop.touch()
+    assert handle.result() is None

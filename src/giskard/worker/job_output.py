@@ -5,21 +5,30 @@ caught too) are pipes the worker reads in its event loop. Each line becomes a lo
 ("job 1a2b3c4d stdout: ...", or "executor 4242 stderr: ..." between jobs), so a job's output
 goes where the worker's log goes: the rotated ml-worker.log, and the journal for a systemd
 service. A line is cut at MAX_LINE_BYTES, so the worker's memory stays bounded whatever a
-job prints; a job printing faster than the worker logs waits on its full pipe.
+job prints. An executor logs at most LINES_PER_S lines a second (after a burst of
+BURST_LINES): logging costs the worker's event loop about 20 µs a line, and a job printing
+without end must not delay its heartbeats; the lines beyond are counted, and the count logged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
+import time
 
 logger = logging.getLogger(__name__)
 
 MAX_LINE_BYTES = 8 * 1024
-READ_BYTES = 64 * 1024
+LINES_PER_S = 1000
+BURST_LINES = 10_000
+# While a job floods its output, how often the count of lines not logged is.
+DROPPED_REPORT_INTERVAL_S = 5.0
+# Small reads: one callback logs at most a few thousand lines, so the loop stays responsive.
+READ_BYTES = 4 * 1024
 # A drain reads what the pipe holds (64 KiB on Linux) and stops, even if a writer goes on.
-MAX_DRAIN_READS = 16
+MAX_DRAIN_READS = 64
 
 
 class ExecutorOutput:
@@ -28,6 +37,7 @@ class ExecutorOutput:
     def __init__(self, pid: int, stdout_fd: int, stderr_fd: int) -> None:
         self._idle_tag = f"executor {pid}"
         self.tag = self._idle_tag
+        self.budget = _LineBudget()
         loop = asyncio.get_running_loop()
         self._streams = [
             _Stream(self, "stdout", stdout_fd, loop),
@@ -66,6 +76,8 @@ class _Stream:
         self._loop = loop
         self._line = bytearray()
         self._cut = 0  # bytes of the current line beyond MAX_LINE_BYTES, dropped
+        self._dropped = 0  # lines beyond the budget, not reported yet
+        self._reported_at = -math.inf
         os.set_blocking(fd, False)
         loop.add_reader(fd, self._read)
 
@@ -74,6 +86,7 @@ class _Stream:
             if not self._read():
                 break
         self._end_line()
+        self._report_dropped()
 
     def close(self) -> None:
         self.drain()
@@ -86,6 +99,7 @@ class _Stream:
         os.close(self._fd)
         self._fd = None
         self._end_line()
+        self._report_dropped()
 
     def _read(self) -> bool:
         """Log what one read brings; False when the pipe is empty or closed."""
@@ -115,9 +129,43 @@ class _Stream:
     def _end_line(self) -> None:
         if not self._line and not self._cut:  # blank lines say nothing in a log
             return
-        text = self._line.decode(errors="replace").rstrip("\r")
-        if self._cut:
-            text += f" [{self._cut} more bytes cut]"
-        logger.info("%s %s: %s", self._output.tag, self._name, text)
+        if self._output.budget.take():
+            self._report_dropped(DROPPED_REPORT_INTERVAL_S)
+            text = self._line.decode(errors="replace").rstrip("\r")
+            if self._cut:
+                text += f" [{self._cut} more bytes cut]"
+            logger.info("%s %s: %s", self._output.tag, self._name, text)
+        else:
+            self._dropped += 1
         self._line.clear()
         self._cut = 0
+
+    def _report_dropped(self, interval_s: float = 0.0) -> None:
+        now = time.monotonic()
+        if self._dropped and now - self._reported_at >= interval_s:
+            self._reported_at = now
+            logger.warning(
+                "%s %s: %d lines not logged (more than %d lines a second)",
+                self._output.tag,
+                self._name,
+                self._dropped,
+                LINES_PER_S,
+            )
+            self._dropped = 0
+
+
+class _LineBudget:
+    """A token bucket: BURST_LINES at once, then LINES_PER_S."""
+
+    def __init__(self) -> None:
+        self._tokens = float(BURST_LINES)
+        self._time = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(BURST_LINES, self._tokens + (now - self._time) * LINES_PER_S)
+        self._time = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
