@@ -7,10 +7,12 @@ import uuid
 from pathlib import Path
 
 import psutil
+import pytest
 import remote_models
 from conftest import WorkerProcess, wait_until
 
 from giskard.client import HubClient
+from giskard.job_handle import JobHandle
 
 
 def test_a_job_leaves_no_directory_environment_or_umask_to_the_next(
@@ -78,40 +80,46 @@ def test_what_a_job_started_ends_with_the_job(
         # One in the executor's process group, one in a session of its own.
         return [subprocess.Popen(argv).pid, subprocess.Popen(argv, start_new_session=True).pid]
 
-    children = client.call(start, argv)
-    wait_until(
-        lambda: not any(running(child, argv) for child in children), 10, "the job's children to end"
-    )
+    wait_gone(argv, client.call(start, argv))
     assert client.call(lambda: 7) == 7
     assert connected_worker.process.poll() is None
 
 
-def test_what_a_job_started_dies_with_a_killed_worker(
-    client: HubClient, connected_worker: WorkerProcess, tmp_path: Path
-) -> None:
-    argv, marker = sleeper_argv(), tmp_path / "child"
-    _job = client.submit(remote_models.start_and_hold, argv, marker)  # kept: dropped, it ends
+def running_children(
+    client: HubClient, tmp_path: Path, *, in_c: bool = False
+) -> tuple[list[str], list[int], JobHandle]:
+    """Start remote_models.start_and_hold: its argv, its children's pids, its job (to keep:
+    a job whose handle is dropped is cancelled)."""
+    argv, marker = sleeper_argv(), tmp_path / "children"
+    job = client.submit(remote_models.start_and_hold, argv, marker, in_c=in_c)
     children = started_children(marker)
     assert all(running(child, argv) for child in children)
-    connected_worker.process.kill()
-    connected_worker.process.wait(10)
+    return argv, children, job
+
+
+def wait_gone(argv: list[str], children: list[int]) -> None:
     wait_until(
         lambda: not any(running(child, argv) for child in children), 10, "the job's children to end"
     )
+
+
+@pytest.mark.parametrize("in_c", [False, True], ids=["in-python", "stuck-in-c"])
+def test_what_a_job_started_dies_with_a_killed_worker(
+    client: HubClient, connected_worker: WorkerProcess, tmp_path: Path, in_c: bool
+) -> None:
+    argv, children, _job = running_children(client, tmp_path, in_c=in_c)
+    connected_worker.process.kill()
+    connected_worker.process.wait(10)
+    wait_gone(argv, children)
 
 
 def test_what_a_job_started_ends_when_the_worker_stops(
     client: HubClient, connected_worker: WorkerProcess, tmp_path: Path
 ) -> None:
-    argv, marker = sleeper_argv(), tmp_path / "child"
-    _job = client.submit(remote_models.start_and_hold, argv, marker)  # kept: dropped, it ends
-    children = started_children(marker)
-    assert all(running(child, argv) for child in children)
+    argv, children, _job = running_children(client, tmp_path)
     # The first SIGTERM drains (the job would have 20 s to end), the second stops at once.
     connected_worker.process.send_signal(signal.SIGTERM)
     connected_worker.wait_for_output("SIGTERM received: stopping")
     connected_worker.process.send_signal(signal.SIGTERM)
     assert connected_worker.process.wait(30) == 0
-    wait_until(
-        lambda: not any(running(child, argv) for child in children), 10, "the job's children to end"
-    )
+    wait_gone(argv, children)
