@@ -52,11 +52,13 @@ class Janitor:
             self._process.wait(5)
 
     def _tell(self, line: str) -> None:
+        if self._stdin.closed:  # an executor killed after the pool closed: nothing to tell
+            return
         # A few bytes to a pipe the janitor keeps reading: this write does not block.
         try:
             self._stdin.write(f"{line}\n".encode())
             self._stdin.flush()
-        except OSError as exc:  # it was killed: the executors' parent-death signal remains
+        except OSError as exc:  # it was killed: the executors still stop with the worker
             logger.warning("The process that cleans up after jobs is gone: %s", exc)
 
 

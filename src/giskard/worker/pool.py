@@ -58,7 +58,10 @@ class ExecutorPool:
 
     def release(self, executor: ExecutorProcess, *, broken: bool) -> None:
         """Give the executor back; a broken one is killed and replaced."""
-        slot = next(s for s in self._slots if s.executor is executor)
+        slot = next((s for s in self._slots if s.executor is executor), None)
+        if slot is None:  # a job abandoned at the end of a drain, after close()
+            executor.kill()
+            return
         if broken or not executor.alive:
             executor.kill()
             slot.executor = None
