@@ -103,6 +103,9 @@ class ExecutorProcess:
         executor = cls(process, reader, writer, janitor, output)
         try:
             header, _ = await asyncio.wait_for(executor.receive(), START_TIMEOUT_S)
+        except asyncio.CancelledError:  # the pool closes while it starts
+            executor.kill()
+            raise
         except (PipeClosed, TimeoutError):
             executor.kill()
             why = await executor.exit_description()
@@ -145,8 +148,7 @@ class ExecutorProcess:
             os.killpg(self._process.pid, signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError):
             self._process.kill()
-        self._janitor.forget(self._process.pid)
-        self.output.close()
+        self._ended()
 
     async def exit_description(self) -> str:
         """How the process ended ("killed by SIGSEGV", "exited with code 3")."""
@@ -157,13 +159,19 @@ class ExecutorProcess:
         return describe_exit(code)
 
     async def close(self) -> None:
-        """End the process: closing its input makes it exit between jobs; kill if it lingers,
-        and what may be left of its process group in any case."""
+        """End the process: closing its input makes it exit between jobs (it has ended what
+        its last job started); kill it if it lingers."""
         self._writer.close()
-        with contextlib.suppress(TimeoutError):
+        try:
             await asyncio.wait_for(self._process.wait(), CLOSE_TIMEOUT_S)
-        self.kill()
-        await self._process.wait()
+        except TimeoutError:
+            self.kill()
+            await self._process.wait()
+        self._ended()
+
+    def _ended(self) -> None:
+        self._janitor.forget(self._process.pid)
+        self.output.close()
 
 
 async def _connect(
