@@ -18,16 +18,22 @@ def log_path(worker: WorkerProcess) -> Path:
 
 
 def test_what_a_job_prints_is_in_the_worker_log_tagged_with_the_job(
-    client: HubClient, connected_worker: WorkerProcess
+    client: HubClient, connected_worker: WorkerProcess, tmp_path: Path
 ) -> None:
-    def talk() -> int:
+    def talk(go: Path) -> int:
         import os
         import subprocess
         import sys
         import threading
+        import time
 
-        # After the job's end, between jobs: output of the executor, no longer the job's.
-        threading.Timer(0.5, print, ["said after the job"]).start()
+        def after_the_job() -> None:  # between jobs: the executor's output, not the job's
+            deadline = time.monotonic() + 30
+            while not go.exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            print("said after the job")
+
+        threading.Thread(target=after_the_job, daemon=True).start()
         print("said with print")
         sys.stderr.write("said on stderr\n")
         os.write(1, b"said on file descriptor 1\n")
@@ -36,7 +42,9 @@ def test_what_a_job_prints_is_in_the_worker_log_tagged_with_the_job(
         sys.stdout.write("said without a newline")
         return os.getpid()
 
-    executor = client.call(talk)
+    go = tmp_path / "go"
+    executor = client.call(talk, go)
+    go.touch()  # the worker was done with the job before the client had its result
     log = log_path(connected_worker)
     done = wait_until(
         lambda: re.search(r"Job ([0-9a-f]{8}): call done", log.read_text()), 10, "the job's end"
