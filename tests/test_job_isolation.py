@@ -59,6 +59,20 @@ def running(pid: int, argv: list[str]) -> bool:
         return False
 
 
+def test_jobs_using_a_pool_of_processes_work_one_after_another(
+    client: HubClient, connected_worker: WorkerProcess
+) -> None:
+    def parallel(count: int) -> list[int]:
+        from joblib import Parallel, delayed
+
+        # joblib keeps its pool of processes for the next call: ended with the job, the
+        # executor is replaced rather than left with a pool it believes alive.
+        return Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(count))
+
+    for _ in range(3):
+        assert client.call(parallel, 20, timeout_s=120) == list(range(20))
+
+
 def started_children(marker: Path) -> list[int]:
     """The pids remote_models.start_and_hold writes, once it has written both."""
 

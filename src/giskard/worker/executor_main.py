@@ -25,16 +25,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from giskard import progress
-from giskard.process_tree import become_subreaper, end_descendants, set_parent_death_signal
+from giskard.process_tree import become_subreaper, kill_descendants, set_parent_death_signal
 from giskard.protocol import CHUNK_SIZE, pieces, sha256_of
 from giskard.worker import jobs
 from giskard.worker.cache import ObjectCache
 from giskard.worker.pipe import PipeClosed, PipeIn, PipeOut
 
 PROGRESS_INTERVAL_S = 0.1
-# Killed processes end at once unless stuck in the kernel (a dead NFS server, say): then the
-# executor is replaced, and the worker kills its process group.
-END_DESCENDANTS_TIMEOUT_S = 5.0
 
 
 class _Aborted(Exception):
@@ -81,8 +78,10 @@ class Executor:
                 answer = {"t": "failure", **jobs.failure_from(exc)}
             finally:
                 progress.set_reporter(None)
-        # What the job started ends with it, and the next job starts where this one did.
-        if not end_descendants(END_DESCENDANTS_TIMEOUT_S) or not self._pristine.restore():
+        # What the job started ends with it, and the next job starts where this one did. A
+        # job that left processes gets a fresh executor: libraries keep pools of processes
+        # from one call to the next (joblib's loky), and would find them dead.
+        if kill_descendants() or not self._pristine.restore():
             answer["replace"] = True
         # Before the answer: the worker tags what is in the pipes then as this job's output.
         _flush_output()
