@@ -16,7 +16,7 @@ import sys
 
 import psutil
 
-# Each round stops the processes found in the last; a tree deeper than this is a fork bomb.
+# Each walk stops the processes it finds; a tree still growing after this many is a fork bomb.
 MAX_ROUNDS = 64
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
