@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import uuid
 from pathlib import Path
@@ -136,4 +138,33 @@ def test_what_a_job_started_ends_when_the_worker_stops(
     connected_worker.wait_for_output("SIGTERM received: stopping")
     connected_worker.process.send_signal(signal.SIGTERM)
     assert connected_worker.process.wait(30) == 0
+    wait_gone(argv, children)
+
+
+def test_a_killed_janitor_is_replaced_before_it_is_needed(
+    client: HubClient, connected_worker: WorkerProcess, tmp_path: Path
+) -> None:
+    def janitors() -> list[int]:
+        found = []
+        for child in psutil.Process(connected_worker.process.pid).children():
+            with contextlib.suppress(psutil.Error):  # a dead one, not yet reaped
+                if "giskard.janitor" in child.cmdline():
+                    found.append(child.pid)
+        return found
+
+    (janitor,) = janitors()
+    os.kill(janitor, signal.SIGKILL)
+
+    def leave(argv: list[str]) -> None:
+        import subprocess
+
+        subprocess.Popen(argv)
+
+    # A job that leaves a process behind: its executor is replaced, and the worker, telling the
+    # janitor, finds it gone and starts another.
+    client.call(leave, sleeper_argv())
+    wait_until(lambda: janitors() not in ([], [janitor]), 10, "another janitor")
+    argv, children, _job = running_children(client, tmp_path)
+    connected_worker.process.kill()
+    connected_worker.process.wait(10)
     wait_gone(argv, children)

@@ -27,39 +27,61 @@ class Janitor:
     """The worker's side: start the janitor, tell it which executors run."""
 
     def __init__(self) -> None:
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "giskard.janitor"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        self._stdin = self._process.stdin
-        assert self._stdin is not None
+        self._watched: set[int] = set()
+        self._closed = False
+        self._process = _spawn()
 
     def watch(self, pid: int) -> None:
         """An executor started: its tree ends when the worker does."""
+        self._watched.add(pid)
         self._tell(f"+{pid}")
 
     def forget(self, pid: int) -> None:
         """An executor ended (and its tree was killed): its pid may be reused."""
+        self._watched.discard(pid)
         self._tell(f"-{pid}")
 
     def close(self) -> None:
         """The worker ends normally: the janitor ends too, killing what may be left."""
-        with contextlib.suppress(OSError):
-            self._stdin.close()
+        self._closed = True
+        _close_input(self._process)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._process.wait(5)
 
     def _tell(self, line: str) -> None:
-        if self._stdin.closed:  # an executor killed after the pool closed: nothing to tell
+        if self._closed:  # an executor killed after the pool closed: nothing to tell
             return
-        # A few bytes to a pipe the janitor keeps reading: this write does not block.
+        # A few bytes to a pipe the janitor keeps reading: these writes do not block.
         try:
-            self._stdin.write(f"{line}\n".encode())
-            self._stdin.flush()
-        except OSError as exc:  # it was killed: the executors still stop with the worker
-            logger.warning("The process that cleans up after jobs is gone: %s", exc)
+            _write(self._process, [line])
+        except OSError:
+            # Killed by someone: without it, executors stopped by the worker's death would stay
+            # stopped. Another one learns every executor that runs.
+            logger.warning("The process that ends jobs' processes was gone; starting another")
+            _close_input(self._process)
+            self._process = _spawn()
+            _write(self._process, [f"+{pid}" for pid in self._watched])
+
+
+def _spawn() -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "giskard.janitor"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _close_input(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(OSError):  # what a dead janitor did not read is lost with it
+        assert process.stdin is not None
+        process.stdin.close()
+
+
+def _write(process: subprocess.Popen[bytes], lines: list[str]) -> None:
+    assert process.stdin is not None
+    process.stdin.write("".join(f"{line}\n" for line in lines).encode())
+    process.stdin.flush()
 
 
 def main() -> int:
