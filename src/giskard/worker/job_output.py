@@ -13,6 +13,7 @@ without end must not delay its heartbeats; the lines beyond are counted, and the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -96,7 +97,8 @@ class _Stream:
         if self._fd is None:
             return
         self._loop.remove_reader(self._fd)
-        os.close(self._fd)
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
         self._fd = None
         self._end_line()
         self._report_dropped()
