@@ -115,3 +115,18 @@ class ForkingExitModel(Wrapped):
             os._exit(0)
         self._started()
         os._exit(4)
+
+
+def start_and_hold(argv: list[str], marker: Path, *, in_c: bool = False) -> None:
+    """Starts `argv` twice, in the executor's process group and in a session of its own,
+    writes their pids to `marker`, then runs until it is stopped: in Python, or in C code
+    that holds the GIL and never looks at signals (a regular expression backtracking)."""
+    import re
+    import subprocess
+
+    children = [subprocess.Popen(argv), subprocess.Popen(argv, start_new_session=True)]
+    marker.write_text(" ".join(str(child.pid) for child in children))
+    while True:
+        if in_c:
+            re.match(r"(a+)+$", "a" * 64 + "b")
+        time.sleep(1)

@@ -136,6 +136,7 @@ class JobExecution:
     ) -> None:
         executor = await self._pool.acquire([i.ref.sha256 for i in inputs])
         running.executor = executor
+        executor.output.job_started(running.job_id)
         broken = True
         try:
             to_send = _unsent(inputs, executor.cached)
@@ -169,6 +170,7 @@ class JobExecution:
             )
             await emit(_end(running.job_id, failure=failure))
         finally:
+            executor.output.job_ended()
             running.executor = None
             self._pool.release(executor, broken=broken)
 

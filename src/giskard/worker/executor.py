@@ -11,6 +11,9 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from giskard.janitor import Janitor
+from giskard.process_tree import kill_tree
+from giskard.worker.job_output import ExecutorOutput
 from giskard.worker.pipe import Buffer, PipeClosed, read_message, write_message
 
 logger = logging.getLogger(__name__)
@@ -41,8 +44,13 @@ class ExecutorProcess:
         process: asyncio.subprocess.Process,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
+        janitor: Janitor,
+        output: ExecutorOutput,
     ) -> None:
         self._process = process
+        self._janitor = janitor
+        # Tells which job prints what (execution.py says when a job starts and ends).
+        self.output = output
         self._reader = reader
         self._writer = writer
         # What the executor's cache holds, mirrored from its answers: inputs it has are not sent.
@@ -53,7 +61,7 @@ class ExecutorProcess:
         self._exit.add_done_callback(lambda _: reader.feed_eof())
 
     @classmethod
-    async def start(cls, options: ExecutorOptions) -> ExecutorProcess:
+    async def start(cls, options: ExecutorOptions, janitor: Janitor) -> ExecutorProcess:
         argv = [
             sys.executable,
             "-m",
@@ -62,28 +70,42 @@ class ExecutorProcess:
             f"--cache-bytes={options.cache_bytes}",
             f"--max-job-memory={options.max_job_memory}",
         ]
-        # Pipes of its own, not stdin/stdout: whatever prints to stdout (the job, a library at
-        # import, a sitecustomize) goes to the worker's stderr and cannot corrupt them.
+        # Pipes of its own for jobs and answers, not stdin/stdout: whatever prints to stdout
+        # (the job, a library at import, a sitecustomize) cannot corrupt them. Its stdout and
+        # stderr are pipes too, which the worker logs (see job_output).
         job_in, to_executor = os.pipe()
         from_executor, answers_out = os.pipe()
+        stdout_r, stdout_w = os.pipe()
+        stderr_r, stderr_w = os.pipe()
         try:
             process = await asyncio.create_subprocess_exec(
                 *argv,
                 f"--pipe-in={job_in}",
                 f"--pipe-out={answers_out}",
                 stdin=asyncio.subprocess.DEVNULL,
-                stdout=2,  # the worker's stderr: its log
+                stdout=stdout_w,
+                stderr=stderr_w,
                 pass_fds=(job_in, answers_out),
-                # Its own process group: a timeout or cancel kills what the job forked too.
+                # Its own process group, killed with it (see kill()).
                 start_new_session=True,
             )
+        except BaseException:
+            for fd in (to_executor, from_executor, stdout_r, stderr_r):
+                os.close(fd)
+            raise
         finally:
-            os.close(job_in)
-            os.close(answers_out)
+            for fd in (job_in, answers_out, stdout_w, stderr_w):
+                os.close(fd)
+        # Told at once: the executor stops (its parent-death signal) as soon as the worker dies.
+        janitor.watch(process.pid)
+        output = ExecutorOutput(process.pid, stdout_r, stderr_r)
         reader, writer = await _connect(from_executor, to_executor)
-        executor = cls(process, reader, writer)
+        executor = cls(process, reader, writer, janitor, output)
         try:
             header, _ = await asyncio.wait_for(executor.receive(), START_TIMEOUT_S)
+        except asyncio.CancelledError:  # the pool closes while it starts
+            executor.kill()
+            raise
         except (PipeClosed, TimeoutError):
             executor.kill()
             why = await executor.exit_description()
@@ -116,11 +138,17 @@ class ExecutorProcess:
         self.cached.update(answer.get("added", ()))
 
     def kill(self) -> None:
-        """SIGKILL to the executor and what it started: whatever the job does stops now."""
+        """SIGKILL to the executor and what it started: whatever the job does stops now.
+
+        Its tree holds every process its job started while it lives (it is their subreaper);
+        its process group, what a job forked before a crash took the executor down."""
+        if self.alive:  # once reaped, its pid may be another process's
+            kill_tree(self._process.pid)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self._process.pid, signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError):
             self._process.kill()
+        self._ended()
 
     async def exit_description(self) -> str:
         """How the process ended ("killed by SIGSEGV", "exited with code 3")."""
@@ -131,13 +159,19 @@ class ExecutorProcess:
         return describe_exit(code)
 
     async def close(self) -> None:
-        """End the process: closing its input makes it exit between jobs; kill if it lingers."""
+        """End the process: closing its input makes it exit between jobs (it has ended what
+        its last job started); kill it if it lingers."""
         self._writer.close()
         try:
             await asyncio.wait_for(self._process.wait(), CLOSE_TIMEOUT_S)
         except TimeoutError:
             self.kill()
             await self._process.wait()
+        self._ended()
+
+    def _ended(self) -> None:
+        self._janitor.forget(self._process.pid)
+        self.output.close()
 
 
 async def _connect(

@@ -1,10 +1,10 @@
 """The executor process: runs the jobs' user code for the worker, one job at a time.
 
 The worker starts it (`python -m giskard.worker.executor_main`) and talks to it over two
-pipes it passes (see giskard.worker.pipe); stdout goes to the worker's log. It stays alive
-between jobs, so imports and the cache of models and datasets stay warm; the worker kills it
-and starts another when a job must stop (timeout, cancel) or has broken it (a crash, memory
-beyond the limit).
+pipes it passes (see giskard.worker.pipe); its stdout and stderr go to the worker's log (see
+giskard.worker.job_output). It stays alive between jobs, so imports and the cache of models
+and datasets stay warm; the worker kills it and starts another when a job must stop (timeout,
+cancel) or has broken it (a crash, memory beyond the limit).
 
 A job is a header naming its inputs; each input the executor lacks follows as chunks, in
 order. The answer is progress messages, then a result (followed by its chunks) or a failure.
@@ -21,9 +21,11 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from giskard import progress
+from giskard.process_tree import become_subreaper, kill_descendants, set_parent_death_signal
 from giskard.protocol import CHUNK_SIZE, pieces, sha256_of
 from giskard.worker import jobs
 from giskard.worker.cache import ObjectCache
@@ -42,6 +44,7 @@ class Executor:
         self._out = pipe_out
         self._cache = cache
         self._max_job_memory = max_job_memory
+        self._pristine = _ProcessState.current()
 
     def serve(self) -> None:
         """Run jobs until the worker closes the pipe."""
@@ -75,6 +78,13 @@ class Executor:
                 answer = {"t": "failure", **jobs.failure_from(exc)}
             finally:
                 progress.set_reporter(None)
+        # What the job started ends with it, and the next job starts where this one did. A
+        # job that left processes gets a fresh executor: libraries keep pools of processes
+        # from one call to the next (joblib's loky), and would find them dead.
+        if kill_descendants() or not self._pristine.restore():
+            answer["replace"] = True
+        # Before the answer: the worker tags what is in the pipes then as this job's output.
+        _flush_output()
         added, evicted = self._cache.take_changes()
         answer |= {"added": added, "evicted": evicted}
         self._send_answer(answer, frames)
@@ -174,6 +184,41 @@ class Executor:
             self._out.send({"t": "chunk"}, group)
 
 
+@dataclass(frozen=True)
+class _ProcessState:
+    """What a job may change in its process and the next job must not inherit."""
+
+    cwd: str
+    environ: dict[str, str]
+    umask: int
+
+    @classmethod
+    def current(cls) -> _ProcessState:
+        umask = os.umask(0o022)
+        os.umask(umask)
+        return cls(os.getcwd(), dict(os.environ), umask)
+
+    def restore(self) -> bool:
+        """Back to this state; False if the directory is gone (the executor is replaced)."""
+        os.umask(self.umask)
+        if os.environ != self.environ:
+            # Through os.environ, so that putenv/unsetenv reach the C library's environment
+            # too, which the job's subprocesses and C extensions read.
+            os.environ.clear()
+            os.environ.update(self.environ)
+        try:
+            os.chdir(self.cwd)
+        except OSError:
+            return False
+        return True
+
+
+def _flush_output() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a job may have closed or replaced them
+            stream.flush()
+
+
 def _compute(header: dict[str, Any], values: list[Any]) -> Any:
     if header["kind"] == "predict":
         report = progress.report_progress if header.get("progress") else None
@@ -225,14 +270,13 @@ def _memory_failure(exc: MemoryError, limited: bool) -> dict[str, str]:
     return failure
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Killed with the worker, even by SIGKILL (Linux), so no executor outlives it."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+def _end_with_parent(parent_pid: int) -> None:
+    """Stopped by the kernel when the worker dies, even by SIGKILL (Linux): SIGSTOP holds
+    even user code stuck in C, and a stopped executor still adopts its job's orphans (it is
+    their subreaper), so the worker's janitor (giskard.janitor) finds and kills every
+    process of the job. Elsewhere, the janitor kills the executor's process group."""
+    become_subreaper()
+    set_parent_death_signal(signal.SIGSTOP)
     if os.getppid() != parent_pid:  # the worker died before prctl took effect
         os._exit(0)
 
@@ -245,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pipe-in", type=int, required=True)
     parser.add_argument("--pipe-out", type=int, required=True)
     args = parser.parse_args(argv)
-    _die_with_parent(args.parent_pid)
+    _end_with_parent(args.parent_pid)
     # Ctrl-C in a terminal reaches the whole process group; the worker decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Programs a job starts (subprocess) must not inherit them. Children it forks do: the
@@ -253,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     os.set_inheritable(args.pipe_in, False)
     os.set_inheritable(args.pipe_out, False)
     pipe_in, pipe_out = PipeIn(args.pipe_in), PipeOut(args.pipe_out)
+    # stdout is a pipe to the worker's log: line by line, as on a terminal, not in 8 KiB blocks.
+    sys.stdout.reconfigure(line_buffering=True)
     # Warm: the first job should not pay for these imports.
     import cloudpickle  # noqa: F401
 

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from giskard.janitor import Janitor
 from giskard.worker.executor import ExecutorOptions, ExecutorProcess
 
 logger = logging.getLogger(__name__)
@@ -33,6 +34,8 @@ class ExecutorPool:
         self._slots = [_Slot() for _ in range(size)]
         self._free = asyncio.Semaphore(size)
         self._closing = False
+        # Ends the executors' trees if this process dies without closing the pool.
+        self._janitor = Janitor()
 
     def start(self) -> None:
         """Start every executor in the background."""
@@ -55,7 +58,10 @@ class ExecutorPool:
 
     def release(self, executor: ExecutorProcess, *, broken: bool) -> None:
         """Give the executor back; a broken one is killed and replaced."""
-        slot = next(s for s in self._slots if s.executor is executor)
+        slot = next((s for s in self._slots if s.executor is executor), None)
+        if slot is None:  # a job abandoned at the end of a drain, after close()
+            executor.kill()
+            return
         if broken or not executor.alive:
             executor.kill()
             slot.executor = None
@@ -81,10 +87,14 @@ class ExecutorPool:
         await asyncio.gather(*(executor.close() for executor in executors))
         for slot in self._slots:
             slot.executor = None
+        await asyncio.to_thread(self._janitor.close)
 
     async def _running(self, slot: _Slot) -> ExecutorProcess:
-        if slot.executor is not None and slot.executor.alive:
-            return slot.executor
+        if slot.executor is not None:
+            if slot.executor.alive:
+                return slot.executor
+            slot.executor.kill()  # died between jobs: what it left goes with it
+            slot.executor = None
         if slot.starting is None:
             self._start(slot)
         assert slot.starting is not None
@@ -93,7 +103,7 @@ class ExecutorPool:
         return slot.executor
 
     def _start(self, slot: _Slot) -> None:
-        task = asyncio.create_task(ExecutorProcess.start(self._options))
+        task = asyncio.create_task(ExecutorProcess.start(self._options, self._janitor))
         slot.starting = task
 
         def started(done: asyncio.Task[ExecutorProcess]) -> None:
