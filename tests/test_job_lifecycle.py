@@ -461,3 +461,13 @@ def test_every_path_ends_once_unpins_once_and_frees_the_slot(
         assert hub.store.pins[SHARED] - hub.store.unpins[SHARED] == 1
 
     run(scenario)
+
+
+def test_a_job_never_submitted_has_nothing_to_end() -> None:
+    async def scenario() -> None:
+        hub = Parts()
+        job = Job("j", common_pb2.JobSpec(call={}), JobEvents(hub.unread), inputs=[INPUT])
+        hub.board.withdraw(job)
+        assert job.state is JobState.NEW and hub.store.unpins == Counter()
+
+    run(scenario)

@@ -43,6 +43,7 @@ NO_WORKER_GRACE_S = 30.0
 
 
 class JobState(enum.Enum):
+    NEW = "new"  # not submitted yet
     QUEUED = "queued"  # waiting at the hub for a slot
     RUNNING = "running"  # sent to a worker, holding one of its slots
     STOPPING = "stopping"  # ended for its client; its worker has not released the slot yet
@@ -59,7 +60,7 @@ class Job:
     inputs: list[str] = field(default_factory=list)  # the artifacts it pins (SHA-256)
     # time.monotonic() by which the job must end; None: no limit.
     deadline: float | None = None
-    state: JobState | None = None  # None until submitted
+    state: JobState = JobState.NEW
     session: WorkerSession | None = None  # the worker whose slot it holds
     sent_at: float = 0.0  # time.time() when it was sent
     progress: tuple[int, int] = (0, 0)
@@ -210,7 +211,7 @@ class JobBoard:
     def _end(self, job: Job, end: common_pb2.JobEnd | None, behind_output: bool = False) -> None:
         """The job's one end; nothing if it already ended. `end` goes to its client (None: the
         client is gone), in place of its pending output unless `behind_output`."""
-        if job.state is None or job.ended:  # not submitted, or ended already
+        if job.state is JobState.NEW or job.ended:
             return
         if job.state is JobState.QUEUED:
             del self._queue[job]
