@@ -130,20 +130,23 @@ def test_a_flood_of_messages_leaves_the_hub_responsive_and_bounded(
 
 
 def test_dispatch_to_a_worker_that_never_reads_fails_the_job() -> None:
-    from giskard.hub.dispatcher import Dispatcher
-    from giskard.hub.registry import JobRun, UnreadResults, WorkerRegistry, WorkerSession
+    from giskard.hub.artifacts import ArtifactStore
+    from giskard.hub.job_events import JobEvents, UnreadResults
+    from giskard.hub.jobs import Job, JobBoard
+    from giskard.hub.registry import WorkerRegistry, WorkerSession
 
     async def scenario() -> common_pb2.JobEnd:
         registry = WorkerRegistry()
-        dispatcher = Dispatcher(registry)
+        jobs = JobBoard(registry, ArtifactStore())
         session = WorkerSession(info=common_pb2.WorkerInfo(pid=7, hostname="h"), peer="p")
         await registry.add(session)
         while not session.outbox.full():
             session.outbox.put_nowait(worker_pb2.HubMessage())
         info = common_pb2.JobSpec(info=common_pb2.InfoJob())
-        job = JobRun(job_id="j", pinned=[], unread=UnreadResults(), spec=info)
-        dispatcher.submit(job)
-        event = await asyncio.wait_for(job.events.get(), 1)
+        job = Job("j", info, JobEvents(UnreadResults()))
+        jobs.submit(job)
+        event = await asyncio.wait_for(job.events.next(), 1)
+        assert event is not None
         return event.end
 
     end = asyncio.run(scenario())

@@ -15,8 +15,9 @@ from google.protobuf.message import DecodeError
 from giskard.hub.artifacts import ArtifactStore
 from giskard.hub.auth import Authenticator
 from giskard.hub.decoding import UNDECODABLE
-from giskard.hub.dispatcher import Dispatcher
-from giskard.hub.registry import JobRun, UnreadResults, WorkerRegistry, WorkerSession
+from giskard.hub.job_events import JobEvents, UnreadResults
+from giskard.hub.jobs import Job, JobBoard
+from giskard.hub.registry import WorkerRegistry, WorkerSession
 from giskard.job_inputs import job_inputs
 from giskard.protocol import INLINE_MAX_BYTES
 from giskard.rpc.v1 import client_pb2, client_pb2_grpc, common_pb2
@@ -32,7 +33,7 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
     def __init__(
         self,
         registry: WorkerRegistry,
-        dispatcher: Dispatcher,
+        jobs: JobBoard,
         store: ArtifactStore,
         auth: Authenticator,
         address: str,
@@ -40,7 +41,7 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
     ) -> None:
         self._registry = registry
         self._unread = unread
-        self._dispatcher = dispatcher
+        self._jobs = jobs
         self._store = store
         self._auth = auth
         self._address = address
@@ -50,7 +51,7 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
     ) -> client_pb2.ListWorkersReply:
         await self._auth.require(context, ["client"], "list the workers")
         active = self._registry.active
-        reply = client_pb2.ListWorkersReply(queued=self._dispatcher.queued)
+        reply = client_pb2.ListWorkersReply(queued=self._jobs.queued)
         for session in self._registry.sessions:
             # Stay well under the message limit however many workers there are.
             if reply.ByteSize() + session.info.ByteSize() > LIST_REPLY_MAX_BYTES:
@@ -144,34 +145,20 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
                 f"start one with: giskard worker start -h HOST -p PORT",
             )
         deadline = time.monotonic() + spec.timeout_s if spec.timeout_s else None
-        job = JobRun(
-            job_id=uuid.uuid4().hex,
-            pinned=inputs,
-            unread=self._unread,
-            spec=spec,
-            deadline=deadline,
-        )
-        for sha in inputs:
-            self._store.pin(sha)
-        forget = self._auth.on_revoke(key, lambda: job.interrupt(None))
+        events = JobEvents(self._unread)
+        job = Job(uuid.uuid4().hex, spec, events, inputs=inputs, deadline=deadline)
+        forget = self._auth.on_revoke(key, lambda: events.interrupt(None))
         try:
-            self._dispatcher.submit(job)
-            while (event := await job.next_event()) is not None:
+            self._jobs.submit(job)
+            while (event := await events.next()) is not None:
                 yield event
                 if event.WhichOneof("kind") == "end":
                     return
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "the API key was revoked")
         finally:
             forget()
-            if not job.done:
-                # The client cancelled or went away: the worker stops the job.
-                self._dispatcher.withdraw(job)
-            # Output already queued is moot, and a worker session waiting for room in this
-            # queue must not wait forever.
-            job.done = True
-            job.discard_pending()
-            for sha in inputs:
-                self._store.unpin(sha)
+            # The client has its end, or cancelled, or went away (then the worker stops it).
+            self._jobs.withdraw(job)
 
 
 def _running_jobs(session: WorkerSession) -> list[client_pb2.RunningJob]:

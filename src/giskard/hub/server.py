@@ -18,11 +18,12 @@ from giskard.hub.admin_service import AdminService
 from giskard.hub.artifacts import DEFAULT_MAX_BYTES, ArtifactStore
 from giskard.hub.auth import Authenticator
 from giskard.hub.decoding import DecodingInterceptor
-from giskard.hub.dispatcher import Dispatcher
+from giskard.hub.job_events import UNREAD_RESULTS_MAX_BYTES, UnreadResults
+from giskard.hub.jobs import JobBoard
 from giskard.hub.keys import KeyStore, ensure_local_admin_key
 from giskard.hub.local_socket import LocalSocket
 from giskard.hub.platform_service import PlatformService
-from giskard.hub.registry import UNREAD_RESULTS_MAX_BYTES, UnreadResults, WorkerRegistry
+from giskard.hub.registry import WorkerRegistry
 from giskard.hub.worker_service import WorkerHubService
 from giskard.protocol import SERVER_OPTIONS
 from giskard.rpc.v1 import admin_pb2_grpc, client_pb2_grpc, worker_pb2_grpc
@@ -110,12 +111,10 @@ class Hub:
         self.admin_key = ensure_local_admin_key(keys, local_admin_key_path(self.home))
         auth = Authenticator(keys)
         registry, store = WorkerRegistry(), ArtifactStore(self._max_artifact_bytes)
-        dispatcher = Dispatcher(registry)
-        worker_service = WorkerHubService(registry, dispatcher, store, auth)
+        jobs = JobBoard(registry, store)
+        worker_service = WorkerHubService(registry, jobs, store, auth)
         worker_pb2_grpc.add_WorkerHubServicer_to_server(worker_service, server)
-        platform = PlatformService(
-            registry, dispatcher, store, auth, self.address, self.unread_results
-        )
+        platform = PlatformService(registry, jobs, store, auth, self.address, self.unread_results)
         client_pb2_grpc.add_PlatformServicer_to_server(platform, server)
         admin_pb2_grpc.add_AdminServicer_to_server(AdminService(auth), server)
         return auth

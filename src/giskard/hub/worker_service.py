@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -14,15 +13,15 @@ from giskard import __version__
 from giskard.hub.artifacts import ArtifactStore
 from giskard.hub.auth import Authenticator
 from giskard.hub.decoding import UNDECODABLE
-from giskard.hub.dispatcher import Dispatcher
-from giskard.hub.registry import JobRun, WorkerRegistry, WorkerSession, put_evicting
+from giskard.hub.jobs import Job, JobBoard
+from giskard.hub.registry import WorkerRegistry, WorkerSession, put_evicting
 from giskard.protocol import (
     CHUNK_SIZE,
     INLINE_MAX_BYTES,
     PROTOCOL_VERSION,
     SESSION_METADATA_KEY,
 )
-from giskard.rpc.v1 import client_pb2, common_pb2, worker_pb2, worker_pb2_grpc
+from giskard.rpc.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 
 logger = logging.getLogger(__name__)
 
@@ -46,13 +45,13 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
     def __init__(
         self,
         registry: WorkerRegistry,
-        dispatcher: Dispatcher,
+        jobs: JobBoard,
         store: ArtifactStore,
         auth: Authenticator,
         max_result_bytes: int = MAX_RESULT_BYTES,
     ) -> None:
         self._registry = registry
-        self._dispatcher = dispatcher
+        self._jobs = jobs
         self._store = store
         self._auth = auth
         self._max_result_bytes = max_result_bytes
@@ -104,7 +103,8 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
             if reader is not None:
                 reader.cancel()
             await self._registry.remove(session)
-            session.fail_jobs(f"the worker {session.describe()} disconnected during the job")
+            reason = f"the worker {session.describe()} disconnected during the job"
+            self._jobs.session_lost(session, reason)
             logger.info("Worker disconnected: %s", session.describe())
 
     async def _read_messages(
@@ -116,7 +116,7 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
         except (ProtocolViolation, DecodeError) as violation:
             what = violation if isinstance(violation, ProtocolViolation) else UNDECODABLE
             logger.warning("Disconnecting worker %s: it sent %s", session.describe(), what)
-            session.fail_jobs(f"the worker broke the protocol: it sent {what}")
+            self._jobs.session_lost(session, f"the worker broke the protocol: it sent {what}")
             refusal = worker_pb2.Refusal(
                 reason=worker_pb2.Refusal.BAD_MESSAGE, message=f"protocol violation: {what}"
             )
@@ -137,7 +137,9 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
         elif kind == "end":
             await self._end_job(message.end, session)
         elif kind == "progress":
-            _relay_progress(message.progress, session)
+            job = session.jobs.get(message.progress.job_id)
+            if job is not None:
+                self._jobs.progress(job, message.progress)
         elif kind == "draining":
             logger.info("Worker %s is shutting down; no more jobs for it", session.describe())
             await self._registry.drain(session)
@@ -148,16 +150,15 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
         if len(output.chunk) > MAX_CHUNK_BYTES:
             raise ProtocolViolation(f"a result chunk of {len(output.chunk)} bytes")
         job = session.jobs.get(output.job_id)
-        if job is None or job.done:
+        if job is None or job.ended:
             return
-        job.received_bytes += len(output.chunk)
         # Not waited for: the session must never wait on one client. Bigger results come
         # with SendResult, which waits for the client.
-        if job.received_bytes > SESSION_RESULT_MAX_BYTES:
+        if job.received_bytes + len(output.chunk) > SESSION_RESULT_MAX_BYTES:
             raise ProtocolViolation(
                 f"a result over {SESSION_RESULT_MAX_BYTES} bytes on the session (use SendResult)"
             )
-        job.queue_output(output)
+        self._jobs.output(job, output)
 
     async def _end_job(self, end: common_pb2.JobEnd, session: WorkerSession) -> None:
         job = session.jobs.get(end.job_id)
@@ -167,27 +168,8 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
         if outcome is None:
             raise ProtocolViolation("a job end without an outcome")
         if outcome == "success":
-            self._check_result(end.success.result, job)
-        del session.jobs[end.job_id]
-        job.cancel_timers()
-        self._dispatcher.pump()  # its slot is free
-        if not job.done:
-            job.done = True
-            # Queued behind the output, never instead of it: dropping a chunk to make room
-            # would corrupt the result.
-            job.events.put_nowait(client_pb2.JobEvent(end=end))
-
-    def _check_result(self, result: common_pb2.ArtifactRef, job: JobRun) -> None:
-        received = job.received_bytes
-        if result.inline:
-            if len(result.inline) > INLINE_MAX_BYTES or received:
-                raise ProtocolViolation("an inline result that is too large or beside chunks")
-            received = len(result.inline)
-        # A job whose client left had its output dropped: there is nothing to check.
-        if result.size != received and not job.done:
-            raise ProtocolViolation(
-                f"a result of {received} bytes announced as {result.size} bytes"
-            )
+            _check_result(end.success.result, job)
+        self._jobs.worker_ended(job, end)
 
     async def SendResult(
         self,
@@ -207,7 +189,7 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
         session: WorkerSession,
         context: grpc.aio.ServicerContext,
     ) -> worker_pb2.ResultReceived:
-        job: JobRun | None = None
+        job: Job | None = None
         async for chunk in request_iterator:
             if job is None:
                 # Only a job of the caller's own session: a result sent for another worker's
@@ -220,14 +202,13 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
             assert job is not None
             if len(chunk.data) > MAX_CHUNK_BYTES:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a chunk over 1 MiB")
-            await job.wait_for_room()  # this job's client sets the pace, no one else's
-            if job.done:  # the client left: tell the worker to stop sending
+            await job.events.wait_for_room()  # this job's client sets the pace, no one else's
+            if job.ended:  # the client left: tell the worker to stop sending
                 return worker_pb2.ResultReceived()
-            job.received_bytes += len(chunk.data)
-            if job.received_bytes > self._max_result_bytes:
+            if job.received_bytes + len(chunk.data) > self._max_result_bytes:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the result is too large")
             output = common_pb2.JobOutput(job_id=job.job_id, chunk=chunk.data)
-            if not job.queue_output(output):
+            if not self._jobs.output(job, output):
                 break  # the job failed: returning tells the worker to stop sending
         return worker_pb2.ResultReceived()
 
@@ -237,7 +218,7 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
         session = await self._caller_session(context, "download an artifact")
         # Only the inputs of the caller's own jobs: another job's inputs are none of its
         # business. Refused as absent, so that the answer does not tell what the hub holds.
-        mine = any(request.sha256 in job.pinned for job in session.jobs.values())
+        mine = any(request.sha256 in job.inputs for job in session.jobs.values())
         blob = self._store.get(request.sha256) if mine else None
         if blob is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no artifact {request.sha256}")
@@ -276,14 +257,15 @@ def _metadata_value(context: grpc.aio.ServicerContext, name: str) -> str:
     return ""
 
 
-def _relay_progress(progress: common_pb2.JobProgress, session: WorkerSession) -> None:
-    job = session.jobs.get(progress.job_id)
-    if job is None or job.done:
-        return
-    job.progress = (progress.done, progress.total)
-    # Progress may be dropped for a slow client: the next report supersedes it.
-    with contextlib.suppress(asyncio.QueueFull):
-        job.events.put_nowait(client_pb2.JobEvent(progress=progress))
+def _check_result(result: common_pb2.ArtifactRef, job: Job) -> None:
+    received = job.received_bytes
+    if result.inline:
+        if len(result.inline) > INLINE_MAX_BYTES or received:
+            raise ProtocolViolation("an inline result that is too large or beside chunks")
+        received = len(result.inline)
+    # A job whose client left had its output dropped: there is nothing to check.
+    if result.size != received and not job.ended:
+        raise ProtocolViolation(f"a result of {received} bytes announced as {result.size} bytes")
 
 
 async def _read_hello(

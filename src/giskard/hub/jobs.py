@@ -1,0 +1,296 @@
+"""The hub's job lifecycle: the one writer of a job's state, its slot, its timers and its pins.
+
+    QUEUED   ── routed ─────────────────────────────────────────► RUNNING  (takes a slot)
+    QUEUED   ── client leaves, timeout, no worker, not reading ──► ENDED
+    RUNNING  ── worker ends it, hub gives up, worker lost ───────► ENDED    (slot freed)
+    RUNNING  ── client leaves (cancel sent), unread limit ───────► STOPPING (slot kept)
+    STOPPING ── worker ends it, hub gives up, worker lost ───────► ENDED    (slot freed)
+
+A job has exactly one end, whichever path comes first (`_end`): its client gets it (unless
+gone), its timers stop, its inputs are unpinned. A sent job holds one of its worker's slots
+until the worker says it stopped, the hub gives up on it, or the worker leaves (`_free_slot`);
+STOPPING is a job ended for its client that still holds its slot. The gRPC services only
+translate messages into these transitions; `routing.route` decides where queued jobs go.
+
+A worker says in its hello how many jobs it runs at once; the hub never sends it more, so a
+burst of jobs waits at the hub (where it can be cancelled or time out cheaply) rather than
+in a worker's memory. Info jobs do not take a slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from giskard.hub.artifacts import ArtifactStore
+from giskard.hub.job_events import JobEvents
+from giskard.hub.registry import WorkerRegistry, WorkerSession
+from giskard.hub.routing import route
+from giskard.rpc.v1 import client_pb2, common_pb2, worker_pb2
+from giskard.sizes import format_size
+
+logger = logging.getLogger(__name__)
+
+# A worker asked to stop a job answers at once; past this, the hub gives up on it.
+STOP_GRACE_S = 3.0
+# Queued jobs wait this long for a worker when none is connected (one restarting comes back
+# within seconds), then fail rather than wait forever.
+NO_WORKER_GRACE_S = 30.0
+
+
+class JobState(enum.Enum):
+    NEW = "new"  # not submitted yet
+    QUEUED = "queued"  # waiting at the hub for a slot
+    RUNNING = "running"  # sent to a worker, holding one of its slots
+    STOPPING = "stopping"  # ended for its client; its worker has not released the slot yet
+    ENDED = "ended"
+
+
+@dataclass(eq=False)
+class Job:
+    """A job submitted to the hub. Its fields are written by JobBoard only."""
+
+    job_id: str
+    spec: common_pb2.JobSpec
+    events: JobEvents  # to the client that submitted it
+    inputs: list[str] = field(default_factory=list)  # the artifacts it pins (SHA-256)
+    # time.monotonic() by which the job must end; None: no limit.
+    deadline: float | None = None
+    state: JobState = JobState.NEW
+    session: WorkerSession | None = None  # the worker whose slot it holds
+    sent_at: float = 0.0  # time.time() when it was sent
+    progress: tuple[int, int] = (0, 0)
+    was_queued: bool = False
+    received_bytes: int = 0  # of its result, from its worker
+    # Stopped when it ends, so that a finished job is not kept in memory until they fire.
+    timers: list[asyncio.TimerHandle] = field(default_factory=list)
+
+    @property
+    def ended(self) -> bool:
+        """Its one end happened: its client has it, or is gone."""
+        return self.state in (JobState.STOPPING, JobState.ENDED)
+
+    @property
+    def kind(self) -> str:
+        return self.spec.WhichOneof("kind") or ""
+
+    @property
+    def takes_a_slot(self) -> bool:
+        """Info jobs run beside the others on the worker; the rest take one of its slots."""
+        return self.kind != "info"
+
+    def remaining_s(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+
+JobTransition = Callable[[Job], None]
+
+
+def _failure(job: Job, kind: str, message: str) -> common_pb2.JobEnd:
+    return common_pb2.JobEnd(
+        job_id=job.job_id, failure=common_pb2.JobFailure(type=kind, message=message)
+    )
+
+
+class JobBoard:
+    """The queued and sent jobs, and every transition of their lifecycle."""
+
+    def __init__(
+        self,
+        registry: WorkerRegistry,
+        store: ArtifactStore,
+        no_worker_grace_s: float = NO_WORKER_GRACE_S,
+    ) -> None:
+        self._registry = registry
+        self._store = store
+        # Queue order; a dict so that a job leaves it in O(1) from anywhere.
+        self._queue: dict[Job, None] = {}
+        self._no_worker_grace_s = no_worker_grace_s
+        self._no_worker_timer: asyncio.TimerHandle | None = None
+        registry.on_change = self.pump
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def submit(self, job: Job) -> None:
+        """Queue `job`, pinning its inputs (it goes out at once if a worker has room)."""
+        for sha in job.inputs:
+            self._store.pin(sha)
+        job.state = JobState.QUEUED
+        self._queue[job] = None
+        remaining = job.remaining_s()
+        if remaining is not None:
+            self._start_timer(job, max(remaining, 0), self._expire)
+        self.pump()
+        if job.state is JobState.QUEUED:
+            job.was_queued = True
+            queued = client_pb2.JobQueued(job_id=job.job_id, position=len(self._queue) - 1)
+            job.events.put(client_pb2.JobEvent(queued=queued))
+
+    def pump(self) -> None:
+        """Send the queued jobs that routing places now."""
+        self._watch_for_no_worker()
+        for job, session in route(self._queue, self._registry.in_connection_order):
+            self._send(job, session)
+
+    def progress(self, job: Job, progress: common_pb2.JobProgress) -> None:
+        """Its worker reports progress."""
+        if job.state is not JobState.RUNNING:
+            return
+        job.progress = (progress.done, progress.total)
+        job.events.put(client_pb2.JobEvent(progress=progress))
+
+    def output(self, job: Job, output: common_pb2.JobOutput) -> bool:
+        """A piece of its result from its worker, for its client. False if the job takes no
+        more: it ended, or the hub holds as much unread result as it may (the job fails)."""
+        if job.state is not JobState.RUNNING:
+            return False
+        job.received_bytes += len(output.chunk)
+        if job.events.put_output(output):
+            return True
+        limit = format_size(job.events.unread.max_bytes)
+        message = (
+            f"the hub holds {limit} of results not read yet, as much as it may, and dropped"
+            " this one: read results as they come, or submit fewer jobs at a time"
+        )
+        self._end(job, _failure(job, "UnreadResultsLimit", message))
+        return False
+
+    def worker_ended(self, job: Job, end: common_pb2.JobEnd) -> None:
+        """Its worker says the job is over: its slot is free."""
+        self._free_slot(job)
+        # Queued behind the output, never instead of it: dropping a chunk to make room
+        # would corrupt the result.
+        self._end(job, end, behind_output=True)
+        self.pump()
+
+    def withdraw(self, job: Job) -> None:
+        """Its client is gone: forget it if queued, or tell its worker to stop it. A sent job
+        keeps its slot until the worker confirms it has stopped."""
+        was_running = job.state is JobState.RUNNING
+        self._end(job, None)
+        if was_running:
+            self._cancel_on_worker(job)
+            self._start_timer(job, STOP_GRACE_S, self._give_up)
+        # A result stream waiting for room in its events must not wait forever.
+        job.events.discard_pending()
+
+    def session_lost(self, session: WorkerSession, reason: str) -> None:
+        """The worker is gone: its jobs fail."""
+        for job in list(session.jobs.values()):
+            self._free_slot(job)
+            self._end(job, _failure(job, "WorkerLost", reason))
+
+    def _send(self, job: Job, session: WorkerSession) -> None:
+        spec = job.spec
+        remaining = job.remaining_s()
+        if remaining is not None:
+            spec = type(spec)()
+            spec.CopyFrom(job.spec)
+            spec.timeout_s = max(remaining, 0.001)
+        message = worker_pb2.HubMessage(job=worker_pb2.Job(job_id=job.job_id, spec=spec))
+        try:
+            session.outbox.put_nowait(message)
+        except asyncio.QueueFull:
+            reason = f"the worker {session.describe()} is not reading"
+            self._end(job, _failure(job, "WorkerNotReading", reason))
+            return
+        del self._queue[job]
+        job.state, job.session, job.sent_at = JobState.RUNNING, session, time.time()
+        session.jobs[job.job_id] = job
+        if job.was_queued:  # a job sent at once needs no event: it would only add latency
+            started = client_pb2.JobStarted(job_id=job.job_id, worker_id=session.info.worker_id)
+            job.events.put(client_pb2.JobEvent(started=started))
+        logger.debug("job %s (%s) sent to %s", job.job_id, job.kind, session.describe())
+
+    def _end(self, job: Job, end: common_pb2.JobEnd | None, behind_output: bool = False) -> None:
+        """The job's one end; nothing if it already ended. `end` goes to its client (None: the
+        client is gone), in place of its pending output unless `behind_output`."""
+        if job.state is JobState.NEW or job.ended:
+            return
+        if job.state is JobState.QUEUED:
+            del self._queue[job]
+        job.state = JobState.STOPPING if job.session is not None else JobState.ENDED
+        _stop_timers(job)
+        for sha in job.inputs:
+            self._store.unpin(sha)
+        job.events.closed = True
+        if end is None:
+            return
+        event = client_pb2.JobEvent(end=end)
+        if behind_output:
+            job.events.put(event)
+        else:
+            job.events.interrupt(event)
+
+    def _free_slot(self, job: Job) -> None:
+        session = job.session
+        if session is None:
+            return
+        del session.jobs[job.job_id]
+        job.session = None
+        if job.state is JobState.STOPPING:
+            job.state = JobState.ENDED
+        # Whoever freed the slot ends the job if it has not ended: nothing is left to time.
+        _stop_timers(job)
+
+    def _expire(self, job: Job) -> None:
+        if job.state is JobState.QUEUED:
+            message = "the job's timeout passed while it waited for a worker slot"
+            self._end(job, _failure(job, "JobTimeout", message))
+        elif job.state is JobState.RUNNING:
+            # The worker stops it at the deadline itself; this is for a worker that does not.
+            self._start_timer(job, STOP_GRACE_S, self._give_up)
+
+    def _give_up(self, job: Job) -> None:
+        """The worker did not end a job it was told to stop: free its slot anyway."""
+        if job.state is JobState.RUNNING:
+            self._cancel_on_worker(job)
+        elif job.state is not JobState.STOPPING:
+            return
+        self._free_slot(job)
+        self._end(
+            job, _failure(job, "JobTimeout", "the worker did not stop the job at its deadline")
+        )
+        self.pump()
+
+    def _cancel_on_worker(self, job: Job) -> None:
+        assert job.session is not None
+        cancel = worker_pb2.HubMessage(cancel=worker_pb2.CancelJob(job_id=job.job_id))
+        try:
+            job.session.outbox.put_nowait(cancel)
+        except asyncio.QueueFull:
+            logger.warning("Worker %s is not reading; cancel not sent", job.session.describe())
+
+    def _start_timer(self, job: Job, delay_s: float, transition: JobTransition) -> None:
+        loop = asyncio.get_running_loop()
+        job.timers.append(loop.call_later(delay_s, transition, job))
+
+    def _watch_for_no_worker(self) -> None:
+        if self._registry.active is not None:
+            if self._no_worker_timer is not None:
+                self._no_worker_timer.cancel()
+                self._no_worker_timer = None
+            return
+        if self._no_worker_timer is None and self._queue:
+            loop = asyncio.get_running_loop()
+            self._no_worker_timer = loop.call_later(self._no_worker_grace_s, self._fail_queued)
+
+    def _fail_queued(self) -> None:
+        self._no_worker_timer = None
+        if self._registry.active is not None:
+            return
+        message = f"no worker connected for {self._no_worker_grace_s:.0f} s"
+        for job in list(self._queue):
+            self._end(job, _failure(job, "NoWorker", f"the job waited in the queue but {message}"))
+
+
+def _stop_timers(job: Job) -> None:
+    for timer in job.timers:
+        timer.cancel()
+    job.timers.clear()
