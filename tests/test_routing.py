@@ -25,6 +25,10 @@ class Session:
     free_slots: int = 1
     draining: bool = False
 
+    @property
+    def takes_jobs(self) -> bool:
+        return not self.draining
+
 
 def jobs(*names: str) -> list[QueuedJob]:
     """Jobs named 'i…' are info jobs; the others take a slot."""

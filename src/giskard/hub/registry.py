@@ -43,6 +43,11 @@ class WorkerSession:
     prefetch: int = 0
 
     @property
+    def takes_jobs(self) -> bool:
+        """Whether new jobs may go to this worker at all (routing decides which)."""
+        return not self.draining
+
+    @property
     def free_slots(self) -> int:
         held = sum(job.takes_a_slot for job in self.jobs.values())
         return self.concurrency + self.prefetch - held

@@ -19,7 +19,7 @@ class QueuedJob(Protocol):
 
 class Candidate(Protocol):
     @property
-    def draining(self) -> bool: ...
+    def takes_jobs(self) -> bool: ...
 
     @property
     def free_slots(self) -> int: ...
@@ -31,9 +31,9 @@ S = TypeVar("S", bound=Candidate)
 
 def active_session(sessions: Sequence[S]) -> S | None:
     """The worker that gets the jobs: the latest connected (`sessions` are in connection
-    order) that is not draining."""
+    order) that takes jobs (it is not draining)."""
     for session in reversed(sessions):
-        if not session.draining:
+        if session.takes_jobs:
             return session
     return None
 
