@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +14,14 @@ import remote_models
 from conftest import CONNECTED, WorkerProcess, wait_until
 
 from giskard.client import HubClient
-from giskard.errors import JobCancelledError, JobError, JobTimeoutError
+from giskard.errors import (
+    EndReason,
+    ExecutorCrashedError,
+    JobCancelledError,
+    JobError,
+    JobTimeoutError,
+    MemoryLimitError,
+)
 from giskard.hub import Hub
 
 
@@ -46,15 +54,23 @@ def assert_still_serving(
     assert old_executor not in executor_pids(worker)
 
 
+CRASHED = (ExecutorCrashedError, EndReason.EXECUTOR_CRASHED)
+
+
 @pytest.mark.parametrize(
-    ("failing", "cause", "remote_type"),
+    ("failing", "cause", "remote_type", "error"),
     [
-        (remote_models.SegfaultingModel, "killed by SIGSEGV", "ExecutorCrashed"),
-        (remote_models.ExitingModel, "exited with code 3", "ExecutorCrashed"),
+        (remote_models.SegfaultingModel, "killed by SIGSEGV", "ExecutorCrashed", CRASHED),
+        (remote_models.ExitingModel, "exited with code 3", "ExecutorCrashed", CRASHED),
         # Its forked child keeps the pipes open: the executor's exit is what counts.
-        (remote_models.ForkingExitModel, "exited with code 4", "ExecutorCrashed"),
+        (remote_models.ForkingExitModel, "exited with code 4", "ExecutorCrashed", CRASHED),
         # It allocates 4 GiB under a 1 GiB limit.
-        (remote_models.GreedyModel, "--max-job-memory", "MemoryLimitExceeded"),
+        (
+            remote_models.GreedyModel,
+            "--max-job-memory",
+            "MemoryLimitExceeded",
+            (MemoryLimitError, EndReason.MEMORY_LIMIT),
+        ),
     ],
     ids=["segfault", "os._exit", "fork-then-exit", "memory"],
 )
@@ -65,12 +81,18 @@ def test_a_model_that_breaks_its_process_fails_its_job_and_the_executor_is_repla
     failing: type,
     cause: str,
     remote_type: str,
+    error: tuple[type[JobError], EndReason],
 ) -> None:
     model, data = breast_cancer
     (executor,) = ready_executors(limited_worker)
     with pytest.raises(JobError, match=cause) as failure:
         client.predict(failing(model), data, timeout_s=60)
     assert failure.value.remote_type == remote_type
+    assert (type(failure.value), failure.value.reason) == error
+    if failing is remote_models.SegfaultingModel:
+        assert failure.value.signal == signal.SIGSEGV
+    elif error[0] is ExecutorCrashedError:
+        assert failure.value.signal is None  # it exited
     assert_still_serving(client, limited_worker, breast_cancer, executor)
 
 
@@ -80,8 +102,9 @@ def test_an_endless_model_is_killed_at_its_timeout(
     model, data = breast_cancer
     (executor,) = ready_executors(limited_worker)
     began = time.monotonic()
-    with pytest.raises(JobTimeoutError, match="timeout"):
+    with pytest.raises(JobTimeoutError, match="timeout") as failure:
         client.predict(remote_models.LoopingModel(model), data, timeout_s=1.5)
+    assert failure.value.reason is EndReason.TIMEOUT
     assert time.monotonic() - began < 1.5 + 1.0
     wait_until(lambda: not psutil.pid_exists(executor), 1.0, "the executor to be killed")
     assert_still_serving(client, limited_worker, breast_cancer, executor)
@@ -123,8 +146,9 @@ def test_a_cancelled_job_is_killed_within_a_second_and_reported_as_cancelled(
     began = time.monotonic()
     wait_until(lambda: not psutil.pid_exists(executor), 1.0, "the executor to be killed")
     assert time.monotonic() - began < 1.0
-    with pytest.raises(JobCancelledError):
+    with pytest.raises(JobCancelledError) as failure:
         handle.result()
+    assert failure.value.reason is EndReason.CANCELLED
     assert handle.cancelled()
     assert_still_serving(client, limited_worker, breast_cancer, executor)
 

@@ -16,7 +16,7 @@ from typing import Any
 import cloudpickle
 import grpc
 
-from giskard import codec
+from giskard import codec, end_reasons
 from giskard.address import parse_address
 from giskard.channel import open_channel, uses_local_socket
 from giskard.credentials import resolve
@@ -102,8 +102,9 @@ class HubClient:
         return self.status()["workers"]
 
     def status(self) -> dict[str, Any]:
-        """`workers` (as in `workers()`) and how many jobs are `queued` at the hub, waiting
-        for a free worker slot."""
+        """`workers` (as in `workers()`), how many jobs are `queued` at the hub, waiting for a
+        free worker slot, and the `recent` jobs that ended (the last 100, the latest last),
+        each with its `reason` (an EndReason)."""
         reply = self._call(self._stub.ListWorkers, client_pb2.ListWorkersRequest())
         workers = [
             {
@@ -127,7 +128,8 @@ class HubClient:
             }
             for worker in reply.workers
         ]
-        return {"workers": workers, "queued": reply.queued}
+        recent = [_ended_job(job) for job in reply.recent]
+        return {"workers": workers, "queued": reply.queued, "recent": recent}
 
     def predict(
         self,
@@ -342,6 +344,19 @@ def _upload_messages(ref: common_pb2.ArtifactRef, frames: list[bytes | memoryvie
     yield client_pb2.Upload(ref=ref)
     for chunk in iter_chunks(frames):
         yield client_pb2.Upload(data=chunk)
+
+
+def _ended_job(job: client_pb2.EndedJob) -> dict[str, Any]:
+    return {
+        "job_id": job.job_id,
+        "kind": job.kind,
+        "worker_id": job.worker_id,
+        "submitted_at": job.submitted_at,
+        "ended_at": job.ended_at,
+        "duration_s": max(job.ended_at - job.submitted_at, 0.0),
+        "reason": end_reasons.from_proto(job.reason),
+        "detail": job.detail,
+    }
 
 
 def _key_info(info: Any) -> dict[str, Any]:

@@ -83,19 +83,89 @@ class NoWorkerError(GiskardError):
     """No worker is connected to the hub to run a job."""
 
 
-class JobError(GiskardError):
-    """A job failed in the worker; carries the remote exception's type, message and traceback."""
+class EndReason(enum.StrEnum):
+    """Why a job ended: one closed set, shared by the hub, the worker and the client (the wire
+    form is the protocol's EndReason enum, see giskard.end_reasons)."""
 
-    def __init__(self, message: str, *, remote_type: str = "", remote_traceback: str = "") -> None:
+    SUCCEEDED = "succeeded"
+    MODEL_ERROR = "model_error"  # the job's code raised, or returned what cannot go back
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"  # by its client, or because the client left or stopped reading
+    WORKER_LOST = "worker_lost"  # its worker left, or could not run it
+    EXECUTOR_CRASHED = "executor_crashed"  # the process running it died
+    MEMORY_LIMIT = "memory_limit"  # beyond the worker's --max-job-memory
+    DRAINED = "drained"  # its worker was stopped before it could finish it
+    INCOMPATIBLE_ENVIRONMENT = "incompatible_environment"  # no worker can load it
+    NO_WORKER = "no_worker"  # no worker came to run it
+
+
+class JobError(GiskardError):
+    """A job failed; carries why (`reason`), the remote exception's type, message and
+    traceback, and the last part of what the job wrote (`logs`)."""
+
+    reason: EndReason = EndReason.MODEL_ERROR
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        remote_type: str = "",
+        remote_traceback: str = "",
+        logs: str = "",
+    ) -> None:
         super().__init__(f"{remote_type}: {message}" if remote_type else message)
         self.remote_type = remote_type
         self.remote_message = message
         self.remote_traceback = remote_traceback
+        self.logs = logs
 
 
 class JobTimeoutError(JobError):
     """A job did not finish within its time limit; the worker stopped it."""
 
+    reason = EndReason.TIMEOUT
+
 
 class JobCancelledError(JobError):
     """The job was cancelled; the worker stopped it."""
+
+    reason = EndReason.CANCELLED
+
+
+class WorkerLostError(JobError):
+    """The worker running the job left (or could not run it) before the job ended."""
+
+    reason = EndReason.WORKER_LOST
+
+
+class ExecutorCrashedError(JobError):
+    """The process running the job died: `signal` is the signal that killed it (None if it
+    exited)."""
+
+    reason = EndReason.EXECUTOR_CRASHED
+
+    def __init__(self, message: str, *, signal: int | None = None, **fields: str) -> None:
+        super().__init__(message, **fields)
+        self.signal = signal
+
+
+class MemoryLimitError(JobError):
+    """The job needed more memory than its worker allows (`--max-job-memory`)."""
+
+    reason = EndReason.MEMORY_LIMIT
+
+
+class DrainedError(JobError):
+    """The job's worker was stopped (drained) before it could finish the job."""
+
+    reason = EndReason.DRAINED
+
+
+class IncompatibleEnvironmentError(JobError):
+    """No worker's environment can load what the job needs; `differences` lists why."""
+
+    reason = EndReason.INCOMPATIBLE_ENVIRONMENT
+
+    def __init__(self, message: str, **fields: str) -> None:
+        super().__init__(message, **fields)
+        self.differences: list[str] = []

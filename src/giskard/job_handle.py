@@ -9,21 +9,37 @@ from typing import Any
 
 import grpc
 
-from giskard import codec
+from giskard import codec, end_reasons
 from giskard.errors import (
     DecodingError,
+    DrainedError,
+    EndReason,
+    ExecutorCrashedError,
     GiskardError,
+    IncompatibleEnvironmentError,
     JobCancelledError,
     JobError,
     JobTimeoutError,
+    MemoryLimitError,
+    NoWorkerError,
     ProtocolError,
+    WorkerLostError,
 )
 from giskard.rpc.v1 import common_pb2
 
 ProgressCallback = Callable[[int, int], None]
 ErrorMapper = Callable[[grpc.RpcError], GiskardError]
 
-_STOPPED = {"JobTimeout": JobTimeoutError, "JobCancelled": JobCancelledError}
+# The exception a failed job raises follows from its end reason alone.
+_ERRORS: dict[EndReason | None, type[JobError]] = {
+    EndReason.TIMEOUT: JobTimeoutError,
+    EndReason.CANCELLED: JobCancelledError,
+    EndReason.WORKER_LOST: WorkerLostError,
+    EndReason.EXECUTOR_CRASHED: ExecutorCrashedError,
+    EndReason.MEMORY_LIMIT: MemoryLimitError,
+    EndReason.DRAINED: DrainedError,
+    EndReason.INCOMPATIBLE_ENVIRONMENT: IncompatibleEnvironmentError,
+}
 
 
 class JobHandle:
@@ -46,6 +62,7 @@ class JobHandle:
         self._lock = threading.Lock()
         self._cancelled = False
         self._outcome: tuple[bool, Any] | None = None  # (succeeded, value or exception)
+        self._logs = ""
         self.job_id = ""
         self.worker_id = ""
 
@@ -59,6 +76,14 @@ class JobHandle:
         if succeeded:
             return value
         raise value
+
+    def logs(self) -> str:
+        """The last MiB of what the job wrote (stdout, stderr, `logging`), once it ended (this
+        waits for it, as `result()` does); failed jobs also have it in `JobError.logs`."""
+        with self._lock:
+            if self._outcome is None:
+                self._outcome = self._wait()
+        return self._logs
 
     def cancel(self) -> bool:
         """Cancel the job unless it has ended; True if it was cancelled."""
@@ -94,22 +119,21 @@ class JobHandle:
                 elif kind == "queued":
                     self.job_id = event.queued.job_id
                 elif kind == "end":
-                    return _outcome(event.end, result)
+                    self._logs = event.end.logs.decode(errors="replace")
+                    return _outcome(event.end, result, self._logs)
         except grpc.RpcError as exc:
             if self._cancelled and exc.code() == grpc.StatusCode.CANCELLED:  # type: ignore[attr-defined]
-                return False, JobCancelledError("the job was cancelled", remote_type="JobCancelled")
+                cancelled = JobCancelledError("the job was cancelled", remote_type="JobCancelled")
+                return False, cancelled
             return False, self._errors(exc)
         except GiskardError as exc:
             return False, exc
         return False, ProtocolError("the hub ended the job without a result")
 
 
-def _outcome(end: common_pb2.JobEnd, result: bytearray) -> tuple[bool, Any]:
+def _outcome(end: common_pb2.JobEnd, result: bytearray, logs: str) -> tuple[bool, Any]:
     if end.WhichOneof("outcome") == "failure":
-        failure = end.failure
-        kind = _STOPPED.get(failure.type, JobError)
-        error = kind(failure.message, remote_type=failure.type, remote_traceback=failure.traceback)
-        return False, error
+        return False, _error(end, logs)
     expected = end.success.result
     if expected.inline:
         result = bytearray(expected.inline)
@@ -122,3 +146,16 @@ def _outcome(end: common_pb2.JobEnd, result: bytearray) -> tuple[bool, Any]:
         return True, codec.decode(result)
     except DecodingError as exc:
         return False, ProtocolError(f"the worker sent a result that is not valid data: {exc}")
+
+
+def _error(end: common_pb2.JobEnd, logs: str) -> GiskardError:
+    """The exception of a failed job: its type follows from the end reason, its detail
+    (`remote_type`) from the failure."""
+    failure = end.failure
+    reason = end_reasons.from_proto(end.reason)
+    if reason is EndReason.NO_WORKER:
+        return NoWorkerError(failure.message)
+    fields = {"remote_type": failure.type, "remote_traceback": failure.traceback, "logs": logs}
+    if reason is EndReason.EXECUTOR_CRASHED:
+        return ExecutorCrashedError(failure.message, signal=failure.signal or None, **fields)
+    return _ERRORS.get(reason, JobError)(failure.message, **fields)

@@ -88,8 +88,8 @@ def workers(
     ca_file: str | None = CA_FILE,
     insecure: bool = INSECURE,
 ) -> None:
-    """Show the workers connected to a hub, the active one first, with their running jobs
-    and how many jobs wait in the hub's queue."""
+    """Show the workers connected to a hub, the active one first, with their running jobs,
+    how many jobs wait in the hub's queue, and the last jobs that ended, with why."""
     with _client(host, port, api_key, api_key_file, tls, ca_file, insecure) as client:
         status = client.status()
     found = status["workers"]
@@ -105,6 +105,32 @@ def workers(
             state = "waiting" if job["waiting"] else "running"
             typer.echo(f"    {state} {job['kind']} {job['job_id'][:12]}{progress}")
     typer.echo(f"{status['queued']} job(s) queued.")
+    _print_recent(status["recent"])
+
+
+def _print_recent(recent: list[dict]) -> None:
+    import datetime
+
+    from giskard.display import printable
+
+    shown = recent[-RECENT_SHOWN:]
+    if shown:
+        more = f", {len(recent) - len(shown)} more with --json" if len(recent) > len(shown) else ""
+        typer.echo(f"Last {len(shown)} job(s) ended{more}:")
+    for job in shown:
+        ended = datetime.datetime.fromtimestamp(job["ended_at"]).isoformat(timespec="seconds")
+        reason = job["reason"] or "unknown"
+        detail = f" ({job['detail']})" if job["detail"] and job["detail"] != reason else ""
+        worker = f" on {job['worker_id'][:8]}" if job["worker_id"] else ""
+        line = (
+            f"    {ended} {job['kind']} {job['job_id'][:12]}{worker}"
+            f"  {job['duration_s']:.1f} s  {reason}{detail}"
+        )
+        typer.echo(printable(line))  # the detail is the worker's word
+
+
+# The text summary shows the last ended jobs up to this many; --json shows all the hub keeps.
+RECENT_SHOWN = 20
 
 
 def _summary(worker: dict) -> str:

@@ -23,6 +23,7 @@ import asyncio
 import enum
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -40,6 +41,8 @@ STOP_GRACE_S = 3.0
 # Queued jobs wait this long for a worker when none is connected (one restarting comes back
 # within seconds), then fail rather than wait forever.
 NO_WORKER_GRACE_S = 30.0
+# How many ended jobs the hub remembers for its status (`giskard hub workers`).
+RECENT_JOBS = 100
 
 
 class JobState(enum.Enum):
@@ -62,7 +65,9 @@ class Job:
     deadline: float | None = None
     state: JobState = JobState.NEW
     session: WorkerSession | None = None  # the worker whose slot it holds
+    submitted_at: float = 0.0  # time.time() when it was submitted
     sent_at: float = 0.0  # time.time() when it was sent
+    worker_id: str = ""  # of the worker it was sent to
     progress: tuple[int, int] = (0, 0)
     was_queued: bool = False
     received_bytes: int = 0  # of its result, from its worker
@@ -90,10 +95,12 @@ class Job:
 JobTransition = Callable[[Job], None]
 
 
-def _failure(job: Job, kind: str, message: str) -> common_pb2.JobEnd:
-    return common_pb2.JobEnd(
-        job_id=job.job_id, failure=common_pb2.JobFailure(type=kind, message=message)
-    )
+def _failure(
+    job: Job, reason: common_pb2.EndReason.ValueType, kind: str, message: str
+) -> common_pb2.JobEnd:
+    """An end the hub decides; `kind` is the detail of `reason`, kept for the client."""
+    failure = common_pb2.JobFailure(type=kind, message=message)
+    return common_pb2.JobEnd(job_id=job.job_id, failure=failure, reason=reason)
 
 
 class JobBoard:
@@ -111,17 +118,23 @@ class JobBoard:
         self._queue: dict[Job, None] = {}
         self._no_worker_grace_s = no_worker_grace_s
         self._no_worker_timer: asyncio.TimerHandle | None = None
+        self._recent: deque[client_pb2.EndedJob] = deque(maxlen=RECENT_JOBS)
         registry.on_change = self.pump
 
     @property
     def queued(self) -> int:
         return len(self._queue)
 
+    @property
+    def recent(self) -> list[client_pb2.EndedJob]:
+        """The last RECENT_JOBS jobs that ended, the latest last."""
+        return list(self._recent)
+
     def submit(self, job: Job) -> None:
         """Queue `job`, pinning its inputs (it goes out at once if a worker has room)."""
         for sha in job.inputs:
             self._store.pin(sha)
-        job.state = JobState.QUEUED
+        job.state, job.submitted_at = JobState.QUEUED, time.time()
         self._queue[job] = None
         remaining = job.remaining_s()
         if remaining is not None:
@@ -158,7 +171,9 @@ class JobBoard:
             f"the hub holds {limit} of results not read yet, as much as it may, and dropped"
             " this one: read results as they come, or submit fewer jobs at a time"
         )
-        self._end(job, _failure(job, "UnreadResultsLimit", message))
+        self._end(
+            job, _failure(job, common_pb2.END_REASON_CANCELLED, "UnreadResultsLimit", message)
+        )
         return False
 
     def worker_ended(self, job: Job, end: common_pb2.JobEnd) -> None:
@@ -184,7 +199,7 @@ class JobBoard:
         """The worker is gone: its jobs fail."""
         for job in list(session.jobs.values()):
             self._free_slot(job)
-            self._end(job, _failure(job, "WorkerLost", reason))
+            self._end(job, _failure(job, common_pb2.END_REASON_WORKER_LOST, "WorkerLost", reason))
 
     def _send(self, job: Job, session: WorkerSession) -> None:
         spec = job.spec
@@ -198,10 +213,12 @@ class JobBoard:
             session.outbox.put_nowait(message)
         except asyncio.QueueFull:
             reason = f"the worker {session.describe()} is not reading"
-            self._end(job, _failure(job, "WorkerNotReading", reason))
+            lost = _failure(job, common_pb2.END_REASON_WORKER_LOST, "WorkerNotReading", reason)
+            self._end(job, lost)
             return
         del self._queue[job]
         job.state, job.session, job.sent_at = JobState.RUNNING, session, time.time()
+        job.worker_id = session.info.worker_id
         session.jobs[job.job_id] = job
         if job.was_queued:  # a job sent at once needs no event: it would only add latency
             started = client_pb2.JobStarted(job_id=job.job_id, worker_id=session.info.worker_id)
@@ -220,6 +237,7 @@ class JobBoard:
         for sha in job.inputs:
             self._store.unpin(sha)
         job.events.closed = True
+        self._remember(job, end)
         if end is None:
             return
         event = client_pb2.JobEvent(end=end)
@@ -227,6 +245,24 @@ class JobBoard:
             job.events.put(event)
         else:
             job.events.interrupt(event)
+
+    def _remember(self, job: Job, end: common_pb2.JobEnd | None) -> None:
+        """Keep the job's end for the hub's status; None: its client left (cancelled)."""
+        if end is None:
+            reason, detail = common_pb2.END_REASON_CANCELLED, "ClientLeft"
+        else:
+            reason, detail = end.reason, end.failure.type
+        self._recent.append(
+            client_pb2.EndedJob(
+                job_id=job.job_id,
+                kind=job.kind,
+                worker_id=job.worker_id,
+                submitted_at=job.submitted_at,
+                ended_at=time.time(),
+                reason=reason,
+                detail=detail,
+            )
+        )
 
     def _free_slot(self, job: Job) -> None:
         session = job.session
@@ -242,7 +278,7 @@ class JobBoard:
     def _expire(self, job: Job) -> None:
         if job.state is JobState.QUEUED:
             message = "the job's timeout passed while it waited for a worker slot"
-            self._end(job, _failure(job, "JobTimeout", message))
+            self._end(job, _failure(job, common_pb2.END_REASON_TIMEOUT, "JobTimeout", message))
         elif job.state is JobState.RUNNING:
             # The worker stops it at the deadline itself; this is for a worker that does not.
             self._start_timer(job, STOP_GRACE_S, self._give_up)
@@ -254,9 +290,8 @@ class JobBoard:
         elif job.state is not JobState.STOPPING:
             return
         self._free_slot(job)
-        self._end(
-            job, _failure(job, "JobTimeout", "the worker did not stop the job at its deadline")
-        )
+        message = "the worker did not stop the job at its deadline"
+        self._end(job, _failure(job, common_pb2.END_REASON_TIMEOUT, "JobTimeout", message))
         self.pump()
 
     def _cancel_on_worker(self, job: Job) -> None:
@@ -286,8 +321,9 @@ class JobBoard:
         if self._registry.active is not None:
             return
         message = f"no worker connected for {self._no_worker_grace_s:.0f} s"
+        message = f"the job waited in the queue but {message}"
         for job in list(self._queue):
-            self._end(job, _failure(job, "NoWorker", f"the job waited in the queue but {message}"))
+            self._end(job, _failure(job, common_pb2.END_REASON_NO_WORKER, "NoWorker", message))
 
 
 def _stop_timers(job: Job) -> None:

@@ -51,7 +51,7 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
     ) -> client_pb2.ListWorkersReply:
         await self._auth.require(context, ["client"], "list the workers")
         active = self._registry.active
-        reply = client_pb2.ListWorkersReply(queued=self._jobs.queued)
+        reply = client_pb2.ListWorkersReply(queued=self._jobs.queued, recent=self._jobs.recent)
         for session in self._registry.sessions:
             # Stay well under the message limit however many workers there are.
             if reply.ByteSize() + session.info.ByteSize() > LIST_REPLY_MAX_BYTES:

@@ -14,12 +14,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from giskard import end_reasons
 from giskard.codec_plain import encode_plain
-from giskard.errors import ProtocolError
+from giskard.errors import EndReason, ProtocolError
 from giskard.job_inputs import job_inputs
 from giskard.protocol import CHUNK_SIZE, INLINE_MAX_BYTES, sha256_of
 from giskard.rpc.v1 import common_pb2, worker_pb2, worker_pb2_grpc
-from giskard.worker.executor import ExecutorProcess
+from giskard.worker.executor import ExecutorProcess, describe_exit
 from giskard.worker.pipe import PipeClosed
 from giskard.worker.pool import ExecutorPool
 
@@ -41,6 +42,7 @@ class _RunningJob:
     task: asyncio.Task[Any]
     reason: str | None = None  # why it was stopped: "timeout" or "cancel"
     executor: ExecutorProcess | None = None
+    logs: bytes = b""  # the last of what it wrote, once its executor is done with it
 
     def stop(self, reason: str) -> None:
         if self.reason is not None or self.task.done():
@@ -92,11 +94,13 @@ class JobExecution:
         except asyncio.CancelledError:
             if running.reason is None:
                 raise
-            await emit(_end(job.job_id, failure=_stopped(running.reason)))
+            reason, failure = _stopped(running.reason)
+            await emit(_end(job.job_id, reason, failure=failure, logs=running.logs))
         except Exception as exc:  # the worker's own trouble (hub gone mid-fetch, ...)
             logger.info("Job %s failed: %s: %s", job.job_id[:8], type(exc).__name__, exc)
             failure = common_pb2.JobFailure(type=type(exc).__name__, message=str(exc))
-            await emit(_end(job.job_id, failure=failure))
+            end = _end(job.job_id, EndReason.WORKER_LOST, failure=failure, logs=running.logs)
+            await emit(end)
         finally:
             if timer is not None:
                 timer.cancel()
@@ -138,6 +142,7 @@ class JobExecution:
         running.executor = executor
         executor.output.job_started(running.job_id)
         broken = True
+        end: worker_pb2.WorkerMessage
         try:
             to_send = _unsent(inputs, executor.cached)
             header["inputs"] = [
@@ -147,7 +152,7 @@ class JobExecution:
             ]
             await executor.send(header)
             await _send_inputs(executor, to_send, hub)
-            answer = await _relay_answer(executor, running.job_id, emit, hub)
+            end, answer = await _relay_answer(executor, running.job_id, emit, hub)
             broken = bool(answer.get("replace"))
             logger.info(
                 "Job %s: %s %s; %d of %d input(s) cached, %d B sent to executor %d",
@@ -162,17 +167,14 @@ class JobExecution:
         except PipeClosed:
             if running.reason is not None:
                 raise asyncio.CancelledError from None  # stopped on purpose: see run()
-            how = await executor.exit_description()
-            logger.warning("Job %s: the executor died (%s)", running.job_id[:8], how)
-            failure = common_pb2.JobFailure(
-                type="ExecutorCrashed",
-                message=f"the process running the job died ({how}); the worker replaced it",
-            )
-            await emit(_end(running.job_id, failure=failure))
+            end = await _crashed(executor, running.job_id)
         finally:
-            executor.output.job_ended()
+            # Its answer came after what it printed: the pipes hold the last of it now.
+            running.logs = executor.output.job_ended()
             running.executor = None
             self._pool.release(executor, broken=broken)
+        end.end.logs = running.logs
+        await emit(end)
 
 
 class _HubCalls:
@@ -249,10 +251,24 @@ async def _send_input(executor: ExecutorProcess, item: _Input, hub: _HubCalls) -
         raise ProtocolError(f"input {ref.sha256[:12]} is shorter than announced")
 
 
+async def _crashed(executor: ExecutorProcess, job_id: str) -> worker_pb2.WorkerMessage:
+    """The end of a job whose executor died under it."""
+    code = await executor.exit_code()
+    how = "still running" if code is None else describe_exit(code)
+    logger.warning("Job %s: the executor died (%s)", job_id[:8], how)
+    failure = common_pb2.JobFailure(
+        type="ExecutorCrashed",
+        message=f"the process running the job died ({how}); the worker replaced it",
+        signal=-code if code is not None and code < 0 else 0,
+    )
+    return _end(job_id, EndReason.EXECUTOR_CRASHED, failure=failure)
+
+
 async def _relay_answer(
     executor: ExecutorProcess, job_id: str, emit: Emit, hub: _HubCalls
-) -> dict[str, Any]:
-    """Pass the executor's progress and answer on to the hub; returns the answer's header."""
+) -> tuple[worker_pb2.WorkerMessage, dict[str, Any]]:
+    """Pass the executor's progress on to the hub; returns the job's end (not sent yet) and
+    the executor's answer."""
     while True:
         header, payload = await executor.receive()
         kind = header.get("t")
@@ -265,8 +281,8 @@ async def _relay_answer(
         executor.apply_cache_changes(header)
         if kind == "failure":
             fields = {k: header.get(k, "") for k in ("type", "message", "traceback")}
-            await emit(_end(job_id, failure=common_pb2.JobFailure(**fields)))
-            return header
+            reason = EndReason(header.get("reason", EndReason.MODEL_ERROR))
+            return _end(job_id, reason, failure=common_pb2.JobFailure(**fields)), header
         if kind != "result":
             raise PipeClosed(f"the executor sent {kind!r}: the stream is out of step")
         result = common_pb2.ArtifactRef(sha256=header["sha"], size=header["size"])
@@ -274,16 +290,18 @@ async def _relay_answer(
             result.inline = payload  # one message instead of two: small results are common
         elif not await hub.send_result(executor, job_id, payload, result.size):
             left = common_pb2.JobFailure(type="JobCancelled", message="the client left")
-            await emit(_end(job_id, failure=left))
-            return header | {"replace": True}  # the rest of the result is still in the pipe
-        await emit(_end(job_id, success=common_pb2.JobSuccess(result=result)))
-        return header
+            # The rest of the result is still in the pipe: the executor is replaced.
+            return _end(job_id, EndReason.CANCELLED, failure=left), header | {"replace": True}
+        return _end(
+            job_id, EndReason.SUCCEEDED, success=common_pb2.JobSuccess(result=result)
+        ), header
 
 
 def _outcome_text(answer: dict[str, Any]) -> str:
     if answer.get("t") == "result":
         return f"done ({answer['size']} B result)"
-    return f"failed: {answer.get('type')}: {answer.get('message')}"
+    reason = answer.get("reason", EndReason.MODEL_ERROR)
+    return f"failed ({reason}): {answer.get('type')}: {answer.get('message')}"
 
 
 async def _emit_result(job_id: str, frames: list[bytes], emit: Emit) -> None:
@@ -295,20 +313,22 @@ async def _emit_result(job_id: str, frames: list[bytes], emit: Emit) -> None:
     else:
         for start in range(0, len(data), CHUNK_SIZE):
             await emit(_output(job_id, data[start : start + CHUNK_SIZE]))
-    await emit(_end(job_id, success=common_pb2.JobSuccess(result=result)))
+    await emit(_end(job_id, EndReason.SUCCEEDED, success=common_pb2.JobSuccess(result=result)))
 
 
-def _stopped(reason: str) -> common_pb2.JobFailure:
-    if reason == "timeout":
-        return common_pb2.JobFailure(
-            type="JobTimeout", message="the job reached its timeout and was stopped"
-        )
-    return common_pb2.JobFailure(type="JobCancelled", message="the job was cancelled")
+def _stopped(why: str) -> tuple[EndReason, common_pb2.JobFailure]:
+    if why == "timeout":
+        message = "the job reached its timeout and was stopped"
+        return EndReason.TIMEOUT, common_pb2.JobFailure(type="JobTimeout", message=message)
+    failure = common_pb2.JobFailure(type="JobCancelled", message="the job was cancelled")
+    return EndReason.CANCELLED, failure
 
 
 def _output(job_id: str, chunk: bytes) -> worker_pb2.WorkerMessage:
     return worker_pb2.WorkerMessage(output=common_pb2.JobOutput(job_id=job_id, chunk=chunk))
 
 
-def _end(job_id: str, **outcome: Any) -> worker_pb2.WorkerMessage:
-    return worker_pb2.WorkerMessage(end=common_pb2.JobEnd(job_id=job_id, **outcome))
+def _end(job_id: str, reason: EndReason, **fields: Any) -> worker_pb2.WorkerMessage:
+    """A job's end, for `reason`; `fields` are its outcome and its logs."""
+    end = common_pb2.JobEnd(job_id=job_id, reason=end_reasons.to_proto(reason), **fields)
+    return worker_pb2.WorkerMessage(end=end)

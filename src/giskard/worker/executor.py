@@ -150,13 +150,17 @@ class ExecutorProcess:
             self._process.kill()
         self._ended()
 
+    async def exit_code(self) -> int | None:
+        """Its exit code, negative for the signal that killed it; None if it still runs."""
+        try:
+            return await asyncio.wait_for(self._process.wait(), CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            return None
+
     async def exit_description(self) -> str:
         """How the process ended ("killed by SIGSEGV", "exited with code 3")."""
-        try:
-            code = await asyncio.wait_for(self._process.wait(), CLOSE_TIMEOUT_S)
-        except TimeoutError:
-            return "still running"
-        return describe_exit(code)
+        code = await self.exit_code()
+        return "still running" if code is None else describe_exit(code)
 
     async def close(self) -> None:
         """End the process: closing its input makes it exit between jobs (it has ended what

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from giskard import progress
+from giskard.errors import EndReason
 from giskard.process_tree import become_subreaper, kill_descendants, set_parent_death_signal
 from giskard.protocol import CHUNK_SIZE, pieces, sha256_of
 from giskard.worker import jobs
@@ -70,12 +71,14 @@ class Executor:
                 frames = jobs.encode_result(_compute(header, values))
                 sha, size = sha256_of(frames)
                 answer = {"t": "result", "sha": sha, "size": size}
-            except _Aborted as exc:
+            except _Aborted as exc:  # the worker could not run it: not the job's fault
                 answer = {"t": "failure", "type": "InputUnavailable", "message": str(exc)}
+                answer["reason"] = EndReason.WORKER_LOST
             except MemoryError as exc:
                 answer = {"t": "failure", **_memory_failure(exc, limited), "replace": True}
             except BaseException as exc:  # user code may raise SystemExit or KeyboardInterrupt
                 answer = {"t": "failure", **jobs.failure_from(exc)}
+                answer["reason"] = EndReason.MODEL_ERROR
             finally:
                 progress.set_reporter(None)
         # What the job started ends with it, and the next job starts where this one did. A
@@ -261,8 +264,9 @@ def _data_bytes() -> int | None:
 
 
 def _memory_failure(exc: MemoryError, limited: bool) -> dict[str, str]:
-    failure = jobs.failure_from(exc)
+    failure = jobs.failure_from(exc) | {"reason": EndReason.MODEL_ERROR}
     if limited:
+        failure["reason"] = EndReason.MEMORY_LIMIT
         failure["type"] = "MemoryLimitExceeded"
         failure["message"] = (
             f"the job needed more memory than the worker's --max-job-memory allows: {exc}"

@@ -8,6 +8,9 @@ service. A line is cut at MAX_LINE_BYTES, so the worker's memory stays bounded w
 job prints. An executor logs at most LINES_PER_S lines a second (after a burst of
 BURST_LINES): logging costs the worker's event loop about 20 µs a line, and a job printing
 without end must not delay its heartbeats; the lines beyond are counted, and the count logged.
+
+Beside the log, what a job writes is kept as its own (both streams, in the order read, none
+of it cut or dropped), to its last JOB_LOG_MAX_BYTES: the worker sends it with the job's end.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ DROPPED_REPORT_INTERVAL_S = 5.0
 READ_BYTES = 4 * 1024
 # A drain reads what the pipe holds (64 KiB on Linux) and stops, even if a writer goes on.
 MAX_DRAIN_READS = 64
+# What a job wrote is returned with its end up to this much, the last of it.
+JOB_LOG_MAX_BYTES = 1024 * 1024
 
 
 class ExecutorOutput:
@@ -39,6 +44,7 @@ class ExecutorOutput:
         self._idle_tag = f"executor {pid}"
         self.tag = self._idle_tag
         self.budget = _LineBudget()
+        self._job_log: _JobLog | None = None
         loop = asyncio.get_running_loop()
         self._streams = [
             _Stream(self, "stdout", stdout_fd, loop),
@@ -48,10 +54,19 @@ class ExecutorOutput:
     def job_started(self, job_id: str) -> None:
         """Output from now on is the job's; what came before is logged first."""
         self._retag(f"job {job_id[:8]}")
+        self._job_log = _JobLog()
 
-    def job_ended(self) -> None:
-        """What the job printed before its end is logged as its own; what follows is not."""
+    def job_ended(self) -> bytes:
+        """What the job printed before its end is logged as its own; what follows is not.
+        Returns the last JOB_LOG_MAX_BYTES it printed."""
         self._retag(self._idle_tag)
+        job_log, self._job_log = self._job_log, None
+        return b"" if job_log is None else job_log.tail()
+
+    def record(self, data: bytes) -> None:
+        """Bytes read from either pipe: the running job's, if any."""
+        if self._job_log is not None:
+            self._job_log.add(data)
 
     def close(self) -> None:
         """Log what is left in the pipes and close them (the executor is gone)."""
@@ -116,6 +131,7 @@ class _Stream:
         if not data:  # every writer is gone
             self._stop()
             return False
+        self._output.record(data)
         *complete, rest = data.split(b"\n")
         for part in complete:
             self._add(part)
@@ -154,6 +170,22 @@ class _Stream:
                 LINES_PER_S,
             )
             self._dropped = 0
+
+
+class _JobLog:
+    """The last JOB_LOG_MAX_BYTES of a job's output. Trimmed once it holds twice that, so
+    that a job printing without end costs a copy per MiB, not one per read."""
+
+    def __init__(self) -> None:
+        self._data = bytearray()
+
+    def add(self, data: bytes) -> None:
+        self._data += data
+        if len(self._data) > 2 * JOB_LOG_MAX_BYTES:
+            del self._data[:-JOB_LOG_MAX_BYTES]
+
+    def tail(self) -> bytes:
+        return bytes(self._data[-JOB_LOG_MAX_BYTES:])
 
 
 class _LineBudget:

@@ -46,12 +46,32 @@ class RunningJob(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., kind: _Optional[str] = ..., started_at: _Optional[float] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., waiting: _Optional[bool] = ...) -> None: ...
 
 class ListWorkersReply(_message.Message):
-    __slots__ = ("workers", "queued")
+    __slots__ = ("workers", "queued", "recent")
     WORKERS_FIELD_NUMBER: _ClassVar[int]
     QUEUED_FIELD_NUMBER: _ClassVar[int]
+    RECENT_FIELD_NUMBER: _ClassVar[int]
     workers: _containers.RepeatedCompositeFieldContainer[ConnectedWorker]
     queued: int
-    def __init__(self, workers: _Optional[_Iterable[_Union[ConnectedWorker, _Mapping]]] = ..., queued: _Optional[int] = ...) -> None: ...
+    recent: _containers.RepeatedCompositeFieldContainer[EndedJob]
+    def __init__(self, workers: _Optional[_Iterable[_Union[ConnectedWorker, _Mapping]]] = ..., queued: _Optional[int] = ..., recent: _Optional[_Iterable[_Union[EndedJob, _Mapping]]] = ...) -> None: ...
+
+class EndedJob(_message.Message):
+    __slots__ = ("job_id", "kind", "worker_id", "submitted_at", "ended_at", "reason", "detail")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBMITTED_AT_FIELD_NUMBER: _ClassVar[int]
+    ENDED_AT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    kind: str
+    worker_id: str
+    submitted_at: float
+    ended_at: float
+    reason: _common_pb2.EndReason
+    detail: str
+    def __init__(self, job_id: _Optional[str] = ..., kind: _Optional[str] = ..., worker_id: _Optional[str] = ..., submitted_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., reason: _Optional[_Union[_common_pb2.EndReason, str]] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class ArtifactList(_message.Message):
     __slots__ = ("artifacts",)

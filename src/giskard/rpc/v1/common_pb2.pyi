@@ -1,10 +1,36 @@
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class EndReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    END_REASON_UNSPECIFIED: _ClassVar[EndReason]
+    END_REASON_SUCCEEDED: _ClassVar[EndReason]
+    END_REASON_MODEL_ERROR: _ClassVar[EndReason]
+    END_REASON_TIMEOUT: _ClassVar[EndReason]
+    END_REASON_CANCELLED: _ClassVar[EndReason]
+    END_REASON_WORKER_LOST: _ClassVar[EndReason]
+    END_REASON_EXECUTOR_CRASHED: _ClassVar[EndReason]
+    END_REASON_MEMORY_LIMIT: _ClassVar[EndReason]
+    END_REASON_DRAINED: _ClassVar[EndReason]
+    END_REASON_INCOMPATIBLE_ENVIRONMENT: _ClassVar[EndReason]
+    END_REASON_NO_WORKER: _ClassVar[EndReason]
+END_REASON_UNSPECIFIED: EndReason
+END_REASON_SUCCEEDED: EndReason
+END_REASON_MODEL_ERROR: EndReason
+END_REASON_TIMEOUT: EndReason
+END_REASON_CANCELLED: EndReason
+END_REASON_WORKER_LOST: EndReason
+END_REASON_EXECUTOR_CRASHED: EndReason
+END_REASON_MEMORY_LIMIT: EndReason
+END_REASON_DRAINED: EndReason
+END_REASON_INCOMPATIBLE_ENVIRONMENT: EndReason
+END_REASON_NO_WORKER: EndReason
 
 class ArtifactRef(_message.Message):
     __slots__ = ("sha256", "size", "inline")
@@ -135,14 +161,16 @@ class JobOutput(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., chunk: _Optional[bytes] = ...) -> None: ...
 
 class JobFailure(_message.Message):
-    __slots__ = ("type", "message", "traceback")
+    __slots__ = ("type", "message", "traceback", "signal")
     TYPE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     TRACEBACK_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
     type: str
     message: str
     traceback: str
-    def __init__(self, type: _Optional[str] = ..., message: _Optional[str] = ..., traceback: _Optional[str] = ...) -> None: ...
+    signal: int
+    def __init__(self, type: _Optional[str] = ..., message: _Optional[str] = ..., traceback: _Optional[str] = ..., signal: _Optional[int] = ...) -> None: ...
 
 class JobSuccess(_message.Message):
     __slots__ = ("result",)
@@ -151,11 +179,15 @@ class JobSuccess(_message.Message):
     def __init__(self, result: _Optional[_Union[ArtifactRef, _Mapping]] = ...) -> None: ...
 
 class JobEnd(_message.Message):
-    __slots__ = ("job_id", "success", "failure")
+    __slots__ = ("job_id", "success", "failure", "reason", "logs")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     SUCCESS_FIELD_NUMBER: _ClassVar[int]
     FAILURE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    LOGS_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     success: JobSuccess
     failure: JobFailure
-    def __init__(self, job_id: _Optional[str] = ..., success: _Optional[_Union[JobSuccess, _Mapping]] = ..., failure: _Optional[_Union[JobFailure, _Mapping]] = ...) -> None: ...
+    reason: EndReason
+    logs: bytes
+    def __init__(self, job_id: _Optional[str] = ..., success: _Optional[_Union[JobSuccess, _Mapping]] = ..., failure: _Optional[_Union[JobFailure, _Mapping]] = ..., reason: _Optional[_Union[EndReason, str]] = ..., logs: _Optional[bytes] = ...) -> None: ...
