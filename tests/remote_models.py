@@ -130,3 +130,12 @@ def start_and_hold(argv: list[str], marker: Path, *, in_c: bool = False) -> None
         if in_c:
             re.match(r"(a+)+$", "a" * 64 + "b")
         time.sleep(1)
+
+
+def print_lines(prefix: str, count: int) -> int:
+    """Prints `count` numbered lines: "PREFIX 00000000", and so on."""
+    import sys
+
+    for i in range(count):
+        sys.stdout.write(f"{prefix} {i:08d}\n")
+    return count
