@@ -67,8 +67,8 @@ class JobHandle:
         self.worker_id = ""
 
     def result(self) -> Any:
-        """The job's result; raises JobError (or JobTimeoutError, JobCancelledError) if it
-        failed."""
+        """The job's result; raises the JobError its end reason says (JobTimeoutError,
+        JobCancelledError, WorkerLostError, ...) if it failed."""
         with self._lock:
             if self._outcome is None:
                 self._outcome = self._wait()

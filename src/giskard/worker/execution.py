@@ -95,6 +95,7 @@ class JobExecution:
             if running.reason is None:
                 raise
             reason, failure = _stopped(running.reason)
+            logger.info("Job %s ended (%s): %s", job.job_id[:8], reason, failure.message)
             await emit(_end(job.job_id, reason, failure=failure, logs=running.logs))
         except Exception as exc:  # the worker's own trouble (hub gone mid-fetch, ...)
             logger.info("Job %s failed: %s: %s", job.job_id[:8], type(exc).__name__, exc)

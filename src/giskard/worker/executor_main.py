@@ -2,11 +2,13 @@
 
 The worker starts it (`python -m giskard.worker.executor_main`) and talks to it over two
 pipes it passes (see giskard.worker.pipe); its stdout and stderr go to the worker's log and to
-the job's own logs (see giskard.worker.job_output). A job's `logging` records reach its
-stderr through logging's last-resort handler (warnings and above), as in a script that sets
-up no logging: no handler is installed here, so a job's own `logging.basicConfig` still works. It stays alive between jobs, so imports and the cache of models
-and datasets stay warm; the worker kills it and starts another when a job must stop (timeout,
-cancel) or has broken it (a crash, memory beyond the limit).
+the job's own logs (see giskard.worker.job_output). It stays alive between jobs, so imports
+and the cache of models and datasets stay warm; the worker kills it and starts another when
+a job must stop (timeout, cancel) or has broken it (a crash, memory beyond the limit).
+
+A job's `logging` records reach its stderr through logging's last-resort handler (warnings
+and above), as in a script that sets up no logging: no handler is installed here, so that a
+job's own `logging.basicConfig` still takes effect.
 
 A job is a header naming its inputs; each input the executor lacks follows as chunks, in
 order. The answer is progress messages, then a result (followed by its chunks) or a failure.
