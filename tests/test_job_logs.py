@@ -12,6 +12,7 @@ from conftest import CONNECTED, WorkerProcess, wait_until
 from giskard.client import HubClient
 from giskard.errors import ExecutorCrashedError, JobError
 from giskard.hub import Hub
+from giskard.hub.job_events import LOGS_DROPPED
 
 MIB = 1024 * 1024
 
@@ -102,3 +103,20 @@ def test_a_successful_job_has_its_logs_too(
     assert handle.logs() == numbered_lines("small", 3)  # waits for the end
     assert handle.done() and handle.result() == 3
     wait_until(lambda: "small 00000002" in connected_worker.output, 10, "the worker's log")
+
+
+def test_logs_beyond_what_the_hub_may_hold_unread_are_dropped_saying_so(
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    with Hub(port=0, max_unread_result_bytes=512 * 1024) as hub:
+        worker = start_worker("-h", "127.0.0.1", "-p", str(hub.port))
+        worker.wait_for_output(CONNECTED)
+        with HubClient(hub.address) as client:
+            assert client.submit(remote_models.print_lines, "small", 3).logs() == (
+                numbered_lines("small", 3)
+            )
+            # Over what the hub may hold: the end comes, without the logs, and says so.
+            big = client.submit(remote_models.print_lines, "big", MIB // 13)
+            assert big.result() == MIB // 13
+            assert big.logs() == LOGS_DROPPED.decode()
+            assert hub.unread_results.held_bytes == 0

@@ -15,6 +15,8 @@ JOB_EVENTS_QUEUED = 64
 # What the hub holds of results not read yet, all jobs together: past it, a job whose result
 # does not fit fails, instead of the hub's memory growing with every unread job.
 UNREAD_RESULTS_MAX_BYTES = 1024**3
+# In place of a job's logs (up to 1 MiB each) when they do not fit in that bound either.
+LOGS_DROPPED = b"[the hub dropped this job's logs: it holds as much unread as it may]\n"
 
 
 @dataclass
@@ -50,6 +52,15 @@ class JobEvents:
     taken: asyncio.Event = field(default_factory=asyncio.Event)
     # The job ended: nothing more is waited for.
     closed: bool = False
+    held_logs: int = 0  # bytes of its end's logs counted in `unread`
+
+    def hold_logs(self, end: common_pb2.JobEnd) -> None:
+        """Count the job's logs among the unread bytes until its client reads its end; drop
+        them, saying so, if they do not fit: an end itself is never refused."""
+        if self.unread.take(len(end.logs)):
+            self.held_logs = len(end.logs)
+        else:
+            end.logs = LOGS_DROPPED
 
     def put(self, event: client_pb2.JobEvent) -> None:
         self.queue.put_nowait(event)
@@ -86,5 +97,9 @@ class JobEvents:
             await self.taken.wait()
 
     def _release_held(self, event: client_pb2.JobEvent | None) -> None:
-        if event is not None and event.WhichOneof("kind") == "output":
-            self.unread.give_back(len(event.output.chunk))
+        kind = None if event is None else event.WhichOneof("kind")
+        if kind == "output":
+            self.unread.give_back(len(event.output.chunk))  # type: ignore[union-attr]
+        elif kind == "end":
+            self.unread.give_back(self.held_logs)
+            self.held_logs = 0

@@ -241,6 +241,7 @@ class JobBoard:
         if end is None:
             return
         event = client_pb2.JobEvent(end=end)
+        job.events.hold_logs(event.end)
         if behind_output:
             job.events.put(event)
         else:
