@@ -1,0 +1,138 @@
+"""Which reason each end the hub decides carries, and which exception each reason raises in
+the client (real jobs reach them in test_end_reasons and test_execution)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from test_job_lifecycle import Parts, end_of, run, sent
+
+from giskard import end_reasons
+from giskard.errors import (
+    DrainedError,
+    EndReason,
+    ExecutorCrashedError,
+    IncompatibleEnvironmentError,
+    JobCancelledError,
+    JobError,
+    JobTimeoutError,
+    MemoryLimitError,
+    NoWorkerError,
+    WorkerLostError,
+)
+from giskard.hub.jobs import JobBoard
+from giskard.job_handle import JobHandle
+from giskard.rpc.v1 import client_pb2, common_pb2, worker_pb2
+
+
+def last_recent(board: JobBoard) -> tuple[EndReason | None, str, str]:
+    ended = board.recent[-1]
+    return end_reasons.from_proto(ended.reason), ended.detail, ended.worker_id
+
+
+def test_a_job_no_worker_comes_for_ends_as_no_worker() -> None:
+    async def scenario() -> None:
+        hub = Parts(no_worker_grace_s=0.05)
+        job = hub.submit("j")
+        while (event := await asyncio.wait_for(job.events.next(), 2)).WhichOneof("kind") != "end":
+            pass
+        assert event.end.reason == common_pb2.END_REASON_NO_WORKER
+        assert last_recent(hub.board) == (EndReason.NO_WORKER, "NoWorker", "")
+
+    run(scenario)
+
+
+def test_a_job_whose_worker_does_not_read_ends_as_worker_lost() -> None:
+    async def scenario() -> None:
+        hub = Parts()
+        session = await hub.connect()
+        while not session.outbox.full():
+            session.outbox.put_nowait(worker_pb2.HubMessage())
+        job = hub.submit("j")
+        assert end_of(job).reason == common_pb2.END_REASON_WORKER_LOST
+        assert last_recent(hub.board)[:2] == (EndReason.WORKER_LOST, "WorkerNotReading")
+
+    run(scenario)
+
+
+def test_a_job_whose_client_does_not_read_ends_as_cancelled() -> None:
+    async def scenario() -> None:
+        hub = Parts(unread_max_bytes=2)
+        await hub.connect()
+        job = hub.submit("j")
+        assert not hub.board.output(job, common_pb2.JobOutput(job_id="j", chunk=b"abc"))
+        assert end_of(job).reason == common_pb2.END_REASON_CANCELLED
+        assert last_recent(hub.board) == (EndReason.CANCELLED, "UnreadResultsLimit", "w")
+
+    run(scenario)
+
+
+def test_jobs_whose_worker_leaves_end_as_worker_lost_and_those_left_as_cancelled() -> None:
+    async def scenario() -> None:
+        hub = Parts()
+        session = await hub.connect(concurrency=2)
+        left, lost = hub.submit("left"), hub.submit("lost")
+        assert sent(session) == ["job left", "job lost"]
+        hub.board.withdraw(left)
+        assert last_recent(hub.board) == (EndReason.CANCELLED, "ClientLeft", "w")
+        hub.board.session_lost(session, "the worker left")
+        assert end_of(lost).reason == common_pb2.END_REASON_WORKER_LOST
+        assert [r.job_id for r in hub.board.recent] == ["left", "lost"]  # each job once
+
+    run(scenario)
+
+
+class Events(list):
+    """A finished RunJob call: its events, nothing left to cancel."""
+
+    def done(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    ("reason", "error"),
+    [
+        (EndReason.MODEL_ERROR, JobError),
+        (EndReason.TIMEOUT, JobTimeoutError),
+        (EndReason.CANCELLED, JobCancelledError),
+        (EndReason.WORKER_LOST, WorkerLostError),
+        (EndReason.EXECUTOR_CRASHED, ExecutorCrashedError),
+        (EndReason.MEMORY_LIMIT, MemoryLimitError),
+        (EndReason.DRAINED, DrainedError),
+        (EndReason.INCOMPATIBLE_ENVIRONMENT, IncompatibleEnvironmentError),
+    ],
+)
+def test_each_reason_raises_its_own_error_with_the_jobs_logs(
+    reason: EndReason, error: type[JobError]
+) -> None:
+    failure = common_pb2.JobFailure(type="Detail", message="it ended", signal=9)
+    end = common_pb2.JobEnd(
+        job_id="j", failure=failure, reason=end_reasons.to_proto(reason), logs=b"last line\n"
+    )
+    handle = JobHandle(Events([client_pb2.JobEvent(end=end)]), errors=lambda exc: exc)
+    with pytest.raises(error, match="Detail: it ended") as raised:
+        handle.result()
+    assert type(raised.value) is error
+    assert (raised.value.reason, raised.value.remote_type) == (reason, "Detail")
+    assert raised.value.logs == handle.logs() == "last line\n"
+    if reason is EndReason.EXECUTOR_CRASHED:
+        assert raised.value.signal == 9
+
+
+def test_a_job_no_worker_came_for_raises_no_worker_error() -> None:
+    failure = common_pb2.JobFailure(type="NoWorker", message="no worker connected for 30 s")
+    end = common_pb2.JobEnd(job_id="j", failure=failure, reason=common_pb2.END_REASON_NO_WORKER)
+    handle = JobHandle(Events([client_pb2.JobEvent(end=end)]), errors=lambda exc: exc)
+    with pytest.raises(NoWorkerError, match="no worker connected for 30 s"):
+        handle.result()
+
+
+def test_every_end_reason_has_its_wire_form() -> None:
+    on_the_wire = {
+        name.removeprefix("END_REASON_") for name in common_pb2.EndReason.DESCRIPTOR.values_by_name
+    }
+    assert on_the_wire - {"UNSPECIFIED"} == {reason.name for reason in EndReason}
+    assert {end_reasons.from_proto(end_reasons.to_proto(r)) for r in EndReason} == set(EndReason)
+    assert end_reasons.from_proto(common_pb2.END_REASON_UNSPECIFIED) is None
+    assert end_reasons.from_proto(999) is None
