@@ -1,9 +1,8 @@
-"""Which reason each end the hub decides carries, and which exception each reason raises in
-the client (real jobs reach them in test_end_reasons and test_execution)."""
+"""The hub's recent jobs, and which exception each reason raises in the client (real jobs
+reach the reasons in test_end_reasons and test_execution; test_job_lifecycle checks the
+reason of each end the hub decides)."""
 
 from __future__ import annotations
-
-import asyncio
 
 import pytest
 from test_job_lifecycle import Parts, end_of, run, sent
@@ -23,49 +22,12 @@ from giskard.errors import (
 )
 from giskard.hub.jobs import JobBoard
 from giskard.job_handle import JobHandle
-from giskard.rpc.v1 import client_pb2, common_pb2, worker_pb2
+from giskard.rpc.v1 import client_pb2, common_pb2
 
 
 def last_recent(board: JobBoard) -> tuple[EndReason | None, str, str]:
     ended = board.recent[-1]
     return end_reasons.from_proto(ended.reason), ended.detail, ended.worker_id
-
-
-def test_a_job_no_worker_comes_for_ends_as_no_worker() -> None:
-    async def scenario() -> None:
-        hub = Parts(no_worker_grace_s=0.05)
-        job = hub.submit("j")
-        while (event := await asyncio.wait_for(job.events.next(), 2)).WhichOneof("kind") != "end":
-            pass
-        assert event.end.reason == common_pb2.END_REASON_NO_WORKER
-        assert last_recent(hub.board) == (EndReason.NO_WORKER, "NoWorker", "")
-
-    run(scenario)
-
-
-def test_a_job_whose_worker_does_not_read_ends_as_worker_lost() -> None:
-    async def scenario() -> None:
-        hub = Parts()
-        session = await hub.connect()
-        while not session.outbox.full():
-            session.outbox.put_nowait(worker_pb2.HubMessage())
-        job = hub.submit("j")
-        assert end_of(job).reason == common_pb2.END_REASON_WORKER_LOST
-        assert last_recent(hub.board)[:2] == (EndReason.WORKER_LOST, "WorkerNotReading")
-
-    run(scenario)
-
-
-def test_a_job_whose_client_does_not_read_ends_as_cancelled() -> None:
-    async def scenario() -> None:
-        hub = Parts(unread_max_bytes=2)
-        await hub.connect()
-        job = hub.submit("j")
-        assert not hub.board.output(job, common_pb2.JobOutput(job_id="j", chunk=b"abc"))
-        assert end_of(job).reason == common_pb2.END_REASON_CANCELLED
-        assert last_recent(hub.board) == (EndReason.CANCELLED, "UnreadResultsLimit", "w")
-
-    run(scenario)
 
 
 def test_jobs_whose_worker_leaves_end_as_worker_lost_and_those_left_as_cancelled() -> None:

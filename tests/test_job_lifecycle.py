@@ -316,7 +316,8 @@ def test_queued_jobs_fail_when_no_worker_comes() -> None:
         hub = Parts(no_worker_grace_s=0.05)
         job = hub.submit("j")
         assert (await next_event(job)).WhichOneof("kind") == "queued"
-        assert (await next_event(job)).end.failure.type == "NoWorker"
+        end = (await next_event(job)).end
+        assert (end.failure.type, end.reason) == ("NoWorker", common_pb2.END_REASON_NO_WORKER)
         assert_released(hub)
 
     run(scenario)
@@ -340,7 +341,9 @@ def test_a_worker_that_does_not_read_fails_the_job() -> None:
         while not session.outbox.full():
             session.outbox.put_nowait(worker_pb2.HubMessage())
         job = hub.submit("j")
-        assert end_of(job).failure.type == "WorkerNotReading"
+        end = end_of(job)
+        assert end.failure.type == "WorkerNotReading"
+        assert end.reason == common_pb2.END_REASON_WORKER_LOST
         assert_released(hub, session)
 
     run(scenario)
@@ -353,7 +356,11 @@ def test_results_past_the_unread_limit_fail_the_job_which_keeps_its_slot() -> No
         job = hub.submit("j")
         assert hub.board.output(job, common_pb2.JobOutput(job_id="j", chunk=b"abc"))
         assert not hub.board.output(job, common_pb2.JobOutput(job_id="j", chunk=b"de"))
-        assert end_of(job).failure.type == "UnreadResultsLimit"
+        end = end_of(job)
+        assert (end.failure.type, end.reason) == (
+            "UnreadResultsLimit",
+            common_pb2.END_REASON_CANCELLED,
+        )
         assert hub.unread.held_bytes == 0  # the output it held was dropped with it
         assert job.state is JobState.STOPPING and session.jobs == {"j": job}
         hub.board.worker_ended(job, success("j"))
