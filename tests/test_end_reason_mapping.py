@@ -20,7 +20,7 @@ from giskard.errors import (
     NoWorkerError,
     WorkerLostError,
 )
-from giskard.hub.jobs import JobBoard
+from giskard.hub.jobs import RECENT_JOBS, JobBoard
 from giskard.job_handle import JobHandle
 from giskard.rpc.v1 import client_pb2, common_pb2
 
@@ -98,3 +98,15 @@ def test_every_end_reason_has_its_wire_form() -> None:
     assert {end_reasons.from_proto(end_reasons.to_proto(r)) for r in EndReason} == set(EndReason)
     assert end_reasons.from_proto(common_pb2.END_REASON_UNSPECIFIED) is None
     assert end_reasons.from_proto(999) is None
+
+
+def test_the_hub_keeps_the_last_jobs_that_ended_only() -> None:
+    async def scenario() -> None:
+        hub = Parts()
+        for i in range(RECENT_JOBS + 5):
+            hub.board.withdraw(hub.submit(f"j{i}"))
+        assert [ended.job_id for ended in hub.board.recent] == [
+            f"j{i}" for i in range(5, RECENT_JOBS + 5)
+        ]
+
+    run(scenario)
