@@ -99,3 +99,7 @@ class JobTimeoutError(JobError):
 
 class JobCancelledError(JobError):
     """The job was cancelled; the worker stopped it."""
+
+
+class WorkerNotFoundError(GiskardError):
+    """No connected worker answers to the name given to a control command (or several do)."""
