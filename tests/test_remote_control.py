@@ -62,7 +62,7 @@ def test_a_job_waits_at_the_hub_while_its_only_worker_is_paused(
         handle = client.submit_predict(model, data)
         wait_until(lambda: client.status()["queued"] == 1, 10, "the job to queue at the hub")
         [worker] = client.workers()
-        assert worker["running"] == []  # connected, but nothing sent to it
+        assert worker["running"] == [] and worker["paused"]  # connected, but sent nothing
         assert not handle.done()
         admin.resume_worker(ref)
     assert len(handle.result()) == len(data)
@@ -161,6 +161,7 @@ def test_the_cli_controls_a_worker_and_refuses_in_one_line(
     paused = workers("pause", worker_id[:8])
     assert paused.returncode == 0, paused.stderr
     assert f"Paused worker pid {connected_worker.process.pid}" in paused.stdout
+    assert workers().stdout.startswith("paused  pid")
     assert workers("resume", worker_id[:8]).returncode == 0
     model, data = iris
     assert len(client.predict(model, data)) == len(data)

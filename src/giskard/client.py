@@ -105,8 +105,9 @@ class HubClient:
         self.close()
 
     def workers(self) -> list[dict[str, Any]]:
-        """The connected workers' info, the active one first; each has an `active` flag, its
-        `concurrency` and the jobs it is `running`."""
+        """The connected workers' info, the active one first; each has an `active` flag,
+        `paused` and `draining` flags (see `pause_worker`), its `concurrency` and the jobs it
+        is `running`."""
         return self.status()["workers"]
 
     def status(self) -> dict[str, Any]:
@@ -121,6 +122,8 @@ class HubClient:
                 "peer": worker.peer,
                 "concurrency": worker.concurrency,
                 "prefetch": worker.prefetch,
+                "paused": worker.paused,
+                "draining": worker.draining,
                 "running": [
                     {
                         "job_id": job.job_id,

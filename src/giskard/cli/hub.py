@@ -118,6 +118,14 @@ def workers(
     typer.echo(f"{status['queued']} job(s) queued.")
 
 
+def _role(worker: dict) -> str:
+    if worker["draining"]:
+        return "draining"
+    if worker["paused"]:
+        return "paused "
+    return "active " if worker["active"] else "standby"
+
+
 def _summary(worker: dict) -> str:
     import datetime
 
@@ -129,7 +137,7 @@ def _summary(worker: dict) -> str:
         )
     except (ValueError, OverflowError, OSError):  # a worker's word, not to be trusted
         started = "?"
-    role = "active " if worker["active"] else "standby"
+    role = _role(worker)
     text = (
         f"{role} pid {worker['pid']} on {worker['hostname']}  Python {worker['python_version']}"
         f"  {worker['interpreter']}  giskard {worker['giskard_version']}"

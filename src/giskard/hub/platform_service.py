@@ -64,6 +64,8 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
                     peer=session.peer,
                     concurrency=session.concurrency,
                     prefetch=session.prefetch,
+                    paused=session.paused,
+                    draining=session.draining,
                     running=_running_jobs(session),
                 )
             )
