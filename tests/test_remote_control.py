@@ -143,9 +143,10 @@ def test_an_unknown_worker_is_refused(client: HubClient, connected_worker: Worke
 def test_the_cli_controls_a_worker_and_refuses_in_one_line(
     hub: Hub, client: HubClient, connected_worker: WorkerProcess, iris: tuple[object, object]
 ) -> None:
-    def workers(*args: str) -> subprocess.CompletedProcess[str]:
+    def workers(*args: str, key: str | None = None) -> subprocess.CompletedProcess[str]:
         command = giskard_command("hub", "workers", *args, "-p", str(hub.port))
-        return subprocess.run(command, capture_output=True, text=True, timeout=60)
+        env = {**os.environ, **({"GISKARD_API_KEY": key} if key else {})}
+        return subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
 
     listed = workers("--json")
     assert listed.returncode == 0, listed.stderr
@@ -157,6 +158,11 @@ def test_the_cli_controls_a_worker_and_refuses_in_one_line(
     assert unknown.returncode == 1
     assert unknown.stderr.count("\n") == 1
     assert "no connected worker 'no-such-worker'" in unknown.stderr
+
+    _, client_key = client.create_key("client", "cli-not-ops")
+    refused = workers("drain", worker_id, key=client_key)
+    assert (refused.returncode, refused.stderr.count("\n")) == (78, 1), refused.stderr
+    assert "a client key cannot control workers" in refused.stderr
 
     paused = workers("pause", worker_id[:8])
     assert paused.returncode == 0, paused.stderr
