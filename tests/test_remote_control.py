@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 import remote_models
 from conftest import CONNECTED, WorkerProcess, giskard_command, wait_until
@@ -175,3 +176,32 @@ def test_the_cli_controls_a_worker_and_refuses_in_one_line(
     assert stopped.returncode == 0, stopped.stderr
     assert connected_worker.process.wait(30) == 0
     assert "Stopped by admin key" in connected_worker.output
+
+
+@pytest.fixture
+def own_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A GISKARD_HOME for this test's hub and CLI subprocesses (ask for it before `hub`)."""
+    home = tmp_path / "giskard-home"
+    monkeypatch.setenv("GISKARD_HOME", str(home))
+    yield home
+    subprocess.run(giskard_command("worker", "stop", "-a"), capture_output=True, timeout=60)
+
+
+def test_the_fallback_supervisor_leaves_a_drained_worker_stopped(
+    own_home: Path, hub: Hub, client: HubClient
+) -> None:
+    start = giskard_command("worker", "start", "-d", "-p", str(hub.port), "--backend", "process")
+    started = subprocess.run(start, capture_output=True, text=True, timeout=60)
+    assert started.returncode == 0, started.stderr
+    [worker] = wait_until(client.workers, 15, "the worker to connect")
+    supervisor = psutil.Process(worker["pid"]).parent()
+    assert supervisor is not None
+    client.drain_worker(f"{worker['pid']}@{worker['hostname']}")
+    # The supervisor restarts a worker that fails; after a clean exit it ends too.
+    _, alive = psutil.wait_procs([supervisor], timeout=30)
+    assert alive == []
+    assert client.workers() == []
+    status = subprocess.run(
+        giskard_command("worker", "status"), capture_output=True, text=True, timeout=60
+    )
+    assert "Drained by admin key 'local-admin-" in status.stdout, status.stdout
