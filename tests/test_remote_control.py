@@ -3,6 +3,7 @@ worker processes, real jobs."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 from collections.abc import Callable, Iterator
@@ -205,3 +206,26 @@ def test_the_fallback_supervisor_leaves_a_drained_worker_stopped(
         giskard_command("worker", "status"), capture_output=True, text=True, timeout=60
     )
     assert "Drained by admin key 'local-admin-" in status.stdout, status.stdout
+
+
+def test_find_worker_takes_a_worker_id_prefix_or_pid_at_host_and_refuses_ambiguity() -> None:
+    from giskard.hub.registry import UnknownWorkerError, WorkerRegistry, WorkerSession, find_worker
+    from giskard.rpc.v1 import common_pb2
+
+    registry = WorkerRegistry()
+    first, second = (
+        WorkerSession(common_pb2.WorkerInfo(worker_id=wid, pid=pid, hostname="box"), peer="")
+        for wid, pid in (("ab12", 10), ("ab34", 11))
+    )
+
+    async def connect() -> None:
+        await registry.add(first)
+        await registry.add(second)
+
+    asyncio.run(connect())
+    assert find_worker(registry, "ab3") is second
+    assert find_worker(registry, "10@box") is first
+    with pytest.raises(UnknownWorkerError, match="2 connected workers match 'ab'"):
+        find_worker(registry, "ab")
+    with pytest.raises(UnknownWorkerError, match="no connected worker"):
+        find_worker(registry, "")

@@ -10,7 +10,7 @@ from giskard.errors import KeyManagementError
 from giskard.hub.auth import Authenticator
 from giskard.hub.keys import KeyRecord
 from giskard.hub.registry import UnknownWorkerError, WorkerRegistry, find_worker
-from giskard.hub.worker_control import WorkerNotReadingError, control
+from giskard.hub.worker_control import DOING, WorkerNotReadingError, control
 from giskard.rpc.v1 import admin_pb2, admin_pb2_grpc, worker_pb2
 
 logger = logging.getLogger(__name__)
@@ -56,8 +56,8 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         self, request: admin_pb2.ControlWorkerRequest, context: grpc.aio.ServicerContext
     ) -> admin_pb2.ControlWorkerReply:
         key = await self._auth.require(context, ["admin"], "control workers")
-        if request.action == worker_pb2.Control.ACTION_UNSPECIFIED:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no action given")
+        if request.action not in DOING:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no known action given")
         try:
             session = find_worker(self._registry, request.worker)
             order = worker_pb2.Control(

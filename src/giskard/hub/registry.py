@@ -112,6 +112,7 @@ class WorkerRegistry:
         await self._promote_if(was_active)
 
     async def set_paused(self, session: WorkerSession, paused: bool) -> None:
+        """Pause `session` (it takes no new jobs; another may become active) or resume it."""
         previous = self.active
         session.paused = paused
         if session is previous or self.active is not session:

@@ -15,20 +15,24 @@ from giskard.rpc.v1 import worker_pb2
 logger = logging.getLogger(__name__)
 
 Control = worker_pb2.Control
+DOING = {
+    Control.PAUSE: "Pausing",
+    Control.RESUME: "Resuming",
+    Control.DRAIN: "Draining",
+    Control.STOP: "Stopping",
+}
 
 
 class WorkerNotReadingError(Exception):
     """The worker's outbox is full: it is not reading, so it cannot be told."""
 
 
-PAST = {Control.PAUSE: "Paused", Control.RESUME: "Resumed", Control.DRAIN: "Drained"}
-
-
 async def control(
     registry: WorkerRegistry, session: WorkerSession, order: worker_pb2.Control
 ) -> None:
-    """Send `order` (its `by` says who gave it) to the worker and apply it to `session`;
-    WorkerNotReadingError, with nothing changed, if the worker cannot be told."""
+    """Send `order` (its `by` says who gave it; its action one of DOING) to the worker and
+    apply it to `session`; WorkerNotReadingError, with nothing changed, if the worker cannot
+    be told."""
     try:
         session.outbox.put_nowait(worker_pb2.HubMessage(control=order))
     except asyncio.QueueFull:
@@ -37,5 +41,5 @@ async def control(
         await registry.set_paused(session, order.action == Control.PAUSE)
     else:
         await registry.drain(session)
-    what = PAST.get(order.action, "Force-stopped" if order.force else "Stopped")
-    logger.info("%s worker %s, by %s", what, session.describe(), order.by)
+    force = " (cancelling its jobs)" if order.action == Control.STOP and order.force else ""
+    logger.info("%s worker %s%s, by %s", DOING[order.action], session.describe(), force, order.by)
