@@ -229,3 +229,31 @@ def test_find_worker_takes_a_worker_id_prefix_or_pid_at_host_and_refuses_ambigui
         find_worker(registry, "ab")
     with pytest.raises(UnknownWorkerError, match="no connected worker"):
         find_worker(registry, "")
+
+
+def test_pausing_the_active_worker_hands_the_jobs_to_the_other_until_resumed(
+    hub: Hub,
+    client: HubClient,
+    start_worker: Callable[..., WorkerProcess],
+    iris: tuple[object, object],
+) -> None:
+    args = ("-h", "127.0.0.1", "-p", str(hub.port))
+    older = start_worker(*args)
+    older.wait_for_output(CONNECTED)
+    newer = start_worker(*args)
+    newer.wait_for_output(CONNECTED)
+
+    def active_pid() -> int:
+        [active] = [w for w in client.workers() if w["active"]]
+        return active["pid"]
+
+    assert active_pid() == newer.process.pid
+    ref = f"{newer.process.pid}@{client.workers()[0]['hostname']}"
+    client.pause_worker(ref)
+    assert active_pid() == older.process.pid
+    older.wait_for_output("now active")
+    model, data = iris
+    assert len(client.predict(model, data)) == len(data)
+    client.resume_worker(ref)
+    assert active_pid() == newer.process.pid
+    older.wait_for_output("now standby: a resumed worker is active")
