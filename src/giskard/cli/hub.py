@@ -153,52 +153,31 @@ WORKER_REF = typer.Argument(
 )
 
 
-@workers_app.command("pause")
-def pause_worker(
-    worker: str = WORKER_REF,
-    host: str = HOST,
-    port: int = PORT,
-    api_key_file: str | None = API_KEY_FILE,
-    api_key: str | None = API_KEY,
-    tls: bool = TLS,
-    ca_file: str | None = CA_FILE,
-    insecure: bool = INSECURE,
-) -> None:
-    """Send a worker no new jobs until `resume`; it stays connected and ends its jobs."""
-    with _client(host, port, api_key, api_key_file, tls, ca_file, insecure) as client:
-        _done("Paused", client.pause_worker(worker))
+def _control_command(name: str, done: str, help_text: str) -> None:
+    """`giskard hub workers NAME WORKER`: call HubClient.NAME_worker(WORKER)."""
+
+    @workers_app.command(name, help=help_text)
+    def command(
+        worker: str = WORKER_REF,
+        host: str = HOST,
+        port: int = PORT,
+        api_key_file: str | None = API_KEY_FILE,
+        api_key: str | None = API_KEY,
+        tls: bool = TLS,
+        ca_file: str | None = CA_FILE,
+        insecure: bool = INSECURE,
+    ) -> None:
+        with _client(host, port, api_key, api_key_file, tls, ca_file, insecure) as client:
+            _done(done, getattr(client, f"{name}_worker")(worker))
 
 
-@workers_app.command("resume")
-def resume_worker(
-    worker: str = WORKER_REF,
-    host: str = HOST,
-    port: int = PORT,
-    api_key_file: str | None = API_KEY_FILE,
-    api_key: str | None = API_KEY,
-    tls: bool = TLS,
-    ca_file: str | None = CA_FILE,
-    insecure: bool = INSECURE,
-) -> None:
-    """Send a paused worker jobs again."""
-    with _client(host, port, api_key, api_key_file, tls, ca_file, insecure) as client:
-        _done("Resumed", client.resume_worker(worker))
-
-
-@workers_app.command("drain")
-def drain_worker(
-    worker: str = WORKER_REF,
-    host: str = HOST,
-    port: int = PORT,
-    api_key_file: str | None = API_KEY_FILE,
-    api_key: str | None = API_KEY,
-    tls: bool = TLS,
-    ca_file: str | None = CA_FILE,
-    insecure: bool = INSECURE,
-) -> None:
-    """Send a worker no new jobs; it finishes those it holds, then exits and stays stopped."""
-    with _client(host, port, api_key, api_key_file, tls, ca_file, insecure) as client:
-        _done("Draining", client.drain_worker(worker))
+_control_command("pause", "Paused", "Send a worker no new jobs until `resume`; it stays connected.")
+_control_command("resume", "Resumed", "Send a paused worker jobs again.")
+_control_command(
+    "drain",
+    "Draining",
+    "Send a worker no new jobs; it finishes those it holds, then exits and stays stopped.",
+)
 
 
 @workers_app.command("stop")
