@@ -66,6 +66,7 @@ def test_a_job_waits_at_the_hub_while_its_only_worker_is_paused(
         [worker] = client.workers()
         assert worker["running"] == [] and worker["paused"]  # connected, but sent nothing
         assert not handle.done()
+        assert "paused by the hub" in _worker_status(connected_worker)
         admin.resume_worker(ref)
     assert len(handle.result()) == len(data)
     connected_worker.wait_for_output("Resumed by admin key 'ops-pause'")
