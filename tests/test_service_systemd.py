@@ -126,6 +126,31 @@ def test_two_hubs_two_services_stop_all_stops_both(user: ServiceUser) -> None:
             assert user.systemctl("is-active", name).stdout.strip() != "active"
 
 
+def test_a_drained_worker_stays_stopped_and_says_who_drained_it(user: ServiceUser) -> None:
+    with Hub(host="127.0.0.1", port=free_port()) as hub, HubClient(hub.address) as client:
+        args = ("-h", "127.0.0.1", "-p", str(hub.port))
+        name = f"giskard-worker-localhost-{hub.port}"
+        assert user.giskard("worker", "start", "-d", *args).returncode == 0
+        pid = main_pid(user, name)
+        [worker] = wait_until(client.workers, 15, "the worker to connect")
+        assert worker["pid"] == pid
+        admin = client.drain_worker(f"{pid}@{worker['hostname']}")
+        assert admin["pid"] == pid
+        # "inactive", not "activating (auto-restart)": systemd scheduled no restart.
+        wait_until(
+            lambda: user.systemctl("is-active", name).stdout.strip() == "inactive",
+            30,
+            "the drained unit to stop",
+        )
+        assert (user.show(name, "Result"), user.show(name, "NRestarts")) == ("success", "0")
+        assert user.show(name, "ExecMainStatus") == "0"
+        drained = "Drained by admin key 'local-admin-"
+        wait_until(lambda: journal_has(user, drained, 1, name), 10, "who drained it, logged")
+        status = user.giskard("worker", "status").stdout
+        [line] = [line for line in status.splitlines() if name in line]
+        assert drained in line and f"of the hub at localhost:{hub.port}" in line
+
+
 def test_status_and_logs_show_the_truth(user: ServiceUser) -> None:
     port = free_port()  # no hub there: the worker runs and waits
     result = user.giskard("worker", "start", "-d", "-h", "127.0.0.1", "-p", str(port))

@@ -27,10 +27,18 @@ from giskard.errors import (
     HubUnavailableError,
     JobTimeoutError,
     NoWorkerError,
+    WorkerNotFoundError,
 )
 from giskard.job_handle import JobHandle, ProgressCallback
 from giskard.protocol import INLINE_MAX_BYTES, iter_chunks, sha256_of
-from giskard.rpc.v1 import admin_pb2, admin_pb2_grpc, client_pb2, client_pb2_grpc, common_pb2
+from giskard.rpc.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    client_pb2,
+    client_pb2_grpc,
+    common_pb2,
+    worker_pb2,
+)
 from giskard.rpc_errors import describe_rpc_error
 from giskard.tls import channel_security, explain_failure
 from giskard.worker.info import info_from_proto
@@ -97,8 +105,9 @@ class HubClient:
         self.close()
 
     def workers(self) -> list[dict[str, Any]]:
-        """The connected workers' info, the active one first; each has an `active` flag, its
-        `concurrency` and the jobs it is `running`."""
+        """The connected workers' info, the active one first; each has an `active` flag,
+        `paused` and `draining` flags (see `pause_worker`), its `concurrency` and the jobs it
+        is `running`."""
         return self.status()["workers"]
 
     def status(self) -> dict[str, Any]:
@@ -114,6 +123,8 @@ class HubClient:
                 "peer": worker.peer,
                 "concurrency": worker.concurrency,
                 "prefetch": worker.prefetch,
+                "paused": worker.paused,
+                "draining": worker.draining,
                 "running": [
                     {
                         "job_id": job.job_id,
@@ -248,6 +259,35 @@ class HubClient:
     def revoke_key(self, name: str) -> dict[str, Any]:
         """Revoke a key; the hub closes what runs with it (admin only)."""
         return _key_info(self._call(self._admin.RevokeKey, admin_pb2.RevokeKeyRequest(name=name)))
+
+    def pause_worker(self, worker: str) -> dict[str, Any]:
+        """Stop sending jobs to a connected worker until `resume_worker` (admin only). `worker`
+        is a prefix of its `worker_id` or its `pid@hostname`; returns its info."""
+        return self._control_worker(worker, worker_pb2.Control.PAUSE)
+
+    def resume_worker(self, worker: str) -> dict[str, Any]:
+        """Send jobs to a paused worker again (admin only)."""
+        return self._control_worker(worker, worker_pb2.Control.RESUME)
+
+    def drain_worker(self, worker: str) -> dict[str, Any]:
+        """Send a worker no more jobs; it finishes those it holds, then exits 0 and stays
+        stopped (admin only)."""
+        return self._control_worker(worker, worker_pb2.Control.DRAIN)
+
+    def stop_worker(self, worker: str, force: bool = False) -> dict[str, Any]:
+        """Make a worker exit now, as on SIGTERM: its running jobs get its drain grace to end
+        (admin only). With `force`, they are cancelled at once (JobCancelledError)."""
+        return self._control_worker(worker, worker_pb2.Control.STOP, force=force)
+
+    def _control_worker(self, worker: str, action: int, force: bool = False) -> dict[str, Any]:
+        request = admin_pb2.ControlWorkerRequest(worker=worker, action=action, force=force)
+        try:
+            reply = self._admin.ControlWorker(request, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:  # type: ignore[attr-defined]
+                raise WorkerNotFoundError(exc.details()) from None  # type: ignore[attr-defined]
+            raise self._error(exc) from None
+        return info_from_proto(reply.worker)
 
     def put(self, value: Any) -> Stored:
         """Upload `value` once: the handle stands for it in `predict` (as the model or the

@@ -169,3 +169,7 @@ class IncompatibleEnvironmentError(JobError):
     def __init__(self, message: str, **fields: str) -> None:
         super().__init__(message, **fields)
         self.differences: list[str] = []
+
+
+class WorkerNotFoundError(GiskardError):
+    """No connected worker answers to the name given to a control command (or several do)."""

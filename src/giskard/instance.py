@@ -2,7 +2,8 @@
 
 "Lock free" means "not running", so a stale file can never block a start or point at a
 stranger's pid. Beside the lock, a small JSON file says who holds it and whether it is
-connected; it is trusted only while the lock is held.
+connected; it is trusted only while the lock is held. A worker that the hub's admin drained or
+stopped leaves a third file saying so (StopRecord), for `worker status`, until it starts again.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from giskard import lockfile
@@ -42,6 +43,7 @@ class InstanceState:
     state_since: float = 0.0
     running_jobs: int = 0
     concurrency: int = 1
+    paused: bool = False  # by the hub's admin
 
     def describe(self) -> str:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started_at))
@@ -67,6 +69,7 @@ class InstanceLock:
         key = instance_key(address, prefix)
         self.lock_path = instances_dir() / f"{key}.lock"
         self.state_path = instances_dir() / f"{key}.json"
+        self.stop_path = instances_dir() / f"{key}{STOP_SUFFIX}"
         self._state = InstanceState(
             pid=os.getpid(),
             interpreter=sys.executable,
@@ -91,11 +94,24 @@ class InstanceLock:
                 )
             time.sleep(0.05)
         self._fd = fd
+        self.stop_path.unlink(missing_ok=True)  # a fresh start: the last stop is history
         self._write(self._state)
 
     def set_connected(self, connected: bool) -> None:
         if self._fd is not None and connected != self._state.connected:
-            self._write(replace(self._state, connected=connected, state_since=time.time()))
+            # A new session is never paused: a pause lasts as long as the session it paused.
+            changed = replace(self._state, connected=connected, paused=False)
+            self._write(replace(changed, state_since=time.time()))
+
+    def set_paused(self, paused: bool) -> None:
+        if self._fd is not None and paused != self._state.paused:
+            self._write(replace(self._state, paused=paused))
+
+    def record_stop(self, reason: str) -> None:
+        """Say why the worker is exiting (the hub's admin drained or stopped it)."""
+        state = self._state
+        record = StopRecord(state.pid, state.hub, state.service, state.interpreter, reason)
+        write_atomically(self.stop_path, json.dumps(asdict(record)), mode=0o600)
 
     def set_jobs(self, running: int, concurrency: int) -> None:
         state = self._state
@@ -115,6 +131,32 @@ class InstanceLock:
     def _write(self, state: InstanceState) -> None:
         self._state = state
         write_atomically(self.state_path, json.dumps(asdict(state)), mode=0o600)
+
+
+STOP_SUFFIX = ".stopped"
+
+
+@dataclass(frozen=True)
+class StopRecord:
+    """Why a worker that is not running now stopped: left by it as it exited."""
+
+    pid: int
+    hub: str
+    service: str  # as in InstanceState
+    interpreter: str
+    reason: str  # e.g. "Drained by admin key 'ops' of the hub at localhost:40051"
+    stopped_at: float = field(default_factory=time.time)
+
+
+def stop_records() -> list[StopRecord]:
+    """The workers that stopped on the hub's order and have not started since, oldest first."""
+    records = []
+    for path in instances_dir().glob(f"*{STOP_SUFFIX}"):
+        try:
+            records.append(StopRecord(**json.loads(path.read_text())))
+        except (OSError, ValueError, TypeError):
+            continue
+    return sorted(records, key=lambda record: record.stopped_at)
 
 
 def read_state(path: Path) -> InstanceState | None:

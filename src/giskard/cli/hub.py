@@ -77,8 +77,17 @@ def start(
     asyncio.run(serve())
 
 
-@hub_app.command()
+workers_app = typer.Typer(
+    rich_markup_mode=None,
+    help="Show the workers connected to a hub; pause, resume, drain or stop one (admin key).",
+    invoke_without_command=True,
+)
+hub_app.add_typer(workers_app, name="workers")
+
+
+@workers_app.callback()
 def workers(
+    ctx: typer.Context,
     host: str = HOST,
     port: int = PORT,
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a summary."),
@@ -90,6 +99,8 @@ def workers(
 ) -> None:
     """Show the workers connected to a hub, the active one first, with their running jobs,
     how many jobs wait in the hub's queue, and the last jobs that ended, with why."""
+    if ctx.invoked_subcommand is not None:
+        return
     with _client(host, port, api_key, api_key_file, tls, ca_file, insecure) as client:
         status = client.status()
     found = status["workers"]
@@ -133,6 +144,14 @@ def _print_recent(recent: list[dict]) -> None:
 RECENT_SHOWN = 20
 
 
+def _role(worker: dict) -> str:
+    if worker["draining"]:
+        return "draining"
+    if worker["paused"]:
+        return "paused "
+    return "active " if worker["active"] else "standby"
+
+
 def _summary(worker: dict) -> str:
     import datetime
 
@@ -144,7 +163,7 @@ def _summary(worker: dict) -> str:
         )
     except (ValueError, OverflowError, OSError):  # a worker's word, not to be trusted
         started = "?"
-    role = "active " if worker["active"] else "standby"
+    role = _role(worker)
     text = (
         f"{role} pid {worker['pid']} on {worker['hostname']}  Python {worker['python_version']}"
         f"  {worker['interpreter']}  giskard {worker['giskard_version']}"
@@ -153,6 +172,62 @@ def _summary(worker: dict) -> str:
         " slots busy"
     )
     return printable(text)
+
+
+WORKER_REF = typer.Argument(
+    ..., help="The worker: a prefix of its worker_id, or pid@hostname (see `workers --json`)."
+)
+
+
+def _control_command(name: str, done: str, help_text: str) -> None:
+    """`giskard hub workers NAME WORKER`: call HubClient.NAME_worker(WORKER)."""
+
+    @workers_app.command(name, help=help_text)
+    def command(
+        worker: str = WORKER_REF,
+        host: str = HOST,
+        port: int = PORT,
+        api_key_file: str | None = API_KEY_FILE,
+        api_key: str | None = API_KEY,
+        tls: bool = TLS,
+        ca_file: str | None = CA_FILE,
+        insecure: bool = INSECURE,
+    ) -> None:
+        with _client(host, port, api_key, api_key_file, tls, ca_file, insecure) as client:
+            _done(done, getattr(client, f"{name}_worker")(worker))
+
+
+_control_command("pause", "Paused", "Send a worker no new jobs until `resume`; it stays connected.")
+_control_command("resume", "Resumed", "Send a paused worker jobs again.")
+_control_command(
+    "drain",
+    "Draining",
+    "Send a worker no new jobs; it finishes those it holds, then exits and stays stopped.",
+)
+
+
+@workers_app.command("stop")
+def stop_worker(
+    worker: str = WORKER_REF,
+    force: bool = typer.Option(False, "--force", help="Cancel its running jobs at once."),
+    host: str = HOST,
+    port: int = PORT,
+    api_key_file: str | None = API_KEY_FILE,
+    api_key: str | None = API_KEY,
+    tls: bool = TLS,
+    ca_file: str | None = CA_FILE,
+    insecure: bool = INSECURE,
+) -> None:
+    """Make a worker exit now, as on SIGTERM (its running jobs get a grace to end), and stay
+    stopped."""
+    with _client(host, port, api_key, api_key_file, tls, ca_file, insecure) as client:
+        _done("Stopping", client.stop_worker(worker, force=force))
+
+
+def _done(what: str, worker: dict) -> None:
+    from giskard.display import printable
+
+    typer.echo(printable(f"{what} worker pid {worker['pid']} on {worker['hostname']}."))
 
 
 keys_app = typer.Typer(

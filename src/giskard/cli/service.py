@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -12,6 +13,10 @@ from giskard.address import HubAddress
 from giskard.credentials import Credentials
 from giskard.installer.base import Action
 from giskard.tls import ChannelSecurity
+
+if TYPE_CHECKING:
+    from giskard.installer.service import WorkerStatus
+    from giskard.instance import StopRecord
 
 
 def start_daemon(
@@ -73,8 +78,10 @@ def start_daemon(
 
 def print_status(*, as_json: bool) -> None:
     from giskard.installer.service import statuses
+    from giskard.instance import stop_records
 
     found = statuses()
+    reasons, stopped = _match_stops(found, stop_records())
     if as_json:
         rows = [
             {
@@ -83,26 +90,53 @@ def print_status(*, as_json: bool) -> None:
                 "linger": s.linger,
                 "running_jobs": s.jobs[0] if s.jobs else None,
                 "concurrency": s.jobs[1] if s.jobs else None,
+                "paused": s.paused,
+                "stop_reason": reasons.get(s.service.name),
             }
             for s in found
         ]
+        rows += [{**dataclasses.asdict(record), "state": "stopped"} for record in stopped]
         typer.echo(json.dumps(rows, indent=2))
         return
-    if not found:
+    if not found and not stopped:
         typer.echo("No worker is running or installed.")
     for status in found:
         service = status.service
-        since = (
-            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(service.since))
-            if service.since
-            else "-"
-        )
         connected = {True: "connected", False: "not connected", None: "-"}[status.connected]
+        reason = reasons.get(service.name)
         typer.echo(
             f"{service.backend:10} {service.name:30} {service.state:10} pid {service.pid or '-'}"
-            f"  since {since}  {connected}  hub {service.hub or '-'}"
+            f"  since {_when(service.since)}  {connected}  hub {service.hub or '-'}"
             f"  {service.interpreter or '-'}"
             + (f"  jobs {status.jobs[0]}/{status.jobs[1]} running" if status.jobs else "")
+            + ("  paused by the hub" if status.paused else "")
             + (f"  linger {status.linger}" if status.linger else "")
             + (f"  ({service.detail})" if service.detail else "")
+            + (f"  stopped: {reason}" if reason else "")
         )
+    for record in stopped:
+        typer.echo(
+            f"{'-':10} {record.service or '-':30} {'stopped':10} pid {record.pid}"
+            f"  since {_when(record.stopped_at)}  hub {record.hub}  {record.interpreter}"
+            f"  stopped: {record.reason}"
+        )
+
+
+def _match_stops(
+    found: list[WorkerStatus], records: list[StopRecord]
+) -> tuple[dict[str, str], list[StopRecord]]:
+    """Why each service that is not running stopped (by service name, the latest stop), and
+    the stops of workers no service row shows (run in the foreground, or since removed)."""
+    idle = {status.service.name for status in found if not status.service.running}
+    reasons: dict[str, str] = {}
+    others: list[StopRecord] = []
+    for record in records:  # oldest first: the latest stop of a service wins
+        if record.service and record.service in idle:
+            reasons[record.service] = f"{record.reason} at {_when(record.stopped_at)}"
+        else:
+            others.append(record)
+    return reasons, others
+
+
+def _when(timestamp: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp)) if timestamp else "-"

@@ -149,10 +149,13 @@ def _run_foreground(config: WorkerConfig, *, verbose: bool, log_stderr: bool) ->
             notify(f"STATUS=Waiting for the Giskard server at {address}")
 
         worker.on_connected, worker.on_disconnected = connected, disconnected
+        worker.on_paused = lock.set_paused
         worker.on_jobs = lambda running: lock.set_jobs(running, config.concurrency)
         # Ready once started, not once connected: a hub that is down must not fail the start.
         notify("READY=1", f"STATUS=Connecting to the Giskard server at {address}")
         worker.run()
+        if worker.stop_reason:
+            lock.record_stop(worker.stop_reason)
         notify("STOPPING=1")
     except GiskardError as exc:
         # Fatal: say it in the log too, where a service's user will look for it.

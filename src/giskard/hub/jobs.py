@@ -308,7 +308,7 @@ class JobBoard:
         job.timers.append(loop.call_later(delay_s, transition, job))
 
     def _watch_for_no_worker(self) -> None:
-        if self._registry.active is not None:
+        if self._registry.serving:
             if self._no_worker_timer is not None:
                 self._no_worker_timer.cancel()
                 self._no_worker_timer = None
@@ -319,7 +319,7 @@ class JobBoard:
 
     def _fail_queued(self) -> None:
         self._no_worker_timer = None
-        if self._registry.active is not None:
+        if self._registry.serving:
             return
         message = f"no worker connected for {self._no_worker_grace_s:.0f} s"
         message = f"the job waited in the queue but {message}"

@@ -64,6 +64,8 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
                     peer=session.peer,
                     concurrency=session.concurrency,
                     prefetch=session.prefetch,
+                    paused=session.paused,
+                    draining=session.draining,
                     running=_running_jobs(session),
                 )
             )
@@ -138,7 +140,7 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
                 f"the hub does not hold the job's input(s) {names} (never uploaded, or evicted"
                 " from its store since): upload them again (HubClient.put)",
             )
-        if await self._registry.wait_for_active(request.wait_for_worker_s) is None:
+        if not await self._registry.wait_for_worker(request.wait_for_worker_s):
             await context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"no worker is connected to the hub at {self._address}; "

@@ -39,13 +39,14 @@ class WorkerSession:
     # The jobs holding its slots, in the order they were sent; written by jobs.JobBoard only.
     jobs: dict[str, Job] = field(default_factory=dict)
     draining: bool = False
+    paused: bool = False  # by an admin (ControlWorker): connected, but gets no new jobs
     concurrency: int = 1
     prefetch: int = 0
 
     @property
     def takes_jobs(self) -> bool:
         """Whether new jobs may go to this worker at all (routing decides which)."""
-        return not self.draining
+        return not (self.draining or self.paused)
 
     @property
     def free_slots(self) -> int:
@@ -110,6 +111,17 @@ class WorkerRegistry:
         session.draining = True
         await self._promote_if(was_active)
 
+    async def set_paused(self, session: WorkerSession, paused: bool) -> None:
+        """Pause `session` (it takes no new jobs; another may become active) or resume it."""
+        previous = self.active
+        session.paused = paused
+        if session is previous or self.active is not session:
+            await self._promote_if(session is previous)
+            return
+        if previous is not None:  # resumed, it is the latest again: it takes over
+            _tell_role(previous, active=False, message="a resumed worker is active; standing by")
+        await self._notify()
+
     def find_session(self, session_id: str, key_name: str) -> WorkerSession | None:
         """The connected session of that id, if the key named `key_name` opened it."""
         for session in self._sessions:
@@ -117,18 +129,22 @@ class WorkerRegistry:
                 return session
         return None
 
-    async def wait_for_active(self, timeout_s: float) -> WorkerSession | None:
-        """The active worker, waiting up to `timeout_s` for one to connect."""
-        if self.active is not None or timeout_s <= 0:
-            return self.active
+    @property
+    def serving(self) -> bool:
+        """Whether a connected worker takes jobs, or will once resumed: jobs wait for a
+        paused worker as they do for a busy one."""
+        return any(s.takes_jobs or (s.paused and not s.draining) for s in self._sessions)
+
+    async def wait_for_worker(self, timeout_s: float) -> bool:
+        """Whether a worker is `serving`, waiting up to `timeout_s` for one to connect."""
+        if self.serving or timeout_s <= 0:
+            return self.serving
         async with self._changed:
             try:
-                await asyncio.wait_for(
-                    self._changed.wait_for(lambda: self.active is not None), timeout_s
-                )
+                await asyncio.wait_for(self._changed.wait_for(lambda: self.serving), timeout_s)
             except TimeoutError:
-                return None
-        return self.active
+                return False
+        return True
 
     async def _promote_if(self, was_active: bool) -> None:
         successor = self.active
@@ -141,6 +157,32 @@ class WorkerRegistry:
         self.on_change()
         async with self._changed:
             self._changed.notify_all()
+
+
+class UnknownWorkerError(LookupError):
+    """No connected worker, or more than one, answers to the reference given."""
+
+
+def find_worker(registry: WorkerRegistry, ref: str) -> WorkerSession:
+    """The one connected worker that `ref` names: a prefix of its worker_id, or its
+    pid@hostname, as `giskard hub workers` shows them."""
+    ref = ref.strip()
+    matches = [s for s in registry.sessions if ref and _answers_to(s, ref)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise UnknownWorkerError(
+            f"no connected worker {printable(ref)!r} (give a worker_id prefix or pid@hostname,"
+            " see `giskard hub workers --json`)"
+        )
+    raise UnknownWorkerError(
+        f"{len(matches)} connected workers match {printable(ref)!r}; give a longer worker_id"
+    )
+
+
+def _answers_to(session: WorkerSession, ref: str) -> bool:
+    info = session.info
+    return info.worker_id.startswith(ref) or ref == f"{info.pid}@{info.hostname}"
 
 
 def _tell_role(session: WorkerSession, *, active: bool, message: str) -> None:

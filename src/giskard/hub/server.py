@@ -116,7 +116,7 @@ class Hub:
         worker_pb2_grpc.add_WorkerHubServicer_to_server(worker_service, server)
         platform = PlatformService(registry, jobs, store, auth, self.address, self.unread_results)
         client_pb2_grpc.add_PlatformServicer_to_server(platform, server)
-        admin_pb2_grpc.add_AdminServicer_to_server(AdminService(auth), server)
+        admin_pb2_grpc.add_AdminServicer_to_server(AdminService(auth, registry), server)
         return auth
 
     def _bind(self, server: grpc.aio.Server) -> int:

@@ -1,4 +1,5 @@
-"""The worker process: connect, serve, reconnect with backoff, stop cleanly on a signal."""
+"""The worker process: connect, serve, reconnect with backoff, stop cleanly on a signal or
+when the hub's admin drains or stops it."""
 
 from __future__ import annotations
 
@@ -38,6 +39,10 @@ class Worker:
         self.on_disconnected: Callable[[], None] = lambda: None
         # Told (at most every JOBS_REPORT_INTERVAL_S) how many jobs run, for `worker status`.
         self.on_jobs: Callable[[int], None] = lambda running: None
+        # Told when the hub's admin pauses (True) or resumes (False) this worker.
+        self.on_paused: Callable[[bool], None] = lambda paused: None
+        # Why the worker stopped, when the hub's admin drained or stopped it; else None.
+        self.stop_reason: str | None = None
 
     def run(self) -> None:
         """Run until SIGINT or SIGTERM; a second signal abandons the running job at once."""
@@ -66,7 +71,7 @@ class Worker:
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
-        logger.info("Worker stopped")
+        logger.info("Worker stopped%s", f": {self.stop_reason}" if self.stop_reason else "")
 
     async def run_async(self, stopping: asyncio.Event) -> None:
         """Serve until `stopping` is set; ProtocolError (fatal) propagates."""
@@ -154,9 +159,12 @@ class Worker:
         # A fresh channel per attempt, with its own subchannel (see protocol.CHANNEL_OPTIONS):
         # our backoff, not gRPC's, paces the attempts.
         async with open_aio_channel(config.address, credentials, config.security) as channel:
-            session = Session(config, credentials, channel, execution, info, connected)
+            session = Session(
+                config, credentials, channel, execution, info, connected, self.on_paused
+            )
             try:
                 await session.run(stopping)
+                self.stop_reason = session.stop_reason
             except AuthenticationError:
                 if _found_since(credentials, config):
                     # The local hub started between our look for its key and our dial.

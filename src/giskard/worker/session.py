@@ -42,6 +42,7 @@ class Session:
         execution: JobExecution,
         info: common_pb2.WorkerInfo,
         on_connected: Callable[[bool], None] = lambda active: None,
+        on_paused: Callable[[bool], None] = lambda paused: None,
     ) -> None:
         self._config = config
         self._stub = worker_pb2_grpc.WorkerHubStub(channel)
@@ -49,12 +50,20 @@ class Session:
         self._info = info
         self._metadata = credentials.metadata()
         self._on_connected = on_connected
+        self._on_paused = on_paused
         # Bounded: a large result is produced only as fast as gRPC sends it.
         self._outbox: asyncio.Queue[worker_pb2.WorkerMessage | None] = asyncio.Queue(maxsize=16)
-        self._jobs: set[asyncio.Task[None]] = set()
+        self._jobs: dict[str, asyncio.Task[None]] = {}
+        self._stopping = asyncio.Event()
+        # How long the running jobs may take to finish once stopping; None: as long as they run.
+        self._drain_grace_s: float | None = config.drain_grace_s
+        # Why this session stopped the worker, when the hub's admin told it to.
+        self.stop_reason: str | None = None
 
     async def run(self, stopping: asyncio.Event) -> None:
-        """Serve jobs until `stopping` is set (then drain and return) or the hub goes away."""
+        """Serve jobs until `stopping` is set (then drain and return) or the hub goes away;
+        an admin's drain or stop sets `stopping` too, and says why in `stop_reason`."""
+        self._stopping = stopping
         hello = worker_pb2.Hello(
             protocol_version=PROTOCOL_VERSION,
             info=self._info,
@@ -72,7 +81,7 @@ class Session:
             await self._serve(call, stopping)
         finally:
             call.cancel()
-            await _end(writer, *self._jobs)
+            await _end(writer, *self._jobs.values())
 
     async def _write(self, call: grpc.aio.StreamStreamCall) -> None:
         try:
@@ -137,9 +146,10 @@ class Session:
     def _handle(self, message: worker_pb2.HubMessage) -> None:
         kind = message.WhichOneof("kind")
         if kind == "job":
+            job_id = message.job.job_id
             task = asyncio.create_task(self._run_job(message.job))
-            self._jobs.add(task)
-            task.add_done_callback(self._jobs.discard)
+            self._jobs[job_id] = task
+            task.add_done_callback(lambda _: self._jobs.pop(job_id, None))
         elif kind == "cancel":
             self._execution.cancel(message.cancel.job_id)
         elif kind == "refusal":
@@ -147,8 +157,34 @@ class Session:
         elif kind == "role":
             state = "active" if message.role.active else "standby"
             logger.info("This worker is now %s: %s", state, message.role.message)
+        elif kind == "control":
+            self._obey(message.control)
         else:
             logger.warning("Ignored an unexpected %r message from the server", kind)
+
+    def _obey(self, order: worker_pb2.Control) -> None:
+        """An admin of the hub paused, resumed, drained or stopped this worker."""
+        Control = worker_pb2.Control
+        by = f"{order.by} of the hub at {self._config.address}"
+        if order.action in (Control.PAUSE, Control.RESUME):
+            paused = order.action == Control.PAUSE
+            until = ": no new jobs until resumed" if paused else ""
+            logger.info("%s by %s%s", "Paused" if paused else "Resumed", by, until)
+            self._on_paused(paused)
+            return
+        if order.action == Control.DRAIN:
+            self.stop_reason = f"Drained by {by}"
+            self._drain_grace_s = None  # every job it holds finishes, however long it takes
+        elif order.action == Control.STOP:
+            self.stop_reason = f"{'Force-stopped' if order.force else 'Stopped'} by {by}"
+            if order.force:
+                for job_id in list(self._jobs):
+                    self._execution.cancel(job_id)
+        else:
+            logger.warning("Ignored an unknown control from the server: %s", order.action)
+            return
+        logger.info("%s; exiting once its %d job(s) end", self.stop_reason, len(self._jobs))
+        self._stopping.set()
 
     async def _run_job(self, job: worker_pb2.Job) -> None:
         await self._execution.run(self._stub, job, self._metadata, self._outbox.put)
@@ -157,12 +193,10 @@ class Session:
         """Tell the hub to send no more jobs, let the running ones finish, close the stream."""
         await self._put_or_give_up(worker_pb2.WorkerMessage(draining=worker_pb2.Draining()))
         if self._jobs:
-            logger.info(
-                "Waiting up to %.0f s for %d running job(s) to finish",
-                self._config.drain_grace_s,
-                len(self._jobs),
-            )
-            _, pending = await asyncio.wait(self._jobs, timeout=self._config.drain_grace_s)
+            grace = self._drain_grace_s
+            limit = "as long as they run" if grace is None else f"up to {grace:.0f} s"
+            logger.info("Waiting %s for %d running job(s) to finish", limit, len(self._jobs))
+            _, pending = await asyncio.wait(self._jobs.values(), timeout=grace)
             if pending:
                 logger.warning("%d job(s) did not finish in time and were abandoned", len(pending))
         await self._put_or_give_up(None)

@@ -22,27 +22,33 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from giskard.rpc.v1 import common_pb2 as giskard_dot_rpc_dot_v1_dot_common__pb2
+from giskard.rpc.v1 import worker_pb2 as giskard_dot_rpc_dot_v1_dot_worker__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1agiskard/rpc/v1/admin.proto\x12\x0egiskard.rpc.v1\".\n\x10\x43reateKeyRequest\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"J\n\x07KeyInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x12\n\ncreated_at\x18\x03 \x01(\x01\x12\x0f\n\x07revoked\x18\x04 \x01(\x08\"@\n\nCreatedKey\x12%\n\x04info\x18\x01 \x01(\x0b\x32\x17.giskard.rpc.v1.KeyInfo\x12\x0b\n\x03key\x18\x02 \x01(\t\"\x11\n\x0fListKeysRequest\"0\n\x07KeyList\x12%\n\x04keys\x18\x01 \x03(\x0b\x32\x17.giskard.rpc.v1.KeyInfo\" \n\x10RevokeKeyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t2\xe0\x01\n\x05\x41\x64min\x12I\n\tCreateKey\x12 .giskard.rpc.v1.CreateKeyRequest\x1a\x1a.giskard.rpc.v1.CreatedKey\x12\x44\n\x08ListKeys\x12\x1f.giskard.rpc.v1.ListKeysRequest\x1a\x17.giskard.rpc.v1.KeyList\x12\x46\n\tRevokeKey\x12 .giskard.rpc.v1.RevokeKeyRequest\x1a\x17.giskard.rpc.v1.KeyInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1agiskard/rpc/v1/admin.proto\x12\x0egiskard.rpc.v1\x1a\x1bgiskard/rpc/v1/common.proto\x1a\x1bgiskard/rpc/v1/worker.proto\".\n\x10\x43reateKeyRequest\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"J\n\x07KeyInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x12\n\ncreated_at\x18\x03 \x01(\x01\x12\x0f\n\x07revoked\x18\x04 \x01(\x08\"@\n\nCreatedKey\x12%\n\x04info\x18\x01 \x01(\x0b\x32\x17.giskard.rpc.v1.KeyInfo\x12\x0b\n\x03key\x18\x02 \x01(\t\"\x11\n\x0fListKeysRequest\"0\n\x07KeyList\x12%\n\x04keys\x18\x01 \x03(\x0b\x32\x17.giskard.rpc.v1.KeyInfo\" \n\x10RevokeKeyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"e\n\x14\x43ontrolWorkerRequest\x12\x0e\n\x06worker\x18\x01 \x01(\t\x12.\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x1e.giskard.rpc.v1.Control.Action\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\"@\n\x12\x43ontrolWorkerReply\x12*\n\x06worker\x18\x01 \x01(\x0b\x32\x1a.giskard.rpc.v1.WorkerInfo2\xbb\x02\n\x05\x41\x64min\x12I\n\tCreateKey\x12 .giskard.rpc.v1.CreateKeyRequest\x1a\x1a.giskard.rpc.v1.CreatedKey\x12\x44\n\x08ListKeys\x12\x1f.giskard.rpc.v1.ListKeysRequest\x1a\x17.giskard.rpc.v1.KeyList\x12\x46\n\tRevokeKey\x12 .giskard.rpc.v1.RevokeKeyRequest\x1a\x17.giskard.rpc.v1.KeyInfo\x12Y\n\rControlWorker\x12$.giskard.rpc.v1.ControlWorkerRequest\x1a\".giskard.rpc.v1.ControlWorkerReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'giskard.rpc.v1.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CREATEKEYREQUEST']._serialized_start=46
-  _globals['_CREATEKEYREQUEST']._serialized_end=92
-  _globals['_KEYINFO']._serialized_start=94
-  _globals['_KEYINFO']._serialized_end=168
-  _globals['_CREATEDKEY']._serialized_start=170
-  _globals['_CREATEDKEY']._serialized_end=234
-  _globals['_LISTKEYSREQUEST']._serialized_start=236
-  _globals['_LISTKEYSREQUEST']._serialized_end=253
-  _globals['_KEYLIST']._serialized_start=255
-  _globals['_KEYLIST']._serialized_end=303
-  _globals['_REVOKEKEYREQUEST']._serialized_start=305
-  _globals['_REVOKEKEYREQUEST']._serialized_end=337
-  _globals['_ADMIN']._serialized_start=340
-  _globals['_ADMIN']._serialized_end=564
+  _globals['_CREATEKEYREQUEST']._serialized_start=104
+  _globals['_CREATEKEYREQUEST']._serialized_end=150
+  _globals['_KEYINFO']._serialized_start=152
+  _globals['_KEYINFO']._serialized_end=226
+  _globals['_CREATEDKEY']._serialized_start=228
+  _globals['_CREATEDKEY']._serialized_end=292
+  _globals['_LISTKEYSREQUEST']._serialized_start=294
+  _globals['_LISTKEYSREQUEST']._serialized_end=311
+  _globals['_KEYLIST']._serialized_start=313
+  _globals['_KEYLIST']._serialized_end=361
+  _globals['_REVOKEKEYREQUEST']._serialized_start=363
+  _globals['_REVOKEKEYREQUEST']._serialized_end=395
+  _globals['_CONTROLWORKERREQUEST']._serialized_start=397
+  _globals['_CONTROLWORKERREQUEST']._serialized_end=498
+  _globals['_CONTROLWORKERREPLY']._serialized_start=500
+  _globals['_CONTROLWORKERREPLY']._serialized_end=564
+  _globals['_ADMIN']._serialized_start=567
+  _globals['_ADMIN']._serialized_end=882
 # @@protoc_insertion_point(module_scope)

@@ -1,3 +1,5 @@
+from giskard.rpc.v1 import common_pb2 as _common_pb2
+from giskard.rpc.v1 import worker_pb2 as _worker_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -49,3 +51,19 @@ class RevokeKeyRequest(_message.Message):
     NAME_FIELD_NUMBER: _ClassVar[int]
     name: str
     def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ControlWorkerRequest(_message.Message):
+    __slots__ = ("worker", "action", "force")
+    WORKER_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    worker: str
+    action: _worker_pb2.Control.Action
+    force: bool
+    def __init__(self, worker: _Optional[str] = ..., action: _Optional[_Union[_worker_pb2.Control.Action, str]] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class ControlWorkerReply(_message.Message):
+    __slots__ = ("worker",)
+    WORKER_FIELD_NUMBER: _ClassVar[int]
+    worker: _common_pb2.WorkerInfo
+    def __init__(self, worker: _Optional[_Union[_common_pb2.WorkerInfo, _Mapping]] = ...) -> None: ...

@@ -49,6 +49,11 @@ class AdminStub:
                 request_serializer=giskard_dot_rpc_dot_v1_dot_admin__pb2.RevokeKeyRequest.SerializeToString,
                 response_deserializer=giskard_dot_rpc_dot_v1_dot_admin__pb2.KeyInfo.FromString,
                 _registered_method=True)
+        self.ControlWorker = channel.unary_unary(
+                '/giskard.rpc.v1.Admin/ControlWorker',
+                request_serializer=giskard_dot_rpc_dot_v1_dot_admin__pb2.ControlWorkerRequest.SerializeToString,
+                response_deserializer=giskard_dot_rpc_dot_v1_dot_admin__pb2.ControlWorkerReply.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -73,6 +78,13 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ControlWorker(self, request, context):
+        """Pause, resume, drain or stop a connected worker. NOT_FOUND: no such worker.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -90,6 +102,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.RevokeKey,
                     request_deserializer=giskard_dot_rpc_dot_v1_dot_admin__pb2.RevokeKeyRequest.FromString,
                     response_serializer=giskard_dot_rpc_dot_v1_dot_admin__pb2.KeyInfo.SerializeToString,
+            ),
+            'ControlWorker': grpc.unary_unary_rpc_method_handler(
+                    servicer.ControlWorker,
+                    request_deserializer=giskard_dot_rpc_dot_v1_dot_admin__pb2.ControlWorkerRequest.FromString,
+                    response_serializer=giskard_dot_rpc_dot_v1_dot_admin__pb2.ControlWorkerReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -173,6 +190,33 @@ class Admin:
             '/giskard.rpc.v1.Admin/RevokeKey',
             giskard_dot_rpc_dot_v1_dot_admin__pb2.RevokeKeyRequest.SerializeToString,
             giskard_dot_rpc_dot_v1_dot_admin__pb2.KeyInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ControlWorker(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/giskard.rpc.v1.Admin/ControlWorker',
+            giskard_dot_rpc_dot_v1_dot_admin__pb2.ControlWorkerRequest.SerializeToString,
+            giskard_dot_rpc_dot_v1_dot_admin__pb2.ControlWorkerReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -12,7 +12,7 @@ class ListWorkersRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ConnectedWorker(_message.Message):
-    __slots__ = ("info", "active", "connected_at", "peer", "concurrency", "running", "prefetch")
+    __slots__ = ("info", "active", "connected_at", "peer", "concurrency", "running", "prefetch", "paused", "draining")
     INFO_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_FIELD_NUMBER: _ClassVar[int]
     CONNECTED_AT_FIELD_NUMBER: _ClassVar[int]
@@ -20,6 +20,8 @@ class ConnectedWorker(_message.Message):
     CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
     RUNNING_FIELD_NUMBER: _ClassVar[int]
     PREFETCH_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
+    DRAINING_FIELD_NUMBER: _ClassVar[int]
     info: _common_pb2.WorkerInfo
     active: bool
     connected_at: float
@@ -27,7 +29,9 @@ class ConnectedWorker(_message.Message):
     concurrency: int
     running: _containers.RepeatedCompositeFieldContainer[RunningJob]
     prefetch: int
-    def __init__(self, info: _Optional[_Union[_common_pb2.WorkerInfo, _Mapping]] = ..., active: _Optional[bool] = ..., connected_at: _Optional[float] = ..., peer: _Optional[str] = ..., concurrency: _Optional[int] = ..., running: _Optional[_Iterable[_Union[RunningJob, _Mapping]]] = ..., prefetch: _Optional[int] = ...) -> None: ...
+    paused: bool
+    draining: bool
+    def __init__(self, info: _Optional[_Union[_common_pb2.WorkerInfo, _Mapping]] = ..., active: _Optional[bool] = ..., connected_at: _Optional[float] = ..., peer: _Optional[str] = ..., concurrency: _Optional[int] = ..., running: _Optional[_Iterable[_Union[RunningJob, _Mapping]]] = ..., prefetch: _Optional[int] = ..., paused: _Optional[bool] = ..., draining: _Optional[bool] = ...) -> None: ...
 
 class RunningJob(_message.Message):
     __slots__ = ("job_id", "kind", "started_at", "done", "total", "waiting")

@@ -34,18 +34,20 @@ class WorkerMessage(_message.Message):
     def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., output: _Optional[_Union[_common_pb2.JobOutput, _Mapping]] = ..., end: _Optional[_Union[_common_pb2.JobEnd, _Mapping]] = ..., draining: _Optional[_Union[Draining, _Mapping]] = ..., progress: _Optional[_Union[_common_pb2.JobProgress, _Mapping]] = ...) -> None: ...
 
 class HubMessage(_message.Message):
-    __slots__ = ("welcome", "refusal", "job", "role", "cancel")
+    __slots__ = ("welcome", "refusal", "job", "role", "cancel", "control")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     REFUSAL_FIELD_NUMBER: _ClassVar[int]
     JOB_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_FIELD_NUMBER: _ClassVar[int]
     welcome: Welcome
     refusal: Refusal
     job: Job
     role: Role
     cancel: CancelJob
-    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., refusal: _Optional[_Union[Refusal, _Mapping]] = ..., job: _Optional[_Union[Job, _Mapping]] = ..., role: _Optional[_Union[Role, _Mapping]] = ..., cancel: _Optional[_Union[CancelJob, _Mapping]] = ...) -> None: ...
+    control: Control
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., refusal: _Optional[_Union[Refusal, _Mapping]] = ..., job: _Optional[_Union[Job, _Mapping]] = ..., role: _Optional[_Union[Role, _Mapping]] = ..., cancel: _Optional[_Union[CancelJob, _Mapping]] = ..., control: _Optional[_Union[Control, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
     __slots__ = ("protocol_version", "info", "concurrency", "prefetch")
@@ -112,6 +114,28 @@ class CancelJob(_message.Message):
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class Control(_message.Message):
+    __slots__ = ("action", "force", "by")
+    class Action(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        ACTION_UNSPECIFIED: _ClassVar[Control.Action]
+        PAUSE: _ClassVar[Control.Action]
+        RESUME: _ClassVar[Control.Action]
+        DRAIN: _ClassVar[Control.Action]
+        STOP: _ClassVar[Control.Action]
+    ACTION_UNSPECIFIED: Control.Action
+    PAUSE: Control.Action
+    RESUME: Control.Action
+    DRAIN: Control.Action
+    STOP: Control.Action
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    BY_FIELD_NUMBER: _ClassVar[int]
+    action: Control.Action
+    force: bool
+    by: str
+    def __init__(self, action: _Optional[_Union[Control.Action, str]] = ..., force: _Optional[bool] = ..., by: _Optional[str] = ...) -> None: ...
 
 class Draining(_message.Message):
     __slots__ = ()
