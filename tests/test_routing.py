@@ -4,12 +4,12 @@ the sessions."""
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from giskard.hub.job_events import JobEvents, UnreadResults
 from giskard.hub.jobs import Job
 from giskard.hub.registry import WorkerSession
-from giskard.hub.routing import active_session, route
+from giskard.hub.routing import SPREAD, Constraint, active_session, may_run, route
 from giskard.rpc.v1 import common_pb2
 
 
@@ -17,6 +17,8 @@ from giskard.rpc.v1 import common_pb2
 class QueuedJob:
     name: str
     takes_a_slot: bool = True
+    constraint: Constraint = field(default_factory=Constraint)
+    inputs: tuple[str, ...] = ()
 
 
 @dataclass
@@ -24,10 +26,16 @@ class Session:
     name: str
     free_slots: int = 1
     draining: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    prefetch: int = 0
+    cached: dict[str, int] = field(default_factory=dict)  # input -> size the hub sent it
 
     @property
     def takes_jobs(self) -> bool:
         return not self.draining
+
+    def cached_bytes(self, inputs: tuple[str, ...]) -> int:
+        return sum(self.cached.get(sha, 0) for sha in inputs)
 
 
 def jobs(*names: str) -> list[QueuedJob]:
@@ -35,8 +43,14 @@ def jobs(*names: str) -> list[QueuedJob]:
     return [QueuedJob(name, takes_a_slot=not name.startswith("i")) for name in names]
 
 
-def plan(queued: list[QueuedJob], sessions: list[Session]) -> list[tuple[str, str]]:
-    return [(job.name, session.name) for job, session in route(queued, sessions)]
+def plan(
+    queued: list[QueuedJob], sessions: list[Session], policy: str = "latest"
+) -> list[tuple[str, str]]:
+    return [(job.name, session.name) for job, session in route(queued, sessions, policy)]
+
+
+def asking(name: str, worker: str = "", takes_a_slot: bool = True, **labels: str) -> QueuedJob:
+    return QueuedJob(name, takes_a_slot, Constraint.of(worker, labels))
 
 
 def test_no_worker_no_routing() -> None:
@@ -82,3 +96,75 @@ def test_a_sessions_free_slots_count_the_jobs_that_hold_one() -> None:
         session.jobs[job_id] = Job(job_id, spec, JobEvents(unread))
     assert session.free_slots == 1  # the info job holds none
     assert route([QueuedJob("c"), QueuedJob("d")], [session]) == [(QueuedJob("c"), session)]
+
+
+def test_a_job_asking_for_a_name_goes_to_that_worker_even_if_it_is_not_the_latest() -> None:
+    sessions = [Session("cpu"), Session("gpu")]
+    assert plan([asking("a", worker="cpu"), asking("b")], sessions) == [("a", "cpu"), ("b", "gpu")]
+
+
+def test_a_job_asking_for_labels_goes_to_the_latest_worker_that_has_them_all() -> None:
+    sessions = [
+        Session("old-a100", free_slots=5, labels={"gpu": "a100", "zone": "eu"}),
+        Session("new-a100", free_slots=5, labels={"gpu": "a100"}),
+        Session("newest", free_slots=5, labels={"gpu": "t4"}),
+    ]
+    queued = [asking("a", gpu="a100"), asking("b", gpu="a100", zone="eu"), asking("c")]
+    assert plan(queued, sessions) == [("a", "new-a100"), ("b", "old-a100"), ("c", "newest")]
+
+
+def test_a_job_no_worker_may_run_waits_and_holds_back_no_other() -> None:
+    sessions = [Session("w", free_slots=1)]
+    assert plan(
+        [asking("a", worker="nobody"), asking("b"), asking("i", worker="x", takes_a_slot=False)],
+        sessions,
+    ) == [("b", "w")]
+    assert not may_run(Constraint.of("nobody"), sessions)
+    assert may_run(Constraint.of("w"), sessions)
+    assert not may_run(Constraint.of("w"), [Session("w", draining=True)])
+
+
+def test_by_default_a_job_waits_for_the_latest_workers_slot_not_for_a_standbys() -> None:
+    sessions = [Session("old", free_slots=3), Session("new", free_slots=1)]
+    assert plan(jobs("a", "b", "i"), sessions) == [("a", "new"), ("i", "new")]
+    # A job waiting for the full latest worker does not hold back one for the standby.
+    queued = [*jobs("a", "b"), asking("c", worker="old")]
+    assert plan(queued, sessions) == [("a", "new"), ("c", "old")]
+
+
+def test_spread_fills_the_slots_that_start_a_job_at_once_first() -> None:
+    sessions = [Session("a", free_slots=2, prefetch=1), Session("b", free_slots=2, prefetch=1)]
+    # Each worker has one slot that runs a job now and one that holds it ready.
+    assert plan(jobs("j1", "j2", "j3"), sessions, SPREAD) == [
+        ("j1", "b"),
+        ("j2", "a"),
+        ("j3", "b"),
+    ]
+
+
+def test_spread_sends_a_job_where_its_inputs_are_cached_then_to_the_least_loaded() -> None:
+    big, small = "f" * 64, "e" * 64
+    sessions = [
+        Session("holds-big", free_slots=1, cached={big: 20_000_000}),
+        Session("holds-small", free_slots=1, cached={small: 1_000}),
+        Session("idle", free_slots=3),
+    ]
+    job = QueuedJob("j", inputs=(small, big))
+    assert plan([job], sessions, SPREAD) == [("j", "holds-big")]
+    assert plan(jobs("x"), sessions, SPREAD) == [("x", "idle")]
+
+
+def test_spread_keeps_constraints_and_skips_full_or_draining_workers() -> None:
+    sessions = [
+        Session("full", free_slots=0, labels={"gpu": "a100"}),
+        Session("draining", draining=True, labels={"gpu": "a100"}),
+        Session("cpu", free_slots=4),
+    ]
+    assert plan([asking("g", gpu="a100"), asking("c")], sessions, SPREAD) == [("c", "cpu")]
+
+
+def test_a_constraint_describes_itself_for_error_messages() -> None:
+    assert Constraint().describe() == ""
+    assert Constraint.of("gpu-box").describe() == "named 'gpu-box'"
+    both = Constraint.of("b", {"zone": "eu", "gpu": "a100"})
+    assert both.describe() == "named 'b' with labels gpu=a100, zone=eu"

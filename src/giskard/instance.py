@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from giskard import lockfile
@@ -42,6 +42,8 @@ class InstanceState:
     state_since: float = 0.0
     running_jobs: int = 0
     concurrency: int = 1
+    name: str = ""  # the worker's name on its hub
+    labels: dict[str, str] = field(default_factory=dict)
 
     def describe(self) -> str:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started_at))
@@ -62,7 +64,9 @@ def instance_key(address: HubAddress, prefix: Path) -> str:
 class InstanceLock:
     """Held by a running worker; `acquire` refuses a second worker for the same pair."""
 
-    def __init__(self, address: HubAddress) -> None:
+    def __init__(
+        self, address: HubAddress, name: str = "", labels: dict[str, str] | None = None
+    ) -> None:
         prefix = environment()
         key = instance_key(address, prefix)
         self.lock_path = instances_dir() / f"{key}.lock"
@@ -75,6 +79,8 @@ class InstanceLock:
             started_at=time.time(),
             service=os.environ.get("GISKARD_SERVICE", ""),
             parent_pid=os.getppid(),
+            name=name,
+            labels=dict(labels or {}),
         )
         self._fd: int | None = None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -12,6 +13,9 @@ from giskard.address import HubAddress
 from giskard.credentials import Credentials
 from giskard.installer.base import Action
 from giskard.tls import ChannelSecurity
+
+if TYPE_CHECKING:
+    from giskard.installer.service import WorkerStatus
 
 
 def start_daemon(
@@ -83,6 +87,8 @@ def print_status(*, as_json: bool) -> None:
                 "linger": s.linger,
                 "running_jobs": s.jobs[0] if s.jobs else None,
                 "concurrency": s.jobs[1] if s.jobs else None,
+                "worker_name": s.worker.name if s.worker else None,
+                "labels": s.worker.labels if s.worker else None,
             }
             for s in found
         ]
@@ -102,7 +108,16 @@ def print_status(*, as_json: bool) -> None:
             f"{service.backend:10} {service.name:30} {service.state:10} pid {service.pid or '-'}"
             f"  since {since}  {connected}  hub {service.hub or '-'}"
             f"  {service.interpreter or '-'}"
+            + _identity(status)
             + (f"  jobs {status.jobs[0]}/{status.jobs[1]} running" if status.jobs else "")
             + (f"  linger {status.linger}" if status.linger else "")
             + (f"  ({service.detail})" if service.detail else "")
         )
+
+
+def _identity(status: WorkerStatus) -> str:
+    worker = status.worker
+    if worker is None or not worker.name:
+        return ""
+    labels = ",".join(f"{key}={value}" for key, value in worker.labels.items())
+    return f"  worker {worker.name}" + (f" [{labels}]" if labels else "")

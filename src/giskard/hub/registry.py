@@ -1,4 +1,4 @@
-"""The workers connected to the hub and which one is active."""
+"""The workers connected to the hub: their names (unique), and which ones are active."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
 from giskard.display import printable
-from giskard.hub.routing import active_session
+from giskard.hub.routing import LATEST, Constraint, active_session, may_run
 from giskard.rpc.v1 import common_pb2, worker_pb2
 
 if TYPE_CHECKING:
@@ -19,6 +20,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+
+# The inputs sent to a worker that the hub remembers, for routing by cache: the worker's own
+# cache is bounded too, so older ones are likely gone from it anyway.
+SENT_INPUTS_REMEMBERED = 256
 
 
 @dataclass(eq=False)
@@ -41,6 +46,37 @@ class WorkerSession:
     draining: bool = False
     concurrency: int = 1
     prefetch: int = 0
+    # SHA-256 -> size of the inputs sent to it lately, the latest last (routing by cache).
+    sent_inputs: OrderedDict[str, int] = field(default_factory=OrderedDict)
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def labels(self) -> Mapping[str, str]:
+        return self.info.labels
+
+    def is_same_worker(self, other: WorkerSession) -> bool:
+        """Whether `other` is this worker come back (a restart, or a new connection the hub
+        saw before noticing the old one died): same name, host, environment and key."""
+        mine, theirs = self.info, other.info
+        return (mine.name, mine.hostname, mine.environment, self.key_name) == (
+            theirs.name,
+            theirs.hostname,
+            theirs.environment,
+            other.key_name,
+        )
+
+    def cached_bytes(self, inputs: Sequence[str]) -> int:
+        return sum(self.sent_inputs.get(sha, 0) for sha in inputs)
+
+    def remember_sent(self, inputs: Mapping[str, int]) -> None:
+        for sha, size in inputs.items():
+            self.sent_inputs[sha] = size
+            self.sent_inputs.move_to_end(sha)
+        while len(self.sent_inputs) > SENT_INPUTS_REMEMBERED:
+            self.sent_inputs.popitem(last=False)
 
     @property
     def takes_jobs(self) -> bool:
@@ -61,16 +97,26 @@ class WorkerSession:
     def describe(self) -> str:
         # Worker-supplied text: control characters could forge log lines or drive a terminal.
         return printable(
-            f"pid {self.info.pid} on {self.info.hostname} "
+            f"{self.info.name}, pid {self.info.pid} on {self.info.hostname} "
             f"(Python {self.info.python_version}, {self.info.interpreter})"
         )
 
 
-class WorkerRegistry:
-    """Connected workers in connection order; the latest one that is not draining is active
-    (routing.active_session)."""
+class NameTaken(Exception):
+    """Another worker (another host, environment or key) is connected under this name."""
 
-    def __init__(self) -> None:
+    def __init__(self, holder: WorkerSession) -> None:
+        super().__init__(f"the name {holder.name!r} is taken by the worker {holder.describe()}")
+        self.holder = holder
+
+
+class WorkerRegistry:
+    """Connected workers in connection order, one per name. Under the "latest" routing policy
+    the latest one that is not draining is active (routing.active_session) and the others
+    stand by; under "spread", every one that takes jobs is active."""
+
+    def __init__(self, policy: str = LATEST) -> None:
+        self.policy = policy
         self._sessions: list[WorkerSession] = []
         self._changed = asyncio.Condition()
         # Called whenever the workers change (jobs.JobBoard routes queued jobs then).
@@ -85,19 +131,36 @@ class WorkerRegistry:
 
     @property
     def active(self) -> WorkerSession | None:
+        """The worker that gets the jobs that ask for nothing (the latest, under "spread")."""
         return active_session(self._sessions)
+
+    def is_active(self, session: WorkerSession) -> bool:
+        if self.policy == LATEST:
+            return session is self.active
+        return session.takes_jobs and session in self._sessions
+
+    def named(self, name: str) -> WorkerSession | None:
+        return next((s for s in self._sessions if s.name == name), None)
 
     @property
     def in_connection_order(self) -> Sequence[WorkerSession]:
         return self._sessions
 
-    async def add(self, session: WorkerSession) -> None:
+    async def add(self, session: WorkerSession) -> WorkerSession | None:
+        """Register `session`; the session of the same worker it replaces, if any (its jobs
+        and stream are the caller's to end). NameTaken if another worker has its name."""
+        replaced = self.named(session.name)
+        if replaced is not None:
+            if not replaced.is_same_worker(session):
+                raise NameTaken(replaced)
+            self._sessions.remove(replaced)
         previous = self.active
         self._sessions.append(session)
-        if previous is not None:
+        if previous is not None and self.policy == LATEST:
             message = f"superseded by a newer worker, {session.describe()}; standing by"
             _tell_role(previous, active=False, message=message)
         await self._notify()
+        return replaced
 
     async def remove(self, session: WorkerSession) -> None:
         was_active = session is self.active
@@ -117,22 +180,25 @@ class WorkerRegistry:
                 return session
         return None
 
-    async def wait_for_active(self, timeout_s: float) -> WorkerSession | None:
-        """The active worker, waiting up to `timeout_s` for one to connect."""
-        if self.active is not None or timeout_s <= 0:
-            return self.active
+    async def wait_for_worker(self, constraint: Constraint, timeout_s: float) -> bool:
+        """Whether a worker that takes jobs and meets `constraint` is connected, waiting up to
+        `timeout_s` for one."""
+
+        def found() -> bool:
+            return may_run(constraint, self._sessions)
+
+        if found() or timeout_s <= 0:
+            return found()
         async with self._changed:
             try:
-                await asyncio.wait_for(
-                    self._changed.wait_for(lambda: self.active is not None), timeout_s
-                )
+                await asyncio.wait_for(self._changed.wait_for(found), timeout_s)
             except TimeoutError:
-                return None
-        return self.active
+                return False
+        return True
 
     async def _promote_if(self, was_active: bool) -> None:
         successor = self.active
-        if was_active and successor is not None:
+        if was_active and successor is not None and self.policy == LATEST:
             logger.info("Worker %s is active again", successor.describe())
             _tell_role(successor, active=True, message="the newer worker left; active again")
         await self._notify()

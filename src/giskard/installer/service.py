@@ -204,6 +204,7 @@ class WorkerStatus:
     connected: bool | None
     linger: str | None
     jobs: tuple[int, int] | None = None  # (running, concurrency), when the worker runs
+    worker: InstanceState | None = None  # what the running worker says of itself
 
 
 def statuses() -> list[WorkerStatus]:
@@ -224,11 +225,12 @@ def statuses() -> list[WorkerStatus]:
                 status = dataclasses.replace(status, pid=worker.pid)
             connected = worker.connected if worker else (False if status.running else None)
             jobs = (worker.running_jobs, worker.concurrency) if worker else None
-            found.append(WorkerStatus(status, connected, linger, jobs))
+            found.append(WorkerStatus(status, connected, linger, jobs, worker))
     for state in instances:
         if state.pid not in managed:
             jobs = (state.running_jobs, state.concurrency)
-            found.append(WorkerStatus(_unmanaged_status(state), state.connected, None, jobs))
+            status = _unmanaged_status(state)
+            found.append(WorkerStatus(status, state.connected, None, jobs, state))
     return found
 
 
