@@ -15,7 +15,14 @@ import cloudpickle
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import CONNECTED, WorkerProcess, giskard_command, local_admin_key, wait_until
+from conftest import (
+    CONNECTED,
+    WorkerProcess,
+    free_port,
+    giskard_command,
+    local_admin_key,
+    wait_until,
+)
 
 from giskard.client import HubClient
 from giskard.errors import ExitCode, NoWorkerError
@@ -276,3 +283,50 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         giskard_command(*args), capture_output=True, text=True, timeout=60, check=False
     )
+
+
+def test_hub_start_routing_spread_from_the_command_line(
+    tmp_path: Path, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    bad = run_cli("hub", "start", "-p", str(free_port()), "--routing", "random")
+    assert bad.returncode == ExitCode.USAGE and len(bad.stderr.strip().splitlines()) == 1
+    assert "latest or spread" in bad.stderr
+    port = free_port()
+    log = tmp_path / "hub.stderr"
+    with log.open("wb") as stderr:
+        hub = subprocess.Popen(
+            giskard_command("hub", "start", "-p", str(port), "--routing", "spread"),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    try:
+        wait_until(lambda: "Hub listening on" in log.read_text(), 10, "the hub to listen")
+        for name in ("one", "two"):
+            connected(start_worker("-h", "127.0.0.1", "-p", str(port), "--name", name))
+        with HubClient(f"127.0.0.1:{port}") as client:
+            assert [(w["name"], w["active"]) for w in client.workers()] == [
+                ("two", True),
+                ("one", True),
+            ]
+    finally:
+        hub.terminate()
+        hub.wait(10)
+
+
+def test_a_service_worker_keeps_its_name_and_labels(
+    hub: Hub, client: HubClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GISKARD_API_KEY", local_admin_key() or "")  # before the home changes
+    monkeypatch.setenv("GISKARD_HOME", str(tmp_path / "service-home"))
+    try:
+        args = ["--name", "svc", "--label", "tier=gold", "--backend", "process"]
+        started = run_cli("worker", "start", "-d", *hub_args(hub), *args)
+        assert started.returncode == 0, started.stderr
+        (worker,) = client.workers()
+        assert (worker["name"], worker["labels"]) == ("svc", {"tier": "gold"})
+        (status,) = json.loads(run_cli("worker", "status", "--json").stdout)
+        assert (status["worker_name"], status["labels"]) == ("svc", {"tier": "gold"})
+        assert "worker svc [tier=gold]" in run_cli("worker", "status").stdout
+    finally:
+        run_cli("worker", "stop", "-a")
