@@ -157,7 +157,10 @@ class WorkerRegistry:
         previous = self.active
         self._sessions.append(session)
         if previous is not None and self.policy == LATEST:
-            message = f"superseded by a newer worker, {session.describe()}; standing by"
+            message = (
+                f"superseded by a newer worker, {session.describe()}; standing by for the"
+                " jobs it may not run"
+            )
             _tell_role(previous, active=False, message=message)
         await self._notify()
         return replaced
