@@ -1,14 +1,18 @@
 """Routing, alone: which queued job goes to which worker, as a pure function of the queue and
-the sessions."""
+the sessions; and the registry's names and the board's wait for a worker, without gRPC."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from dataclasses import dataclass, field
 
+import pytest
+
+from giskard.hub.artifacts import ArtifactStore
 from giskard.hub.job_events import JobEvents, UnreadResults
-from giskard.hub.jobs import Job
-from giskard.hub.registry import WorkerSession
+from giskard.hub.jobs import Job, JobBoard, JobState
+from giskard.hub.registry import NameTaken, WorkerRegistry, WorkerSession
 from giskard.hub.routing import SPREAD, Constraint, active_session, may_run, route
 from giskard.rpc.v1 import common_pb2
 
@@ -168,3 +172,52 @@ def test_a_constraint_describes_itself_for_error_messages() -> None:
     assert Constraint.of("gpu-box").describe() == "named 'gpu-box'"
     both = Constraint.of("b", {"zone": "eu", "gpu": "a100"})
     assert both.describe() == "named 'b' with labels gpu=a100, zone=eu"
+
+
+def session_of(
+    name: str, hostname: str = "h", environment: str = "/env", key: str = "k"
+) -> WorkerSession:
+    info = common_pb2.WorkerInfo(name=name, hostname=hostname, environment=environment)
+    return WorkerSession(info=info, peer="p", key_name=key)
+
+
+def test_a_name_is_one_workers_and_the_same_worker_replaces_its_session() -> None:
+    async def scenario() -> None:
+        registry = WorkerRegistry()
+        first = session_of("w")
+        assert await registry.add(first) is None
+        for other in (
+            session_of("w", hostname="h2"),
+            session_of("w", environment="/other"),
+            session_of("w", key="another key"),
+        ):
+            with pytest.raises(NameTaken, match="the name 'w' is taken"):
+                await registry.add(other)
+        again = session_of("w")
+        assert await registry.add(again) is first
+        assert registry.in_connection_order == [again]
+        assert registry.named("w") is again
+
+    asyncio.run(scenario())
+
+
+def test_only_the_job_no_worker_may_run_fails_after_the_grace() -> None:
+    async def scenario() -> None:
+        registry = WorkerRegistry()
+        board = JobBoard(registry, ArtifactStore(), no_worker_grace_s=0.05)
+        session = session_of("cpu")
+        session.concurrency = 0  # no free slot: both jobs stay queued
+        await registry.add(session)
+        unread = UnreadResults()
+        spec = common_pb2.JobSpec(call={})
+        anyone = Job("any", spec, JobEvents(unread))
+        gpu_only = Job("gpu", spec, JobEvents(unread), constraint=Constraint.of("gpu"))
+        board.submit(anyone)
+        board.submit(gpu_only)
+        await asyncio.wait_for(gpu_only.events.queue.get(), 5)  # its "queued"
+        end = (await asyncio.wait_for(gpu_only.events.queue.get(), 5)).end
+        assert gpu_only.state is JobState.ENDED and anyone.state is JobState.QUEUED
+        assert end.failure.type == "NoWorker"
+        assert "no worker named 'gpu' was connected" in end.failure.message
+
+    asyncio.run(scenario())
