@@ -203,14 +203,14 @@ class HubClient:
         call `giskard.progress.report_progress(done, total)`, which reaches `on_progress`. To
         pass the function arguments named `timeout_s`, `on_progress`, `worker` or `labels`,
         use `submit_call`."""
-        return self.submit_call(
+        return self.submit(
             function,
-            args,
-            kwargs,
+            *args,
             timeout_s=timeout_s,
             on_progress=on_progress,
             worker=worker,
             labels=labels,
+            **kwargs,
         ).result()
 
     def submit(
