@@ -286,8 +286,11 @@ class JobBoard:
         """Each queued job that no connected worker may run has its timer (a job asking for
         a worker that never comes must not wait forever); one that some worker may run, not."""
         sessions = self._registry.in_connection_order
+        servable: dict[Constraint, bool] = {}  # per constraint: a long queue has few
         for job in self._queue:
-            if may_run(job.constraint, sessions):
+            if job.constraint not in servable:
+                servable[job.constraint] = may_run(job.constraint, sessions)
+            if servable[job.constraint]:
                 if job.no_worker_timer is not None:
                     job.no_worker_timer.cancel()
                     job.timers.remove(job.no_worker_timer)

@@ -104,14 +104,17 @@ def route(queued: Iterable[J], sessions: Sequence[S], policy: str = LATEST) -> l
     `sessions` in connection order. Reads, never changes, what it is given."""
     free = [session.free_slots for session in sessions]
     choose = _spread if policy == SPREAD else _latest
+    # Per constraint, not per job: a long queue asks for few distinct ones.
+    eligible: dict[Constraint, list[int]] = {}
     plan: list[tuple[J, S]] = []
     for job in queued:
-        eligible = [
-            i
-            for i, session in enumerate(sessions)
-            if session.takes_jobs and job.constraint.admits(session)
-        ]
-        chosen = choose(job, eligible, sessions, free)
+        if job.constraint not in eligible:
+            eligible[job.constraint] = [
+                i
+                for i, session in enumerate(sessions)
+                if session.takes_jobs and job.constraint.admits(session)
+            ]
+        chosen = choose(job, eligible[job.constraint], sessions, free)
         if chosen is None:
             continue
         if job.takes_a_slot:
