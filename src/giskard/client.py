@@ -179,13 +179,13 @@ class HubClient:
         labels: Mapping[str, str] | None = None,
     ) -> JobHandle:
         """Like `predict`, without waiting: a handle to the job's result, which can cancel it."""
-        request = _constrained(worker, labels)
+        target = _target(worker, labels)
         model_ref = self._code(model)
         data_ref = self._data(data)
-        request.spec.predict.CopyFrom(
-            common_pb2.PredictJob(model=model_ref, data=data_ref, method=method)
+        spec = common_pb2.JobSpec(
+            predict=common_pb2.PredictJob(model=model_ref, data=data_ref, method=method)
         )
-        return self._submit(request, wait_for_worker_s, timeout_s, on_progress)
+        return self._submit(spec, wait_for_worker_s, timeout_s, on_progress, target)
 
     def call(
         self,
@@ -249,13 +249,15 @@ class HubClient:
         """`submit` with the arguments as a sequence and a dict. Arguments that are data
         (DataFrames, arrays, plain values) travel in the safe data format, the others with
         cloudpickle; big ones are uploaded once and cached by the worker."""
-        request = _constrained(worker, labels)
-        call = request.spec.call
-        call.function.CopyFrom(self._code(function))
-        call.args.extend(self._argument(value) for value in args)
-        for name, value in (kwargs or {}).items():
-            call.kwargs[name].CopyFrom(self._argument(value))
-        return self._submit(request, wait_for_worker_s, timeout_s, on_progress)
+        target = _target(worker, labels)
+        call = common_pb2.CallJob(
+            function=self._code(function),
+            args=[self._argument(value) for value in args],
+            kwargs={name: self._argument(value) for name, value in (kwargs or {}).items()},
+        )
+        return self._submit(
+            common_pb2.JobSpec(call=call), wait_for_worker_s, timeout_s, on_progress, target
+        )
 
     def info(
         self,
@@ -267,9 +269,9 @@ class HubClient:
     ) -> dict[str, Any]:
         """A worker's info (the active one's, or that of the one `worker` or `labels` ask
         for), freshly collected by the worker itself."""
-        request = _constrained(worker, labels)
-        request.spec.info.SetInParent()
-        return self._submit(request, wait_for_worker_s, timeout_s, None).result()
+        spec = common_pb2.JobSpec(info=common_pb2.InfoJob())
+        target = _target(worker, labels)
+        return self._submit(spec, wait_for_worker_s, timeout_s, None, target).result()
 
     def create_key(self, role: str, name: str = "") -> tuple[dict[str, Any], str]:
         """A new API key (admin only): its info, and the key itself, which is shown once."""
@@ -336,18 +338,21 @@ class HubClient:
 
     def _submit(
         self,
-        request: client_pb2.RunJobRequest,
+        spec: common_pb2.JobSpec,
         wait_for_worker_s: float,
         timeout_s: float | None,
         on_progress: ProgressCallback | None,
+        target: dict[str, Any] | None = None,
     ) -> JobHandle:
-        spec = request.spec
+        """`target`: the workers the job may go to, from `_target`; None: any."""
         if timeout_s is not None:
             if timeout_s <= 0:
                 raise ValueError("timeout_s must be positive")
             spec.timeout_s = timeout_s
         spec.progress = on_progress is not None
-        request.wait_for_worker_s = wait_for_worker_s
+        request = client_pb2.RunJobRequest(
+            spec=spec, wait_for_worker_s=wait_for_worker_s, **(target or {})
+        )
         # The hub and the worker enforce timeout_s; this deadline only covers a hub that
         # stopped answering.
         deadline = None if timeout_s is None else wait_for_worker_s + timeout_s + DEADLINE_MARGIN_S
@@ -379,14 +384,13 @@ class HubClient:
         return GiskardError(f"the hub at {self.address} answered {code.name}: {exc.details()}")  # type: ignore[attr-defined]
 
 
-def _constrained(worker: str | None, labels: Mapping[str, str] | None) -> client_pb2.RunJobRequest:
-    """A job request for the workers of that name (if any) with those labels; checked here,
-    before anything is uploaded (ValueError)."""
-    request = client_pb2.RunJobRequest()
-    if worker is not None:
-        request.worker = check_name(worker)
-    request.labels.update(check_labels(labels or {}))
-    return request
+def _target(worker: str | None, labels: Mapping[str, str] | None) -> dict[str, Any]:
+    """The RunJobRequest fields for the workers a job may go to: the one of that name (if
+    any), with those labels. Checked here, before anything is uploaded (ValueError)."""
+    return {
+        "worker": "" if worker is None else check_name(worker),
+        "labels": check_labels(labels or {}),
+    }
 
 
 def _upload_messages(ref: common_pb2.ArtifactRef, frames: list[bytes | memoryview]) -> Any:
