@@ -199,7 +199,7 @@ def test_a_taken_name_is_refused_to_another_environment_which_exits_78(
     process, stderr_path = other_worker(*hub_args(hub), "--name", "shared")
     assert process.wait(30) == ExitCode.CONFIG
     output = stderr_path.read_text()
-    assert "the name 'shared' is taken by the worker" in output
+    assert "the name 'shared' is taken by another worker on this hub" in output
     assert "start this worker with another --name" in output and "Traceback" not in output
     assert [w["pid"] for w in client.workers()] == [first.process.pid]
     assert first.process.poll() is None

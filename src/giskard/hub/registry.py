@@ -106,7 +106,11 @@ class NameTaken(Exception):
     """Another worker (another host, environment or key) is connected under this name."""
 
     def __init__(self, holder: WorkerSession) -> None:
-        super().__init__(f"the name {holder.name!r} is taken by the worker {holder.describe()}")
+        info = holder.info
+        where = f"pid {info.pid} on {info.hostname}, environment {info.environment or '?'}"
+        super().__init__(
+            printable(f"the name {holder.name!r} is taken by another worker on this hub ({where})")
+        )
         self.holder = holder
 
 

@@ -131,7 +131,9 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
             )
             refusal = worker_pb2.Refusal(
                 reason=worker_pb2.Refusal.REPLACED,
-                message=f"replaced by a newer session of this worker, {session.describe()}",
+                message=printable(
+                    f"replaced by a newer session of this worker (pid {session.info.pid})"
+                ),
             )
             _put_end_of_stream(replaced, worker_pb2.HubMessage(refusal=refusal))
         return None
