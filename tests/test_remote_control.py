@@ -209,14 +209,16 @@ def test_the_fallback_supervisor_leaves_a_drained_worker_stopped(
     assert "Drained by admin key 'local-admin-" in status.stdout, status.stdout
 
 
-def test_find_worker_takes_a_worker_id_prefix_or_pid_at_host_and_refuses_ambiguity() -> None:
+def test_find_worker_takes_a_name_a_worker_id_prefix_or_pid_at_host_and_refuses_ambiguity() -> None:
     from giskard.hub.registry import UnknownWorkerError, WorkerRegistry, WorkerSession, find_worker
     from giskard.rpc.v1 import common_pb2
 
     registry = WorkerRegistry()
     first, second = (
-        WorkerSession(common_pb2.WorkerInfo(worker_id=wid, pid=pid, hostname="box"), peer="")
-        for wid, pid in (("ab12", 10), ("ab34", 11))
+        WorkerSession(
+            common_pb2.WorkerInfo(worker_id=wid, pid=pid, hostname="box", name=name), peer=""
+        )
+        for wid, pid, name in (("ab12", 10, "gpu-box"), ("ab34", 11, "cpu-box"))
     )
 
     async def connect() -> None:
@@ -226,6 +228,7 @@ def test_find_worker_takes_a_worker_id_prefix_or_pid_at_host_and_refuses_ambigui
     asyncio.run(connect())
     assert find_worker(registry, "ab3") is second
     assert find_worker(registry, "10@box") is first
+    assert find_worker(registry, "gpu-box") is first
     with pytest.raises(UnknownWorkerError, match="2 connected workers match 'ab'"):
         find_worker(registry, "ab")
     with pytest.raises(UnknownWorkerError, match="no connected worker"):

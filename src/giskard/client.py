@@ -1,14 +1,19 @@
-"""The platform-side client: submit jobs to the hub's active worker and see the workers.
+"""The platform-side client: submit jobs to the hub's workers and see the workers.
 
 from giskard.client import HubClient
 with HubClient("localhost:40051") as hub:
     hub.workers()
     hub.predict(model, dataframe)
+    hub.predict(model, dataframe, labels={"gpu": "a100"})  # only on a worker labelled so
+
+A job goes to the most recently connected worker among those it may go to: every worker,
+or the one named `worker=`, or those with all the `labels=` (or, on a hub started with
+`--routing spread`, spread over them).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -30,6 +35,7 @@ from giskard.errors import (
     WorkerNotFoundError,
 )
 from giskard.job_handle import JobHandle, ProgressCallback
+from giskard.labels import check_labels, check_name
 from giskard.protocol import INLINE_MAX_BYTES, iter_chunks, sha256_of
 from giskard.rpc.v1 import (
     admin_pb2,
@@ -105,7 +111,8 @@ class HubClient:
         self.close()
 
     def workers(self) -> list[dict[str, Any]]:
-        """The connected workers' info, the active one first; each has an `active` flag,
+        """The connected workers' info, the active one first; each has its `name` and
+        `labels`, an `active` flag (it gets the jobs that ask for no worker or label),
         `paused` and `draining` flags (see `pause_worker`), its `concurrency` and the jobs it
         is `running`."""
         return self.status()["workers"]
@@ -151,12 +158,16 @@ class HubClient:
         wait_for_worker_s: float = 0.0,
         timeout_s: float | None = None,
         on_progress: ProgressCallback | None = None,
+        worker: str | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> Any:
-        """`getattr(model, method)(data)`, computed by the hub's active worker.
+        """`getattr(model, method)(data)`, computed by a worker of the hub.
 
         The worker stops the job after `timeout_s` (counted from its submission) and this
         raises JobTimeoutError. With `on_progress`, the rows are predicted in batches and
-        `on_progress(rows_done, rows_total)` is called as they finish."""
+        `on_progress(rows_done, rows_total)` is called as they finish. With `worker` (a
+        name) or `labels`, only a worker that has them runs it; when none is connected
+        within `wait_for_worker_s`, this raises NoWorkerError."""
         return self.submit_predict(
             model,
             data,
@@ -164,6 +175,8 @@ class HubClient:
             wait_for_worker_s=wait_for_worker_s,
             timeout_s=timeout_s,
             on_progress=on_progress,
+            worker=worker,
+            labels=labels,
         ).result()
 
     def submit_predict(
@@ -175,14 +188,17 @@ class HubClient:
         wait_for_worker_s: float = 0.0,
         timeout_s: float | None = None,
         on_progress: ProgressCallback | None = None,
+        worker: str | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> JobHandle:
         """Like `predict`, without waiting: a handle to the job's result, which can cancel it."""
+        target = _target(worker, labels)
         model_ref = self._code(model)
         data_ref = self._data(data)
         spec = common_pb2.JobSpec(
             predict=common_pb2.PredictJob(model=model_ref, data=data_ref, method=method)
         )
-        return self._submit(spec, wait_for_worker_s, timeout_s, on_progress)
+        return self._submit(spec, wait_for_worker_s, timeout_s, on_progress, target)
 
     def call(
         self,
@@ -190,15 +206,24 @@ class HubClient:
         *args: Any,
         timeout_s: float | None = None,
         on_progress: ProgressCallback | None = None,
+        worker: str | None = None,
+        labels: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> Any:
-        """`function(*args, **kwargs)` run by the hub's active worker; its result must be data
-        (None, bool, int, float, str, lists and dicts of those, numpy arrays, pandas DataFrames
-        and Series), decoded here without pickle. The function may call
-        `giskard.progress.report_progress(done, total)`, which reaches `on_progress`. To pass
-        the function arguments named `timeout_s` or `on_progress`, use `submit_call`."""
-        return self.submit_call(
-            function, args, kwargs, timeout_s=timeout_s, on_progress=on_progress
+        """`function(*args, **kwargs)` run by a worker of the hub (as `predict` chooses it);
+        its result must be data (None, bool, int, float, str, lists and dicts of those, numpy
+        arrays, pandas DataFrames and Series), decoded here without pickle. The function may
+        call `giskard.progress.report_progress(done, total)`, which reaches `on_progress`. To
+        pass the function arguments named `timeout_s`, `on_progress`, `worker` or `labels`,
+        use `submit_call`."""
+        return self.submit(
+            function,
+            *args,
+            timeout_s=timeout_s,
+            on_progress=on_progress,
+            worker=worker,
+            labels=labels,
+            **kwargs,
         ).result()
 
     def submit(
@@ -207,11 +232,19 @@ class HubClient:
         *args: Any,
         timeout_s: float | None = None,
         on_progress: ProgressCallback | None = None,
+        worker: str | None = None,
+        labels: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> JobHandle:
         """Like `call`, without waiting: a handle to the job's result, which can cancel it."""
         return self.submit_call(
-            function, args, kwargs, timeout_s=timeout_s, on_progress=on_progress
+            function,
+            args,
+            kwargs,
+            timeout_s=timeout_s,
+            on_progress=on_progress,
+            worker=worker,
+            labels=labels,
         )
 
     def submit_call(
@@ -223,25 +256,35 @@ class HubClient:
         wait_for_worker_s: float = 0.0,
         timeout_s: float | None = None,
         on_progress: ProgressCallback | None = None,
+        worker: str | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> JobHandle:
         """`submit` with the arguments as a sequence and a dict. Arguments that are data
         (DataFrames, arrays, plain values) travel in the safe data format, the others with
         cloudpickle; big ones are uploaded once and cached by the worker."""
+        target = _target(worker, labels)
         call = common_pb2.CallJob(
             function=self._code(function),
             args=[self._argument(value) for value in args],
             kwargs={name: self._argument(value) for name, value in (kwargs or {}).items()},
         )
         return self._submit(
-            common_pb2.JobSpec(call=call), wait_for_worker_s, timeout_s, on_progress
+            common_pb2.JobSpec(call=call), wait_for_worker_s, timeout_s, on_progress, target
         )
 
     def info(
-        self, *, wait_for_worker_s: float = 0.0, timeout_s: float | None = None
+        self,
+        *,
+        wait_for_worker_s: float = 0.0,
+        timeout_s: float | None = None,
+        worker: str | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
-        """The active worker's info, freshly collected by the worker itself."""
+        """A worker's info (the active one's, or that of the one `worker` or `labels` ask
+        for), freshly collected by the worker itself."""
         spec = common_pb2.JobSpec(info=common_pb2.InfoJob())
-        return self._submit(spec, wait_for_worker_s, timeout_s, None).result()
+        target = _target(worker, labels)
+        return self._submit(spec, wait_for_worker_s, timeout_s, None, target).result()
 
     def create_key(self, role: str, name: str = "") -> tuple[dict[str, Any], str]:
         """A new API key (admin only): its info, and the key itself, which is shown once."""
@@ -341,13 +384,17 @@ class HubClient:
         wait_for_worker_s: float,
         timeout_s: float | None,
         on_progress: ProgressCallback | None,
+        target: dict[str, Any] | None = None,
     ) -> JobHandle:
+        """`target`: the workers the job may go to, from `_target`; None: any."""
         if timeout_s is not None:
             if timeout_s <= 0:
                 raise ValueError("timeout_s must be positive")
             spec.timeout_s = timeout_s
         spec.progress = on_progress is not None
-        request = client_pb2.RunJobRequest(spec=spec, wait_for_worker_s=wait_for_worker_s)
+        request = client_pb2.RunJobRequest(
+            spec=spec, wait_for_worker_s=wait_for_worker_s, **(target or {})
+        )
         # The hub and the worker enforce timeout_s; this deadline only covers a hub that
         # stopped answering.
         deadline = None if timeout_s is None else wait_for_worker_s + timeout_s + DEADLINE_MARGIN_S
@@ -377,6 +424,15 @@ class HubClient:
             )
             return HubUnavailableError(f"cannot reach the hub at {self.address}: {reason}")
         return GiskardError(f"the hub at {self.address} answered {code.name}: {exc.details()}")  # type: ignore[attr-defined]
+
+
+def _target(worker: str | None, labels: Mapping[str, str] | None) -> dict[str, Any]:
+    """The RunJobRequest fields for the workers a job may go to: the one of that name (if
+    any), with those labels. Checked here, before anything is uploaded (ValueError)."""
+    return {
+        "worker": "" if worker is None else check_name(worker),
+        "labels": check_labels(labels or {}),
+    }
 
 
 def _upload_messages(ref: common_pb2.ArtifactRef, frames: list[bytes | memoryview]) -> Any:

@@ -9,12 +9,16 @@ loopback (`localhost`, `127.0.0.1`, `::1`) made one.
 from __future__ import annotations
 
 import filecmp
+import hashlib
 import ipaddress
 import os
+import re
+import socket
 import sys
 from pathlib import Path
 
 from giskard.address import DEFAULT_HOST, HubAddress
+from giskard.paths import giskard_home
 
 _LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost", "localhost.localdomain"})
 _LOOPBACK_ADDRESSES = frozenset(
@@ -39,6 +43,22 @@ def canonical_hub(address: HubAddress) -> HubAddress:
 def environment() -> Path:
     """The Python environment this process runs in: its resolved prefix."""
     return Path(sys.prefix).resolve()
+
+
+def default_worker_name() -> str:
+    """The name a worker has without --name: the same for every start of one environment on
+    one machine (so a restarted worker comes back under its name), different for another
+    environment, host or $GISKARD_HOME (another user's workers, on a shared Python). Readable:
+    `<host>-<environment's directory>-<6 hex digits>`, at most 63 characters."""
+    host = socket.gethostname()
+    home = giskard_home().resolve()
+    digest = hashlib.sha256(f"{host}\0{environment()}\0{home}".encode()).hexdigest()[:6]
+    readable = [_name_part(host.split(".")[0], 24), _name_part(environment().name, 24)]
+    return "-".join([part for part in readable if part] + [digest])
+
+
+def _name_part(text: str, max_chars: int) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-._")[:max_chars]
 
 
 def canonical_executable() -> str:

@@ -44,6 +44,8 @@ class InstanceState:
     running_jobs: int = 0
     concurrency: int = 1
     paused: bool = False  # by the hub's admin
+    name: str = ""  # the worker's name on its hub
+    labels: dict[str, str] = field(default_factory=dict)
 
     def describe(self) -> str:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started_at))
@@ -64,7 +66,9 @@ def instance_key(address: HubAddress, prefix: Path) -> str:
 class InstanceLock:
     """Held by a running worker; `acquire` refuses a second worker for the same pair."""
 
-    def __init__(self, address: HubAddress) -> None:
+    def __init__(
+        self, address: HubAddress, name: str = "", labels: dict[str, str] | None = None
+    ) -> None:
         prefix = environment()
         key = instance_key(address, prefix)
         self.lock_path = instances_dir() / f"{key}.lock"
@@ -78,6 +82,8 @@ class InstanceLock:
             started_at=time.time(),
             service=os.environ.get("GISKARD_SERVICE", ""),
             parent_pid=os.getppid(),
+            name=name,
+            labels=dict(labels or {}),
         )
         self._fd: int | None = None
 

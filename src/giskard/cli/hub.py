@@ -43,6 +43,12 @@ def start(
     insecure: bool = typer.Option(
         False, "--insecure", help="Allow plaintext on a non-loopback address."
     ),
+    routing: str = typer.Option(
+        "latest",
+        "--routing",
+        help="latest: of the workers that may run a job, the latest connected gets it;"
+        " spread: spread jobs over them (free slots, then cached inputs, then load).",
+    ),
 ) -> None:
     """Run a hub in the foreground until Ctrl-C or SIGTERM.
 
@@ -63,6 +69,10 @@ def start(
     from giskard.logs import configure_logging
 
     configure_logging(verbose=verbose)
+    from giskard.hub.routing import POLICIES
+
+    if routing not in POLICIES:
+        raise typer.BadParameter(f"use {' or '.join(POLICIES)}", param_hint="--routing")
     certificate = _server_certificate(host, tls_cert, tls_key, tls_self_signed)
     if certificate is not None:
         typer.echo(f"TLS certificate SHA-256 fingerprint: {certificate.fingerprint()}", err=True)
@@ -72,7 +82,7 @@ def start(
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        await Hub(host, port, tls=certificate, insecure=insecure).serve(stop)
+        await Hub(host, port, tls=certificate, insecure=insecure, routing=routing).serve(stop)
 
     asyncio.run(serve())
 
@@ -97,8 +107,9 @@ def workers(
     ca_file: str | None = CA_FILE,
     insecure: bool = INSECURE,
 ) -> None:
-    """Show the workers connected to a hub, the active one first, with their running jobs,
-    how many jobs wait in the hub's queue, and the last jobs that ended, with why."""
+    """Show the workers connected to a hub, the active one first, with their names, labels
+    and running jobs, how many jobs wait in the hub's queue, and the last jobs that ended,
+    with why."""
     if ctx.invoked_subcommand is not None:
         return
     with _client(host, port, api_key, api_key_file, tls, ca_file, insecure) as client:
@@ -164,8 +175,10 @@ def _summary(worker: dict) -> str:
     except (ValueError, OverflowError, OSError):  # a worker's word, not to be trusted
         started = "?"
     role = _role(worker)
+    labels = "".join(f" {key}={value}" for key, value in worker["labels"].items())
     text = (
-        f"{role} pid {worker['pid']} on {worker['hostname']}  Python {worker['python_version']}"
+        f"{role} pid {worker['pid']} on {worker['hostname']}  worker {worker['name']}{labels}"
+        f"  Python {worker['python_version']}"
         f"  {worker['interpreter']}  giskard {worker['giskard_version']}"
         f"  {len(worker['packages'])} packages  started {started}"
         f"  {sum(not job['waiting'] for job in worker['running'])}/{worker['concurrency']}"
@@ -175,7 +188,7 @@ def _summary(worker: dict) -> str:
 
 
 WORKER_REF = typer.Argument(
-    ..., help="The worker: a prefix of its worker_id, or pid@hostname (see `workers --json`)."
+    ..., help="The worker: its name, a prefix of its worker_id, or pid@hostname."
 )
 
 

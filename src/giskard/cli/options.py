@@ -42,3 +42,11 @@ CA_FILE = typer.Option(
 INSECURE = typer.Option(
     False, "--insecure", help="Plaintext to a hub on another machine (keys and data unencrypted)."
 )
+WORKER_NAME = typer.Option(
+    None,
+    "--name",
+    help="The worker's name, unique on the hub (default: from the host and environment).",
+)
+WORKER_LABELS = typer.Option(
+    None, "--label", help="KEY=VALUE that jobs may ask for (repeatable), e.g. gpu=a100."
+)

@@ -92,6 +92,8 @@ def print_status(*, as_json: bool) -> None:
                 "concurrency": s.jobs[1] if s.jobs else None,
                 "paused": s.paused,
                 "stop_reason": reasons.get(s.service.name),
+                "worker_name": s.worker.name if s.worker else None,
+                "labels": s.worker.labels if s.worker else None,
             }
             for s in found
         ]
@@ -108,6 +110,7 @@ def print_status(*, as_json: bool) -> None:
             f"{service.backend:10} {service.name:30} {service.state:10} pid {service.pid or '-'}"
             f"  since {_when(service.since)}  {connected}  hub {service.hub or '-'}"
             f"  {service.interpreter or '-'}"
+            + _identity(status)
             + (f"  jobs {status.jobs[0]}/{status.jobs[1]} running" if status.jobs else "")
             + ("  paused by the hub" if status.paused else "")
             + (f"  linger {status.linger}" if status.linger else "")
@@ -140,3 +143,11 @@ def _match_stops(
 
 def _when(timestamp: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp)) if timestamp else "-"
+
+
+def _identity(status: WorkerStatus) -> str:
+    worker = status.worker
+    if worker is None or not worker.name:
+        return ""
+    labels = ",".join(f"{key}={value}" for key, value in worker.labels.items())
+    return f"  worker {worker.name}" + (f" [{labels}]" if labels else "")

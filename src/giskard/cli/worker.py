@@ -18,6 +18,8 @@ from giskard.cli.options import (
     PORT,
     TLS,
     VERBOSE,
+    WORKER_LABELS,
+    WORKER_NAME,
     credentials_for,
 )
 from giskard.errors import FATAL_EXIT_CODE_ENV, ExitCode, GiskardError
@@ -68,6 +70,8 @@ def start(
     cache_size: str = typer.Option(
         "2G", "--cache-size", help="Memory for cached models and datasets (e.g. 512M, 8G)."
     ),
+    name: str | None = WORKER_NAME,
+    labels: list[str] | None = WORKER_LABELS,
     log_stderr: bool = typer.Option(True, "--log-stderr/--no-log-stderr", hidden=True),
 ) -> None:
     """Start a worker; it connects to the hub and runs its jobs.
@@ -77,6 +81,7 @@ def start(
     """
     address = HubAddress(host, port)
     job_limits = _job_limits(concurrency, max_job_memory, cache_size)
+    identity = _identity(name, labels)
     from giskard.tls import channel_security, quiet_grpc_logs
 
     quiet_grpc_logs()
@@ -92,12 +97,15 @@ def start(
             verbose=verbose,
             backend=backend,
             enable_linger=enable_linger,
-            job_args=_job_args(concurrency, max_job_memory, cache_size),
+            job_args=_job_args(concurrency, max_job_memory, cache_size)
+            + _identity_args(name, labels),
         )
         return
     from giskard.worker.config import WorkerConfig
 
-    config = WorkerConfig(address=address, credentials=credentials, security=security, **job_limits)
+    config = WorkerConfig(
+        address=address, credentials=credentials, security=security, **job_limits, **identity
+    )
     _run_foreground(config, verbose=verbose, log_stderr=log_stderr)
 
 
@@ -113,6 +121,29 @@ def _job_limits(concurrency: int, max_job_memory: str | None, cache_size: str) -
     memory = size(max_job_memory, "--max-job-memory") if max_job_memory else 0
     cache = size(cache_size, "--cache-size")
     return {"concurrency": concurrency, "max_job_memory": memory, "cache_bytes": cache}
+
+
+def _identity(name: str | None, labels: list[str] | None) -> dict:
+    """The worker's name (when given) and labels, checked: a bad one is a usage error."""
+    from giskard.labels import check_name, parse_labels
+
+    identity: dict = {}
+    try:
+        if name is not None:
+            identity["name"] = check_name(name)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--name") from None
+    try:
+        identity["labels"] = tuple(parse_labels(labels or ()).items())
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--label") from None
+    return identity
+
+
+def _identity_args(name: str | None, labels: list[str] | None) -> list[str]:
+    """The same, for the service's command line; without --name the service's worker
+    computes the same default name (same host, environment and $GISKARD_HOME)."""
+    return ([f"--name={name}"] if name else []) + [f"--label={label}" for label in labels or ()]
 
 
 def _job_args(concurrency: int, max_job_memory: str | None, cache_size: str) -> list[str]:
@@ -134,7 +165,7 @@ def _run_foreground(config: WorkerConfig, *, verbose: bool, log_stderr: bool) ->
 
     die_with_supervisor()
     address = config.address
-    lock = InstanceLock(address)
+    lock = InstanceLock(address, config.name, dict(config.labels))
     try:
         lock.acquire()
         worker = Worker(config)

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from giskard.hub.artifacts import ArtifactStore
 from giskard.hub.job_events import JobEvents
 from giskard.hub.registry import WorkerRegistry, WorkerSession
-from giskard.hub.routing import route
+from giskard.hub.routing import LATEST, Constraint, may_run, route
+from giskard.job_inputs import job_inputs
 from giskard.rpc.v1 import client_pb2, common_pb2, worker_pb2
 from giskard.sizes import format_size
 
@@ -38,8 +39,8 @@ logger = logging.getLogger(__name__)
 
 # A worker asked to stop a job answers at once; past this, the hub gives up on it.
 STOP_GRACE_S = 3.0
-# Queued jobs wait this long for a worker when none is connected (one restarting comes back
-# within seconds), then fail rather than wait forever.
+# Queued jobs wait this long for a worker when none that may run them is connected (one
+# restarting comes back within seconds), then fail rather than wait forever.
 NO_WORKER_GRACE_S = 30.0
 # How many ended jobs the hub remembers for its status (`giskard hub workers`).
 RECENT_JOBS = 100
@@ -63,6 +64,7 @@ class Job:
     inputs: list[str] = field(default_factory=list)  # the artifacts it pins (SHA-256)
     # time.monotonic() by which the job must end; None: no limit.
     deadline: float | None = None
+    constraint: Constraint = field(default_factory=Constraint)  # the workers it may go to
     state: JobState = JobState.NEW
     session: WorkerSession | None = None  # the worker whose slot it holds
     submitted_at: float = 0.0  # time.time() when it was submitted
@@ -73,6 +75,8 @@ class Job:
     received_bytes: int = 0  # of its result, from its worker
     # Stopped when it ends, so that a finished job is not kept in memory until they fire.
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
+    # Among `timers`: running while no connected worker may run it.
+    no_worker_timer: asyncio.TimerHandle | None = None
 
     @property
     def ended(self) -> bool:
@@ -111,14 +115,16 @@ class JobBoard:
         registry: WorkerRegistry,
         store: ArtifactStore,
         no_worker_grace_s: float = NO_WORKER_GRACE_S,
+        routing: str = LATEST,
     ) -> None:
+        """`routing`: the policy of routing.route, "latest" or "spread"."""
         self._registry = registry
         self._store = store
         # Queue order; a dict so that a job leaves it in O(1) from anywhere.
         self._queue: dict[Job, None] = {}
         self._no_worker_grace_s = no_worker_grace_s
-        self._no_worker_timer: asyncio.TimerHandle | None = None
         self._recent: deque[client_pb2.EndedJob] = deque(maxlen=RECENT_JOBS)
+        self._routing = routing
         registry.on_change = self.pump
 
     @property
@@ -148,7 +154,8 @@ class JobBoard:
     def pump(self) -> None:
         """Send the queued jobs that routing places now."""
         self._watch_for_no_worker()
-        for job, session in route(self._queue, self._registry.in_connection_order):
+        sessions = self._registry.in_connection_order
+        for job, session in route(self._queue, sessions, self._routing):
             self._send(job, session)
 
     def progress(self, job: Job, progress: common_pb2.JobProgress) -> None:
@@ -220,6 +227,7 @@ class JobBoard:
         job.state, job.session, job.sent_at = JobState.RUNNING, session, time.time()
         job.worker_id = session.info.worker_id
         session.jobs[job.job_id] = job
+        session.remember_sent({ref.sha256: ref.size for ref, _ in job_inputs(job.spec)})
         if job.was_queued:  # a job sent at once needs no event: it would only add latency
             started = client_pb2.JobStarted(job_id=job.job_id, worker_id=session.info.worker_id)
             job.events.put(client_pb2.JobEvent(started=started))
@@ -303,28 +311,40 @@ class JobBoard:
         except asyncio.QueueFull:
             logger.warning("Worker %s is not reading; cancel not sent", job.session.describe())
 
-    def _start_timer(self, job: Job, delay_s: float, transition: JobTransition) -> None:
+    def _start_timer(
+        self, job: Job, delay_s: float, transition: JobTransition
+    ) -> asyncio.TimerHandle:
         loop = asyncio.get_running_loop()
-        job.timers.append(loop.call_later(delay_s, transition, job))
+        job.timers.append(timer := loop.call_later(delay_s, transition, job))
+        return timer
 
     def _watch_for_no_worker(self) -> None:
-        if self._registry.serving:
-            if self._no_worker_timer is not None:
-                self._no_worker_timer.cancel()
-                self._no_worker_timer = None
-            return
-        if self._no_worker_timer is None and self._queue:
-            loop = asyncio.get_running_loop()
-            self._no_worker_timer = loop.call_later(self._no_worker_grace_s, self._fail_queued)
+        """Each queued job that no connected worker may run has its timer (a job asking for
+        a worker that never comes must not wait forever); one that some worker may run, not."""
+        sessions = self._registry.in_connection_order
+        servable: dict[Constraint, bool] = {}  # per constraint: a long queue has few
+        for job in self._queue:
+            if job.constraint not in servable:
+                servable[job.constraint] = may_run(job.constraint, sessions)
+            if servable[job.constraint]:
+                if job.no_worker_timer is not None:
+                    job.no_worker_timer.cancel()
+                    job.timers.remove(job.no_worker_timer)
+                    job.no_worker_timer = None
+            elif job.no_worker_timer is None:
+                grace_s = self._no_worker_grace_s
+                job.no_worker_timer = self._start_timer(job, grace_s, self._no_worker)
 
-    def _fail_queued(self) -> None:
-        self._no_worker_timer = None
-        if self._registry.serving:
+    def _no_worker(self, job: Job) -> None:
+        job.no_worker_timer = None
+        if job.state is not JobState.QUEUED or may_run(job.constraint, self._registry.sessions):
             return
-        message = f"no worker connected for {self._no_worker_grace_s:.0f} s"
-        message = f"the job waited in the queue but {message}"
-        for job in list(self._queue):
-            self._end(job, _failure(job, common_pb2.END_REASON_NO_WORKER, "NoWorker", message))
+        wanted = job.constraint.describe()
+        message = (
+            f"the job waited in the queue but no worker{' ' + wanted if wanted else ''}"
+            f" was connected for {self._no_worker_grace_s:.0f} s"
+        )
+        self._end(job, _failure(job, common_pb2.END_REASON_NO_WORKER, "NoWorker", message))
 
 
 def _stop_timers(job: Job) -> None:

@@ -12,13 +12,16 @@ from collections.abc import AsyncIterator
 import grpc
 from google.protobuf.message import DecodeError
 
+from giskard.display import printable
 from giskard.hub.artifacts import ArtifactStore
 from giskard.hub.auth import Authenticator
 from giskard.hub.decoding import UNDECODABLE
 from giskard.hub.job_events import JobEvents, UnreadResults
 from giskard.hub.jobs import Job, JobBoard
 from giskard.hub.registry import WorkerRegistry, WorkerSession
+from giskard.hub.routing import Constraint
 from giskard.job_inputs import job_inputs
+from giskard.labels import check_labels, check_name
 from giskard.protocol import INLINE_MAX_BYTES
 from giskard.rpc.v1 import client_pb2, client_pb2_grpc, common_pb2
 from giskard.sizes import format_size
@@ -50,7 +53,6 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
         self, request: client_pb2.ListWorkersRequest, context: grpc.aio.ServicerContext
     ) -> client_pb2.ListWorkersReply:
         await self._auth.require(context, ["client"], "list the workers")
-        active = self._registry.active
         reply = client_pb2.ListWorkersReply(queued=self._jobs.queued, recent=self._jobs.recent)
         for session in self._registry.sessions:
             # Stay well under the message limit however many workers there are.
@@ -59,7 +61,7 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
             reply.workers.append(
                 client_pb2.ConnectedWorker(
                     info=session.info,
-                    active=session is active,
+                    active=self._registry.is_active(session),
                     connected_at=session.connected_at,
                     peer=session.peer,
                     concurrency=session.concurrency,
@@ -140,15 +142,19 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
                 f"the hub does not hold the job's input(s) {names} (never uploaded, or evicted"
                 " from its store since): upload them again (HubClient.put)",
             )
-        if not await self._registry.wait_for_worker(request.wait_for_worker_s):
-            await context.abort(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"no worker is connected to the hub at {self._address}; "
-                f"start one with: giskard worker start -h HOST -p PORT",
-            )
+        constraint = await self._constraint(request, context)
+        if not await self._registry.wait_for_worker(constraint, request.wait_for_worker_s):
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, self._no_worker(constraint))
         deadline = time.monotonic() + spec.timeout_s if spec.timeout_s else None
         events = JobEvents(self._unread)
-        job = Job(uuid.uuid4().hex, spec, events, inputs=inputs, deadline=deadline)
+        job = Job(
+            uuid.uuid4().hex,
+            spec,
+            events,
+            inputs=inputs,
+            deadline=deadline,
+            constraint=constraint,
+        )
         forget = self._auth.on_revoke(key, lambda: events.interrupt(None))
         try:
             self._jobs.submit(job)
@@ -161,6 +167,33 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
             forget()
             # The client has its end, or cancelled, or went away (then the worker stops it).
             self._jobs.withdraw(job)
+
+    async def _constraint(
+        self, request: client_pb2.RunJobRequest, context: grpc.aio.ServicerContext
+    ) -> Constraint:
+        try:
+            if request.worker:
+                check_name(request.worker)
+            labels = check_labels(request.labels)
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise  # not reached: abort raises
+        return Constraint.of(request.worker, labels)
+
+    def _no_worker(self, constraint: Constraint) -> str:
+        wanted = constraint.describe()
+        if not wanted:
+            return (
+                f"no worker is connected to the hub at {self._address}; "
+                f"start one with: giskard worker start -h HOST -p PORT"
+            )
+        names = [session.name for session in self._registry.sessions if session.takes_jobs]
+        shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
+        return (
+            f"no worker {wanted} is connected to the hub at {self._address}"
+            f" (connected: {printable(shown) or 'none'}); start one with:"
+            " giskard worker start --name NAME --label KEY=VALUE"
+        )
 
 
 def _running_jobs(session: WorkerSession) -> list[client_pb2.RunningJob]:

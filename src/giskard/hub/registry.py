@@ -1,4 +1,4 @@
-"""The workers connected to the hub and which one is active."""
+"""The workers connected to the hub: their names (unique), and which ones are active."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
 from giskard.display import printable
-from giskard.hub.routing import active_session
+from giskard.hub.routing import LATEST, Constraint, active_session, may_run
 from giskard.rpc.v1 import common_pb2, worker_pb2
 
 if TYPE_CHECKING:
@@ -19,6 +20,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+
+# The inputs sent to a worker that the hub remembers, for routing by cache: the worker's own
+# cache is bounded too, so older ones are likely gone from it anyway.
+SENT_INPUTS_REMEMBERED = 256
 
 
 @dataclass(eq=False)
@@ -42,11 +47,48 @@ class WorkerSession:
     paused: bool = False  # by an admin (ControlWorker): connected, but gets no new jobs
     concurrency: int = 1
     prefetch: int = 0
+    # SHA-256 -> size of the inputs sent to it lately, the latest last (routing by cache).
+    sent_inputs: OrderedDict[str, int] = field(default_factory=OrderedDict)
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def labels(self) -> Mapping[str, str]:
+        return self.info.labels
+
+    def is_same_worker(self, other: WorkerSession) -> bool:
+        """Whether `other` is this worker come back (a restart, or a new connection the hub
+        saw before noticing the old one died): same name, host, environment and key."""
+        mine, theirs = self.info, other.info
+        return (mine.name, mine.hostname, mine.environment, self.key_name) == (
+            theirs.name,
+            theirs.hostname,
+            theirs.environment,
+            other.key_name,
+        )
+
+    def cached_bytes(self, inputs: Sequence[str]) -> int:
+        return sum(self.sent_inputs.get(sha, 0) for sha in inputs)
+
+    def remember_sent(self, inputs: Mapping[str, int]) -> None:
+        for sha, size in inputs.items():
+            self.sent_inputs[sha] = size
+            self.sent_inputs.move_to_end(sha)
+        while len(self.sent_inputs) > SENT_INPUTS_REMEMBERED:
+            self.sent_inputs.popitem(last=False)
 
     @property
     def takes_jobs(self) -> bool:
         """Whether new jobs may go to this worker at all (routing decides which)."""
         return not (self.draining or self.paused)
+
+    @property
+    def will_take_jobs(self) -> bool:
+        """Whether it takes jobs now or will once resumed: a job waits for a paused worker as
+        it does for a busy one, rather than fail for want of a worker."""
+        return not self.draining
 
     @property
     def free_slots(self) -> int:
@@ -62,16 +104,30 @@ class WorkerSession:
     def describe(self) -> str:
         # Worker-supplied text: control characters could forge log lines or drive a terminal.
         return printable(
-            f"pid {self.info.pid} on {self.info.hostname} "
+            f"{self.info.name}, pid {self.info.pid} on {self.info.hostname} "
             f"(Python {self.info.python_version}, {self.info.interpreter})"
         )
 
 
-class WorkerRegistry:
-    """Connected workers in connection order; the latest one that is not draining is active
-    (routing.active_session)."""
+class NameTaken(Exception):
+    """Another worker (another host, environment or key) is connected under this name."""
 
-    def __init__(self) -> None:
+    def __init__(self, holder: WorkerSession) -> None:
+        info = holder.info
+        where = f"pid {info.pid} on {info.hostname}, environment {info.environment or '?'}"
+        super().__init__(
+            printable(f"the name {holder.name!r} is taken by another worker on this hub ({where})")
+        )
+        self.holder = holder
+
+
+class WorkerRegistry:
+    """Connected workers in connection order, one per name. Under the "latest" routing policy
+    the latest one that is not draining is active (routing.active_session) and the others
+    stand by; under "spread", every one that takes jobs is active."""
+
+    def __init__(self, policy: str = LATEST) -> None:
+        self.policy = policy
         self._sessions: list[WorkerSession] = []
         self._changed = asyncio.Condition()
         # Called whenever the workers change (jobs.JobBoard routes queued jobs then).
@@ -86,19 +142,39 @@ class WorkerRegistry:
 
     @property
     def active(self) -> WorkerSession | None:
+        """The worker that gets the jobs that ask for nothing (the latest, under "spread")."""
         return active_session(self._sessions)
+
+    def is_active(self, session: WorkerSession) -> bool:
+        if self.policy == LATEST:
+            return session is self.active
+        return session.takes_jobs and session in self._sessions
+
+    def named(self, name: str) -> WorkerSession | None:
+        return next((s for s in self._sessions if s.name == name), None)
 
     @property
     def in_connection_order(self) -> Sequence[WorkerSession]:
         return self._sessions
 
-    async def add(self, session: WorkerSession) -> None:
+    async def add(self, session: WorkerSession) -> WorkerSession | None:
+        """Register `session`; the session of the same worker it replaces, if any (its jobs
+        and stream are the caller's to end). NameTaken if another worker has its name."""
+        replaced = self.named(session.name)
+        if replaced is not None:
+            if not replaced.is_same_worker(session):
+                raise NameTaken(replaced)
+            self._sessions.remove(replaced)
         previous = self.active
         self._sessions.append(session)
-        if previous is not None:
-            message = f"superseded by a newer worker, {session.describe()}; standing by"
+        if previous is not None and self.policy == LATEST:
+            message = (
+                f"superseded by a newer worker, {session.describe()}; standing by for the"
+                " jobs it may not run"
+            )
             _tell_role(previous, active=False, message=message)
         await self._notify()
+        return replaced
 
     async def remove(self, session: WorkerSession) -> None:
         was_active = session is self.active
@@ -129,26 +205,25 @@ class WorkerRegistry:
                 return session
         return None
 
-    @property
-    def serving(self) -> bool:
-        """Whether a connected worker takes jobs, or will once resumed: jobs wait for a
-        paused worker as they do for a busy one."""
-        return any(s.takes_jobs or (s.paused and not s.draining) for s in self._sessions)
+    async def wait_for_worker(self, constraint: Constraint, timeout_s: float) -> bool:
+        """Whether a worker that takes jobs and meets `constraint` is connected, waiting up to
+        `timeout_s` for one."""
 
-    async def wait_for_worker(self, timeout_s: float) -> bool:
-        """Whether a worker is `serving`, waiting up to `timeout_s` for one to connect."""
-        if self.serving or timeout_s <= 0:
-            return self.serving
+        def found() -> bool:
+            return may_run(constraint, self._sessions)
+
+        if found() or timeout_s <= 0:
+            return found()
         async with self._changed:
             try:
-                await asyncio.wait_for(self._changed.wait_for(lambda: self.serving), timeout_s)
+                await asyncio.wait_for(self._changed.wait_for(found), timeout_s)
             except TimeoutError:
                 return False
         return True
 
     async def _promote_if(self, was_active: bool) -> None:
         successor = self.active
-        if was_active and successor is not None:
+        if was_active and successor is not None and self.policy == LATEST:
             logger.info("Worker %s is active again", successor.describe())
             _tell_role(successor, active=True, message="the newer worker left; active again")
         await self._notify()
@@ -164,16 +239,19 @@ class UnknownWorkerError(LookupError):
 
 
 def find_worker(registry: WorkerRegistry, ref: str) -> WorkerSession:
-    """The one connected worker that `ref` names: a prefix of its worker_id, or its
-    pid@hostname, as `giskard hub workers` shows them."""
+    """The one connected worker that `ref` names: its name (unique on a hub), a prefix of its
+    worker_id, or its pid@hostname, as `giskard hub workers` shows them."""
     ref = ref.strip()
+    named = registry.named(ref) if ref else None
+    if named is not None:
+        return named
     matches = [s for s in registry.sessions if ref and _answers_to(s, ref)]
     if len(matches) == 1:
         return matches[0]
     if not matches:
         raise UnknownWorkerError(
-            f"no connected worker {printable(ref)!r} (give a worker_id prefix or pid@hostname,"
-            " see `giskard hub workers --json`)"
+            f"no connected worker {printable(ref)!r} (give its name, a worker_id prefix or"
+            " pid@hostname, see `giskard hub workers`)"
         )
     raise UnknownWorkerError(
         f"{len(matches)} connected workers match {printable(ref)!r}; give a longer worker_id"

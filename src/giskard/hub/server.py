@@ -13,7 +13,7 @@ import grpc
 
 from giskard.address import DEFAULT_PORT, HubAddress, validate_host
 from giskard.credentials import hub_dir, is_loopback, local_admin_key_path
-from giskard.errors import ConfigurationError, GiskardError
+from giskard.errors import ConfigurationError, GiskardError, UsageError
 from giskard.hub.admin_service import AdminService
 from giskard.hub.artifacts import DEFAULT_MAX_BYTES, ArtifactStore
 from giskard.hub.auth import Authenticator
@@ -24,6 +24,7 @@ from giskard.hub.keys import KeyStore, ensure_local_admin_key
 from giskard.hub.local_socket import LocalSocket
 from giskard.hub.platform_service import PlatformService
 from giskard.hub.registry import WorkerRegistry
+from giskard.hub.routing import LATEST, POLICIES
 from giskard.hub.worker_service import WorkerHubService
 from giskard.protocol import SERVER_OPTIONS
 from giskard.rpc.v1 import admin_pb2_grpc, client_pb2_grpc, worker_pb2_grpc
@@ -52,10 +53,15 @@ class Hub:
         insecure: bool = False,
         max_artifact_bytes: int = DEFAULT_MAX_BYTES,
         max_unread_result_bytes: int = UNREAD_RESULTS_MAX_BYTES,
+        routing: str = LATEST,
     ) -> None:
         """`tls`: serve TLS with this certificate. Without it, a hub may listen only on
         loopback, unless `insecure`. `max_unread_result_bytes`: what the hub holds of
-        results their clients have not read yet, all jobs together (see UnreadResults)."""
+        results their clients have not read yet, all jobs together (see UnreadResults).
+        `routing`: "latest" (the latest connected worker that may run a job gets it) or
+        "spread" (over every worker that may run it; see hub.routing)."""
+        if routing not in POLICIES:
+            raise UsageError(f"unknown routing {routing!r}: use {' or '.join(POLICIES)}")
         host = validate_host(host)
         if tls is None and not insecure and not is_loopback(host):
             raise ConfigurationError(
@@ -68,6 +74,7 @@ class Hub:
         self.tls = tls
         self.admin_key = ""  # the local admin key, known once serving
         self._max_artifact_bytes = max_artifact_bytes
+        self.routing = routing
         self.unread_results = UnreadResults(max_unread_result_bytes)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -110,8 +117,9 @@ class Hub:
         keys = KeyStore(hub_dir(self.home) / "keys.json")
         self.admin_key = ensure_local_admin_key(keys, local_admin_key_path(self.home))
         auth = Authenticator(keys)
-        registry, store = WorkerRegistry(), ArtifactStore(self._max_artifact_bytes)
-        jobs = JobBoard(registry, store)
+        registry = WorkerRegistry(self.routing)
+        store = ArtifactStore(self._max_artifact_bytes)
+        jobs = JobBoard(registry, store, routing=self.routing)
         worker_service = WorkerHubService(registry, jobs, store, auth)
         worker_pb2_grpc.add_WorkerHubServicer_to_server(worker_service, server)
         platform = PlatformService(registry, jobs, store, auth, self.address, self.unread_results)

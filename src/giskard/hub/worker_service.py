@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import AsyncIterator
 
 import grpc
 from google.protobuf.message import DecodeError
 
 from giskard import __version__
+from giskard.display import printable
 from giskard.hub.artifacts import ArtifactStore
 from giskard.hub.auth import Authenticator
 from giskard.hub.decoding import UNDECODABLE
 from giskard.hub.jobs import Job, JobBoard
-from giskard.hub.registry import WorkerRegistry, WorkerSession, put_evicting
+from giskard.hub.registry import NameTaken, WorkerRegistry, WorkerSession, put_evicting
+from giskard.labels import check_labels, check_name
 from giskard.protocol import (
     CHUNK_SIZE,
     INLINE_MAX_BYTES,
@@ -75,13 +78,18 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
             concurrency=min(max(hello.concurrency, 1), MAX_CONCURRENCY),
             prefetch=min(hello.prefetch, MAX_CONCURRENCY),
         )
-        await self._registry.add(session)
+        if not session.info.name:  # a worker that does not name itself gets a unique name
+            session.info.name = f"worker-{secrets.token_hex(4)}"
+        refusal = await self._register(session)
+        if refusal is not None:
+            yield worker_pb2.HubMessage(refusal=refusal)
+            return
         reader: asyncio.Task[None] | None = None
         forget = self._auth.on_revoke(key, lambda: _close_revoked(session))
         # From here on the session is registered: whatever happens (even a cancel while the
         # welcome is being sent), the finally below must take it out again.
         try:
-            active = session is self._registry.active
+            active = self._registry.is_active(session)
             logger.info(
                 "Worker connected: %s from %s%s",
                 session.describe(),
@@ -106,6 +114,29 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
             reason = f"the worker {session.describe()} disconnected during the job"
             self._jobs.session_lost(session, reason)
             logger.info("Worker disconnected: %s", session.describe())
+
+    async def _register(self, session: WorkerSession) -> worker_pb2.Refusal | None:
+        """Add `session` to the registry, in place of an earlier session of the same worker
+        (whose jobs are lost); a refusal if another worker has its name."""
+        try:
+            replaced = await self._registry.add(session)
+        except NameTaken as taken:
+            text = f"{taken}; start this worker with another --name"
+            logger.warning("Refused worker %s from %s: %s", session.describe(), session.peer, text)
+            return worker_pb2.Refusal(reason=worker_pb2.Refusal.NAME_TAKEN, message=text)
+        if replaced is not None:
+            logger.info("Worker %s reconnected; its earlier session ends", printable(session.name))
+            self._jobs.session_lost(
+                replaced, f"the worker {replaced.describe()} reconnected during the job"
+            )
+            refusal = worker_pb2.Refusal(
+                reason=worker_pb2.Refusal.REPLACED,
+                message=printable(
+                    f"replaced by a newer session of this worker (pid {session.info.pid})"
+                ),
+            )
+            _put_end_of_stream(replaced, worker_pb2.HubMessage(refusal=refusal))
+        return None
 
     async def _read_messages(
         self, request_iterator: AsyncIterator[worker_pb2.WorkerMessage], session: WorkerSession
@@ -297,6 +328,19 @@ def _check_hello(hello: worker_pb2.Hello | None, peer: str) -> worker_pb2.Refusa
         )
         logger.warning("Refused worker at %s: %s", peer, text)
         return worker_pb2.Refusal(reason=worker_pb2.Refusal.PROTOCOL_VERSION, message=text)
+    return _check_identity(hello.info, peer)
+
+
+def _check_identity(info: common_pb2.WorkerInfo, peer: str) -> worker_pb2.Refusal | None:
+    """A worker's name and labels follow giskard.labels' rules (an empty name: the hub
+    makes one)."""
+    try:
+        if info.name:
+            check_name(info.name)
+        check_labels(info.labels)
+    except ValueError as exc:
+        logger.warning("Refused worker at %s: %s", peer, printable(str(exc)))
+        return worker_pb2.Refusal(reason=worker_pb2.Refusal.BAD_HELLO, message=str(exc))
     return None
 
 

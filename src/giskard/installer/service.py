@@ -204,7 +204,12 @@ class WorkerStatus:
     connected: bool | None
     linger: str | None
     jobs: tuple[int, int] | None = None  # (running, concurrency), when the worker runs
-    paused: bool = False  # by the hub's admin
+    worker: InstanceState | None = None  # what the running worker says of itself
+
+    @property
+    def paused(self) -> bool:
+        """Paused by the hub's admin (the worker says so in its state)."""
+        return self.worker is not None and self.worker.paused
 
 
 def statuses() -> list[WorkerStatus]:
@@ -225,13 +230,12 @@ def statuses() -> list[WorkerStatus]:
                 status = dataclasses.replace(status, pid=worker.pid)
             connected = worker.connected if worker else (False if status.running else None)
             jobs = (worker.running_jobs, worker.concurrency) if worker else None
-            paused = worker.paused if worker else False
-            found.append(WorkerStatus(status, connected, linger, jobs, paused))
+            found.append(WorkerStatus(status, connected, linger, jobs, worker))
     for state in instances:
         if state.pid not in managed:
             jobs = (state.running_jobs, state.concurrency)
             status = _unmanaged_status(state)
-            found.append(WorkerStatus(status, state.connected, None, jobs, state.paused))
+            found.append(WorkerStatus(status, state.connected, None, jobs, state))
     return found
 
 

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable
+from typing import Any
 
 from giskard.channel import open_aio_channel, uses_local_socket
 from giskard.credentials import Credentials
@@ -78,7 +79,7 @@ class Worker:
         pool = ExecutorPool(self.config.concurrency, self.config.executor_options())
         # Started now, beside the connection: a job that comes first waits for its executor.
         pool.start()
-        execution = JobExecution(pool, lambda: collect_info(self._address))
+        execution = JobExecution(pool, self._info)
         reporter = asyncio.create_task(self._report_jobs(execution))
         closer = asyncio.create_task(_close_on(stopping, pool))
         try:
@@ -88,6 +89,11 @@ class Worker:
             closer.cancel()
             await pool.close()
 
+    def _info(self) -> dict[str, Any]:
+        """This worker's info, as it is now: the hello's, and the `info` job's result."""
+        config = self.config
+        return collect_info(self._address, config.name, dict(config.labels))
+
     async def _report_jobs(self, execution: JobExecution) -> None:
         while True:
             self.on_jobs(execution.running)
@@ -95,9 +101,10 @@ class Worker:
 
     async def _serve(self, execution: JobExecution, stopping: asyncio.Event) -> None:
         backoff = Backoff(self.config.backoff_initial_s, self.config.backoff_max_s)
-        info = info_to_proto(collect_info(self._address))
+        info = info_to_proto(self._info())
         logger.info(
-            "Worker starting: pid %d, Python %s (%s), hub %s",
+            "Worker %s starting: pid %d, Python %s (%s), hub %s",
+            info.name,
             info.pid,
             info.python_version,
             info.interpreter,

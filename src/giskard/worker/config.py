@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from giskard.address import HubAddress
 from giskard.credentials import Credentials
+from giskard.identity import default_worker_name
 from giskard.protocol import RECONNECT_MAX_S
 from giskard.tls import ChannelSecurity
 from giskard.worker.executor import ExecutorOptions
@@ -31,6 +32,9 @@ class WorkerConfig:
     cache_bytes: int = DEFAULT_CACHE_BYTES
     # How much a job may allocate beyond what its executor held before it; 0: no limit.
     max_job_memory: int = 0
+    # Unique per hub; jobs may ask for it, or for labels (checked by giskard.labels).
+    name: str = field(default_factory=default_worker_name)
+    labels: tuple[tuple[str, str], ...] = ()
 
     @property
     def prefetch(self) -> int:

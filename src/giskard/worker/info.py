@@ -12,6 +12,7 @@ from importlib import metadata
 from typing import Any
 
 from giskard import __version__
+from giskard.identity import environment
 
 WORKER_ID = uuid.uuid4().hex
 _IMPORTED_AT = time.time()
@@ -36,7 +37,9 @@ def installed_packages() -> dict[str, str]:
     return dict(sorted(packages.items(), key=lambda item: item[0].lower()))
 
 
-def collect_info(hub_address: str) -> dict[str, Any]:
+def collect_info(
+    hub_address: str, name: str = "", labels: dict[str, str] | None = None
+) -> dict[str, Any]:
     """The worker's info as plain values (the `info` job's result)."""
     uname = platform.uname()
     return {
@@ -57,6 +60,9 @@ def collect_info(hub_address: str) -> dict[str, Any]:
         "giskard_version": __version__,
         "packages": installed_packages(),
         "hub_address": hub_address,
+        "name": name,
+        "labels": dict(labels or {}),
+        "environment": str(environment()),
     }
 
 
@@ -86,4 +92,7 @@ def info_from_proto(message: Any) -> dict[str, Any]:
         "giskard_version": message.giskard_version,
         "packages": dict(sorted(message.packages.items(), key=lambda item: item[0].lower())),
         "hub_address": message.hub_address,
+        "name": message.name,
+        "labels": dict(sorted(message.labels.items())),
+        "environment": message.environment,
     }

@@ -92,12 +92,23 @@ class Upload(_message.Message):
     def __init__(self, ref: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class RunJobRequest(_message.Message):
-    __slots__ = ("spec", "wait_for_worker_s")
+    __slots__ = ("spec", "wait_for_worker_s", "worker", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     SPEC_FIELD_NUMBER: _ClassVar[int]
     WAIT_FOR_WORKER_S_FIELD_NUMBER: _ClassVar[int]
+    WORKER_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     spec: _common_pb2.JobSpec
     wait_for_worker_s: float
-    def __init__(self, spec: _Optional[_Union[_common_pb2.JobSpec, _Mapping]] = ..., wait_for_worker_s: _Optional[float] = ...) -> None: ...
+    worker: str
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, spec: _Optional[_Union[_common_pb2.JobSpec, _Mapping]] = ..., wait_for_worker_s: _Optional[float] = ..., worker: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class JobQueued(_message.Message):
     __slots__ = ("job_id", "position")

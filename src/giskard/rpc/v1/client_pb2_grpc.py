@@ -81,7 +81,8 @@ class PlatformServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RunJob(self, request, context):
-        """Runs a job on the active worker and streams what happens to it. The job waits in the
+        """Runs a job on a worker it may go to (the latest connected, by default, among those
+        that meet its worker name and labels) and streams what happens to it. The job waits in the
         hub's queue while the worker runs as many jobs as it can; cancelling the call cancels
         the job (the worker kills it); spec.timeout_s counts from the submission.
         """

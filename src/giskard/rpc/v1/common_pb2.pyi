@@ -43,8 +43,15 @@ class ArtifactRef(_message.Message):
     def __init__(self, sha256: _Optional[str] = ..., size: _Optional[int] = ..., inline: _Optional[bytes] = ...) -> None: ...
 
 class WorkerInfo(_message.Message):
-    __slots__ = ("worker_id", "interpreter", "python_version", "platform", "uname", "pid", "started_at", "hostname", "giskard_version", "packages", "hub_address")
+    __slots__ = ("worker_id", "interpreter", "python_version", "platform", "uname", "pid", "started_at", "hostname", "giskard_version", "packages", "hub_address", "name", "labels", "environment")
     class PackagesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -62,6 +69,9 @@ class WorkerInfo(_message.Message):
     GISKARD_VERSION_FIELD_NUMBER: _ClassVar[int]
     PACKAGES_FIELD_NUMBER: _ClassVar[int]
     HUB_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     interpreter: str
     python_version: str
@@ -73,7 +83,10 @@ class WorkerInfo(_message.Message):
     giskard_version: str
     packages: _containers.ScalarMap[str, str]
     hub_address: str
-    def __init__(self, worker_id: _Optional[str] = ..., interpreter: _Optional[str] = ..., python_version: _Optional[str] = ..., platform: _Optional[str] = ..., uname: _Optional[_Union[Uname, _Mapping]] = ..., pid: _Optional[int] = ..., started_at: _Optional[float] = ..., hostname: _Optional[str] = ..., giskard_version: _Optional[str] = ..., packages: _Optional[_Mapping[str, str]] = ..., hub_address: _Optional[str] = ...) -> None: ...
+    name: str
+    labels: _containers.ScalarMap[str, str]
+    environment: str
+    def __init__(self, worker_id: _Optional[str] = ..., interpreter: _Optional[str] = ..., python_version: _Optional[str] = ..., platform: _Optional[str] = ..., uname: _Optional[_Union[Uname, _Mapping]] = ..., pid: _Optional[int] = ..., started_at: _Optional[float] = ..., hostname: _Optional[str] = ..., giskard_version: _Optional[str] = ..., packages: _Optional[_Mapping[str, str]] = ..., hub_address: _Optional[str] = ..., name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., environment: _Optional[str] = ...) -> None: ...
 
 class Uname(_message.Message):
     __slots__ = ("system", "node", "release", "version", "machine")

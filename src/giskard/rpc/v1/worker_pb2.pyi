@@ -82,11 +82,15 @@ class Refusal(_message.Message):
         BAD_HELLO: _ClassVar[Refusal.Reason]
         KEY_REVOKED: _ClassVar[Refusal.Reason]
         BAD_MESSAGE: _ClassVar[Refusal.Reason]
+        NAME_TAKEN: _ClassVar[Refusal.Reason]
+        REPLACED: _ClassVar[Refusal.Reason]
     REASON_UNSPECIFIED: Refusal.Reason
     PROTOCOL_VERSION: Refusal.Reason
     BAD_HELLO: Refusal.Reason
     KEY_REVOKED: Refusal.Reason
     BAD_MESSAGE: Refusal.Reason
+    NAME_TAKEN: Refusal.Reason
+    REPLACED: Refusal.Reason
     REASON_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     reason: Refusal.Reason
