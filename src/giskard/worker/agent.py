@@ -103,7 +103,7 @@ class Worker:
         backoff = Backoff(self.config.backoff_initial_s, self.config.backoff_max_s)
         info = info_to_proto(self._info())
         logger.info(
-            "Worker %s starting: pid %d, Python %s (%s), hub %s",
+            "Worker starting: %s, pid %d, Python %s (%s), hub %s",
             info.name,
             info.pid,
             info.python_version,
