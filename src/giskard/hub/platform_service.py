@@ -12,14 +12,16 @@ from collections.abc import AsyncIterator
 import grpc
 from google.protobuf.message import DecodeError
 
+from giskard import compat, end_reasons
 from giskard.display import printable
+from giskard.errors import EndReason
 from giskard.hub.artifacts import ArtifactStore
 from giskard.hub.auth import Authenticator
 from giskard.hub.decoding import UNDECODABLE
 from giskard.hub.job_events import JobEvents, UnreadResults
 from giskard.hub.jobs import Job, JobBoard
 from giskard.hub.registry import WorkerRegistry, WorkerSession
-from giskard.hub.routing import Constraint
+from giskard.hub.routing import Constraint, incompatibilities
 from giskard.job_inputs import job_inputs
 from giskard.labels import check_labels, check_name
 from giskard.protocol import INLINE_MAX_BYTES
@@ -143,7 +145,12 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
                 " from its store since): upload them again (HubClient.put)",
             )
         constraint = await self._constraint(request, context)
-        if not await self._registry.wait_for_worker(constraint, request.wait_for_worker_s):
+        # No wait when the workers asked for are there but cannot load the job.
+        wait_s = 0.0 if self._incompatible(constraint) else request.wait_for_worker_s
+        if not await self._registry.wait_for_worker(constraint, wait_s):
+            if incompatible := self._incompatible(constraint):
+                yield incompatible
+                return
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, self._no_worker(constraint))
         deadline = time.monotonic() + spec.timeout_s if spec.timeout_s else None
         events = JobEvents(self._unread)
@@ -178,7 +185,28 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             raise  # not reached: abort raises
-        return Constraint.of(request.worker, labels)
+        requirements = compat.Requirements.from_proto(request.spec.requirements)
+        return Constraint.of(request.worker, labels, requirements)
+
+    def _incompatible(self, constraint: Constraint) -> client_pb2.JobEvent | None:
+        """The end of a job that none of the connected workers it may go to can load; None
+        if one can, or none is connected."""
+        diffs = incompatibilities(constraint, self._registry.sessions)
+        if not diffs:
+            return None
+        message = compat.explain(constraint.requirements, diffs)
+        logger.info("A job no connected worker can load failed: %s", printable(message))
+        failure = common_pb2.JobFailure(
+            type="IncompatibleEnvironment",
+            message=message,
+            differences=[diff.to_proto() for diff in diffs],
+        )
+        end = common_pb2.JobEnd(
+            job_id=uuid.uuid4().hex,
+            failure=failure,
+            reason=end_reasons.to_proto(EndReason.INCOMPATIBLE_ENVIRONMENT),
+        )
+        return client_pb2.JobEvent(end=end)
 
     def _no_worker(self, constraint: Constraint) -> str:
         wanted = constraint.describe()
