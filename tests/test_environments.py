@@ -18,7 +18,7 @@ from pathlib import Path
 import cloudpickle
 import numpy as np
 import pytest
-from conftest import CONNECTED, WorkerProcess, giskard_command, local_admin_key, wait_until
+from conftest import CONNECTED, WorkerProcess, wait_until
 
 from giskard.client import HubClient
 from giskard.compat import Difference
@@ -98,7 +98,7 @@ def probe_environment() -> Path:
 
 
 @pytest.fixture
-def probe_importable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def probe_importable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The probe (with its .dist-info) and a loose module importable here, for pickling."""
     write_probe(tmp_path / "probe-site")
     (tmp_path / "loose").mkdir()
@@ -113,34 +113,18 @@ def probe_importable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def start_in(tmp_path: Path, hub: Hub) -> Iterator[Callable[[str, str], WorkerProcess]]:
-    """Start a worker of `hub` named NAME with the given python."""
-    started: list[WorkerProcess] = []
+def start_in(
+    hub: Hub, start_worker: Callable[..., WorkerProcess]
+) -> Callable[[str, str], WorkerProcess]:
+    """Start a worker of `hub` named NAME with the given python, once it is connected."""
 
     def start(python: str, name: str) -> WorkerProcess:
-        home = tmp_path / f"home-{name}"
-        home.mkdir()
-        stderr_path = tmp_path / f"{name}.stderr"
-        command = [python, *giskard_command()[1:]]
-        args = ["worker", "start", "-h", "127.0.0.1", "-p", str(hub.port), "--name", name]
-        with stderr_path.open("wb") as stderr:
-            process = subprocess.Popen(
-                command + args,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                env={**os.environ, "GISKARD_HOME": str(home), "GISKARD_API_KEY": local_admin_key()},
-            )
-        worker = WorkerProcess(process, stderr_path, home)
-        started.append(worker)
+        args = ["-h", "127.0.0.1", "-p", str(hub.port), "--name", name]
+        worker = start_worker(*args, python=python)
         worker.wait_for_output(CONNECTED, timeout_s=30)
         return worker
 
-    yield start
-    for worker in started:
-        if worker.process.poll() is None:
-            worker.process.kill()
-            worker.process.wait(10)
+    return start
 
 
 def worker_pid() -> int:
