@@ -12,9 +12,13 @@ import cloudpickle
 import numpy as np
 import sklearn
 from sklearn.linear_model import LogisticRegression
+from test_job_lifecycle import Parts, next_event, run
 
 from giskard import compat
 from giskard.compat import Difference, Requirements
+from giskard.hub.job_events import JobEvents
+from giskard.hub.jobs import Job as BoardJob
+from giskard.hub.registry import WorkerSession
 from giskard.hub.routing import Constraint, incompatibilities, may_run, route
 from giskard.rpc.v1 import common_pb2
 
@@ -135,3 +139,27 @@ def test_routing_sends_a_job_only_to_a_worker_that_can_load_it() -> None:
     # Workers the caller did not ask for are not blamed.
     named = Constraint.of("other", requirements=NEEDS_SKLEARN)
     assert incompatibilities(named, [bare]) == []
+
+
+def test_a_queued_job_that_only_incompatible_workers_could_take_ends_saying_why() -> None:
+    """Its compatible worker left while it waited: past the grace, it ends as incompatible,
+    not as if no worker were connected."""
+
+    async def scenario() -> None:
+        hub = Parts(no_worker_grace_s=0.05)
+        bare = worker("bare", "3.12.1", cloudpickle="3.1.1")
+        await hub.registry.add(WorkerSession(info=bare, peer="p"))
+        constraint = Constraint.of(requirements=NEEDS_SKLEARN)
+        job = BoardJob(
+            "j", common_pb2.JobSpec(call={}), JobEvents(hub.unread), constraint=constraint
+        )
+        hub.board.submit(job)
+        assert (await next_event(job)).WhichOneof("kind") == "queued"
+        end = (await next_event(job)).end
+        assert end.reason == common_pb2.END_REASON_INCOMPATIBLE_ENVIRONMENT
+        assert "worker bare lacks scikit-learn" in end.failure.message
+        assert [Difference.from_proto(d) for d in end.failure.differences] == [
+            Difference("bare", "scikit-learn", "1.5.2", "", blocking=True)
+        ]
+
+    run(scenario)

@@ -12,16 +12,15 @@ from collections.abc import AsyncIterator
 import grpc
 from google.protobuf.message import DecodeError
 
-from giskard import compat, end_reasons
+from giskard import compat
 from giskard.display import printable
-from giskard.errors import EndReason
 from giskard.hub.artifacts import ArtifactStore
 from giskard.hub.auth import Authenticator
 from giskard.hub.decoding import UNDECODABLE
 from giskard.hub.job_events import JobEvents, UnreadResults
-from giskard.hub.jobs import Job, JobBoard
+from giskard.hub.jobs import Job, JobBoard, incompatible_end
 from giskard.hub.registry import WorkerRegistry, WorkerSession
-from giskard.hub.routing import Constraint, incompatibilities
+from giskard.hub.routing import Constraint
 from giskard.job_inputs import job_inputs
 from giskard.labels import check_labels, check_name
 from giskard.protocol import INLINE_MAX_BYTES
@@ -191,21 +190,10 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
     def _incompatible(self, constraint: Constraint) -> client_pb2.JobEvent | None:
         """The end of a job that none of the connected workers it may go to can load; None
         if one can, or none is connected."""
-        diffs = incompatibilities(constraint, self._registry.sessions)
-        if not diffs:
+        end = incompatible_end(uuid.uuid4().hex, constraint, self._registry.sessions)
+        if end is None:
             return None
-        message = compat.explain(constraint.requirements, diffs)
-        logger.info("A job no connected worker can load failed: %s", printable(message))
-        failure = common_pb2.JobFailure(
-            type="IncompatibleEnvironment",
-            message=message,
-            differences=[diff.to_proto() for diff in diffs],
-        )
-        end = common_pb2.JobEnd(
-            job_id=uuid.uuid4().hex,
-            failure=failure,
-            reason=end_reasons.to_proto(EndReason.INCOMPATIBLE_ENVIRONMENT),
-        )
+        logger.info("A job no connected worker can load failed: %s", printable(end.failure.message))
         return client_pb2.JobEvent(end=end)
 
     def _no_worker(self, constraint: Constraint) -> str:
