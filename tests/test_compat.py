@@ -40,7 +40,10 @@ def test_modules_cloudpickle_imports_by_name_are_referenced_too() -> None:
     def uses_numpy() -> Any:
         return np.zeros(1)
 
-    assert "numpy" in compat.referenced_modules(cloudpickle.dumps(uses_numpy))
+    pickled = cloudpickle.dumps(uses_numpy)
+    assert "numpy" in compat.referenced_modules(pickled)
+    # cloudpickle, referenced too, is recorded in its own field.
+    assert dict(compat.requirements_of(pickled).distributions) == {"numpy": np.__version__}
 
 
 def test_requirements_name_distributions_not_modules_and_skip_the_standard_library() -> None:

@@ -8,7 +8,7 @@ with HubClient("localhost:40051") as hub:
 
 A job goes to the most recently connected worker among those it may go to: every worker,
 or the one named `worker=`, or those with all the `labels=` (or, on a hub started with
-`--routing spread`, spread over them).
+`--routing spread`, spread over them), that can load what it pickles (giskard.compat).
 """
 
 from __future__ import annotations
@@ -173,7 +173,10 @@ class HubClient:
         raises JobTimeoutError. With `on_progress`, the rows are predicted in batches and
         `on_progress(rows_done, rows_total)` is called as they finish. With `worker` (a
         name) or `labels`, only a worker that has them runs it; when none is connected
-        within `wait_for_worker_s`, this raises NoWorkerError."""
+        within `wait_for_worker_s`, this raises NoWorkerError. Only a worker that can load the
+        model runs it (giskard.compat: the same Python minor, the distributions it refers to
+        installed); when those connected cannot, this raises IncompatibleEnvironmentError at
+        once."""
         return self.submit_predict(
             model,
             data,

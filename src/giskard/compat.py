@@ -192,7 +192,8 @@ def requirements_of(pickled: bytes | bytearray | memoryview) -> Requirements:
             continue
         for dist in _distributions(tuple(sys.path)).get(top, ()):
             version = _version(dist)
-            if version:
+            # cloudpickle's version has a field of its own.
+            if version and normalise(dist) != "cloudpickle":
                 dists[dist] = version
     return Requirements(
         python_minor(platform.python_version()),
