@@ -130,8 +130,8 @@ def local_admin_key() -> str | None:
     return path.read_text().strip() if path.exists() else None
 
 
-def giskard_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "giskard.cli", *args]
+def giskard_command(*args: str, python: str = sys.executable) -> list[str]:
+    return [python, "-m", "giskard.cli", *args]
 
 
 @pytest.fixture
@@ -139,15 +139,20 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     """Start `giskard worker start ARGS` as a subprocess with its own GISKARD_HOME."""
     started: list[WorkerProcess] = []
 
-    def start(*args: str, home: Path | None = None, api_key: str | None = None) -> WorkerProcess:
-        """A worker with its own GISKARD_HOME; it presents `api_key`, by default the key of
-        the session's hubs (its own home has none)."""
+    def start(
+        *args: str,
+        home: Path | None = None,
+        api_key: str | None = None,
+        python: str = sys.executable,
+    ) -> WorkerProcess:
+        """A worker with its own GISKARD_HOME, run by `python`; it presents `api_key`, by
+        default the key of the session's hubs (its own home has none)."""
         home = home or tmp_path / f"home-{len(started)}"
         home.mkdir(parents=True, exist_ok=True)
         stderr_path = tmp_path / f"worker-{len(started)}.stderr"
         with stderr_path.open("wb") as stderr:
             process = subprocess.Popen(
-                giskard_command("worker", "start", *args),
+                giskard_command("worker", "start", *args, python=python),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,

@@ -8,11 +8,12 @@ with HubClient("localhost:40051") as hub:
 
 A job goes to the most recently connected worker among those it may go to: every worker,
 or the one named `worker=`, or those with all the `labels=` (or, on a hub started with
-`--routing spread`, spread over them).
+`--routing spread`, spread over them), that can load what it pickles (giskard.compat).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -21,7 +22,7 @@ from typing import Any
 import cloudpickle
 import grpc
 
-from giskard import codec, end_reasons
+from giskard import codec, compat, end_reasons
 from giskard.address import parse_address
 from giskard.channel import open_channel, uses_local_socket
 from giskard.credentials import resolve
@@ -50,6 +51,8 @@ from giskard.tls import channel_security, explain_failure
 from giskard.worker.info import info_from_proto
 
 DEADLINE_MARGIN_S = 10.0
+# Pickles whose requirements are remembered (by SHA-256): scanning a pickle is not free.
+REQUIREMENTS_REMEMBERED = 256
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,8 @@ class Stored:
 
     ref: common_pb2.ArtifactRef
     pickled: bool
+    # For a pickle: what loading it needs (a worker that cannot is not sent the job).
+    requirements: compat.Requirements = compat.NOTHING
 
     @property
     def sha256(self) -> str:
@@ -95,6 +100,7 @@ class HubClient:
         self._channel = open_channel(self.address, credentials, self._security)
         self._stub = client_pb2_grpc.PlatformStub(self._channel)
         self._admin = admin_pb2_grpc.AdminStub(self._channel)
+        self._requirements: OrderedDict[str, compat.Requirements] = OrderedDict()
 
     def close(self) -> None:
         self._channel.close()
@@ -167,7 +173,10 @@ class HubClient:
         raises JobTimeoutError. With `on_progress`, the rows are predicted in batches and
         `on_progress(rows_done, rows_total)` is called as they finish. With `worker` (a
         name) or `labels`, only a worker that has them runs it; when none is connected
-        within `wait_for_worker_s`, this raises NoWorkerError."""
+        within `wait_for_worker_s`, this raises NoWorkerError. Only a worker that can load the
+        model runs it (giskard.compat: the same Python minor, the distributions it refers to
+        installed); when those connected cannot, this raises IncompatibleEnvironmentError at
+        once."""
         return self.submit_predict(
             model,
             data,
@@ -193,11 +202,12 @@ class HubClient:
     ) -> JobHandle:
         """Like `predict`, without waiting: a handle to the job's result, which can cancel it."""
         target = _target(worker, labels)
-        model_ref = self._code(model)
+        code = self._code(model)
         data_ref = self._data(data)
         spec = common_pb2.JobSpec(
-            predict=common_pb2.PredictJob(model=model_ref, data=data_ref, method=method)
+            predict=common_pb2.PredictJob(model=code.ref, data=data_ref, method=method)
         )
+        _require(spec, [code])
         return self._submit(spec, wait_for_worker_s, timeout_s, on_progress, target)
 
     def call(
@@ -263,14 +273,17 @@ class HubClient:
         (DataFrames, arrays, plain values) travel in the safe data format, the others with
         cloudpickle; big ones are uploaded once and cached by the worker."""
         target = _target(worker, labels)
+        code = self._code(function)
+        arguments = [self._stored(value) for value in args]
+        named = {name: self._stored(value) for name, value in (kwargs or {}).items()}
         call = common_pb2.CallJob(
-            function=self._code(function),
-            args=[self._argument(value) for value in args],
-            kwargs={name: self._argument(value) for name, value in (kwargs or {}).items()},
+            function=code.ref,
+            args=[_argument(stored) for stored in arguments],
+            kwargs={name: _argument(stored) for name, stored in named.items()},
         )
-        return self._submit(
-            common_pb2.JobSpec(call=call), wait_for_worker_s, timeout_s, on_progress, target
-        )
+        spec = common_pb2.JobSpec(call=call)
+        _require(spec, [code, *arguments, *named.values()])
+        return self._submit(spec, wait_for_worker_s, timeout_s, on_progress, target)
 
     def info(
         self,
@@ -346,14 +359,26 @@ class HubClient:
         try:
             return Stored(self._input(codec.encode(value)), pickled=False)
         except EncodingError:
-            return Stored(self._input([cloudpickle.dumps(value)]), pickled=True)
+            return self._pickled(value)
 
-    def _code(self, value: Any) -> common_pb2.ArtifactRef:
+    def _pickled(self, value: Any) -> Stored:
+        pickled = cloudpickle.dumps(value)
+        ref = self._input([pickled])
+        requirements = self._requirements.get(ref.sha256)
+        if requirements is None:
+            requirements = compat.requirements_of(pickled)
+            self._requirements[ref.sha256] = requirements
+            if len(self._requirements) > REQUIREMENTS_REMEMBERED:
+                self._requirements.popitem(last=False)
+        self._requirements.move_to_end(ref.sha256)
+        return Stored(ref, pickled=True, requirements=requirements)
+
+    def _code(self, value: Any) -> Stored:
         if isinstance(value, Stored):
             if not value.pickled:
                 raise ValueError("a model or function must be code; this stored value is data")
-            return value.ref
-        return self._input([cloudpickle.dumps(value)])
+            return value
+        return self._pickled(value)
 
     def _data(self, value: Any) -> common_pb2.ArtifactRef:
         if isinstance(value, Stored):
@@ -361,10 +386,6 @@ class HubClient:
                 raise ValueError("predict takes data (a DataFrame, an array...); this is code")
             return value.ref
         return self._input(codec.encode(value))
-
-    def _argument(self, value: Any) -> common_pb2.Argument:
-        stored = self._stored(value)
-        return common_pb2.Argument(value=stored.ref, pickled=stored.pickled)
 
     def _input(self, frames: list[bytes | memoryview]) -> common_pb2.ArtifactRef:
         """A reference to an input: inline if small, else uploaded unless the hub has it."""
@@ -433,6 +454,17 @@ def _target(worker: str | None, labels: Mapping[str, str] | None) -> dict[str, A
         "worker": "" if worker is None else check_name(worker),
         "labels": check_labels(labels or {}),
     }
+
+
+def _argument(stored: Stored) -> common_pb2.Argument:
+    return common_pb2.Argument(value=stored.ref, pickled=stored.pickled)
+
+
+def _require(spec: common_pb2.JobSpec, inputs: Sequence[Stored]) -> None:
+    """Record in `spec` what loading its pickled inputs needs."""
+    requirements = compat.merged(stored.requirements for stored in inputs)
+    if requirements:
+        spec.requirements.CopyFrom(requirements.to_proto())
 
 
 def _upload_messages(ref: common_pb2.ArtifactRef, frames: list[bytes | memoryview]) -> Any:

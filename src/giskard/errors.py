@@ -6,6 +6,10 @@ Library code raises these; only the CLI turns them into one line of text and an 
 from __future__ import annotations
 
 import enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from giskard.compat import Difference
 
 
 class ExitCode(enum.IntEnum):
@@ -162,13 +166,14 @@ class DrainedError(JobError):
 
 
 class IncompatibleEnvironmentError(JobError):
-    """No worker's environment can load what the job needs; `differences` lists why."""
+    """No worker's environment can load what the job needs; `differences` lists why
+    (giskard.compat.Difference: per worker, what differs and whether it blocks loading)."""
 
     reason = EndReason.INCOMPATIBLE_ENVIRONMENT
 
     def __init__(self, message: str, **fields: str) -> None:
         super().__init__(message, **fields)
-        self.differences: list[str] = []
+        self.differences: list[Difference] = []
 
 
 class WorkerNotFoundError(GiskardError):

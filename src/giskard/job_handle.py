@@ -9,7 +9,7 @@ from typing import Any
 
 import grpc
 
-from giskard import codec, end_reasons
+from giskard import codec, compat, end_reasons
 from giskard.errors import (
     DecodingError,
     DrainedError,
@@ -158,4 +158,8 @@ def _error(end: common_pb2.JobEnd, logs: str) -> GiskardError:
     fields = {"remote_type": failure.type, "remote_traceback": failure.traceback, "logs": logs}
     if reason is EndReason.EXECUTOR_CRASHED:
         return ExecutorCrashedError(failure.message, signal=failure.signal or None, **fields)
+    if reason is EndReason.INCOMPATIBLE_ENVIRONMENT:
+        error = IncompatibleEnvironmentError(failure.message, **fields)
+        error.differences = [compat.Difference.from_proto(d) for d in failure.differences]
+        return error
     return _ERRORS.get(reason, JobError)(failure.message, **fields)

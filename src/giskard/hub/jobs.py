@@ -24,13 +24,14 @@ import enum
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from giskard import compat
 from giskard.hub.artifacts import ArtifactStore
 from giskard.hub.job_events import JobEvents
 from giskard.hub.registry import WorkerRegistry, WorkerSession
-from giskard.hub.routing import LATEST, Constraint, may_run, route
+from giskard.hub.routing import LATEST, Candidate, Constraint, incompatibilities, may_run, route
 from giskard.job_inputs import job_inputs
 from giskard.rpc.v1 import client_pb2, common_pb2, worker_pb2
 from giskard.sizes import format_size
@@ -105,6 +106,23 @@ def _failure(
     """An end the hub decides; `kind` is the detail of `reason`, kept for the client."""
     failure = common_pb2.JobFailure(type=kind, message=message)
     return common_pb2.JobEnd(job_id=job.job_id, failure=failure, reason=reason)
+
+
+def incompatible_end(
+    job_id: str, constraint: Constraint, sessions: Sequence[Candidate]
+) -> common_pb2.JobEnd | None:
+    """The end of a job that none of the connected workers it may go to can load, saying
+    how each differs from what it needs; None if one can, or none is connected."""
+    diffs = incompatibilities(constraint, sessions)
+    if not diffs:
+        return None
+    failure = common_pb2.JobFailure(
+        type="IncompatibleEnvironment",
+        message=compat.explain(constraint.requirements, diffs),
+        differences=[diff.to_proto() for diff in diffs],
+    )
+    reason = common_pb2.END_REASON_INCOMPATIBLE_ENVIRONMENT
+    return common_pb2.JobEnd(job_id=job_id, failure=failure, reason=reason)
 
 
 class JobBoard:
@@ -339,12 +357,14 @@ class JobBoard:
         job.no_worker_timer = None
         if job.state is not JobState.QUEUED or may_run(job.constraint, self._registry.sessions):
             return
+        # Workers it asked for may be there, unable to load it: then that is why it ends.
+        end = incompatible_end(job.job_id, job.constraint, self._registry.sessions)
         wanted = job.constraint.describe()
         message = (
             f"the job waited in the queue but no worker{' ' + wanted if wanted else ''}"
             f" was connected for {self._no_worker_grace_s:.0f} s"
         )
-        self._end(job, _failure(job, common_pb2.END_REASON_NO_WORKER, "NoWorker", message))
+        self._end(job, end or _failure(job, common_pb2.END_REASON_NO_WORKER, "NoWorker", message))
 
 
 def _stop_timers(job: Job) -> None:

@@ -12,12 +12,13 @@ from collections.abc import AsyncIterator
 import grpc
 from google.protobuf.message import DecodeError
 
+from giskard import compat
 from giskard.display import printable
 from giskard.hub.artifacts import ArtifactStore
 from giskard.hub.auth import Authenticator
 from giskard.hub.decoding import UNDECODABLE
 from giskard.hub.job_events import JobEvents, UnreadResults
-from giskard.hub.jobs import Job, JobBoard
+from giskard.hub.jobs import Job, JobBoard, incompatible_end
 from giskard.hub.registry import WorkerRegistry, WorkerSession
 from giskard.hub.routing import Constraint
 from giskard.job_inputs import job_inputs
@@ -143,7 +144,12 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
                 " from its store since): upload them again (HubClient.put)",
             )
         constraint = await self._constraint(request, context)
-        if not await self._registry.wait_for_worker(constraint, request.wait_for_worker_s):
+        # No wait when the workers asked for are there but cannot load the job.
+        wait_s = 0.0 if self._incompatible(constraint) else request.wait_for_worker_s
+        if not await self._registry.wait_for_worker(constraint, wait_s):
+            if incompatible := self._incompatible(constraint):
+                yield incompatible
+                return
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, self._no_worker(constraint))
         deadline = time.monotonic() + spec.timeout_s if spec.timeout_s else None
         events = JobEvents(self._unread)
@@ -178,7 +184,17 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             raise  # not reached: abort raises
-        return Constraint.of(request.worker, labels)
+        requirements = compat.Requirements.from_proto(request.spec.requirements)
+        return Constraint.of(request.worker, labels, requirements)
+
+    def _incompatible(self, constraint: Constraint) -> client_pb2.JobEvent | None:
+        """The end of a job that none of the connected workers it may go to can load; None
+        if one can, or none is connected."""
+        end = incompatible_end(uuid.uuid4().hex, constraint, self._registry.sessions)
+        if end is None:
+            return None
+        logger.info("A job no connected worker can load failed: %s", printable(end.failure.message))
+        return client_pb2.JobEvent(end=end)
 
     def _no_worker(self, constraint: Constraint) -> str:
         wanted = constraint.describe()

@@ -1,7 +1,8 @@
 """Which queued job goes to which worker now: a pure function of the queue and the sessions.
 
-A job may go only to a worker that takes jobs (it is not draining) and meets the job's
-constraint (the worker's name, its labels). Among those, the policy chooses:
+A job may go only to a worker that takes jobs (it is not draining), meets the job's
+constraint (the worker's name, its labels) and can load it (giskard.compat). Among those,
+the policy chooses:
 - "latest" (the default): the most recently connected gets the job, which waits for one of
   its slots. So the latest worker is the active one for the jobs that ask for nothing, and
   the others stand by, taking only the jobs the latest one may not run.
@@ -16,8 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
+from giskard import compat
 from giskard.display import printable
 
 LATEST, SPREAD = "latest", "spread"
@@ -43,6 +45,11 @@ class Candidate(Protocol):
     @property
     def labels(self) -> Mapping[str, str]: ...
 
+    @property
+    def info(self) -> Any:
+        """Its WorkerInfo: its Python version and packages (giskard.compat)."""
+        ...
+
     def cached_bytes(self, inputs: Sequence[str]) -> int:
         """How much of these inputs (SHA-256) the hub sent this worker lately."""
         ...
@@ -50,16 +57,30 @@ class Candidate(Protocol):
 
 @dataclass(frozen=True)
 class Constraint:
-    """Which workers a job may go to: the one named `worker` (if set), with all `labels`."""
+    """Which workers a job may go to: the one named `worker` (if set), with all `labels`,
+    that can load what the job needs (`requirements`)."""
 
     worker: str = ""
     labels: tuple[tuple[str, str], ...] = ()
+    requirements: compat.Requirements = compat.NOTHING
 
     @classmethod
-    def of(cls, worker: str = "", labels: Mapping[str, str] | None = None) -> Constraint:
-        return cls(worker, tuple(sorted((labels or {}).items())))
+    def of(
+        cls,
+        worker: str = "",
+        labels: Mapping[str, str] | None = None,
+        requirements: compat.Requirements | None = None,
+    ) -> Constraint:
+        return cls(worker, tuple(sorted((labels or {}).items())), requirements or compat.NOTHING)
 
     def admits(self, session: Candidate) -> bool:
+        if not self.selects(session):
+            return False
+        # A job that needs nothing (no pickle, an older client) loads anywhere.
+        return not self.requirements or compat.can_load(self.requirements, session.info)
+
+    def selects(self, session: Candidate) -> bool:
+        """Whether the session has the name and labels asked for (whatever it can load)."""
         if self.worker and session.name != self.worker:
             return False
         return all(session.labels.get(key) == value for key, value in self.labels)
@@ -101,6 +122,19 @@ def may_run(constraint: Constraint, sessions: Sequence[Candidate]) -> bool:
     """Whether any of `sessions` may run a job of `constraint`, now or once it has a slot (or
     is resumed)."""
     return any(session.will_take_jobs and constraint.admits(session) for session in sessions)
+
+
+def incompatibilities(
+    constraint: Constraint, sessions: Sequence[Candidate]
+) -> list[compat.Difference]:
+    """Why no session may run a job of `constraint` though some have the name and labels it
+    asks for: how each of those differs from what the job needs. Empty when one of them can
+    load it, or none has them."""
+    selected = [s for s in sessions if s.will_take_jobs and constraint.selects(s)]
+    found = [compat.differences(constraint.requirements, s.info) for s in selected]
+    if any(not compat.blocking(diffs) for diffs in found):
+        return []
+    return [diff for diffs in found for diff in diffs]
 
 
 def route(queued: Iterable[J], sessions: Sequence[S], policy: str = LATEST) -> list[tuple[J, S]]:

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from giskard import end_reasons
+from giskard import compat, end_reasons
 from giskard.codec_plain import encode_plain
 from giskard.errors import EndReason, ProtocolError
 from giskard.job_inputs import job_inputs
@@ -129,6 +129,7 @@ class JobExecution:
             raise ProtocolError(f"this worker does not know jobs of kind {kind!r}")
         inputs = [_Input(ref, form) for ref, form in job_inputs(spec)]
         header |= {"t": "job", "id": job.job_id, "progress": spec.progress}
+        header["requirements"] = compat.Requirements.from_proto(spec.requirements).to_plain()
         await self._in_executor(running, header, inputs, _HubCalls(stub, metadata), emit)
 
     async def _in_executor(
@@ -283,7 +284,9 @@ async def _relay_answer(
         if kind == "failure":
             fields = {k: header.get(k, "") for k in ("type", "message", "traceback")}
             reason = EndReason(header.get("reason", EndReason.MODEL_ERROR))
-            return _end(job_id, reason, failure=common_pb2.JobFailure(**fields)), header
+            diffs = [common_pb2.EnvironmentDifference(**d) for d in header.get("differences", [])]
+            failure = common_pb2.JobFailure(**fields, differences=diffs)
+            return _end(job_id, reason, failure=failure), header
         if kind != "result":
             raise PipeClosed(f"the executor sent {kind!r}: the stream is out of step")
         result = common_pb2.ArtifactRef(sha256=header["sha"], size=header["size"])

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import hashlib
 import os
 import resource
@@ -28,7 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from giskard import progress
+from giskard import compat, progress
 from giskard.errors import EndReason
 from giskard.process_tree import become_subreaper, kill_descendants, set_parent_death_signal
 from giskard.protocol import CHUNK_SIZE, pieces, sha256_of
@@ -70,7 +71,8 @@ class Executor:
         with _memory_limited(self._max_job_memory) as limited:
             try:
                 blobs = self._receive(inputs)
-                values = self._values(inputs, blobs)
+                requirements = compat.Requirements.from_plain(header["requirements"])
+                values = self._values(inputs, blobs, requirements)
                 progress.set_reporter(self._reporter() if header.get("progress") else None)
                 frames = jobs.encode_result(_compute(header, values))
                 sha, size = sha256_of(frames)
@@ -80,6 +82,14 @@ class Executor:
                 answer["reason"] = EndReason.WORKER_LOST
             except MemoryError as exc:
                 answer = {"t": "failure", **_memory_failure(exc, limited), "replace": True}
+            except jobs.IncompatibleEnvironment as exc:
+                answer = {
+                    "t": "failure",
+                    **jobs.failure_from(exc),
+                    "type": "IncompatibleEnvironment",
+                }
+                answer["reason"] = EndReason.INCOMPATIBLE_ENVIRONMENT
+                answer["differences"] = [dataclasses.asdict(diff) for diff in exc.differences]
             except BaseException as exc:  # user code may raise SystemExit or KeyboardInterrupt
                 answer = {"t": "failure", **jobs.failure_from(exc)}
                 answer["reason"] = EndReason.MODEL_ERROR
@@ -143,9 +153,14 @@ class Executor:
             received += length
         return digest.hexdigest()
 
-    def _values(self, inputs: list[dict[str, Any]], blobs: dict[str, bytearray]) -> list[Any]:
+    def _values(
+        self,
+        inputs: list[dict[str, Any]],
+        blobs: dict[str, bytearray],
+        requirements: compat.Requirements,
+    ) -> list[Any]:
         """The job's input values, from what was sent or from the cache (an input named twice
-        is sent and loaded once)."""
+        is sent and loaded once). Pickles are loaded knowing what they need (`requirements`)."""
         keep = {spec["sha"] for spec in inputs}
         loaded: dict[str, Any] = {}
         for spec in inputs:
@@ -153,8 +168,11 @@ class Executor:
             if sha in loaded:
                 continue
             if sha in blobs:
-                load = jobs.load_pickle if spec["form"] == "pickle" else jobs.load_data
-                loaded[sha] = load(blobs[sha])
+                blob = blobs[sha]
+                pickled = spec["form"] == "pickle"
+                loaded[sha] = (
+                    jobs.load_pickle(blob, requirements) if pickled else jobs.load_data(blob)
+                )
                 self._cache.put(sha, loaded[sha], len(blobs[sha]), keep=keep)
             elif sha in self._cache:
                 loaded[sha] = self._cache.get(sha)

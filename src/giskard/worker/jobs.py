@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import pickle
 import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from giskard import codec
+from giskard import codec, compat
 from giskard.errors import EncodingError
 
 # With progress asked for, predict runs in about this many batches, none under MIN_BATCH_ROWS.
@@ -20,11 +21,39 @@ class UnsupportedResult(Exception):
     """The job's result is not data that can travel back without pickle."""
 
 
-def load_pickle(blob: bytearray) -> Any:
-    """A model or function sent by the hub (cloudpickle: code travels hub to worker only)."""
+class IncompatibleEnvironment(Exception):
+    """A pickle cannot be loaded in this environment; `differences` (giskard.compat) says how
+    it differs from the one the pickle was made in."""
+
+    def __init__(self, message: str, differences: list[compat.Difference]) -> None:
+        super().__init__(message)
+        self.differences = differences
+
+
+# What unpickling raises when the environment lacks what a pickle refers to (a module, a
+# name in it) or holds another version of it (Python's code objects, a class's layout).
+LOAD_ERRORS = (ImportError, AttributeError, pickle.UnpicklingError, TypeError)
+
+
+def load_pickle(blob: bytearray, requirements: compat.Requirements = compat.NOTHING) -> Any:
+    """A model or function sent by the hub (cloudpickle: code travels hub to worker only).
+    IncompatibleEnvironment if it cannot load here, comparing this environment with
+    `requirements`, what the client recorded when it pickled it."""
     import cloudpickle
 
-    return cloudpickle.loads(blob)
+    try:
+        return cloudpickle.loads(blob)
+    except LOAD_ERRORS as exc:
+        diffs = compat.differences(requirements, compat.this_environment())
+        compared = (
+            compat.explain(requirements, diffs)
+            if requirements
+            else "its client recorded no requirements to compare with"
+        )
+        raise IncompatibleEnvironment(
+            f"the job's pickle cannot be loaded here ({type(exc).__name__}: {exc}): {compared}",
+            diffs,
+        ) from exc
 
 
 def load_data(blob: bytearray) -> Any:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bgiskard/rpc/v1/common.proto\x12\x0egiskard.rpc.v1\";\n\x0b\x41rtifactRef\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x0e\n\x06inline\x18\x03 \x01(\x0c\"\xdc\x03\n\nWorkerInfo\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x13\n\x0binterpreter\x18\x02 \x01(\t\x12\x16\n\x0epython_version\x18\x03 \x01(\t\x12\x10\n\x08platform\x18\x04 \x01(\t\x12$\n\x05uname\x18\x05 \x01(\x0b\x32\x15.giskard.rpc.v1.Uname\x12\x0b\n\x03pid\x18\x06 \x01(\x03\x12\x12\n\nstarted_at\x18\x07 \x01(\x01\x12\x10\n\x08hostname\x18\x08 \x01(\t\x12\x17\n\x0fgiskard_version\x18\t \x01(\t\x12:\n\x08packages\x18\n \x03(\x0b\x32(.giskard.rpc.v1.WorkerInfo.PackagesEntry\x12\x13\n\x0bhub_address\x18\x0b \x01(\t\x12\x0c\n\x04name\x18\x14 \x01(\t\x12\x36\n\x06labels\x18\x15 \x03(\x0b\x32&.giskard.rpc.v1.WorkerInfo.LabelsEntry\x12\x13\n\x0b\x65nvironment\x18\x16 \x01(\t\x1a/\n\rPackagesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"X\n\x05Uname\x12\x0e\n\x06system\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x0f\n\x07release\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x0f\n\x07machine\x18\x05 \x01(\t\"s\n\nPredictJob\x12*\n\x05model\x18\x01 \x01(\x0b\x32\x1b.giskard.rpc.v1.ArtifactRef\x12)\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x1b.giskard.rpc.v1.ArtifactRef\x12\x0e\n\x06method\x18\x03 \x01(\t\"\t\n\x07InfoJob\"G\n\x08\x41rgument\x12*\n\x05value\x18\x01 \x01(\x0b\x32\x1b.giskard.rpc.v1.ArtifactRef\x12\x0f\n\x07pickled\x18\x02 \x01(\x08\"\xde\x01\n\x07\x43\x61llJob\x12-\n\x08\x66unction\x18\x01 \x01(\x0b\x32\x1b.giskard.rpc.v1.ArtifactRef\x12&\n\x04\x61rgs\x18\x02 \x03(\x0b\x32\x18.giskard.rpc.v1.Argument\x12\x33\n\x06kwargs\x18\x03 \x03(\x0b\x32#.giskard.rpc.v1.CallJob.KwargsEntry\x1aG\n\x0bKwargsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\'\n\x05value\x18\x02 \x01(\x0b\x32\x18.giskard.rpc.v1.Argument:\x02\x38\x01\"\xb7\x01\n\x07JobSpec\x12-\n\x07predict\x18\x01 \x01(\x0b\x32\x1a.giskard.rpc.v1.PredictJobH\x00\x12\'\n\x04info\x18\x02 \x01(\x0b\x32\x17.giskard.rpc.v1.InfoJobH\x00\x12\'\n\x04\x63\x61ll\x18\x03 \x01(\x0b\x32\x17.giskard.rpc.v1.CallJobH\x00\x12\x11\n\ttimeout_s\x18\n \x01(\x01\x12\x10\n\x08progress\x18\x0b \x01(\x08\x42\x06\n\x04kind\":\n\x0bJobProgress\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64one\x18\x02 \x01(\x04\x12\r\n\x05total\x18\x03 \x01(\x04\"*\n\tJobOutput\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05\x63hunk\x18\x02 \x01(\x0c\"N\n\nJobFailure\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\ttraceback\x18\x03 \x01(\t\x12\x0e\n\x06signal\x18\x1e \x01(\x05\"9\n\nJobSuccess\x12+\n\x06result\x18\x01 \x01(\x0b\x32\x1b.giskard.rpc.v1.ArtifactRef\"\xba\x01\n\x06JobEnd\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12-\n\x07success\x18\x02 \x01(\x0b\x32\x1a.giskard.rpc.v1.JobSuccessH\x00\x12-\n\x07\x66\x61ilure\x18\x03 \x01(\x0b\x32\x1a.giskard.rpc.v1.JobFailureH\x00\x12)\n\x06reason\x18\x1e \x01(\x0e\x32\x19.giskard.rpc.v1.EndReason\x12\x0c\n\x04logs\x18\x1f \x01(\x0c\x42\t\n\x07outcome*\xc4\x02\n\tEndReason\x12\x1a\n\x16\x45ND_REASON_UNSPECIFIED\x10\x00\x12\x18\n\x14\x45ND_REASON_SUCCEEDED\x10\x01\x12\x1a\n\x16\x45ND_REASON_MODEL_ERROR\x10\x02\x12\x16\n\x12\x45ND_REASON_TIMEOUT\x10\x03\x12\x18\n\x14\x45ND_REASON_CANCELLED\x10\x04\x12\x1a\n\x16\x45ND_REASON_WORKER_LOST\x10\x05\x12\x1f\n\x1b\x45ND_REASON_EXECUTOR_CRASHED\x10\x06\x12\x1b\n\x17\x45ND_REASON_MEMORY_LIMIT\x10\x07\x12\x16\n\x12\x45ND_REASON_DRAINED\x10\x08\x12\'\n#END_REASON_INCOMPATIBLE_ENVIRONMENT\x10\t\x12\x18\n\x14\x45ND_REASON_NO_WORKER\x10\nb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bgiskard/rpc/v1/common.proto\x12\x0egiskard.rpc.v1\";\n\x0b\x41rtifactRef\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x0e\n\x06inline\x18\x03 \x01(\x0c\"\xdc\x03\n\nWorkerInfo\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x13\n\x0binterpreter\x18\x02 \x01(\t\x12\x16\n\x0epython_version\x18\x03 \x01(\t\x12\x10\n\x08platform\x18\x04 \x01(\t\x12$\n\x05uname\x18\x05 \x01(\x0b\x32\x15.giskard.rpc.v1.Uname\x12\x0b\n\x03pid\x18\x06 \x01(\x03\x12\x12\n\nstarted_at\x18\x07 \x01(\x01\x12\x10\n\x08hostname\x18\x08 \x01(\t\x12\x17\n\x0fgiskard_version\x18\t \x01(\t\x12:\n\x08packages\x18\n \x03(\x0b\x32(.giskard.rpc.v1.WorkerInfo.PackagesEntry\x12\x13\n\x0bhub_address\x18\x0b \x01(\t\x12\x0c\n\x04name\x18\x14 \x01(\t\x12\x36\n\x06labels\x18\x15 \x03(\x0b\x32&.giskard.rpc.v1.WorkerInfo.LabelsEntry\x12\x13\n\x0b\x65nvironment\x18\x16 \x01(\t\x1a/\n\rPackagesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"X\n\x05Uname\x12\x0e\n\x06system\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x0f\n\x07release\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x0f\n\x07machine\x18\x05 \x01(\t\"s\n\nPredictJob\x12*\n\x05model\x18\x01 \x01(\x0b\x32\x1b.giskard.rpc.v1.ArtifactRef\x12)\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x1b.giskard.rpc.v1.ArtifactRef\x12\x0e\n\x06method\x18\x03 \x01(\t\"\t\n\x07InfoJob\"G\n\x08\x41rgument\x12*\n\x05value\x18\x01 \x01(\x0b\x32\x1b.giskard.rpc.v1.ArtifactRef\x12\x0f\n\x07pickled\x18\x02 \x01(\x08\"\xde\x01\n\x07\x43\x61llJob\x12-\n\x08\x66unction\x18\x01 \x01(\x0b\x32\x1b.giskard.rpc.v1.ArtifactRef\x12&\n\x04\x61rgs\x18\x02 \x03(\x0b\x32\x18.giskard.rpc.v1.Argument\x12\x33\n\x06kwargs\x18\x03 \x03(\x0b\x32#.giskard.rpc.v1.CallJob.KwargsEntry\x1aG\n\x0bKwargsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\'\n\x05value\x18\x02 \x01(\x0b\x32\x18.giskard.rpc.v1.Argument:\x02\x38\x01\"\xeb\x01\n\x07JobSpec\x12-\n\x07predict\x18\x01 \x01(\x0b\x32\x1a.giskard.rpc.v1.PredictJobH\x00\x12\'\n\x04info\x18\x02 \x01(\x0b\x32\x17.giskard.rpc.v1.InfoJobH\x00\x12\'\n\x04\x63\x61ll\x18\x03 \x01(\x0b\x32\x17.giskard.rpc.v1.CallJobH\x00\x12\x11\n\ttimeout_s\x18\n \x01(\x01\x12\x10\n\x08progress\x18\x0b \x01(\x08\x12\x32\n\x0crequirements\x18\x32 \x01(\x0b\x32\x1c.giskard.rpc.v1.RequirementsB\x06\n\x04kind\"\xb1\x01\n\x0cRequirements\x12\x0e\n\x06python\x18\x01 \x01(\t\x12\x13\n\x0b\x63loudpickle\x18\x02 \x01(\t\x12\x46\n\rdistributions\x18\x03 \x03(\x0b\x32/.giskard.rpc.v1.Requirements.DistributionsEntry\x1a\x34\n\x12\x44istributionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"h\n\x15\x45nvironmentDifference\x12\x0e\n\x06worker\x18\x01 \x01(\t\x12\x0c\n\x04what\x18\x02 \x01(\t\x12\x10\n\x08required\x18\x03 \x01(\t\x12\r\n\x05\x66ound\x18\x04 \x01(\t\x12\x10\n\x08\x62locking\x18\x05 \x01(\x08\":\n\x0bJobProgress\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64one\x18\x02 \x01(\x04\x12\r\n\x05total\x18\x03 \x01(\x04\"*\n\tJobOutput\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05\x63hunk\x18\x02 \x01(\x0c\"\x8a\x01\n\nJobFailure\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\ttraceback\x18\x03 \x01(\t\x12\x0e\n\x06signal\x18\x1e \x01(\x05\x12:\n\x0b\x64ifferences\x18\x32 \x03(\x0b\x32%.giskard.rpc.v1.EnvironmentDifference\"9\n\nJobSuccess\x12+\n\x06result\x18\x01 \x01(\x0b\x32\x1b.giskard.rpc.v1.ArtifactRef\"\xba\x01\n\x06JobEnd\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12-\n\x07success\x18\x02 \x01(\x0b\x32\x1a.giskard.rpc.v1.JobSuccessH\x00\x12-\n\x07\x66\x61ilure\x18\x03 \x01(\x0b\x32\x1a.giskard.rpc.v1.JobFailureH\x00\x12)\n\x06reason\x18\x1e \x01(\x0e\x32\x19.giskard.rpc.v1.EndReason\x12\x0c\n\x04logs\x18\x1f \x01(\x0c\x42\t\n\x07outcome*\xc4\x02\n\tEndReason\x12\x1a\n\x16\x45ND_REASON_UNSPECIFIED\x10\x00\x12\x18\n\x14\x45ND_REASON_SUCCEEDED\x10\x01\x12\x1a\n\x16\x45ND_REASON_MODEL_ERROR\x10\x02\x12\x16\n\x12\x45ND_REASON_TIMEOUT\x10\x03\x12\x18\n\x14\x45ND_REASON_CANCELLED\x10\x04\x12\x1a\n\x16\x45ND_REASON_WORKER_LOST\x10\x05\x12\x1f\n\x1b\x45ND_REASON_EXECUTOR_CRASHED\x10\x06\x12\x1b\n\x17\x45ND_REASON_MEMORY_LIMIT\x10\x07\x12\x16\n\x12\x45ND_REASON_DRAINED\x10\x08\x12\'\n#END_REASON_INCOMPATIBLE_ENVIRONMENT\x10\t\x12\x18\n\x14\x45ND_REASON_NO_WORKER\x10\nb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,8 +37,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WORKERINFO_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_CALLJOB_KWARGSENTRY']._loaded_options = None
   _globals['_CALLJOB_KWARGSENTRY']._serialized_options = b'8\001'
-  _globals['_ENDREASON']._serialized_start=1722
-  _globals['_ENDREASON']._serialized_end=2046
+  _globals['_REQUIREMENTS_DISTRIBUTIONSENTRY']._loaded_options = None
+  _globals['_REQUIREMENTS_DISTRIBUTIONSENTRY']._serialized_options = b'8\001'
+  _globals['_ENDREASON']._serialized_start=2121
+  _globals['_ENDREASON']._serialized_end=2445
   _globals['_ARTIFACTREF']._serialized_start=47
   _globals['_ARTIFACTREF']._serialized_end=106
   _globals['_WORKERINFO']._serialized_start=109
@@ -60,15 +62,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CALLJOB_KWARGSENTRY']._serialized_start=1030
   _globals['_CALLJOB_KWARGSENTRY']._serialized_end=1101
   _globals['_JOBSPEC']._serialized_start=1104
-  _globals['_JOBSPEC']._serialized_end=1287
-  _globals['_JOBPROGRESS']._serialized_start=1289
-  _globals['_JOBPROGRESS']._serialized_end=1347
-  _globals['_JOBOUTPUT']._serialized_start=1349
-  _globals['_JOBOUTPUT']._serialized_end=1391
-  _globals['_JOBFAILURE']._serialized_start=1393
-  _globals['_JOBFAILURE']._serialized_end=1471
-  _globals['_JOBSUCCESS']._serialized_start=1473
-  _globals['_JOBSUCCESS']._serialized_end=1530
-  _globals['_JOBEND']._serialized_start=1533
-  _globals['_JOBEND']._serialized_end=1719
+  _globals['_JOBSPEC']._serialized_end=1339
+  _globals['_REQUIREMENTS']._serialized_start=1342
+  _globals['_REQUIREMENTS']._serialized_end=1519
+  _globals['_REQUIREMENTS_DISTRIBUTIONSENTRY']._serialized_start=1467
+  _globals['_REQUIREMENTS_DISTRIBUTIONSENTRY']._serialized_end=1519
+  _globals['_ENVIRONMENTDIFFERENCE']._serialized_start=1521
+  _globals['_ENVIRONMENTDIFFERENCE']._serialized_end=1625
+  _globals['_JOBPROGRESS']._serialized_start=1627
+  _globals['_JOBPROGRESS']._serialized_end=1685
+  _globals['_JOBOUTPUT']._serialized_start=1687
+  _globals['_JOBOUTPUT']._serialized_end=1729
+  _globals['_JOBFAILURE']._serialized_start=1732
+  _globals['_JOBFAILURE']._serialized_end=1870
+  _globals['_JOBSUCCESS']._serialized_start=1872
+  _globals['_JOBSUCCESS']._serialized_end=1929
+  _globals['_JOBEND']._serialized_start=1932
+  _globals['_JOBEND']._serialized_end=2118
 # @@protoc_insertion_point(module_scope)

@@ -142,18 +142,51 @@ class CallJob(_message.Message):
     def __init__(self, function: _Optional[_Union[ArtifactRef, _Mapping]] = ..., args: _Optional[_Iterable[_Union[Argument, _Mapping]]] = ..., kwargs: _Optional[_Mapping[str, Argument]] = ...) -> None: ...
 
 class JobSpec(_message.Message):
-    __slots__ = ("predict", "info", "call", "timeout_s", "progress")
+    __slots__ = ("predict", "info", "call", "timeout_s", "progress", "requirements")
     PREDICT_FIELD_NUMBER: _ClassVar[int]
     INFO_FIELD_NUMBER: _ClassVar[int]
     CALL_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    REQUIREMENTS_FIELD_NUMBER: _ClassVar[int]
     predict: PredictJob
     info: InfoJob
     call: CallJob
     timeout_s: float
     progress: bool
-    def __init__(self, predict: _Optional[_Union[PredictJob, _Mapping]] = ..., info: _Optional[_Union[InfoJob, _Mapping]] = ..., call: _Optional[_Union[CallJob, _Mapping]] = ..., timeout_s: _Optional[float] = ..., progress: _Optional[bool] = ...) -> None: ...
+    requirements: Requirements
+    def __init__(self, predict: _Optional[_Union[PredictJob, _Mapping]] = ..., info: _Optional[_Union[InfoJob, _Mapping]] = ..., call: _Optional[_Union[CallJob, _Mapping]] = ..., timeout_s: _Optional[float] = ..., progress: _Optional[bool] = ..., requirements: _Optional[_Union[Requirements, _Mapping]] = ...) -> None: ...
+
+class Requirements(_message.Message):
+    __slots__ = ("python", "cloudpickle", "distributions")
+    class DistributionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    PYTHON_FIELD_NUMBER: _ClassVar[int]
+    CLOUDPICKLE_FIELD_NUMBER: _ClassVar[int]
+    DISTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
+    python: str
+    cloudpickle: str
+    distributions: _containers.ScalarMap[str, str]
+    def __init__(self, python: _Optional[str] = ..., cloudpickle: _Optional[str] = ..., distributions: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class EnvironmentDifference(_message.Message):
+    __slots__ = ("worker", "what", "required", "found", "blocking")
+    WORKER_FIELD_NUMBER: _ClassVar[int]
+    WHAT_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    BLOCKING_FIELD_NUMBER: _ClassVar[int]
+    worker: str
+    what: str
+    required: str
+    found: str
+    blocking: bool
+    def __init__(self, worker: _Optional[str] = ..., what: _Optional[str] = ..., required: _Optional[str] = ..., found: _Optional[str] = ..., blocking: _Optional[bool] = ...) -> None: ...
 
 class JobProgress(_message.Message):
     __slots__ = ("job_id", "done", "total")
@@ -174,16 +207,18 @@ class JobOutput(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., chunk: _Optional[bytes] = ...) -> None: ...
 
 class JobFailure(_message.Message):
-    __slots__ = ("type", "message", "traceback", "signal")
+    __slots__ = ("type", "message", "traceback", "signal", "differences")
     TYPE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     TRACEBACK_FIELD_NUMBER: _ClassVar[int]
     SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    DIFFERENCES_FIELD_NUMBER: _ClassVar[int]
     type: str
     message: str
     traceback: str
     signal: int
-    def __init__(self, type: _Optional[str] = ..., message: _Optional[str] = ..., traceback: _Optional[str] = ..., signal: _Optional[int] = ...) -> None: ...
+    differences: _containers.RepeatedCompositeFieldContainer[EnvironmentDifference]
+    def __init__(self, type: _Optional[str] = ..., message: _Optional[str] = ..., traceback: _Optional[str] = ..., signal: _Optional[int] = ..., differences: _Optional[_Iterable[_Union[EnvironmentDifference, _Mapping]]] = ...) -> None: ...
 
 class JobSuccess(_message.Message):
     __slots__ = ("result",)

@@ -1,0 +1,178 @@
+"""Two Python environments on one hub: a job goes only to a worker that can load it, fails at
+once when none can, and a pickle that still fails to load says how the environments differ.
+Real hub, real workers, one of them in a virtual environment built here with a package (the
+"probe") that the test suite's own environment lacks."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import cloudpickle
+import numpy as np
+import pytest
+from conftest import CONNECTED, WorkerProcess, wait_until
+
+from giskard.client import HubClient
+from giskard.compat import Difference
+from giskard.errors import EndReason, IncompatibleEnvironmentError
+from giskard.hub import Hub
+
+PROBE = "giskard_compat_probe"
+PROBE_DIST = "giskard-compat-probe"
+PROBE_SOURCE = '''"""A package only one test environment has."""
+import os
+
+import numpy as np
+
+
+class ProbeModel:
+    def predict(self, rows):
+        """The pid of the worker whose executor runs this, once per row."""
+        return np.full(len(rows), os.getppid())
+'''
+PROBE_METADATA = f"Metadata-Version: 2.1\nName: {PROBE_DIST}\nVersion: 1.0\n"
+LOOSE = "giskard_loose_probe"  # a module that belongs to no distribution
+
+# The jobs below are this module's functions: the workers cannot import it.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def write_probe(site: Path) -> None:
+    """The probe package and its .dist-info (as pip would install it) in `site`."""
+    (site / PROBE).mkdir(parents=True)
+    (site / PROBE / "__init__.py").write_text(PROBE_SOURCE)
+    dist_info = site / "giskard_compat_probe-1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(PROBE_METADATA)
+    (dist_info / "top_level.txt").write_text(PROBE + "\n")
+    (dist_info / "RECORD").write_text(f"{PROBE}/__init__.py,,\n")
+
+
+def base_python() -> str:
+    """/usr/bin/python3 if it is this Python's minor (the new environment reuses our packages,
+    compiled for it), else this Python."""
+    system = Path("/usr/bin/python3")
+    if system.exists():
+        minor = subprocess.run(
+            [str(system), "-c", "import sys; print(sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout.strip()
+        if minor == str(sys.version_info[:2]):
+            return str(system)
+    return sys.executable
+
+
+@pytest.fixture(scope="session")
+def probe_environment() -> Path:
+    """A virtual environment with the probe that sees this one's packages, built once and kept
+    between runs under a key of what it holds; its python."""
+    python = base_python()
+    ours = [p for p in sys.path if p.endswith("site-packages")]
+    key = hashlib.sha256(repr((python, ours, PROBE_SOURCE, PROBE_METADATA)).encode()).hexdigest()
+    root = Path(tempfile.gettempdir()) / "giskard-test-envs" / key[:16]
+    if not (root / "ready").exists():
+        building = root.with_name(f"{root.name}.{os.getpid()}")
+        subprocess.run(
+            [python, "-m", "venv", "--without-pip", str(building)], check=True, timeout=120
+        )
+        (site,) = building.glob("lib/python*/site-packages")
+        lines = [f"import site; site.addsitedir({path!r})" for path in ours]
+        (site / "parent_env.pth").write_text("\n".join(lines) + "\n")
+        write_probe(site)
+        (building / "ready").touch()
+        try:
+            building.rename(root)
+        except OSError:  # another run built it meanwhile
+            shutil.rmtree(building, ignore_errors=True)
+    return root / "bin" / "python"
+
+
+@pytest.fixture
+def probe_importable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The probe (with its .dist-info) and a loose module importable here, for pickling."""
+    write_probe(tmp_path / "probe-site")
+    (tmp_path / "loose").mkdir()
+    (tmp_path / "loose" / f"{LOOSE}.py").write_text(
+        "import os\n\n\ndef worker_pid():\n    return os.getppid()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path / "probe-site"))
+    monkeypatch.syspath_prepend(str(tmp_path / "loose"))
+    yield
+    for name in (PROBE, LOOSE):
+        sys.modules.pop(name, None)
+
+
+@pytest.fixture
+def start_in(
+    hub: Hub, start_worker: Callable[..., WorkerProcess]
+) -> Callable[[str, str], WorkerProcess]:
+    """Start a worker of `hub` named NAME with the given python, once it is connected."""
+
+    def start(python: str, name: str) -> WorkerProcess:
+        args = ["-h", "127.0.0.1", "-p", str(hub.port), "--name", name]
+        worker = start_worker(*args, python=python)
+        worker.wait_for_output(CONNECTED, timeout_s=30)
+        return worker
+
+    return start
+
+
+def worker_pid() -> int:
+    return os.getppid()
+
+
+def test_a_model_needing_a_package_runs_only_where_it_is_and_fails_at_once_elsewhere(
+    probe_environment: Path,
+    probe_importable: None,
+    start_in: Callable[[str, str], WorkerProcess],
+    client: HubClient,
+) -> None:
+    from giskard_compat_probe import ProbeModel
+
+    with_probe = start_in(str(probe_environment), "with-probe")
+    without = start_in(sys.executable, "without-probe")  # connected last: the active one
+    rows = np.zeros((3, 2))
+
+    assert set(client.predict(ProbeModel(), rows)) == {with_probe.process.pid}
+    # A job both can load still goes to the latest connected.
+    assert client.call(worker_pid) == without.process.pid
+
+    assert with_probe.stop() == 0
+    wait_until(lambda: len(client.workers()) == 1, 30, "the worker with the probe gone")
+    began = time.monotonic()
+    with pytest.raises(IncompatibleEnvironmentError) as raised:
+        client.predict(ProbeModel(), rows, wait_for_worker_s=30)
+    assert time.monotonic() - began < 10  # at once, not after the wait
+    error = raised.value
+    assert error.reason is EndReason.INCOMPATIBLE_ENVIRONMENT
+    assert "pickled on Python" in str(
+        error
+    ) and "worker without-probe lacks giskard-compat-probe" in str(error)
+    assert Difference("without-probe", PROBE_DIST, "1.0", "", True) in error.differences
+    assert client.call(worker_pid) == without.process.pid
+
+
+def test_a_pickle_that_fails_to_load_on_the_worker_says_how_the_environments_differ(
+    probe_importable: None,
+    start_in: Callable[[str, str], WorkerProcess],
+    client: HubClient,
+) -> None:
+    from giskard_loose_probe import worker_pid as loose_worker_pid
+
+    start_in(sys.executable, "plain")
+    with pytest.raises(IncompatibleEnvironmentError) as raised:
+        client.call(loose_worker_pid)
+    message = str(raised.value)
+    assert f"ModuleNotFoundError: No module named '{LOOSE}'" in message
+    assert "pickled on Python" in message
+    assert raised.value.remote_type == "IncompatibleEnvironment"
