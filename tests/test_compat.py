@@ -85,6 +85,10 @@ def test_no_requirements_load_anywhere() -> None:
     assert compat.differences(compat.NOTHING, worker("any", "2.7.18")) == []
 
 
+def test_a_worker_that_reports_no_environment_is_not_judged() -> None:
+    assert compat.can_load(NEEDS_SKLEARN, worker("silent", ""))
+
+
 def test_the_explanation_names_what_differs_per_worker() -> None:
     older = worker("gpu-box", "3.10.12", **{"scikit-learn": "1.3.0", "cloudpickle": "3.1.1"})
     bare = worker("bare", "3.12.0", cloudpickle="3.1.1")

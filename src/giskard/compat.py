@@ -122,8 +122,10 @@ def python_minor(version: str) -> str:
 
 def differences(requirements: Requirements, worker: Any) -> list[Difference]:
     """How `worker` (a WorkerInfo: name, python_version, packages) differs from what a pickle
-    needs: the blocking differences first. None for empty requirements."""
-    if not requirements:
+    needs: the blocking differences first. None for empty requirements, and none for a worker
+    that reports no environment (one of another implementation of the protocol): there is
+    nothing to compare it with, so it is trusted as workers were before these checks."""
+    if not requirements or not worker.python_version:
         return []
     installed = {normalise(name): version for name, version in worker.packages.items()}
     found = [("python", requirements.python, python_minor(worker.python_version), True)]
