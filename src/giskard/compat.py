@@ -127,11 +127,13 @@ def differences(requirements: Requirements, worker: Any) -> list[Difference]:
     nothing to compare it with, so it is trusted as workers were before these checks."""
     if not requirements or not worker.python_version:
         return []
-    installed = {normalise(name): version for name, version in worker.packages.items()}
+    packages = worker.packages
     found = [("python", requirements.python, python_minor(worker.python_version), True)]
-    found.append(("cloudpickle", requirements.cloudpickle, installed.get("cloudpickle", ""), False))
+    found.append(
+        ("cloudpickle", requirements.cloudpickle, _version_in(packages, "cloudpickle"), False)
+    )
     for name, version in requirements.distributions:
-        there = installed.get(normalise(name), "")
+        there = _version_in(packages, name)
         found.append((name, version, there, not there))
     diffs = [
         Difference(worker.name, what, required, there, blocking)
@@ -139,6 +141,16 @@ def differences(requirements: Requirements, worker: Any) -> list[Difference]:
         if there != required
     ]
     return sorted(diffs, key=lambda diff: not diff.blocking)
+
+
+def _version_in(packages: Mapping[str, str], name: str) -> str:
+    """The version of distribution `name` among `packages` (name -> version), "" if absent.
+    Routing asks this of each worker at every dispatch: the name as spelled is the common
+    case and costs one look-up; only a miss compares every name in normal form."""
+    if name in packages:
+        return packages[name]
+    wanted = normalise(name)
+    return next((v for n, v in packages.items() if normalise(n) == wanted), "")
 
 
 def blocking(diffs: Iterable[Difference]) -> list[Difference]:
