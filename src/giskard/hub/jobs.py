@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from giskard import compat
@@ -138,16 +139,19 @@ class JobBoard:
         """`routing`: the policy of routing.route, "latest" or "spread"."""
         self._registry = registry
         self._store = store
-        # Queue order; a dict so that a job leaves it in O(1) from anywhere.
+        # Queue order; dicts so that a job leaves them in O(1) from anywhere. Jobs that need
+        # no slot (info) wait apart: routing takes them first, so that it can stop scanning
+        # the others once no worker has a slot left.
         self._queue: dict[Job, None] = {}
+        self._slotless: dict[Job, None] = {}
         self._no_worker_grace_s = no_worker_grace_s
         self._recent: deque[client_pb2.EndedJob] = deque(maxlen=RECENT_JOBS)
         self._routing = routing
-        registry.on_change = self.pump
+        registry.on_change = self._workers_changed
 
     @property
     def queued(self) -> int:
-        return len(self._queue)
+        return len(self._queue) + len(self._slotless)
 
     @property
     def recent(self) -> list[client_pb2.EndedJob]:
@@ -159,22 +163,35 @@ class JobBoard:
         for sha in job.inputs:
             self._store.pin(sha)
         job.state, job.submitted_at = JobState.QUEUED, time.time()
-        self._queue[job] = None
+        queue = self._queue_of(job)
+        queue[job] = None
         remaining = job.remaining_s()
         if remaining is not None:
             self._start_timer(job, max(remaining, 0), self._expire)
         self.pump()
         if job.state is JobState.QUEUED:
             job.was_queued = True
-            queued = client_pb2.JobQueued(job_id=job.job_id, position=len(self._queue) - 1)
+            self._watch_for_no_worker([job], self._registry.in_connection_order)
+            queued = client_pb2.JobQueued(job_id=job.job_id, position=len(queue) - 1)
             job.events.put(client_pb2.JobEvent(queued=queued))
 
     def pump(self) -> None:
         """Send the queued jobs that routing places now."""
-        self._watch_for_no_worker()
         sessions = self._registry.in_connection_order
-        for job, session in route(self._queue, sessions, self._routing):
+        queued = itertools.chain(self._slotless, self._queue)
+        for job, session in route(queued, sessions, self._routing):
             self._send(job, session)
+
+    def _workers_changed(self) -> None:
+        # Only a change of the workers (one came, left, paused...) changes which queued jobs
+        # some worker may run: the no-worker timers are looked at then, not at every job end.
+        self._watch_for_no_worker(
+            itertools.chain(self._slotless, self._queue), self._registry.in_connection_order
+        )
+        self.pump()
+
+    def _queue_of(self, job: Job) -> dict[Job, None]:
+        return self._queue if job.takes_a_slot else self._slotless
 
     def progress(self, job: Job, progress: common_pb2.JobProgress) -> None:
         """Its worker reports progress."""
@@ -241,7 +258,7 @@ class JobBoard:
             lost = _failure(job, common_pb2.END_REASON_WORKER_LOST, "WorkerNotReading", reason)
             self._end(job, lost)
             return
-        del self._queue[job]
+        del self._queue_of(job)[job]
         job.state, job.session, job.sent_at = JobState.RUNNING, session, time.time()
         job.worker_id = session.info.worker_id
         session.jobs[job.job_id] = job
@@ -257,7 +274,7 @@ class JobBoard:
         if job.state is JobState.NEW or job.ended:
             return
         if job.state is JobState.QUEUED:
-            del self._queue[job]
+            del self._queue_of(job)[job]
         job.state = JobState.STOPPING if job.session is not None else JobState.ENDED
         _stop_timers(job)
         for sha in job.inputs:
@@ -336,12 +353,14 @@ class JobBoard:
         job.timers.append(timer := loop.call_later(delay_s, transition, job))
         return timer
 
-    def _watch_for_no_worker(self) -> None:
-        """Each queued job that no connected worker may run has its timer (a job asking for
-        a worker that never comes must not wait forever); one that some worker may run, not."""
-        sessions = self._registry.in_connection_order
+    def _watch_for_no_worker(
+        self, queued: Iterable[Job], sessions: Sequence[WorkerSession]
+    ) -> None:
+        """Each of the `queued` jobs that no connected worker may run has its timer (a job
+        asking for a worker that never comes must not wait forever); one that some worker may
+        run, not."""
         servable: dict[Constraint, bool] = {}  # per constraint: a long queue has few
-        for job in self._queue:
+        for job in queued:
             if job.constraint not in servable:
                 servable[job.constraint] = may_run(job.constraint, sessions)
             if servable[job.constraint]:

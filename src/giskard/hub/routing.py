@@ -139,13 +139,19 @@ def incompatibilities(
 
 def route(queued: Iterable[J], sessions: Sequence[S], policy: str = LATEST) -> list[tuple[J, S]]:
     """The jobs to send now and where, in the order to send them. `queued` in queue order,
-    `sessions` in connection order. Reads, never changes, what it is given."""
-    free = [session.free_slots for session in sessions]
+    the jobs that need no slot first; `sessions` in connection order. Reads, never changes,
+    what it is given."""
+    free = [session.free_slots if session.takes_jobs else 0 for session in sessions]
+    slots_left = sum(count for count in free if count > 0)
     choose = _spread if policy == SPREAD else _latest
     # Per constraint, not per job: a long queue asks for few distinct ones.
     eligible: dict[Constraint, list[int]] = {}
     plan: list[tuple[J, S]] = []
     for job in queued:
+        if job.takes_a_slot and slots_left <= 0:
+            # None of the jobs left can go: a queue thousands long is not scanned at every
+            # job's end only to find that.
+            break
         if job.constraint not in eligible:
             eligible[job.constraint] = [
                 i
@@ -157,6 +163,7 @@ def route(queued: Iterable[J], sessions: Sequence[S], policy: str = LATEST) -> l
             continue
         if job.takes_a_slot:
             free[chosen] -= 1
+            slots_left -= 1
         plan.append((job, sessions[chosen]))
     return plan
 
