@@ -261,3 +261,30 @@ def test_pausing_the_active_worker_hands_the_jobs_to_the_other_until_resumed(
     client.resume_worker(ref)
     assert active_pid() == newer.process.pid
     older.wait_for_output("now standby: a resumed worker is active")
+
+
+def test_a_paused_worker_that_restarts_comes_back_paused_until_resumed(
+    hub: Hub,
+    client: HubClient,
+    start_worker: Callable[..., WorkerProcess],
+    iris: tuple[object, object],
+) -> None:
+    args = ("-h", "127.0.0.1", "-p", str(hub.port))
+    first = start_worker(*args)
+    first.wait_for_output(CONNECTED)
+    with _admin(client, "ops-keep-paused") as admin:
+        admin.pause_worker(_ref(client))
+        assert first.stop() == 0
+        wait_until(lambda: client.workers() == [], 10, "the worker to leave the hub")
+        again = start_worker(*args, home=first.home)  # the same worker, restarted
+        again.wait_for_output("Paused by admin key 'ops-keep-paused' of the hub at", 30)
+        [worker] = client.workers()
+        assert worker["pid"] == again.process.pid and worker["paused"]
+        assert "paused by the hub" in _worker_status(again)
+        model, data = iris
+        handle = client.submit_predict(model, data)
+        wait_until(lambda: client.status()["queued"] == 1, 10, "the job to queue at the hub")
+        assert client.workers()[0]["running"] == []
+        admin.resume_worker(_ref(client))
+    assert len(handle.result()) == len(data)
+    assert not client.workers()[0]["paused"]

@@ -24,6 +24,13 @@ T = TypeVar("T")
 # The inputs sent to a worker that the hub remembers, for routing by cache: the worker's own
 # cache is bounded too, so older ones are likely gone from it anyway.
 SENT_INPUTS_REMEMBERED = 256
+# An admin's pause outlives the session it paused (a blink, a restart): the hub remembers the
+# latest this many paused workers, each for this long while it is away, until resumed.
+PAUSES_REMEMBERED = 1024
+PAUSE_REMEMBERED_S = 24 * 3600.0
+
+# A worker across its sessions: its name, host, environment and the name of its key.
+WorkerIdentity = tuple[str, str, str, str]
 
 
 @dataclass(eq=False)
@@ -58,16 +65,15 @@ class WorkerSession:
     def labels(self) -> Mapping[str, str]:
         return self.info.labels
 
+    @property
+    def identity(self) -> WorkerIdentity:
+        info = self.info
+        return (info.name, info.hostname, info.environment, self.key_name)
+
     def is_same_worker(self, other: WorkerSession) -> bool:
         """Whether `other` is this worker come back (a restart, or a new connection the hub
         saw before noticing the old one died): same name, host, environment and key."""
-        mine, theirs = self.info, other.info
-        return (mine.name, mine.hostname, mine.environment, self.key_name) == (
-            theirs.name,
-            theirs.hostname,
-            theirs.environment,
-            other.key_name,
-        )
+        return self.identity == other.identity
 
     def cached_bytes(self, inputs: Sequence[str]) -> int:
         return sum(self.sent_inputs.get(sha, 0) for sha in inputs)
@@ -121,6 +127,32 @@ class NameTaken(Exception):
         self.holder = holder
 
 
+class RememberedPauses:
+    """The admins' pauses, by worker identity, each with the order that paused it: a paused
+    worker that reconnects is paused again, until resumed (at most PAUSE_REMEMBERED_S later,
+    the latest PAUSES_REMEMBERED workers)."""
+
+    def __init__(self) -> None:
+        self._orders: OrderedDict[WorkerIdentity, tuple[float, worker_pb2.Control]] = OrderedDict()
+
+    def remember(self, identity: WorkerIdentity, order: worker_pb2.Control) -> None:
+        self._orders[identity] = (time.monotonic(), order)
+        self._orders.move_to_end(identity)
+        while len(self._orders) > PAUSES_REMEMBERED:
+            self._orders.popitem(last=False)
+
+    def forget(self, identity: WorkerIdentity) -> None:
+        self._orders.pop(identity, None)
+
+    def order_for(self, identity: WorkerIdentity) -> worker_pb2.Control | None:
+        """The order that paused this worker, if it still holds."""
+        paused_at, order = self._orders.get(identity, (0.0, None))
+        if order is not None and time.monotonic() - paused_at > PAUSE_REMEMBERED_S:
+            self.forget(identity)
+            return None
+        return order
+
+
 class WorkerRegistry:
     """Connected workers in connection order, one per name. Under the "latest" routing policy
     the latest one that is not draining is active (routing.active_session) and the others
@@ -129,6 +161,7 @@ class WorkerRegistry:
     def __init__(self, policy: str = LATEST) -> None:
         self.policy = policy
         self._sessions: list[WorkerSession] = []
+        self._pauses = RememberedPauses()
         self._changed = asyncio.Condition()
         # Called whenever the workers change (jobs.JobBoard routes queued jobs then).
         self.on_change: Callable[[], None] = lambda: None
@@ -159,15 +192,17 @@ class WorkerRegistry:
 
     async def add(self, session: WorkerSession) -> WorkerSession | None:
         """Register `session`; the session of the same worker it replaces, if any (its jobs
-        and stream are the caller's to end). NameTaken if another worker has its name."""
+        and stream are the caller's to end). NameTaken if another worker has its name. A
+        worker an admin paused comes back paused, and is told so."""
         replaced = self.named(session.name)
         if replaced is not None:
             if not replaced.is_same_worker(session):
                 raise NameTaken(replaced)
             self._sessions.remove(replaced)
+        self._pause_again(session)
         previous = self.active
         self._sessions.append(session)
-        if previous is not None and self.policy == LATEST:
+        if previous is not None and self.active is session and self.policy == LATEST:
             message = (
                 f"superseded by a newer worker, {session.describe()}; standing by for the"
                 " jobs it may not run"
@@ -187,16 +222,29 @@ class WorkerRegistry:
         session.draining = True
         await self._promote_if(was_active)
 
-    async def set_paused(self, session: WorkerSession, paused: bool) -> None:
-        """Pause `session` (it takes no new jobs; another may become active) or resume it."""
+    async def set_paused(self, session: WorkerSession, order: worker_pb2.Control) -> None:
+        """Pause `session` (it takes no new jobs; another may become active), remembering the
+        `order` for when it reconnects, or resume it."""
         previous = self.active
-        session.paused = paused
+        session.paused = order.action == worker_pb2.Control.PAUSE
+        if session.paused:
+            self._pauses.remember(session.identity, order)
+        else:
+            self._pauses.forget(session.identity)
         if session is previous or self.active is not session:
             await self._promote_if(session is previous)
             return
         if previous is not None:  # resumed, it is the latest again: it takes over
             _tell_role(previous, active=False, message="a resumed worker is active; standing by")
         await self._notify()
+
+    def _pause_again(self, session: WorkerSession) -> None:
+        order = self._pauses.order_for(session.identity)
+        if order is None:
+            return
+        session.paused = True
+        logger.info("Worker %s is paused again: %s paused it", session.describe(), order.by)
+        _tell(session, worker_pb2.HubMessage(control=order), "pause")
 
     def find_session(self, session_id: str, key_name: str) -> WorkerSession | None:
         """The connected session of that id, if the key named `key_name` opened it."""
@@ -265,10 +313,14 @@ def _answers_to(session: WorkerSession, ref: str) -> bool:
 
 def _tell_role(session: WorkerSession, *, active: bool, message: str) -> None:
     role = worker_pb2.HubMessage(role=worker_pb2.Role(active=active, message=message))
+    _tell(session, role, "role change")
+
+
+def _tell(session: WorkerSession, message: worker_pb2.HubMessage, what: str) -> None:
     try:
-        session.outbox.put_nowait(role)
+        session.outbox.put_nowait(message)
     except asyncio.QueueFull:
-        logger.warning("Worker %s is not reading; role change not sent", session.describe())
+        logger.warning("Worker %s is not reading; %s not sent", session.describe(), what)
 
 
 def put_evicting(queue: asyncio.Queue[T], item: T) -> None:

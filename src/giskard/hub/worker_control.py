@@ -1,7 +1,8 @@
 """An admin's control of a connected worker: pause, resume, drain, stop.
 
 The hub tells the worker (which says so in its log and exits for drain and stop), then applies
-the order to routing: a paused or draining session gets no new jobs from this moment.
+the order to routing: a paused or draining session gets no new jobs from this moment. A pause
+outlives the session: the worker reconnecting is paused again (registry.RememberedPauses).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ async def control(
     except asyncio.QueueFull:
         raise WorkerNotReadingError(f"the worker {session.describe()} is not reading") from None
     if order.action in (Control.PAUSE, Control.RESUME):
-        await registry.set_paused(session, order.action == Control.PAUSE)
+        await registry.set_paused(session, order)
     else:
         await registry.drain(session)
     force = " (cancelling its jobs)" if order.action == Control.STOP and order.force else ""
