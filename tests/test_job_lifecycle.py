@@ -370,6 +370,24 @@ def test_results_past_the_unread_limit_fail_the_job_which_keeps_its_slot() -> No
     run(scenario)
 
 
+def test_a_job_past_the_unread_limit_is_stopped_on_its_worker_which_frees_the_slot(
+    short_stop_grace: None,
+) -> None:
+    async def scenario() -> None:
+        hub = Parts(unread_max_bytes=4)
+        session = await hub.connect()
+        job, behind = hub.submit("j"), hub.submit("k")
+        assert not hub.board.output(job, common_pb2.JobOutput(job_id="j", chunk=b"abcde"))
+        assert sent(session) == ["job j", "cancel j"]
+        # A worker that goes on with it regardless loses the slot after the stop grace.
+        await until(lambda: behind.state is JobState.RUNNING)
+        assert job.state is JobState.ENDED and "j" not in session.jobs
+        hub.board.worker_ended(behind, success("k"))
+        assert_released(hub, session)
+
+    run(scenario)
+
+
 def test_progress_and_output_of_an_ended_job_are_dropped() -> None:
     async def scenario() -> None:
         hub = Parts()

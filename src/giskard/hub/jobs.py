@@ -3,7 +3,7 @@
     QUEUED   ── routed ─────────────────────────────────────────► RUNNING  (takes a slot)
     QUEUED   ── client leaves, timeout, no worker, not reading ──► ENDED
     RUNNING  ── worker ends it, hub gives up, worker lost ───────► ENDED    (slot freed)
-    RUNNING  ── client leaves (cancel sent), unread limit ───────► STOPPING (slot kept)
+    RUNNING  ── client leaves, unread limit (cancel sent) ───────► STOPPING (slot kept)
     STOPPING ── worker ends it, hub gives up, worker lost ───────► ENDED    (slot freed)
 
 A job has exactly one end, whichever path comes first (`_end`): its client gets it (unless
@@ -216,6 +216,7 @@ class JobBoard:
         self._end(
             job, _failure(job, common_pb2.END_REASON_CANCELLED, "UnreadResultsLimit", message)
         )
+        self._stop_on_worker(job)
         return False
 
     def worker_ended(self, job: Job, end: common_pb2.JobEnd) -> None:
@@ -232,8 +233,7 @@ class JobBoard:
         was_running = job.state is JobState.RUNNING
         self._end(job, None)
         if was_running:
-            self._cancel_on_worker(job)
-            self._start_timer(job, STOP_GRACE_S, self._give_up)
+            self._stop_on_worker(job)
         # A result stream waiting for room in its events must not wait forever.
         job.events.discard_pending()
 
@@ -337,6 +337,12 @@ class JobBoard:
         message = "the worker did not stop the job at its deadline"
         self._end(job, _failure(job, common_pb2.END_REASON_TIMEOUT, "JobTimeout", message))
         self.pump()
+
+    def _stop_on_worker(self, job: Job) -> None:
+        """A job ended for its client goes on, holding its slot, until its worker stops it:
+        tell it to, and give up on it (freeing the slot) if it does not."""
+        self._cancel_on_worker(job)
+        self._start_timer(job, STOP_GRACE_S, self._give_up)
 
     def _cancel_on_worker(self, job: Job) -> None:
         assert job.session is not None
