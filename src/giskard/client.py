@@ -125,8 +125,9 @@ class HubClient:
 
     def status(self) -> dict[str, Any]:
         """`workers` (as in `workers()`), how many jobs are `queued` at the hub, waiting for a
-        free worker slot, and the `recent` jobs that ended (the last 100, the latest last),
-        each with its `reason` (an EndReason)."""
+        free worker slot, the `recent` jobs that ended (the last 100, the latest last), each
+        with its `reason` (an EndReason), and its `store` of the jobs' inputs: how many
+        `artifacts`, their `size_bytes`, its `max_bytes`, and how many jobs hold `pinned`."""
         reply = self._call(self._stub.ListWorkers, client_pb2.ListWorkersRequest())
         workers = [
             {
@@ -153,7 +154,13 @@ class HubClient:
             for worker in reply.workers
         ]
         recent = [_ended_job(job) for job in reply.recent]
-        return {"workers": workers, "queued": reply.queued, "recent": recent}
+        store = {
+            "artifacts": reply.store.artifacts,
+            "size_bytes": reply.store.size_bytes,
+            "max_bytes": reply.store.max_bytes,
+            "pinned": reply.store.pinned,
+        }
+        return {"workers": workers, "queued": reply.queued, "recent": recent, "store": store}
 
     def predict(
         self,

@@ -30,6 +30,15 @@ class ArtifactStore:
     def size_bytes(self) -> int:
         return self._size
 
+    @property
+    def count(self) -> int:
+        return len(self._blobs)
+
+    @property
+    def pinned(self) -> int:
+        """How many artifacts jobs hold (whether the store holds them yet or not)."""
+        return len(self._pins)
+
     def get(self, sha256: str) -> bytes | bytearray | None:
         blob = self._blobs.get(sha256)
         if blob is not None:

@@ -1,16 +1,20 @@
 """The hub's job lifecycle: the one writer of a job's state, its slot, its timers and its pins.
 
+    WAITING  ── a worker that may run it is connected ──────────► QUEUED
+    WAITING  ── client leaves, no worker came, none can load it ─► ENDED
     QUEUED   ── routed ─────────────────────────────────────────► RUNNING  (takes a slot)
     QUEUED   ── client leaves, timeout, no worker, not reading ──► ENDED
     RUNNING  ── worker ends it, hub gives up, worker lost ───────► ENDED    (slot freed)
     RUNNING  ── client leaves, unread limit (cancel sent) ───────► STOPPING (slot kept)
     STOPPING ── worker ends it, hub gives up, worker lost ───────► ENDED    (slot freed)
 
-A job has exactly one end, whichever path comes first (`_end`): its client gets it (unless
-gone), its timers stop, its inputs are unpinned. A sent job holds one of its worker's slots
-until the worker says it stopped, the hub gives up on it, or the worker leaves (`_free_slot`);
-STOPPING is a job ended for its client that still holds its slot. The gRPC services only
-translate messages into these transitions; `routing.route` decides where queued jobs go.
+A job's inputs are pinned from its arrival (`receive`), so that a job waiting for a worker
+to connect does not lose them. It has exactly one end, whichever path comes first (`_end`):
+its client gets it (unless gone), its timers stop, its inputs are unpinned. A sent job holds
+one of its worker's slots until the worker says it stopped, the hub gives up on it, or the
+worker leaves (`_free_slot`); STOPPING is a job ended for its client that still holds its
+slot. The gRPC services only translate messages into these transitions; `routing.route`
+decides where queued jobs go.
 
 A worker says in its hello how many jobs it runs at once; the hub never sends it more, so a
 burst of jobs waits at the hub (where it can be cancelled or time out cheaply) rather than
@@ -29,6 +33,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from giskard import compat
+from giskard.display import printable
 from giskard.hub.artifacts import ArtifactStore
 from giskard.hub.job_events import JobEvents
 from giskard.hub.registry import WorkerRegistry, WorkerSession
@@ -49,7 +54,8 @@ RECENT_JOBS = 100
 
 
 class JobState(enum.Enum):
-    NEW = "new"  # not submitted yet
+    NEW = "new"  # not received yet
+    WAITING = "waiting"  # received, waiting for a worker that may run it to connect
     QUEUED = "queued"  # waiting at the hub for a slot
     RUNNING = "running"  # sent to a worker, holding one of its slots
     STOPPING = "stopping"  # ended for its client; its worker has not released the slot yet
@@ -109,7 +115,7 @@ def _failure(
     return common_pb2.JobEnd(job_id=job.job_id, failure=failure, reason=reason)
 
 
-def incompatible_end(
+def _incompatible_end(
     job_id: str, constraint: Constraint, sessions: Sequence[Candidate]
 ) -> common_pb2.JobEnd | None:
     """The end of a job that none of the connected workers it may go to can load, saying
@@ -158,11 +164,32 @@ class JobBoard:
         """The last RECENT_JOBS jobs that ended, the latest last."""
         return list(self._recent)
 
-    def submit(self, job: Job) -> None:
-        """Queue `job`, pinning its inputs (it goes out at once if a worker has room)."""
+    def receive(self, job: Job) -> None:
+        """The job arrived: its inputs are pinned from now until it ends, even while it
+        waits for a worker to connect, so that the store does not evict them meanwhile."""
         for sha in job.inputs:
             self._store.pin(sha)
-        job.state, job.submitted_at = JobState.QUEUED, time.time()
+        job.state, job.submitted_at = JobState.WAITING, time.time()
+
+    def refuse(self, job: Job, no_worker: str) -> None:
+        """No worker may run the received job: it ends as incompatible if workers it asks for
+        are connected but cannot load it, else as finding no worker (`no_worker` says so)."""
+        if job.state is not JobState.WAITING:
+            return
+        end = self._unservable_end(job, no_worker)
+        logger.info("Job %s refused: %s", job.job_id, printable(end.failure.message))
+        self._end(job, end)
+
+    def submit(self, job: Job) -> None:
+        """Queue `job`, received here unless it was (it goes out at once if a worker has
+        room). Its spec's timeout counts from now."""
+        if job.state is JobState.NEW:
+            self.receive(job)
+        if job.state is not JobState.WAITING:
+            return  # it ended while it waited
+        job.state = JobState.QUEUED
+        if job.spec.timeout_s:
+            job.deadline = time.monotonic() + job.spec.timeout_s
         queue = self._queue_of(job)
         queue[job] = None
         remaining = job.remaining_s()
@@ -382,14 +409,17 @@ class JobBoard:
         job.no_worker_timer = None
         if job.state is not JobState.QUEUED or may_run(job.constraint, self._registry.sessions):
             return
-        # Workers it asked for may be there, unable to load it: then that is why it ends.
-        end = incompatible_end(job.job_id, job.constraint, self._registry.sessions)
         wanted = job.constraint.describe()
         message = (
             f"the job waited in the queue but no worker{' ' + wanted if wanted else ''}"
             f" was connected for {self._no_worker_grace_s:.0f} s"
         )
-        self._end(job, end or _failure(job, common_pb2.END_REASON_NO_WORKER, "NoWorker", message))
+        self._end(job, self._unservable_end(job, message))
+
+    def _unservable_end(self, job: Job, no_worker: str) -> common_pb2.JobEnd:
+        # Workers it asked for may be there, unable to load it: then that is why it ends.
+        end = _incompatible_end(job.job_id, job.constraint, self._registry.sessions)
+        return end or _failure(job, common_pb2.END_REASON_NO_WORKER, "NoWorker", no_worker)
 
 
 def _stop_timers(job: Job) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -18,9 +17,9 @@ from giskard.hub.artifacts import ArtifactStore
 from giskard.hub.auth import Authenticator
 from giskard.hub.decoding import UNDECODABLE
 from giskard.hub.job_events import JobEvents, UnreadResults
-from giskard.hub.jobs import Job, JobBoard, incompatible_end
+from giskard.hub.jobs import Job, JobBoard
 from giskard.hub.registry import WorkerRegistry, WorkerSession
-from giskard.hub.routing import Constraint
+from giskard.hub.routing import Constraint, incompatibilities
 from giskard.job_inputs import job_inputs
 from giskard.labels import check_labels, check_name
 from giskard.protocol import INLINE_MAX_BYTES
@@ -54,7 +53,9 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
         self, request: client_pb2.ListWorkersRequest, context: grpc.aio.ServicerContext
     ) -> client_pb2.ListWorkersReply:
         await self._auth.require(context, ["client"], "list the workers")
-        reply = client_pb2.ListWorkersReply(queued=self._jobs.queued, recent=self._jobs.recent)
+        reply = client_pb2.ListWorkersReply(
+            queued=self._jobs.queued, recent=self._jobs.recent, store=self._store_status()
+        )
         for session in self._registry.sessions:
             # Stay well under the message limit however many workers there are.
             if reply.ByteSize() + session.info.ByteSize() > LIST_REPLY_MAX_BYTES:
@@ -73,6 +74,15 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
                 )
             )
         return reply
+
+    def _store_status(self) -> client_pb2.ArtifactStoreStatus:
+        store = self._store
+        return client_pb2.ArtifactStoreStatus(
+            artifacts=store.count,
+            size_bytes=store.size_bytes,
+            max_bytes=store.max_bytes,
+            pinned=store.pinned,
+        )
 
     async def MissingArtifacts(
         self, request: client_pb2.ArtifactList, context: grpc.aio.ServicerContext
@@ -144,26 +154,15 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
                 " from its store since): upload them again (HubClient.put)",
             )
         constraint = await self._constraint(request, context)
-        # No wait when the workers asked for are there but cannot load the job.
-        wait_s = 0.0 if self._incompatible(constraint) else request.wait_for_worker_s
-        if not await self._registry.wait_for_worker(constraint, wait_s):
-            if incompatible := self._incompatible(constraint):
-                yield incompatible
-                return
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, self._no_worker(constraint))
-        deadline = time.monotonic() + spec.timeout_s if spec.timeout_s else None
         events = JobEvents(self._unread)
-        job = Job(
-            uuid.uuid4().hex,
-            spec,
-            events,
-            inputs=inputs,
-            deadline=deadline,
-            constraint=constraint,
-        )
+        job = Job(uuid.uuid4().hex, spec, events, inputs=inputs, constraint=constraint)
         forget = self._auth.on_revoke(key, lambda: events.interrupt(None))
         try:
-            self._jobs.submit(job)
+            self._jobs.receive(job)
+            if await self._worker_may_come(constraint, request.wait_for_worker_s):
+                self._jobs.submit(job)
+            else:
+                self._jobs.refuse(job, self._no_worker(constraint))
             while (event := await events.next()) is not None:
                 yield event
                 if event.WhichOneof("kind") == "end":
@@ -173,6 +172,14 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
             forget()
             # The client has its end, or cancelled, or went away (then the worker stops it).
             self._jobs.withdraw(job)
+
+    async def _worker_may_come(self, constraint: Constraint, wait_for_worker_s: float) -> bool:
+        """Whether a worker that may run a job of `constraint` is connected, waiting for one
+        up to `wait_for_worker_s`; no wait when the workers asked for are there but cannot
+        load the job."""
+        unloadable = incompatibilities(constraint, self._registry.sessions)
+        wait_s = 0.0 if unloadable else wait_for_worker_s
+        return await self._registry.wait_for_worker(constraint, wait_s)
 
     async def _constraint(
         self, request: client_pb2.RunJobRequest, context: grpc.aio.ServicerContext
@@ -186,15 +193,6 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
             raise  # not reached: abort raises
         requirements = compat.Requirements.from_proto(request.spec.requirements)
         return Constraint.of(request.worker, labels, requirements)
-
-    def _incompatible(self, constraint: Constraint) -> client_pb2.JobEvent | None:
-        """The end of a job that none of the connected workers it may go to can load; None
-        if one can, or none is connected."""
-        end = incompatible_end(uuid.uuid4().hex, constraint, self._registry.sessions)
-        if end is None:
-            return None
-        logger.info("A job no connected worker can load failed: %s", printable(end.failure.message))
-        return client_pb2.JobEvent(end=end)
 
     def _no_worker(self, constraint: Constraint) -> str:
         wanted = constraint.describe()

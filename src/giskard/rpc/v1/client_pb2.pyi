@@ -50,14 +50,28 @@ class RunningJob(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., kind: _Optional[str] = ..., started_at: _Optional[float] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., waiting: _Optional[bool] = ...) -> None: ...
 
 class ListWorkersReply(_message.Message):
-    __slots__ = ("workers", "queued", "recent")
+    __slots__ = ("workers", "queued", "recent", "store")
     WORKERS_FIELD_NUMBER: _ClassVar[int]
     QUEUED_FIELD_NUMBER: _ClassVar[int]
     RECENT_FIELD_NUMBER: _ClassVar[int]
+    STORE_FIELD_NUMBER: _ClassVar[int]
     workers: _containers.RepeatedCompositeFieldContainer[ConnectedWorker]
     queued: int
     recent: _containers.RepeatedCompositeFieldContainer[EndedJob]
-    def __init__(self, workers: _Optional[_Iterable[_Union[ConnectedWorker, _Mapping]]] = ..., queued: _Optional[int] = ..., recent: _Optional[_Iterable[_Union[EndedJob, _Mapping]]] = ...) -> None: ...
+    store: ArtifactStoreStatus
+    def __init__(self, workers: _Optional[_Iterable[_Union[ConnectedWorker, _Mapping]]] = ..., queued: _Optional[int] = ..., recent: _Optional[_Iterable[_Union[EndedJob, _Mapping]]] = ..., store: _Optional[_Union[ArtifactStoreStatus, _Mapping]] = ...) -> None: ...
+
+class ArtifactStoreStatus(_message.Message):
+    __slots__ = ("artifacts", "size_bytes", "max_bytes", "pinned")
+    ARTIFACTS_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PINNED_FIELD_NUMBER: _ClassVar[int]
+    artifacts: int
+    size_bytes: int
+    max_bytes: int
+    pinned: int
+    def __init__(self, artifacts: _Optional[int] = ..., size_bytes: _Optional[int] = ..., max_bytes: _Optional[int] = ..., pinned: _Optional[int] = ...) -> None: ...
 
 class EndedJob(_message.Message):
     __slots__ = ("job_id", "kind", "worker_id", "submitted_at", "ended_at", "reason", "detail")
