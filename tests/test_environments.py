@@ -1,7 +1,7 @@
 """Two Python environments on one hub: a job goes only to a worker that can load it, fails at
 once when none can, and a pickle that still fails to load says how the environments differ.
-Real hub, real workers, one of them in a virtual environment built here with a package (the
-"probe") that the test suite's own environment lacks."""
+Real hub, real workers in two virtual environments built here from /usr/bin/python3 (cached
+between runs): one has a package (the "probe") that the other lacks."""
 
 from __future__ import annotations
 
@@ -72,13 +72,13 @@ def base_python() -> str:
     return sys.executable
 
 
-@pytest.fixture(scope="session")
-def probe_environment() -> Path:
-    """A virtual environment with the probe that sees this one's packages, built once and kept
-    between runs under a key of what it holds; its python."""
+def built_environment(with_probe: bool) -> Path:
+    """A virtual environment that sees this one's packages, with the probe or not, built once
+    and kept between runs under a key of what it holds; its python."""
     python = base_python()
     ours = [p for p in sys.path if p.endswith("site-packages")]
-    key = hashlib.sha256(repr((python, ours, PROBE_SOURCE, PROBE_METADATA)).encode()).hexdigest()
+    probe = (PROBE_SOURCE, PROBE_METADATA) if with_probe else ()
+    key = hashlib.sha256(repr((python, ours, *probe)).encode()).hexdigest()
     root = Path(tempfile.gettempdir()) / "giskard-test-envs" / key[:16]
     if not (root / "ready").exists():
         building = root.with_name(f"{root.name}.{os.getpid()}")
@@ -88,13 +88,25 @@ def probe_environment() -> Path:
         (site,) = building.glob("lib/python*/site-packages")
         lines = [f"import site; site.addsitedir({path!r})" for path in ours]
         (site / "parent_env.pth").write_text("\n".join(lines) + "\n")
-        write_probe(site)
+        if with_probe:
+            write_probe(site)
         (building / "ready").touch()
         try:
             building.rename(root)
         except OSError:  # another run built it meanwhile
             shutil.rmtree(building, ignore_errors=True)
     return root / "bin" / "python"
+
+
+@pytest.fixture(scope="session")
+def probe_environment() -> Path:
+    return built_environment(with_probe=True)
+
+
+@pytest.fixture(scope="session")
+def plain_environment() -> Path:
+    """Built as the probe's environment, without the probe."""
+    return built_environment(with_probe=False)
 
 
 @pytest.fixture
@@ -133,6 +145,7 @@ def worker_pid() -> int:
 
 def test_a_model_needing_a_package_runs_only_where_it_is_and_fails_at_once_elsewhere(
     probe_environment: Path,
+    plain_environment: Path,
     probe_importable: None,
     start_in: Callable[[str, str], WorkerProcess],
     client: HubClient,
@@ -140,7 +153,7 @@ def test_a_model_needing_a_package_runs_only_where_it_is_and_fails_at_once_elsew
     from giskard_compat_probe import ProbeModel
 
     with_probe = start_in(str(probe_environment), "with-probe")
-    without = start_in(sys.executable, "without-probe")  # connected last: the active one
+    without = start_in(str(plain_environment), "without-probe")  # connected last: active
     rows = np.zeros((3, 2))
 
     assert set(client.predict(ProbeModel(), rows)) == {with_probe.process.pid}
@@ -159,17 +172,23 @@ def test_a_model_needing_a_package_runs_only_where_it_is_and_fails_at_once_elsew
         error
     ) and "worker without-probe lacks giskard-compat-probe" in str(error)
     assert Difference("without-probe", PROBE_DIST, "1.0", "", True) in error.differences
+    refused = client.status()["recent"][-1]  # listed by the hub as every other end
+    assert (refused["reason"], refused["detail"]) == (
+        EndReason.INCOMPATIBLE_ENVIRONMENT,
+        "IncompatibleEnvironment",
+    )
     assert client.call(worker_pid) == without.process.pid
 
 
 def test_a_pickle_that_fails_to_load_on_the_worker_says_how_the_environments_differ(
+    plain_environment: Path,
     probe_importable: None,
     start_in: Callable[[str, str], WorkerProcess],
     client: HubClient,
 ) -> None:
     from giskard_loose_probe import worker_pid as loose_worker_pid
 
-    start_in(sys.executable, "plain")
+    start_in(str(plain_environment), "plain")
     with pytest.raises(IncompatibleEnvironmentError) as raised:
         client.call(loose_worker_pid)
     message = str(raised.value)
