@@ -170,3 +170,24 @@ def test_a_queued_job_that_only_incompatible_workers_could_take_ends_saying_why(
         ]
 
     run(scenario)
+
+
+def test_a_job_sent_where_a_version_differs_reports_it_with_its_end() -> None:
+    async def scenario() -> None:
+        hub = Parts()
+        older = worker("older", "3.12.4", cloudpickle="3.1.1", **{"scikit-learn": "1.3.0"})
+        await hub.registry.add(WorkerSession(info=older, peer="p"))
+        constraint = Constraint.of(requirements=NEEDS_SKLEARN)
+        job = BoardJob(
+            "j", common_pb2.JobSpec(call={}), JobEvents(hub.unread), constraint=constraint
+        )
+        hub.board.submit(job)  # sent at once: a version difference does not block
+        ref = common_pb2.ArtifactRef(inline=b"r", size=1)
+        hub.board.worker_ended(job, common_pb2.JobEnd(job_id="j", success={"result": ref}))
+        end = (await next_event(job)).end
+        assert end.WhichOneof("outcome") == "success"
+        assert [Difference.from_proto(d) for d in end.differences] == [
+            Difference("older", "scikit-learn", "1.5.2", "1.3.0", blocking=False)
+        ]
+
+    run(scenario)

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from conftest import CONNECTED, WorkerProcess, wait_until
 
+from giskard import compat
 from giskard.client import HubClient
 from giskard.compat import Difference
 from giskard.errors import EndReason, IncompatibleEnvironmentError
@@ -38,20 +39,21 @@ class ProbeModel:
         """The pid of the worker whose executor runs this, once per row."""
         return np.full(len(rows), os.getppid())
 '''
-PROBE_METADATA = f"Metadata-Version: 2.1\nName: {PROBE_DIST}\nVersion: 1.0\n"
+PROBE_VERSION = "1.0"  # in the probe's environment
+PROBE_METADATA = f"Metadata-Version: 2.1\nName: {PROBE_DIST}\nVersion: {{version}}\n"
 LOOSE = "giskard_loose_probe"  # a module that belongs to no distribution
 
 # The jobs below are this module's functions: the workers cannot import it.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
-def write_probe(site: Path) -> None:
+def write_probe(site: Path, version: str = PROBE_VERSION) -> None:
     """The probe package and its .dist-info (as pip would install it) in `site`."""
     (site / PROBE).mkdir(parents=True)
     (site / PROBE / "__init__.py").write_text(PROBE_SOURCE)
-    dist_info = site / "giskard_compat_probe-1.0.dist-info"
+    dist_info = site / f"giskard_compat_probe-{version}.dist-info"
     dist_info.mkdir()
-    (dist_info / "METADATA").write_text(PROBE_METADATA)
+    (dist_info / "METADATA").write_text(PROBE_METADATA.format(version=version))
     (dist_info / "top_level.txt").write_text(PROBE + "\n")
     (dist_info / "RECORD").write_text(f"{PROBE}/__init__.py,,\n")
 
@@ -110,18 +112,28 @@ def plain_environment() -> Path:
 
 
 @pytest.fixture
-def probe_importable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def probe_version() -> str:
+    """The probe's version here, where the jobs are pickled."""
+    return PROBE_VERSION
+
+
+@pytest.fixture
+def probe_importable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, probe_version: str
+) -> Iterator[None]:
     """The probe (with its .dist-info) and a loose module importable here, for pickling."""
-    write_probe(tmp_path / "probe-site")
+    write_probe(tmp_path / "probe-site", probe_version)
     (tmp_path / "loose").mkdir()
     (tmp_path / "loose" / f"{LOOSE}.py").write_text(
         "import os\n\n\ndef worker_pid():\n    return os.getppid()\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path / "probe-site"))
     monkeypatch.syspath_prepend(str(tmp_path / "loose"))
+    compat._version.cache_clear()  # the probe's version is this one's now
     yield
     for name in (PROBE, LOOSE):
         sys.modules.pop(name, None)
+    compat._version.cache_clear()
 
 
 @pytest.fixture
@@ -195,3 +207,27 @@ def test_a_pickle_that_fails_to_load_on_the_worker_says_how_the_environments_dif
     assert f"ModuleNotFoundError: No module named '{LOOSE}'" in message
     assert "pickled on Python" in message
     assert raised.value.remote_type == "IncompatibleEnvironment"
+
+
+@pytest.mark.parametrize("probe_version", ["0.9"])
+def test_a_job_run_where_a_version_differs_reports_the_difference(
+    probe_environment: Path,
+    probe_importable: None,
+    start_in: Callable[[str, str], WorkerProcess],
+    client: HubClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from giskard_compat_probe import ProbeModel
+
+    worker = start_in(str(probe_environment), "with-probe")
+    handle = client.submit_predict(ProbeModel(), np.zeros((3, 2)))
+    assert set(handle.result()) == {worker.process.pid}  # allowed: it loads
+    difference = Difference("with-probe", PROBE_DIST, "0.9", PROBE_VERSION, False)
+    assert handle.differences == [difference]
+    warned = [r.getMessage() for r in caplog.records if r.name == "giskard.client"]
+    assert warned == [
+        "A job ran on a worker with other versions than it was pickled with: "
+        f"{PROBE_DIST} 0.9 required, with-probe has {PROBE_VERSION} (may load)"
+    ]
+    client.predict(ProbeModel(), np.zeros((3, 2)))
+    assert len([r for r in caplog.records if r.name == "giskard.client"]) == 1  # said once

@@ -13,6 +13,7 @@ or the one named `worker=`, or those with all the `labels=` (or, on a hub starte
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -50,9 +51,13 @@ from giskard.rpc_errors import describe_rpc_error
 from giskard.tls import channel_security, explain_failure
 from giskard.worker.info import info_from_proto
 
+logger = logging.getLogger(__name__)
+
 DEADLINE_MARGIN_S = 10.0
 # Pickles whose requirements are remembered (by SHA-256): scanning a pickle is not free.
 REQUIREMENTS_REMEMBERED = 256
+# Version differences already warned about: each (worker, difference) is said once.
+DIFFERENCES_WARNED = 1024
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,7 @@ class HubClient:
         self._stub = client_pb2_grpc.PlatformStub(self._channel)
         self._admin = admin_pb2_grpc.AdminStub(self._channel)
         self._requirements: OrderedDict[str, compat.Requirements] = OrderedDict()
+        self._warned: OrderedDict[compat.Difference, None] = OrderedDict()
 
     def close(self) -> None:
         self._channel.close()
@@ -427,7 +433,20 @@ class HubClient:
         # stopped answering.
         deadline = None if timeout_s is None else wait_for_worker_s + timeout_s + DEADLINE_MARGIN_S
         events = self._stub.RunJob(request, metadata=self._metadata, timeout=deadline)
-        return JobHandle(events, self._error, on_progress)
+        return JobHandle(events, self._error, on_progress, self._warn_differences)
+
+    def _warn_differences(self, differences: list[compat.Difference]) -> None:
+        """One warning per (worker, difference) a job ran with: a version difference is
+        allowed, but may change what the model does."""
+        for diff in differences:
+            if diff in self._warned:
+                continue
+            self._warned[diff] = None
+            if len(self._warned) > DIFFERENCES_WARNED:
+                self._warned.popitem(last=False)
+            logger.warning(
+                "A job ran on a worker with other versions than it was pickled with: %s", diff
+            )
 
     def _call(self, method: Any, request: Any) -> Any:
         try:

@@ -29,6 +29,7 @@ from giskard.rpc.v1 import common_pb2
 
 ProgressCallback = Callable[[int, int], None]
 ErrorMapper = Callable[[grpc.RpcError], GiskardError]
+DifferencesCallback = Callable[[list[compat.Difference]], None]
 
 # The exception a failed job raises follows from its end reason alone.
 _ERRORS: dict[EndReason | None, type[JobError]] = {
@@ -47,7 +48,9 @@ class JobHandle:
 
     The result is read when `result()` is called, in the calling thread, which also runs
     `on_progress(done, total)` as the worker reports progress. `cancel()` may be called from
-    any thread: the hub tells the worker, which kills the job's process.
+    any thread: the hub tells the worker, which kills the job's process. Once it ended,
+    `differences` lists how the worker that ran it differs from where its pickles were made,
+    in ways that let it load them (other versions; giskard.compat).
     """
 
     def __init__(
@@ -55,10 +58,13 @@ class JobHandle:
         events: Any,
         errors: ErrorMapper,
         on_progress: ProgressCallback | None = None,
+        on_differences: DifferencesCallback | None = None,
     ) -> None:
         self._events = events  # the RunJob call: an iterator of JobEvent that can be cancelled
         self._errors = errors
         self._on_progress = on_progress
+        self._on_differences = on_differences
+        self.differences: list[compat.Difference] = []
         self._lock = threading.Lock()
         self._cancelled = False
         self._outcome: tuple[bool, Any] | None = None  # (succeeded, value or exception)
@@ -120,6 +126,7 @@ class JobHandle:
                     self.job_id = event.queued.job_id
                 elif kind == "end":
                     self._logs = event.end.logs.decode(errors="replace")
+                    self._note_differences(event.end)
                     return _outcome(event.end, result, self._logs)
         except grpc.RpcError as exc:
             if self._cancelled and exc.code() == grpc.StatusCode.CANCELLED:  # type: ignore[attr-defined]
@@ -129,6 +136,11 @@ class JobHandle:
         except GiskardError as exc:
             return False, exc
         return False, ProtocolError("the hub ended the job without a result")
+
+    def _note_differences(self, end: common_pb2.JobEnd) -> None:
+        self.differences = [compat.Difference.from_proto(d) for d in end.differences]
+        if self.differences and self._on_differences is not None:
+            self._on_differences(self.differences)
 
 
 def _outcome(end: common_pb2.JobEnd, result: bytearray, logs: str) -> tuple[bool, Any]:

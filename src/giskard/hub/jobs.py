@@ -81,6 +81,8 @@ class Job:
     progress: tuple[int, int] = (0, 0)
     was_queued: bool = False
     received_bytes: int = 0  # of its result, from its worker
+    # How the worker it was sent to differs from what its pickles need (not blocking).
+    differences: list[common_pb2.EnvironmentDifference] = field(default_factory=list)
     # Stopped when it ends, so that a finished job is not kept in memory until they fire.
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
     # Among `timers`: running while no connected worker may run it.
@@ -288,6 +290,8 @@ class JobBoard:
         del self._queue_of(job)[job]
         job.state, job.session, job.sent_at = JobState.RUNNING, session, time.time()
         job.worker_id = session.info.worker_id
+        needs = job.constraint.requirements
+        job.differences = [diff.to_proto() for diff in compat.differences(needs, session.info)]
         session.jobs[job.job_id] = job
         session.remember_sent({ref.sha256: ref.size for ref, _ in job_inputs(job.spec)})
         if job.was_queued:  # a job sent at once needs no event: it would only add latency
@@ -311,6 +315,7 @@ class JobBoard:
         if end is None:
             return
         event = client_pb2.JobEvent(end=end)
+        event.end.differences.extend(job.differences)  # a version difference is reported
         job.events.hold_logs(event.end)
         if behind_output:
             job.events.put(event)

@@ -227,15 +227,17 @@ class JobSuccess(_message.Message):
     def __init__(self, result: _Optional[_Union[ArtifactRef, _Mapping]] = ...) -> None: ...
 
 class JobEnd(_message.Message):
-    __slots__ = ("job_id", "success", "failure", "reason", "logs")
+    __slots__ = ("job_id", "success", "failure", "reason", "logs", "differences")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     SUCCESS_FIELD_NUMBER: _ClassVar[int]
     FAILURE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     LOGS_FIELD_NUMBER: _ClassVar[int]
+    DIFFERENCES_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     success: JobSuccess
     failure: JobFailure
     reason: EndReason
     logs: bytes
-    def __init__(self, job_id: _Optional[str] = ..., success: _Optional[_Union[JobSuccess, _Mapping]] = ..., failure: _Optional[_Union[JobFailure, _Mapping]] = ..., reason: _Optional[_Union[EndReason, str]] = ..., logs: _Optional[bytes] = ...) -> None: ...
+    differences: _containers.RepeatedCompositeFieldContainer[EnvironmentDifference]
+    def __init__(self, job_id: _Optional[str] = ..., success: _Optional[_Union[JobSuccess, _Mapping]] = ..., failure: _Optional[_Union[JobFailure, _Mapping]] = ..., reason: _Optional[_Union[EndReason, str]] = ..., logs: _Optional[bytes] = ..., differences: _Optional[_Iterable[_Union[EnvironmentDifference, _Mapping]]] = ...) -> None: ...
