@@ -334,6 +334,31 @@ def test_a_worker_connecting_takes_the_queued_jobs() -> None:
     run(scenario)
 
 
+def test_a_received_job_waits_for_a_worker_pinned_then_goes_or_ends_listed() -> None:
+    async def scenario() -> None:
+        hub = Parts()
+
+        def receive(job_id: str, wait_s: float) -> Job:
+            job = Job(job_id, common_pb2.JobSpec(call={}), JobEvents(hub.unread), inputs=[INPUT])
+            hub.board.receive(job, wait_s, lambda: "nobody came")
+            return job
+
+        at_once, patient = receive("now", 0), receive("later", 5)
+        assert end_of(at_once).reason == common_pb2.END_REASON_NO_WORKER
+        assert patient.state is JobState.WAITING and hub.store.pins[INPUT] == 2
+        session = await hub.connect()
+        assert patient.state is JobState.RUNNING and sent(session) == ["job later"]
+        hub.board.worker_ended(patient, success("later"))
+        await hub.registry.drain(session)  # no worker left that may run it
+        short = receive("short", 0.05)
+        await until(lambda: short.state is JobState.ENDED)
+        assert end_of(short).failure.message == "nobody came"
+        assert [job.reason for job in hub.board.recent][-1] == common_pb2.END_REASON_NO_WORKER
+        assert_released(hub, session)
+
+    run(scenario)
+
+
 def test_a_worker_that_does_not_read_fails_the_job() -> None:
     async def scenario() -> None:
         hub = Parts()
@@ -383,6 +408,35 @@ def test_a_job_past_the_unread_limit_is_stopped_on_its_worker_which_frees_the_sl
         await until(lambda: behind.state is JobState.RUNNING)
         assert job.state is JobState.ENDED and "j" not in session.jobs
         hub.board.worker_ended(behind, success("k"))
+        assert_released(hub, session)
+
+    run(scenario)
+
+
+def test_a_cancel_ends_a_queued_job_at_once_and_a_running_one_with_its_workers_end(
+    short_stop_grace: None,
+) -> None:
+    async def scenario() -> None:
+        hub = Parts()
+        session = await hub.connect()
+        running, queued = hub.submit("r"), hub.submit("q")
+        sent(session)
+        hub.board.cancel(queued)
+        assert end_of(queued).reason == common_pb2.END_REASON_CANCELLED
+        hub.board.cancel(running)
+        assert sent(session) == ["cancel r"] and running.state is JobState.RUNNING
+        stopped = common_pb2.JobEnd(
+            job_id="r", reason=common_pb2.END_REASON_CANCELLED, logs=b"before the cancel\n"
+        )
+        stopped.failure.type = "JobCancelled"
+        hub.board.worker_ended(running, stopped)
+        assert end_of(running).logs == b"before the cancel\n"  # the worker's end, as it came
+        assert_released(hub, session)
+
+        silent = hub.submit("s")  # its worker never confirms: the hub ends it after a grace
+        hub.board.cancel(silent)
+        await until(lambda: silent.state is JobState.ENDED)
+        assert end_of(silent).reason == common_pb2.END_REASON_CANCELLED
         assert_released(hub, session)
 
     run(scenario)

@@ -10,7 +10,7 @@ import remote_models
 from conftest import CONNECTED, WorkerProcess, wait_until
 
 from giskard.client import HubClient
-from giskard.errors import ExecutorCrashedError, JobError
+from giskard.errors import EndReason, ExecutorCrashedError, JobCancelledError, JobError
 from giskard.hub import Hub
 from giskard.hub.job_events import LOGS_DROPPED
 
@@ -120,3 +120,24 @@ def test_logs_beyond_what_the_hub_may_hold_unread_are_dropped_saying_so(
             assert big.result() == MIB // 13
             assert big.logs() == LOGS_DROPPED.decode()
             assert hub.unread_results.held_bytes == 0
+
+
+def test_a_job_cancelled_by_its_client_returns_what_it_wrote_before(
+    client: HubClient, connected_worker: WorkerProcess, tmp_path: Path
+) -> None:
+    def print_then_wait(marker: Path) -> None:
+        import time
+
+        print("before the cancel", flush=True)
+        marker.touch()
+        time.sleep(60)
+
+    marker = tmp_path / "printed"
+    handle = client.submit(print_then_wait, marker)
+    wait_until(marker.exists, 30, "the job to print")
+    assert handle.cancel()
+    with pytest.raises(JobCancelledError) as cancelled:
+        handle.result()
+    assert cancelled.value.logs == "before the cancel\n"
+    assert handle.logs() == "before the cancel\n" and handle.cancelled()
+    assert client.status()["recent"][-1]["reason"] is EndReason.CANCELLED

@@ -11,7 +11,7 @@ import pytest
 from conftest import CONNECTED, WorkerProcess, wait_until
 
 from giskard.client import HubClient
-from giskard.errors import EndReason, NoWorkerError
+from giskard.errors import EndReason, JobCancelledError, NoWorkerError
 from giskard.hub import Hub
 
 MIB = 1024**2
@@ -64,7 +64,18 @@ def test_every_end_of_a_wait_releases_the_input_and_is_listed_with_its_reason(
     handle = client.submit_call(len, [two_mib(1.0)], worker="later", wait_for_worker_s=60)
     wait_until(lambda: pinned(client) == 1, 10, "the waiting job to hold its input")
     assert handle.cancel()
-    wait_until(lambda: pinned(client) == 0, 10, "the cancelled job to release its input")
+    with pytest.raises(JobCancelledError):
+        handle.result()
+    assert pinned(client) == 0
     cancelled = client.status()["recent"][-1]
-    assert (cancelled["reason"], cancelled["detail"]) == (EndReason.CANCELLED, "ClientLeft")
+    assert (cancelled["reason"], cancelled["detail"]) == (EndReason.CANCELLED, "JobCancelled")
+
+    leaving = HubClient(client.address.target)
+    abandoned = leaving.submit_call(len, [two_mib(1.0)], worker="later", wait_for_worker_s=60)
+    wait_until(lambda: pinned(client) == 1, 10, "the waiting job to hold its input")
+    leaving.close()  # its client goes away, never reading `abandoned`
+    wait_until(lambda: pinned(client) == 0, 10, "the abandoned job to release its input")
+    assert abandoned.done()
+    left = client.status()["recent"][-1]
+    assert (left["reason"], left["detail"]) == (EndReason.CANCELLED, "ClientLeft")
     assert client.status()["store"]["size_bytes"] <= STORE_BYTES

@@ -14,6 +14,7 @@ or the one named `worker=`, or those with all the `labels=` (or, on a hub starte
 from __future__ import annotations
 
 import logging
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -426,14 +427,29 @@ class HubClient:
                 raise ValueError("timeout_s must be positive")
             spec.timeout_s = timeout_s
         spec.progress = on_progress is not None
+        # Ours, so that the handle can cancel the job before hearing from the hub.
+        job_id = uuid.uuid4().hex
         request = client_pb2.RunJobRequest(
-            spec=spec, wait_for_worker_s=wait_for_worker_s, **(target or {})
+            spec=spec, wait_for_worker_s=wait_for_worker_s, job_id=job_id, **(target or {})
         )
         # The hub and the worker enforce timeout_s; this deadline only covers a hub that
         # stopped answering.
         deadline = None if timeout_s is None else wait_for_worker_s + timeout_s + DEADLINE_MARGIN_S
         events = self._stub.RunJob(request, metadata=self._metadata, timeout=deadline)
-        return JobHandle(events, self._error, on_progress, self._warn_differences)
+        handle = JobHandle(events, self._error, on_progress, self._warn_differences)
+        handle.job_id = job_id
+        handle.ask_to_cancel = lambda: self._cancel_job(job_id)
+        return handle
+
+    def _cancel_job(self, job_id: str) -> bool:
+        """Ask the hub to cancel the job, whose stream then brings its end; False if the hub
+        did not take it (the job is over, or an older hub)."""
+        request = client_pb2.CancelJobRequest(job_id=job_id)
+        try:
+            self._stub.CancelJob(request, metadata=self._metadata, timeout=DEADLINE_MARGIN_S)
+        except grpc.RpcError:
+            return False
+        return True
 
     def _warn_differences(self, differences: list[compat.Difference]) -> None:
         """One warning per (worker, difference) a job ran with: a version difference is

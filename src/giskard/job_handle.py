@@ -48,7 +48,8 @@ class JobHandle:
 
     The result is read when `result()` is called, in the calling thread, which also runs
     `on_progress(done, total)` as the worker reports progress. `cancel()` may be called from
-    any thread: the hub tells the worker, which kills the job's process. Once it ended,
+    any thread: the hub tells the worker, which kills the job's process; the job's end then
+    comes as any other, with what the job wrote until then. Once it ended,
     `differences` lists how the worker that ran it differs from where its pickles were made,
     in ways that let it load them (other versions; giskard.compat).
     """
@@ -71,6 +72,9 @@ class JobHandle:
         self._logs = ""
         self.job_id = ""
         self.worker_id = ""
+        # Asks the hub to cancel the job and send its end; False if it did not take it (then
+        # `cancel` cancels the call, and the job's end is not heard).
+        self.ask_to_cancel: Callable[[], bool] = lambda: False
 
     def result(self) -> Any:
         """The job's result; raises the JobError its end reason says (JobTimeoutError,
@@ -96,7 +100,8 @@ class JobHandle:
         if self._outcome is not None or self._events.done():
             return False
         self._cancelled = True
-        self._events.cancel()
+        if not self.ask_to_cancel():
+            self._events.cancel()
         return True
 
     def cancelled(self) -> bool:

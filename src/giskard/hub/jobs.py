@@ -6,6 +6,7 @@
     QUEUED   ── client leaves, timeout, no worker, not reading ──► ENDED
     RUNNING  ── worker ends it, hub gives up, worker lost ───────► ENDED    (slot freed)
     RUNNING  ── client leaves, unread limit (cancel sent) ───────► STOPPING (slot kept)
+    RUNNING  ── client cancels: worker ends it, or past a grace ─► ENDED    (slot freed)
     STOPPING ── worker ends it, hub gives up, worker lost ───────► ENDED    (slot freed)
 
 A job's inputs are pinned from its arrival (`receive`), so that a job waiting for a worker
@@ -117,6 +118,10 @@ def _failure(
     return common_pb2.JobEnd(job_id=job.job_id, failure=failure, reason=reason)
 
 
+def _cancelled(job: Job, message: str) -> common_pb2.JobEnd:
+    return _failure(job, common_pb2.END_REASON_CANCELLED, "JobCancelled", message)
+
+
 def _incompatible_end(
     job_id: str, constraint: Constraint, sessions: Sequence[Candidate]
 ) -> common_pb2.JobEnd | None:
@@ -152,6 +157,8 @@ class JobBoard:
         # the others once no worker has a slot left.
         self._queue: dict[Job, None] = {}
         self._slotless: dict[Job, None] = {}
+        # The received jobs waiting for a worker to connect, each with what says why none did.
+        self._waiting: dict[Job, Callable[[], str]] = {}
         self._no_worker_grace_s = no_worker_grace_s
         self._recent: deque[client_pb2.EndedJob] = deque(maxlen=RECENT_JOBS)
         self._routing = routing
@@ -166,29 +173,27 @@ class JobBoard:
         """The last RECENT_JOBS jobs that ended, the latest last."""
         return list(self._recent)
 
-    def receive(self, job: Job) -> None:
-        """The job arrived: its inputs are pinned from now until it ends, even while it
-        waits for a worker to connect, so that the store does not evict them meanwhile."""
-        for sha in job.inputs:
-            self._store.pin(sha)
-        job.state, job.submitted_at = JobState.WAITING, time.time()
-
-    def refuse(self, job: Job, no_worker: str) -> None:
-        """No worker may run the received job: it ends as incompatible if workers it asks for
-        are connected but cannot load it, else as finding no worker (`no_worker` says so)."""
-        if job.state is not JobState.WAITING:
-            return
-        end = self._unservable_end(job, no_worker)
-        logger.info("Job %s refused: %s", job.job_id, printable(end.failure.message))
-        self._end(job, end)
+    def receive(self, job: Job, wait_for_worker_s: float, no_worker: Callable[[], str]) -> None:
+        """The job arrived: its inputs are pinned from now until it ends. It is submitted once
+        a worker that may run it is connected, waiting up to `wait_for_worker_s` for one;
+        then, or at once if the workers it asks for are there but cannot load it, it ends as
+        incompatible or as finding no worker (`no_worker()` says why)."""
+        self._pin(job)
+        sessions = self._registry.in_connection_order
+        if may_run(job.constraint, sessions):
+            self.submit(job)
+        elif wait_for_worker_s > 0 and not incompatibilities(job.constraint, sessions):
+            self._waiting[job] = no_worker
+            self._start_timer(job, wait_for_worker_s, self._wait_over)
+        else:
+            self._refuse(job, no_worker())
 
     def submit(self, job: Job) -> None:
-        """Queue `job`, received here unless it was (it goes out at once if a worker has
-        room). Its spec's timeout counts from now."""
+        """Queue `job` (received or not); it goes out at once if a worker has room. Its spec's
+        timeout counts from now."""
         if job.state is JobState.NEW:
-            self.receive(job)
-        if job.state is not JobState.WAITING:
-            return  # it ended while it waited
+            self._pin(job)
+        _stop_timers(job)  # of its wait for a worker
         job.state = JobState.QUEUED
         if job.spec.timeout_s:
             job.deadline = time.monotonic() + job.spec.timeout_s
@@ -211,7 +216,29 @@ class JobBoard:
         for job, session in route(queued, sessions, self._routing):
             self._send(job, session)
 
+    def _pin(self, job: Job) -> None:
+        """From its arrival, so that the store does not evict what it waits for a worker with."""
+        for sha in job.inputs:
+            self._store.pin(sha)
+        job.state, job.submitted_at = JobState.WAITING, time.time()
+
+    def _wait_over(self, job: Job) -> None:
+        if job.state is JobState.WAITING:
+            self._refuse(job, self._waiting[job]())
+
+    def _refuse(self, job: Job, no_worker: str) -> None:
+        """No worker may run the received job: it ends as incompatible if workers it asks for
+        are connected but cannot load it, else as finding no worker (`no_worker` says so)."""
+        end = self._unservable_end(job, no_worker)
+        logger.info("Job %s refused: %s", job.job_id, printable(end.failure.message))
+        self._end(job, end)
+
     def _workers_changed(self) -> None:
+        # A worker came: the jobs waiting for one that may run them go to the queue.
+        sessions = self._registry.in_connection_order
+        for job in [job for job in self._waiting if may_run(job.constraint, sessions)]:
+            del self._waiting[job]
+            self.submit(job)
         # Only a change of the workers (one came, left, paused...) changes which queued jobs
         # some worker may run: the no-worker timers are looked at then, not at every job end.
         self._watch_for_no_worker(
@@ -266,6 +293,16 @@ class JobBoard:
         # A result stream waiting for room in its events must not wait forever.
         job.events.discard_pending()
 
+    def cancel(self, job: Job) -> None:
+        """Its client cancels it and waits for its end: a job not sent yet ends now; a sent
+        one is stopped on its worker, whose end (with what the job wrote) goes to the client,
+        or the hub's own if it does not come within STOP_GRACE_S."""
+        if job.state in (JobState.WAITING, JobState.QUEUED):
+            self._end(job, _cancelled(job, "the job was cancelled"))
+        elif job.state is JobState.RUNNING:
+            self._cancel_on_worker(job)
+            self._start_timer(job, STOP_GRACE_S, self._cancel_unconfirmed)
+
     def session_lost(self, session: WorkerSession, reason: str) -> None:
         """The worker is gone: its jobs fail."""
         for job in list(session.jobs.values()):
@@ -306,6 +343,7 @@ class JobBoard:
             return
         if job.state is JobState.QUEUED:
             del self._queue_of(job)[job]
+        self._waiting.pop(job, None)
         job.state = JobState.STOPPING if job.session is not None else JobState.ENDED
         _stop_timers(job)
         for sha in job.inputs:
@@ -375,6 +413,15 @@ class JobBoard:
         tell it to, and give up on it (freeing the slot) if it does not."""
         self._cancel_on_worker(job)
         self._start_timer(job, STOP_GRACE_S, self._give_up)
+
+    def _cancel_unconfirmed(self, job: Job) -> None:
+        """The worker did not end a job its client cancelled: free its slot anyway."""
+        if job.state is not JobState.RUNNING:
+            return
+        self._free_slot(job)
+        message = "the job was cancelled; its worker did not confirm that it stopped"
+        self._end(job, _cancelled(job, message))
+        self.pump()
 
     def _cancel_on_worker(self, job: Job) -> None:
         assert job.session is not None

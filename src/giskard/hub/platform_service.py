@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import re
 import uuid
 from collections.abc import AsyncIterator
 
@@ -19,7 +20,7 @@ from giskard.hub.decoding import UNDECODABLE
 from giskard.hub.job_events import JobEvents, UnreadResults
 from giskard.hub.jobs import Job, JobBoard
 from giskard.hub.registry import WorkerRegistry, WorkerSession
-from giskard.hub.routing import Constraint, incompatibilities
+from giskard.hub.routing import Constraint
 from giskard.job_inputs import job_inputs
 from giskard.labels import check_labels, check_name
 from giskard.protocol import INLINE_MAX_BYTES
@@ -29,6 +30,8 @@ from giskard.sizes import format_size
 logger = logging.getLogger(__name__)
 
 MAX_ARTIFACT_BYTES = 16 * 1024**3
+# A job's id, chosen by its client or the hub: one word, printable in logs and status.
+JOB_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 LIST_REPLY_MAX_BYTES = 3 * 1024 * 1024
 
 
@@ -48,6 +51,8 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
         self._store = store
         self._auth = auth
         self._address = address
+        # The jobs whose RunJob call is open, by id, with the name of the key that sent them.
+        self._calls: dict[str, tuple[Job, str]] = {}
 
     async def ListWorkers(
         self, request: client_pb2.ListWorkersRequest, context: grpc.aio.ServicerContext
@@ -137,6 +142,49 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
     ) -> AsyncIterator[client_pb2.JobEvent]:
         key = await self._auth.require(context, ["client"], "submit jobs")
         spec = request.spec
+        inputs = await self._inputs(spec, context)
+        constraint = await self._constraint(request, context)
+        job_id = request.job_id or uuid.uuid4().hex
+        if not JOB_ID.fullmatch(job_id) or job_id in self._calls:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "job_id must be 8 to 64 of [A-Za-z0-9_-], not that of a running job",
+            )
+        events = JobEvents(self._unread)
+        job = Job(job_id, spec, events, inputs=inputs, constraint=constraint)
+        # From here to the end of the call, the job may be cancelled by its id (CancelJob).
+        self._calls[job_id] = (job, key.name)
+        forget = self._auth.on_revoke(key, lambda: events.interrupt(None))
+        try:
+            self._jobs.receive(job, request.wait_for_worker_s, lambda: self._no_worker(constraint))
+            while (event := await events.next()) is not None:
+                yield event
+                if event.WhichOneof("kind") == "end":
+                    return
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "the API key was revoked")
+        finally:
+            forget()
+            del self._calls[job_id]
+            # The client has its end, or cancelled, or went away (then the worker stops it).
+            self._jobs.withdraw(job)
+
+    async def CancelJob(
+        self, request: client_pb2.CancelJobRequest, context: grpc.aio.ServicerContext
+    ) -> client_pb2.CancelJobReply:
+        key = await self._auth.require(context, ["client"], "cancel jobs")
+        job, submitter = self._calls.get(request.job_id, (None, ""))
+        # Another key's job is answered as absent: its ids are none of this caller's business.
+        if job is None or submitter != key.name:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no such job running for this key")
+        assert job is not None
+        self._jobs.cancel(job)
+        return client_pb2.CancelJobReply()
+
+    async def _inputs(
+        self, spec: common_pb2.JobSpec, context: grpc.aio.ServicerContext
+    ) -> list[str]:
+        """The SHA-256 of the inputs the job needs from the store; aborts the call if the spec
+        is not one to run or the store lacks one of them."""
         if spec.WhichOneof("kind") is None:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the job has no kind")
         if spec.timeout_s < 0 or not math.isfinite(spec.timeout_s):
@@ -153,33 +201,7 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
                 f"the hub does not hold the job's input(s) {names} (never uploaded, or evicted"
                 " from its store since): upload them again (HubClient.put)",
             )
-        constraint = await self._constraint(request, context)
-        events = JobEvents(self._unread)
-        job = Job(uuid.uuid4().hex, spec, events, inputs=inputs, constraint=constraint)
-        forget = self._auth.on_revoke(key, lambda: events.interrupt(None))
-        try:
-            self._jobs.receive(job)
-            if await self._worker_may_come(constraint, request.wait_for_worker_s):
-                self._jobs.submit(job)
-            else:
-                self._jobs.refuse(job, self._no_worker(constraint))
-            while (event := await events.next()) is not None:
-                yield event
-                if event.WhichOneof("kind") == "end":
-                    return
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "the API key was revoked")
-        finally:
-            forget()
-            # The client has its end, or cancelled, or went away (then the worker stops it).
-            self._jobs.withdraw(job)
-
-    async def _worker_may_come(self, constraint: Constraint, wait_for_worker_s: float) -> bool:
-        """Whether a worker that may run a job of `constraint` is connected, waiting for one
-        up to `wait_for_worker_s`; no wait when the workers asked for are there but cannot
-        load the job."""
-        unloadable = incompatibilities(constraint, self._registry.sessions)
-        wait_s = 0.0 if unloadable else wait_for_worker_s
-        return await self._registry.wait_for_worker(constraint, wait_s)
+        return inputs
 
     async def _constraint(
         self, request: client_pb2.RunJobRequest, context: grpc.aio.ServicerContext

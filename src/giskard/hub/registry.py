@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
 from giskard.display import printable
-from giskard.hub.routing import LATEST, Constraint, active_session, may_run
+from giskard.hub.routing import LATEST, active_session
 from giskard.rpc.v1 import common_pb2, worker_pb2
 
 if TYPE_CHECKING:
@@ -162,7 +162,6 @@ class WorkerRegistry:
         self.policy = policy
         self._sessions: list[WorkerSession] = []
         self._pauses = RememberedPauses()
-        self._changed = asyncio.Condition()
         # Called whenever the workers change (jobs.JobBoard routes queued jobs then).
         self.on_change: Callable[[], None] = lambda: None
 
@@ -253,22 +252,6 @@ class WorkerRegistry:
                 return session
         return None
 
-    async def wait_for_worker(self, constraint: Constraint, timeout_s: float) -> bool:
-        """Whether a worker that takes jobs and meets `constraint` is connected, waiting up to
-        `timeout_s` for one."""
-
-        def found() -> bool:
-            return may_run(constraint, self._sessions)
-
-        if found() or timeout_s <= 0:
-            return found()
-        async with self._changed:
-            try:
-                await asyncio.wait_for(self._changed.wait_for(found), timeout_s)
-            except TimeoutError:
-                return False
-        return True
-
     async def _promote_if(self, was_active: bool) -> None:
         successor = self.active
         if was_active and successor is not None and self.policy == LATEST:
@@ -278,8 +261,6 @@ class WorkerRegistry:
 
     async def _notify(self) -> None:
         self.on_change()
-        async with self._changed:
-            self._changed.notify_all()
 
 
 class UnknownWorkerError(LookupError):

@@ -106,7 +106,7 @@ class Upload(_message.Message):
     def __init__(self, ref: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class RunJobRequest(_message.Message):
-    __slots__ = ("spec", "wait_for_worker_s", "worker", "labels")
+    __slots__ = ("spec", "wait_for_worker_s", "worker", "labels", "job_id")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -118,11 +118,23 @@ class RunJobRequest(_message.Message):
     WAIT_FOR_WORKER_S_FIELD_NUMBER: _ClassVar[int]
     WORKER_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
     spec: _common_pb2.JobSpec
     wait_for_worker_s: float
     worker: str
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, spec: _Optional[_Union[_common_pb2.JobSpec, _Mapping]] = ..., wait_for_worker_s: _Optional[float] = ..., worker: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    job_id: str
+    def __init__(self, spec: _Optional[_Union[_common_pb2.JobSpec, _Mapping]] = ..., wait_for_worker_s: _Optional[float] = ..., worker: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., job_id: _Optional[str] = ...) -> None: ...
+
+class CancelJobRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class CancelJobReply(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class JobQueued(_message.Message):
     __slots__ = ("job_id", "position")

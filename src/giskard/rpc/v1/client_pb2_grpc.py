@@ -55,6 +55,11 @@ class PlatformStub:
                 request_serializer=giskard_dot_rpc_dot_v1_dot_client__pb2.RunJobRequest.SerializeToString,
                 response_deserializer=giskard_dot_rpc_dot_v1_dot_client__pb2.JobEvent.FromString,
                 _registered_method=True)
+        self.CancelJob = channel.unary_unary(
+                '/giskard.rpc.v1.Platform/CancelJob',
+                request_serializer=giskard_dot_rpc_dot_v1_dot_client__pb2.CancelJobRequest.SerializeToString,
+                response_deserializer=giskard_dot_rpc_dot_v1_dot_client__pb2.CancelJobReply.FromString,
+                _registered_method=True)
 
 
 class PlatformServicer:
@@ -90,6 +95,15 @@ class PlatformServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CancelJob(self, request, context):
+        """Cancels a job the caller's key submitted, keeping its RunJob stream open: the hub tells
+        its worker, and the stream ends with the worker's cancelled end (with what the job wrote
+        until then) or, if the worker does not confirm within a few seconds, the hub's own.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PlatformServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -112,6 +126,11 @@ def add_PlatformServicer_to_server(servicer, server):
                     servicer.RunJob,
                     request_deserializer=giskard_dot_rpc_dot_v1_dot_client__pb2.RunJobRequest.FromString,
                     response_serializer=giskard_dot_rpc_dot_v1_dot_client__pb2.JobEvent.SerializeToString,
+            ),
+            'CancelJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelJob,
+                    request_deserializer=giskard_dot_rpc_dot_v1_dot_client__pb2.CancelJobRequest.FromString,
+                    response_serializer=giskard_dot_rpc_dot_v1_dot_client__pb2.CancelJobReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -222,6 +241,33 @@ class Platform:
             '/giskard.rpc.v1.Platform/RunJob',
             giskard_dot_rpc_dot_v1_dot_client__pb2.RunJobRequest.SerializeToString,
             giskard_dot_rpc_dot_v1_dot_client__pb2.JobEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/giskard.rpc.v1.Platform/CancelJob',
+            giskard_dot_rpc_dot_v1_dot_client__pb2.CancelJobRequest.SerializeToString,
+            giskard_dot_rpc_dot_v1_dot_client__pb2.CancelJobReply.FromString,
             options,
             channel_credentials,
             insecure,
