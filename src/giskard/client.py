@@ -331,8 +331,9 @@ class HubClient:
         return _key_info(self._call(self._admin.RevokeKey, admin_pb2.RevokeKeyRequest(name=name)))
 
     def pause_worker(self, worker: str) -> dict[str, Any]:
-        """Stop sending jobs to a connected worker until `resume_worker` (admin only). `worker`
-        is a prefix of its `worker_id` or its `pid@hostname`; returns its info."""
+        """Stop sending jobs to a connected worker until `resume_worker` (admin only), even if
+        it reconnects or restarts meanwhile. `worker` is its name, a prefix of its
+        `worker_id` or its `pid@hostname`; returns its info."""
         return self._control_worker(worker, worker_pb2.Control.PAUSE)
 
     def resume_worker(self, worker: str) -> dict[str, Any]:
