@@ -37,11 +37,15 @@ def pid() -> int:
     return os.getppid()
 
 
-def timed_nap(seconds: float) -> dict:
-    """Where and when the job ran, by its own clock."""
-    began = time.time()
-    time.sleep(seconds)
-    return {"pid": os.getppid(), "began": began, "ended": time.time()}
+def meet(rendezvous: str, others: int) -> dict:
+    """Where the job ran, and whether `others` other jobs were running at the same time: each
+    leaves its mark in `rendezvous`, then waits (30 s at most) to see theirs."""
+    marks = Path(rendezvous)
+    (marks / str(os.getpid())).touch()
+    deadline = time.monotonic() + 30
+    while len(list(marks.iterdir())) <= others and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return {"pid": os.getppid(), "met": len(list(marks.iterdir())) > others}
 
 
 def pid_and_rows(frame: pd.DataFrame) -> list[int]:
@@ -250,17 +254,17 @@ def spread_hub() -> Iterator[Hub]:
 
 
 def test_spread_runs_jobs_on_both_workers_at_once(
-    spread_hub: Hub, start_worker: Callable[..., WorkerProcess]
+    spread_hub: Hub, start_worker: Callable[..., WorkerProcess], tmp_path: Path
 ) -> None:
     first = connected(start_worker(*hub_args(spread_hub), "--name", "one"))
     second = connected(start_worker(*hub_args(spread_hub), "--name", "two"))
     with HubClient(spread_hub.address) as client:
         assert all(w["active"] for w in client.workers())
-        handles = [client.submit(timed_nap, 2.0) for _ in range(2)]
+        # Each worker runs one job at a time: the two jobs meet only if both workers run.
+        handles = [client.submit(meet, str(tmp_path), 1, timeout_s=60) for _ in range(2)]
         runs = [handle.result() for handle in handles]
     assert {run["pid"] for run in runs} == {first.process.pid, second.process.pid}
-    overlap_s = min(run["ended"] for run in runs) - max(run["began"] for run in runs)
-    assert overlap_s > 1.0, runs
+    assert all(run["met"] for run in runs), runs
 
 
 def test_spread_sends_a_job_to_the_worker_that_holds_its_big_input(
