@@ -55,6 +55,8 @@ from giskard.worker.info import info_from_proto
 logger = logging.getLogger(__name__)
 
 DEADLINE_MARGIN_S = 10.0
+# A cancel falls back to closing the job's stream if the hub has not taken it by then.
+CANCEL_TIMEOUT_S = 3.0
 # Pickles whose requirements are remembered (by SHA-256): scanning a pickle is not free.
 REQUIREMENTS_REMEMBERED = 256
 # Version differences already warned about: each (worker, difference) is said once.
@@ -447,7 +449,7 @@ class HubClient:
         did not take it (the job is over, or an older hub)."""
         request = client_pb2.CancelJobRequest(job_id=job_id)
         try:
-            self._stub.CancelJob(request, metadata=self._metadata, timeout=DEADLINE_MARGIN_S)
+            self._stub.CancelJob(request, metadata=self._metadata, timeout=CANCEL_TIMEOUT_S)
         except grpc.RpcError:
             return False
         return True
