@@ -42,10 +42,17 @@ class CountingStore(ArtifactStore):
 class Parts:
     """A job board with its registry and store, wired as the hub wires them."""
 
-    def __init__(self, no_worker_grace_s: float = 30.0, unread_max_bytes: int = 1024) -> None:
+    def __init__(
+        self,
+        no_worker_grace_s: float = 30.0,
+        unread_max_bytes: int = 1024,
+        reattach_grace_s: float = 30.0,
+    ) -> None:
         self.registry = WorkerRegistry()
         self.store = CountingStore()
-        self.board = JobBoard(self.registry, self.store, no_worker_grace_s)
+        self.board = JobBoard(
+            self.registry, self.store, no_worker_grace_s, reattach_grace_s=reattach_grace_s
+        )
         self.unread = UnreadResults(unread_max_bytes)
 
     async def connect(self, concurrency: int = 1, prefetch: int = 0) -> WorkerSession:

@@ -49,6 +49,14 @@ def start(
         help="latest: of the workers that may run a job, the latest connected gets it;"
         " spread: spread jobs over them (free slots, then cached inputs, then load).",
     ),
+    reattach_grace: float = typer.Option(
+        30.0,
+        "--reattach-grace",
+        min=0,
+        metavar="SECONDS",
+        help="How long the jobs of a worker whose connection dropped wait for it to come"
+        " back (0: they fail at once as worker_lost).",
+    ),
 ) -> None:
     """Run a hub in the foreground until Ctrl-C or SIGTERM.
 
@@ -82,7 +90,15 @@ def start(
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        await Hub(host, port, tls=certificate, insecure=insecure, routing=routing).serve(stop)
+        hub = Hub(
+            host,
+            port,
+            tls=certificate,
+            insecure=insecure,
+            routing=routing,
+            reattach_grace_s=reattach_grace,
+        )
+        await hub.serve(stop)
 
     asyncio.run(serve())
 

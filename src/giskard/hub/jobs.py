@@ -8,6 +8,8 @@
     RUNNING  ── client leaves, unread limit (cancel sent) ───────► STOPPING (slot kept)
     RUNNING  ── client cancels: worker ends it, or past a grace ─► ENDED    (slot freed)
     STOPPING ── worker ends it, hub gives up, worker lost ───────► ENDED    (slot freed)
+    RUNNING, STOPPING ── its worker's connection drops ──► the same, on the worker's next
+                         session within the reattach grace (or worker lost)
 
 A job's inputs are pinned from its arrival (`receive`), so that a job waiting for a worker
 to connect does not lose them. It has exactly one end, whichever path comes first (`_end`):
@@ -30,7 +32,7 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from giskard import compat
@@ -52,6 +54,8 @@ STOP_GRACE_S = 3.0
 NO_WORKER_GRACE_S = 30.0
 # How many ended jobs the hub remembers for its status (`giskard hub workers`).
 RECENT_JOBS = 100
+# How long the jobs of a worker whose connection dropped wait for it to come back.
+REATTACH_GRACE_S = 30.0
 
 
 class JobState(enum.Enum):
@@ -148,8 +152,10 @@ class JobBoard:
         store: ArtifactStore,
         no_worker_grace_s: float = NO_WORKER_GRACE_S,
         routing: str = LATEST,
+        reattach_grace_s: float = REATTACH_GRACE_S,
     ) -> None:
-        """`routing`: the policy of routing.route, "latest" or "spread"."""
+        """`routing`: the policy of routing.route, "latest" or "spread". `reattach_grace_s`:
+        how long the jobs of a session whose connection dropped wait for their worker."""
         self._registry = registry
         self._store = store
         # Queue order; dicts so that a job leaves them in O(1) from anywhere. Jobs that need
@@ -162,6 +168,9 @@ class JobBoard:
         self._no_worker_grace_s = no_worker_grace_s
         self._recent: deque[client_pb2.EndedJob] = deque(maxlen=RECENT_JOBS)
         self._routing = routing
+        self._reattach_grace_s = reattach_grace_s
+        # Sessions whose connection dropped with jobs, each with the timer that fails them.
+        self._detached: dict[WorkerSession, asyncio.TimerHandle] = {}
         registry.on_change = self._workers_changed
 
     @property
@@ -305,9 +314,84 @@ class JobBoard:
 
     def session_lost(self, session: WorkerSession, reason: str) -> None:
         """The worker is gone: its jobs fail."""
+        timer = self._detached.pop(session, None)
+        if timer is not None:
+            timer.cancel()
         for job in list(session.jobs.values()):
             self._free_slot(job)
             self._end(job, _failure(job, common_pb2.END_REASON_WORKER_LOST, "WorkerLost", reason))
+
+    def detach(self, session: WorkerSession, reason: str) -> None:
+        """The session's connection dropped: its jobs keep their state and slots, waiting for
+        the worker to come back (`reattach`) within the grace, then fail as worker lost (at
+        once, for `reason`, without a grace)."""
+        if not session.jobs:
+            return
+        grace_s = self._reattach_grace_s
+        if grace_s <= 0:
+            self.session_lost(session, reason)
+            return
+        loop = asyncio.get_running_loop()
+        self._detached[session] = loop.call_later(grace_s, self._not_back, session)
+        logger.info(
+            "Keeping %d job(s) of worker %s for %.0f s, until it reconnects",
+            len(session.jobs),
+            printable(session.name),
+            grace_s,
+        )
+
+    def reattach(self, session: WorkerSession, held: Collection[str]) -> list[str]:
+        """A worker's new session, before it takes jobs: of the jobs of its earlier session
+        (dropped, noticed or not), those it still `held` go on with it, keeping their slots;
+        the others fail as worker lost. The ids of the jobs reattached."""
+        holder = self._registry.named(session.name)
+        if holder is not None and not holder.is_same_worker(session):
+            return []  # another worker has the name: the registry refuses this session
+        earlier = [old for old in self._detached if old.is_same_worker(session)]
+        earlier += [holder] if holder is not None else []
+        reattached: list[str] = []
+        lost = 0
+        for old in earlier:
+            timer = self._detached.pop(old, None)
+            if timer is not None:
+                timer.cancel()
+            for job in list(old.jobs.values()):
+                why = _not_reattached(job, held, old)
+                if why is None:
+                    self._move(job, session)
+                    reattached.append(job.job_id)
+                    continue
+                lost += not job.ended
+                self._free_slot(job)
+                self._end(job, _failure(job, common_pb2.END_REASON_WORKER_LOST, "WorkerLost", why))
+        if earlier:
+            logger.info(
+                "Worker %s reconnected; %d job(s) reattached, %d lost",
+                printable(session.name),
+                len(reattached),
+                lost,
+            )
+        return reattached
+
+    def closing(self) -> None:
+        """The hub stops: the jobs waiting for their worker to come back fail now."""
+        self._reattach_grace_s = 0
+        for session in list(self._detached):
+            self.session_lost(session, "the hub stopped while the worker was away")
+
+    def _not_back(self, session: WorkerSession) -> None:
+        grace_s = self._reattach_grace_s
+        reason = f"the worker {session.describe()} did not come back within {grace_s:g} s"
+        self.session_lost(session, reason)
+
+    def _move(self, job: Job, session: WorkerSession) -> None:
+        """Its slot moves to its worker's new session."""
+        assert job.session is not None
+        del job.session.jobs[job.job_id]
+        job.session, job.worker_id = session, session.info.worker_id
+        session.jobs[job.job_id] = job
+        if job.state is JobState.STOPPING:
+            self._cancel_on_worker(job)  # the first cancel may have gone with the connection
 
     def _send(self, job: Job, session: WorkerSession) -> None:
         spec = job.spec
@@ -472,6 +556,17 @@ class JobBoard:
         # Workers it asked for may be there, unable to load it: then that is why it ends.
         end = _incompatible_end(job.job_id, job.constraint, self._registry.sessions)
         return end or _failure(job, common_pb2.END_REASON_NO_WORKER, "NoWorker", no_worker)
+
+
+def _not_reattached(job: Job, held: Collection[str], old: WorkerSession) -> str | None:
+    """Why `job` cannot go on with its worker's new session, which holds `held`; None if it
+    can."""
+    if job.job_id not in held:
+        return f"the worker {old.describe()} came back without the job"
+    if job.received_bytes:
+        # The worker cannot resume the stream from where it broke: better fail than corrupt.
+        return "the connection to the worker dropped while it sent the job's result"
+    return None
 
 
 def _stop_timers(job: Job) -> None:

@@ -51,6 +51,8 @@ class WorkerSession:
     # The jobs holding its slots, in the order they were sent; written by jobs.JobBoard only.
     jobs: dict[str, Job] = field(default_factory=dict)
     draining: bool = False
+    # The hub ended its stream (refused, replaced, revoked): its jobs cannot come back.
+    ended_by_hub: bool = False
     paused: bool = False  # by an admin (ControlWorker): connected, but gets no new jobs
     concurrency: int = 1
     prefetch: int = 0

@@ -19,7 +19,7 @@ from giskard.hub.artifacts import DEFAULT_MAX_BYTES, ArtifactStore
 from giskard.hub.auth import Authenticator
 from giskard.hub.decoding import DecodingInterceptor
 from giskard.hub.job_events import UNREAD_RESULTS_MAX_BYTES, UnreadResults
-from giskard.hub.jobs import JobBoard
+from giskard.hub.jobs import REATTACH_GRACE_S, JobBoard
 from giskard.hub.keys import KeyStore, ensure_local_admin_key
 from giskard.hub.local_socket import LocalSocket
 from giskard.hub.platform_service import PlatformService
@@ -54,12 +54,15 @@ class Hub:
         max_artifact_bytes: int = DEFAULT_MAX_BYTES,
         max_unread_result_bytes: int = UNREAD_RESULTS_MAX_BYTES,
         routing: str = LATEST,
+        reattach_grace_s: float = REATTACH_GRACE_S,
     ) -> None:
         """`tls`: serve TLS with this certificate. Without it, a hub may listen only on
         loopback, unless `insecure`. `max_unread_result_bytes`: what the hub holds of
         results their clients have not read yet, all jobs together (see UnreadResults).
         `routing`: "latest" (the latest connected worker that may run a job gets it) or
-        "spread" (over every worker that may run it; see hub.routing)."""
+        "spread" (over every worker that may run it; see hub.routing). `reattach_grace_s`:
+        how long the jobs of a worker whose connection dropped wait for it to reconnect and
+        reattach them, before they fail as worker lost (0: at once)."""
         if routing not in POLICIES:
             raise UsageError(f"unknown routing {routing!r}: use {' or '.join(POLICIES)}")
         host = validate_host(host)
@@ -75,6 +78,8 @@ class Hub:
         self.admin_key = ""  # the local admin key, known once serving
         self._max_artifact_bytes = max_artifact_bytes
         self.routing = routing
+        self.reattach_grace_s = reattach_grace_s
+        self._jobs: JobBoard | None = None
         self.unread_results = UnreadResults(max_unread_result_bytes)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -111,6 +116,8 @@ class Hub:
         finally:
             watcher.cancel()
             logger.info("Hub stopping")
+            if self._jobs is not None:
+                self._jobs.closing()
             await _close(server, local_socket, grace_s=STOP_GRACE_S)
 
     def _add_services(self, server: grpc.aio.Server) -> Authenticator:
@@ -119,7 +126,9 @@ class Hub:
         auth = Authenticator(keys)
         registry = WorkerRegistry(self.routing)
         store = ArtifactStore(self._max_artifact_bytes)
-        jobs = JobBoard(registry, store, routing=self.routing)
+        self._jobs = jobs = JobBoard(
+            registry, store, routing=self.routing, reattach_grace_s=self.reattach_grace_s
+        )
         worker_service = WorkerHubService(registry, jobs, store, auth)
         worker_pb2_grpc.add_WorkerHubServicer_to_server(worker_service, server)
         platform = PlatformService(registry, jobs, store, auth, self.address, self.unread_results)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -80,7 +80,8 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
         )
         if not session.info.name:  # a worker that does not name itself gets a unique name
             session.info.name = f"worker-{secrets.token_hex(4)}"
-        refusal = await self._register(session)
+        reattached: list[str] = []
+        refusal = await self._register(session, hello.held_jobs, reattached)
         if refusal is not None:
             yield worker_pb2.HubMessage(refusal=refusal)
             return
@@ -101,6 +102,7 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
                 hub_version=__version__,
                 active=active,
                 session_id=session.session_id,
+                reattached=reattached,
             )
             yield worker_pb2.HubMessage(welcome=welcome)
             reader = asyncio.create_task(self._read_messages(request_iterator, session))
@@ -111,13 +113,26 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
             if reader is not None:
                 reader.cancel()
             await self._registry.remove(session)
-            reason = f"the worker {session.describe()} disconnected during the job"
-            self._jobs.session_lost(session, reason)
-            logger.info("Worker disconnected: %s", session.describe())
+            self._session_ended(session)
 
-    async def _register(self, session: WorkerSession) -> worker_pb2.Refusal | None:
-        """Add `session` to the registry, in place of an earlier session of the same worker
-        (whose jobs are lost); a refusal if another worker has its name."""
+    def _session_ended(self, session: WorkerSession) -> None:
+        """Its jobs wait for the worker to come back if only its connection dropped; they
+        fail if it was shutting down or the hub ended the session."""
+        logger.info("Worker disconnected: %s", session.describe())
+        reason = f"the worker {session.describe()} disconnected during the job"
+        if session.draining or session.ended_by_hub:
+            self._jobs.session_lost(session, reason)
+        else:
+            self._jobs.detach(session, reason)
+
+    async def _register(
+        self, session: WorkerSession, held: Collection[str], reattached: list[str]
+    ) -> worker_pb2.Refusal | None:
+        """Add `session` to the registry, in place of an earlier session of the same worker,
+        whose jobs it `held` go on with it (listed in `reattached`; the others fail); a
+        refusal if another worker has its name."""
+        # Before it joins the registry, which routes new jobs to its free slots.
+        reattached += self._jobs.reattach(session, held)
         try:
             replaced = await self._registry.add(session)
         except NameTaken as taken:
@@ -125,10 +140,6 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
             logger.warning("Refused worker %s from %s: %s", session.describe(), session.peer, text)
             return worker_pb2.Refusal(reason=worker_pb2.Refusal.NAME_TAKEN, message=text)
         if replaced is not None:
-            logger.info("Worker %s reconnected; its earlier session ends", printable(session.name))
-            self._jobs.session_lost(
-                replaced, f"the worker {replaced.describe()} reconnected during the job"
-            )
             refusal = worker_pb2.Refusal(
                 reason=worker_pb2.Refusal.REPLACED,
                 message=printable(
@@ -355,5 +366,6 @@ def _close_revoked(session: WorkerSession) -> None:
 def _put_end_of_stream(session: WorkerSession, last: worker_pb2.HubMessage | None = None) -> None:
     """End the session's stream after `last`. What is still queued for a worker that is gone
     or refused no longer matters, so it is dropped to make room."""
+    session.ended_by_hub |= last is not None
     for message in (last, None) if last is not None else (None,):
         put_evicting(session.outbox, message)
