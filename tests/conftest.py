@@ -144,15 +144,17 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
         home: Path | None = None,
         api_key: str | None = None,
         python: str = sys.executable,
+        argv: list[str] | None = None,
     ) -> WorkerProcess:
         """A worker with its own GISKARD_HOME, run by `python`; it presents `api_key`, by
-        default the key of the session's hubs (its own home has none)."""
+        default the key of the session's hubs (its own home has none). `argv`: another
+        command than `giskard worker start ARGS` (see worker_main.py)."""
         home = home or tmp_path / f"home-{len(started)}"
         home.mkdir(parents=True, exist_ok=True)
         stderr_path = tmp_path / f"worker-{len(started)}.stderr"
         with stderr_path.open("wb") as stderr:
             process = subprocess.Popen(
-                giskard_command("worker", "start", *args, python=python),
+                argv or giskard_command("worker", "start", *args, python=python),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
@@ -176,8 +178,10 @@ def _key_env(api_key: str | None) -> dict[str, str]:
 
 
 @pytest.fixture
-def hub() -> Iterator[Hub]:
-    with Hub(port=0) as running:
+def hub(request: pytest.FixtureRequest) -> Iterator[Hub]:
+    """A hub on a free port; a test may give it settings with
+    `@pytest.mark.parametrize("hub", [{...}], indirect=True)`."""
+    with Hub(port=0, **getattr(request, "param", {})) as running:
         yield running
 
 

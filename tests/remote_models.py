@@ -106,6 +106,19 @@ class PacedModel(Wrapped):
         return self.model.predict(data)
 
 
+class SleepyModel(Wrapped):
+    """Announces that it started, sleeps `seconds`, then predicts with the real model."""
+
+    def __init__(self, model: object, started_marker: Path, seconds: float) -> None:
+        super().__init__(model, started_marker)
+        self.seconds = seconds
+
+    def predict(self, data: pd.DataFrame) -> np.ndarray:
+        self._started()
+        time.sleep(self.seconds)
+        return self.model.predict(data)
+
+
 class ForkingExitModel(Wrapped):
     """Forks a child that sleeps (holding every inherited descriptor), then dies."""
 

@@ -80,6 +80,8 @@ def test_a_job_whose_timeout_passes_in_the_queue_ends_as_a_timeout(
     wait_until(lambda: last_ended(client)["reason"] is EndReason.CANCELLED, 10, "the cancel")
 
 
+# Without a grace: a worker whose connection drops is lost at once (test_blink has the grace).
+@pytest.mark.parametrize("hub", [{"reattach_grace_s": 0}], indirect=True)
 def test_a_job_whose_worker_is_killed_ends_as_worker_lost(
     client: HubClient, connected_worker: WorkerProcess, iris: tuple, tmp_path: Path
 ) -> None:

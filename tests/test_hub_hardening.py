@@ -153,6 +153,8 @@ def test_dispatch_to_a_worker_that_never_reads_fails_the_job() -> None:
     assert end.failure.type == "WorkerNotReading"
 
 
+# Without a grace: a worker whose connection drops is lost at once (test_blink has the grace).
+@pytest.mark.parametrize("hub", [{"reattach_grace_s": 0}], indirect=True)
 def test_kill_9_of_the_worker_fails_its_job_promptly(
     client: HubClient, connected_worker: WorkerProcess, iris: tuple, tmp_path: Path
 ) -> None:

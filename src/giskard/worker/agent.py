@@ -18,6 +18,7 @@ from giskard.worker.backoff import Backoff
 from giskard.worker.config import WorkerConfig
 from giskard.worker.execution import JobExecution
 from giskard.worker.info import collect_info, info_to_proto
+from giskard.worker.job_link import JobLink
 from giskard.worker.pool import ExecutorPool
 from giskard.worker.session import ConnectionLost, Session
 
@@ -44,6 +45,8 @@ class Worker:
         self.on_paused: Callable[[bool], None] = lambda paused: None
         # Why the worker stopped, when the hub's admin drained or stopped it; else None.
         self.stop_reason: str | None = None
+        # Who stopped it otherwise, for the jobs it drains: a signal, or its host.
+        self._stopped_by = "Stopped by the process that runs the worker"
 
     def run(self) -> None:
         """Run until SIGINT or SIGTERM; a second signal abandons the running job at once."""
@@ -61,6 +64,7 @@ class Worker:
                 main.cancel()
                 return
             logger.info("%s received: stopping", signal.Signals(signum).name)
+            self._stopped_by = f"Stopped by {signal.Signals(signum).name}"
             stopping.set()
 
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -80,13 +84,15 @@ class Worker:
         # Started now, beside the connection: a job that comes first waits for its executor.
         pool.start()
         execution = JobExecution(pool, self._info)
+        link = JobLink(execution, self.config.reattach_grace_s)
         reporter = asyncio.create_task(self._report_jobs(execution))
         closer = asyncio.create_task(_close_on(stopping, pool))
         try:
-            await self._serve(execution, stopping)
+            await self._serve(link, stopping)
         finally:
             reporter.cancel()
             closer.cancel()
+            await link.close()
             await pool.close()
 
     def _info(self) -> dict[str, Any]:
@@ -99,7 +105,7 @@ class Worker:
             self.on_jobs(execution.running)
             await asyncio.sleep(JOBS_REPORT_INTERVAL_S)
 
-    async def _serve(self, execution: JobExecution, stopping: asyncio.Event) -> None:
+    async def _serve(self, link: JobLink, stopping: asyncio.Event) -> None:
         backoff = Backoff(self.config.backoff_initial_s, self.config.backoff_max_s)
         info = info_to_proto(self._info())
         logger.info(
@@ -112,7 +118,7 @@ class Worker:
         )
         while not stopping.is_set():
             try:
-                await self._one_session(execution, info, stopping, backoff)
+                await self._one_session(link, info, stopping, backoff)
                 return
             except ConnectionLost as lost:
                 self.on_disconnected()
@@ -155,7 +161,7 @@ class Worker:
         )
 
     async def _one_session(
-        self, execution: JobExecution, info: object, stopping: asyncio.Event, backoff: Backoff
+        self, link: JobLink, info: object, stopping: asyncio.Event, backoff: Backoff
     ) -> None:
         def connected(active: bool) -> None:
             backoff.reset()
@@ -167,7 +173,14 @@ class Worker:
         # our backoff, not gRPC's, paces the attempts.
         async with open_aio_channel(config.address, credentials, config.security) as channel:
             session = Session(
-                config, credentials, channel, execution, info, connected, self.on_paused
+                config,
+                credentials,
+                channel,
+                link,
+                info,
+                connected,
+                self.on_paused,
+                stopped_by=lambda: self._stopped_by,
             )
             try:
                 await session.run(stopping)

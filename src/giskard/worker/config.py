@@ -26,6 +26,9 @@ class WorkerConfig:
     handshake_timeout_s: float = 10.0
     # On SIGTERM/SIGINT, how long the running job may take to finish.
     drain_grace_s: float = 20.0
+    # When the connection drops, how long the jobs keep running, waiting to be reattached
+    # to the next session (the hub's own grace is the same by default), before they stop.
+    reattach_grace_s: float = 30.0
     # Jobs run at once, each in its own executor process.
     concurrency: int = 1
     # Models and datasets kept by the executors, by total serialised size (split between them).

@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import grpc
+
 from giskard import compat, end_reasons
 from giskard.codec_plain import encode_plain
 from giskard.errors import EndReason, ProtocolError
@@ -28,6 +30,14 @@ logger = logging.getLogger(__name__)
 
 Emit = Callable[[worker_pb2.WorkerMessage], Awaitable[None]]
 Metadata = tuple[tuple[str, str], ...]
+# The current session's stub and metadata, once there is one (see job_link.JobLink).
+HubSession = Callable[[], Awaitable[tuple[worker_pb2_grpc.WorkerHubStub, Metadata]]]
+# The codes of a call cut by the connection dropping (or by its channel closing with it).
+DROPPED_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+
+
+class ConnectionDropped(Exception):
+    """The connection to the hub dropped under a call a job made beside the session."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -40,8 +50,10 @@ class _Input:
 class _RunningJob:
     job_id: str
     task: asyncio.Task[Any]
-    reason: str | None = None  # why it was stopped: "timeout" or "cancel"
+    reason: str | None = None  # why it was stopped: "timeout", "cancel" or "drained"
+    why: str = ""  # who stopped the worker, when drained
     executor: ExecutorProcess | None = None
+    waiting: bool = False  # for an executor: it has not started
     logs: bytes = b""  # the last of what it wrote, once its executor is done with it
 
     def stop(self, reason: str) -> None:
@@ -66,6 +78,11 @@ class JobExecution:
         """Jobs whose code runs now (not those waiting for a slot)."""
         return sum(job.executor is not None for job in self._running.values())
 
+    @property
+    def waiting(self) -> list[str]:
+        """The ids of the jobs waiting for an executor."""
+        return [job.job_id for job in self._running.values() if job.waiting]
+
     def cancel(self, job_id: str) -> None:
         """Stop a job now (its executor is killed); it ends as cancelled."""
         job = self._running.get(job_id)
@@ -73,13 +90,15 @@ class JobExecution:
             logger.info("Job %s: cancelled", job_id[:8])
             job.stop("cancel")
 
-    async def run(
-        self,
-        stub: worker_pb2_grpc.WorkerHubStub,
-        job: worker_pb2.Job,
-        metadata: Metadata,
-        emit: Emit,
-    ) -> None:
+    def drain(self, job_id: str, why: str) -> None:
+        """Stop a job now because the worker stops (`why` says who stopped it); it ends as
+        drained."""
+        job = self._running.get(job_id)
+        if job is not None:
+            job.why = why
+            job.stop("drained")
+
+    async def run(self, job: worker_pb2.Job, hub: HubSession, emit: Emit) -> None:
         """Run `job`, emitting its output, progress and exactly one JobEnd."""
         task = asyncio.current_task()
         assert task is not None
@@ -90,11 +109,11 @@ class JobExecution:
         timer = loop.call_later(timeout_s, running.stop, "timeout") if timeout_s > 0 else None
         logger.debug("Job %s: %s", job.job_id[:8], job.spec.WhichOneof("kind"))
         try:
-            await self._run(running, stub, job, metadata, emit)
+            await self._run(running, job, hub, emit)
         except asyncio.CancelledError:
             if running.reason is None:
                 raise
-            reason, failure = _stopped(running.reason)
+            reason, failure = _stopped(running.reason, running.why)
             logger.info("Job %s ended (%s): %s", job.job_id[:8], reason, failure.message)
             await emit(_end(job.job_id, reason, failure=failure, logs=running.logs))
         except Exception as exc:  # the worker's own trouble (hub gone mid-fetch, ...)
@@ -110,9 +129,8 @@ class JobExecution:
     async def _run(
         self,
         running: _RunningJob,
-        stub: worker_pb2_grpc.WorkerHubStub,
         job: worker_pb2.Job,
-        metadata: Metadata,
+        hub: HubSession,
         emit: Emit,
     ) -> None:
         spec = job.spec
@@ -130,7 +148,7 @@ class JobExecution:
         inputs = [_Input(ref, form) for ref, form in job_inputs(spec)]
         header |= {"t": "job", "id": job.job_id, "progress": spec.progress}
         header["requirements"] = compat.Requirements.from_proto(spec.requirements).to_plain()
-        await self._in_executor(running, header, inputs, _HubCalls(stub, metadata), emit)
+        await self._in_executor(running, header, inputs, _HubCalls(hub), emit)
 
     async def _in_executor(
         self,
@@ -140,7 +158,9 @@ class JobExecution:
         hub: _HubCalls,
         emit: Emit,
     ) -> None:
+        running.waiting = True
         executor = await self._pool.acquire([i.ref.sha256 for i in inputs])
+        running.waiting = False
         running.executor = executor
         executor.output.job_started(running.job_id)
         broken = True
@@ -181,15 +201,20 @@ class JobExecution:
 
 class _HubCalls:
     """The calls a job makes to the hub beside the session: inputs that did not come within
-    the job, and results too big for its end."""
+    the job, and results too big for its end. Each goes on the session current when it
+    starts: a job outlives the session that brought it."""
 
-    def __init__(self, stub: worker_pb2_grpc.WorkerHubStub, metadata: Metadata) -> None:
-        self._stub = stub
-        self._metadata = metadata
+    def __init__(self, session: HubSession) -> None:
+        self._session = session
 
-    def chunks(self, ref: common_pb2.ArtifactRef) -> Any:
+    async def chunks(self, ref: common_pb2.ArtifactRef) -> AsyncIterator[worker_pb2.Chunk]:
+        stub, metadata = await self._session()
         request = worker_pb2.FetchArtifactRequest(sha256=ref.sha256)
-        return self._stub.FetchArtifact(request, metadata=self._metadata)
+        try:
+            async for chunk in stub.FetchArtifact(request, metadata=metadata):
+                yield chunk
+        except grpc.aio.AioRpcError as exc:
+            raise _dropped(exc, "fetched its input") from None
 
     async def send_result(
         self, executor: ExecutorProcess, job_id: str, first: bytes, size: int
@@ -206,8 +231,20 @@ class _HubCalls:
                 received += len(chunk)
                 yield worker_pb2.ResultChunk(data=chunk)
 
-        await self._stub.SendResult(chunks(), metadata=self._metadata)
+        stub, metadata = await self._session()
+        try:
+            await stub.SendResult(chunks(), metadata=metadata)
+        except grpc.aio.AioRpcError as exc:
+            raise _dropped(exc, "sent its result") from None
         return received >= size
+
+
+def _dropped(exc: grpc.aio.AioRpcError, doing: str) -> Exception:
+    """ConnectionDropped if the call failed because the connection dropped (the job cannot
+    resume the stream: it fails as worker_lost, saying so), else `exc`."""
+    if exc.code() not in DROPPED_CODES:
+        return exc
+    return ConnectionDropped(f"the connection to the hub dropped while the job {doing}")
 
 
 def _unsent(inputs: list[_Input], cached: set[str]) -> list[_Input]:
@@ -320,10 +357,13 @@ async def _emit_result(job_id: str, frames: list[bytes], emit: Emit) -> None:
     await emit(_end(job_id, EndReason.SUCCEEDED, success=common_pb2.JobSuccess(result=result)))
 
 
-def _stopped(why: str) -> tuple[EndReason, common_pb2.JobFailure]:
-    if why == "timeout":
+def _stopped(reason: str, why: str) -> tuple[EndReason, common_pb2.JobFailure]:
+    if reason == "timeout":
         message = "the job reached its timeout and was stopped"
         return EndReason.TIMEOUT, common_pb2.JobFailure(type="JobTimeout", message=message)
+    if reason == "drained":
+        message = f"{why} before the job could finish"
+        return EndReason.DRAINED, common_pb2.JobFailure(type="WorkerStopped", message=message)
     failure = common_pb2.JobFailure(type="JobCancelled", message="the job was cancelled")
     return EndReason.CANCELLED, failure
 

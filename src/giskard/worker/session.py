@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
-from typing import Any
 
 import grpc
 
@@ -16,12 +14,11 @@ from giskard.protocol import PROTOCOL_VERSION, SESSION_METADATA_KEY
 from giskard.rpc.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 from giskard.rpc_errors import describe_rpc_error
 from giskard.worker.config import WorkerConfig
-from giskard.worker.execution import JobExecution
+from giskard.worker.job_link import CLOSE_TIMEOUT_S, JobLink, end_tasks
 
 logger = logging.getLogger(__name__)
 
 CONNECTED_MESSAGE = "Connected to Giskard server."
-CLOSE_TIMEOUT_S = 5.0
 
 
 class ConnectionLost(Exception):
@@ -39,21 +36,24 @@ class Session:
         config: WorkerConfig,
         credentials: Credentials,
         channel: grpc.aio.Channel,
-        execution: JobExecution,
+        link: JobLink,
         info: common_pb2.WorkerInfo,
         on_connected: Callable[[bool], None] = lambda active: None,
         on_paused: Callable[[bool], None] = lambda paused: None,
+        stopped_by: Callable[[], str] = lambda: "Stopped",
     ) -> None:
+        """`link` holds the worker's jobs, which outlive this session; `stopped_by` says who
+        stopped the worker (for the jobs it drains), unless the hub's admin did."""
         self._config = config
         self._stub = worker_pb2_grpc.WorkerHubStub(channel)
-        self._execution = execution
+        self._link = link
         self._info = info
         self._metadata = credentials.metadata()
         self._on_connected = on_connected
         self._on_paused = on_paused
         # Bounded: a large result is produced only as fast as gRPC sends it.
         self._outbox: asyncio.Queue[worker_pb2.WorkerMessage | None] = asyncio.Queue(maxsize=16)
-        self._jobs: dict[str, asyncio.Task[None]] = {}
+        self._stopped_by = stopped_by
         self._stopping = asyncio.Event()
         # How long the running jobs may take to finish once stopping; None: as long as they run.
         self._drain_grace_s: float | None = config.drain_grace_s
@@ -69,6 +69,7 @@ class Session:
             info=self._info,
             concurrency=self._config.concurrency,
             prefetch=self._config.prefetch,
+            held_jobs=self._link.held(),
         )
         self._outbox.put_nowait(worker_pb2.WorkerMessage(hello=hello))
         call = self._stub.Connect(metadata=self._metadata)
@@ -81,7 +82,9 @@ class Session:
             await self._serve(call, stopping)
         finally:
             call.cancel()
-            await _end(writer, *self._jobs.values())
+            # The jobs go on: the next session may get them back (see JobLink).
+            self._link.detach(self._outbox)
+            await end_tasks(writer)
 
     async def _write(self, call: grpc.aio.StreamStreamCall) -> None:
         try:
@@ -108,6 +111,9 @@ class Session:
         # A job's calls beside the session (SendResult, FetchArtifact) name the session.
         session_id = (SESSION_METADATA_KEY, first.welcome.session_id)
         self._metadata = (*self._metadata, session_id)
+        await self._link.attach(
+            self._outbox, self._stub, self._metadata, set(first.welcome.reattached)
+        )
         logger.info(
             "%s %s (%s)",
             CONNECTED_MESSAGE,
@@ -132,7 +138,7 @@ class Session:
             except (TimeoutError, ConnectionLost):
                 logger.debug("the server did not close the session cleanly")
         finally:
-            await _end(stop_waiter, reader)
+            await end_tasks(stop_waiter, reader)
 
     async def _read(self, call: grpc.aio.StreamStreamCall) -> None:
         try:
@@ -146,12 +152,9 @@ class Session:
     def _handle(self, message: worker_pb2.HubMessage) -> None:
         kind = message.WhichOneof("kind")
         if kind == "job":
-            job_id = message.job.job_id
-            task = asyncio.create_task(self._run_job(message.job))
-            self._jobs[job_id] = task
-            task.add_done_callback(lambda _: self._jobs.pop(job_id, None))
+            self._link.start(message.job)
         elif kind == "cancel":
-            self._execution.cancel(message.cancel.job_id)
+            self._link.cancel(message.cancel.job_id)
         elif kind == "refusal":
             raise refusal_error(message.refusal)
         elif kind == "role":
@@ -178,27 +181,19 @@ class Session:
         elif order.action == Control.STOP:
             self.stop_reason = f"{'Force-stopped' if order.force else 'Stopped'} by {by}"
             if order.force:
-                for job_id in list(self._jobs):
-                    self._execution.cancel(job_id)
+                for job_id in self._link.jobs:
+                    self._link.cancel(job_id)
         else:
             logger.warning("Ignored an unknown control from the server: %s", order.action)
             return
-        logger.info("%s; exiting once its %d job(s) end", self.stop_reason, len(self._jobs))
+        logger.info("%s; exiting once its %d job(s) end", self.stop_reason, len(self._link.jobs))
         self._stopping.set()
 
-    async def _run_job(self, job: worker_pb2.Job) -> None:
-        await self._execution.run(self._stub, job, self._metadata, self._outbox.put)
-
     async def _drain(self) -> None:
-        """Tell the hub to send no more jobs, let the running ones finish, close the stream."""
+        """Tell the hub to send no more jobs, let the running ones finish (those that cannot
+        end as drained), close the stream."""
         await self._put_or_give_up(worker_pb2.WorkerMessage(draining=worker_pb2.Draining()))
-        if self._jobs:
-            grace = self._drain_grace_s
-            limit = "as long as they run" if grace is None else f"up to {grace:.0f} s"
-            logger.info("Waiting %s for %d running job(s) to finish", limit, len(self._jobs))
-            _, pending = await asyncio.wait(self._jobs.values(), timeout=grace)
-            if pending:
-                logger.warning("%d job(s) did not finish in time and were abandoned", len(pending))
+        await self._link.finish(self._drain_grace_s, self.stop_reason or self._stopped_by())
         await self._put_or_give_up(None)
 
     async def _put_or_give_up(self, message: worker_pb2.WorkerMessage | None) -> None:
@@ -207,19 +202,6 @@ class Session:
             await asyncio.wait_for(self._outbox.put(message), self._config.drain_grace_s)
         except TimeoutError:
             logger.warning("The server is not reading; closing without telling it")
-
-
-async def _end(*tasks: asyncio.Task[Any]) -> None:
-    """Cancel `tasks` and wait (boundedly) until they have ended, so that none is left
-    pending, and none ends with an exception nobody reads."""
-    for task in tasks:
-        task.cancel()
-    if tasks:
-        await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT_S)
-    for task in tasks:
-        if task.done() and not task.cancelled():
-            with contextlib.suppress(Exception):
-                task.result()
 
 
 def refusal_error(refusal: worker_pb2.Refusal) -> GiskardError:

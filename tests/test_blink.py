@@ -1,0 +1,170 @@
+"""A worker's connection blinks (a proxy the test controls cuts it): its jobs keep running,
+are reattached when it reconnects, and their results reach the client. A worker that does
+not come back, or comes back without them, fails them as worker_lost."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import psutil
+import pytest
+import remote_models
+from conftest import CONNECTED, WorkerProcess, wait_until
+from tcp_proxy import TcpProxy
+
+from giskard.client import HubClient
+from giskard.errors import EndReason, JobCancelledError, WorkerLostError
+from giskard.hub import Hub
+from giskard.job_handle import JobHandle
+
+JOB_S = 3.0
+# Rows of iris repeated: 15,000 int64 predictions are 120 KB, over the 64 KiB that travel
+# inline in a job's end, so the result goes through SendResult.
+BIG_ROWS = 15_000
+
+
+def outcome(handle: JobHandle, timeout_s: float = 60) -> tuple[Any, BaseException | None]:
+    """The job's result or failure, waited for at most `timeout_s`."""
+    box: list[tuple[Any, BaseException | None]] = []
+
+    def wait() -> None:
+        try:
+            box.append((handle.result(), None))
+        except BaseException as exc:
+            box.append((None, exc))
+
+    waiter = threading.Thread(target=wait, daemon=True)
+    waiter.start()
+    waiter.join(timeout_s)
+    assert box, f"the job did not end within {timeout_s} s"
+    return box[0]
+
+
+def running_job_id(client: HubClient) -> str:
+    def found() -> str:
+        workers = client.workers()
+        return workers[0]["running"][0]["job_id"] if workers and workers[0]["running"] else ""
+
+    return str(wait_until(found, 30, "the job to be sent"))
+
+
+@pytest.fixture
+def proxy(hub: Hub) -> Iterator[TcpProxy]:
+    with TcpProxy(hub.port) as running:
+        yield running
+
+
+@pytest.fixture
+def proxied_worker(proxy: TcpProxy, start_worker: Callable[..., WorkerProcess]) -> WorkerProcess:
+    worker = start_worker("-h", "127.0.0.1", "-p", str(proxy.port))
+    worker.wait_for_output(CONNECTED)
+    return worker
+
+
+@pytest.mark.parametrize("rows", [150, BIG_ROWS], ids=["small-result", "big-result"])
+def test_a_job_survives_a_blink_of_its_workers_connection(
+    rows: int,
+    client: HubClient,
+    proxy: TcpProxy,
+    proxied_worker: WorkerProcess,
+    iris: tuple[Any, pd.DataFrame],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="giskard.hub")
+    model, iris_data = iris
+    data = pd.concat([iris_data] * (rows // len(iris_data)), ignore_index=True)
+    marker = tmp_path / "started"
+    handle = client.submit_predict(remote_models.SleepyModel(model, marker, JOB_S), data)
+    wait_until(marker.exists, 30, "the job to start")
+    proxy.cut()
+    proxied_worker.wait_for_output(CONNECTED, count=2, timeout_s=15)
+    result, failure = outcome(handle)
+    assert failure is None, failure
+    np.testing.assert_array_equal(result, model.predict(data))
+    [worker] = client.workers()
+    assert worker["pid"] == proxied_worker.process.pid  # the same process, reconnected
+    assert "reconnected; 1 job(s) reattached, 0 lost" in caplog.text
+    assert client.status()["recent"][-1]["reason"] is EndReason.SUCCEEDED
+
+
+def test_a_worker_killed_for_good_fails_its_job_after_the_grace(
+    start_worker: Callable[..., WorkerProcess], iris: tuple[Any, pd.DataFrame], tmp_path: Path
+) -> None:
+    _, data = iris
+    grace_s = 2.0
+    with Hub(port=0, reattach_grace_s=grace_s) as hub, HubClient(hub.address) as client:
+        worker = start_worker("-h", "127.0.0.1", "-p", str(hub.port))
+        worker.wait_for_output(CONNECTED)
+        marker = tmp_path / "started"
+        handle = client.submit_predict(remote_models.SlowModel(marker, 600), data)
+        wait_until(marker.exists, 30, "the job to start")
+        worker.process.send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+        _, failure = outcome(handle, timeout_s=grace_s + 10)
+        took_s = time.monotonic() - killed_at
+    assert isinstance(failure, WorkerLostError), failure
+    assert failure.reason is EndReason.WORKER_LOST
+    assert "did not come back within 2 s" in str(failure)
+    assert grace_s <= took_s < grace_s + 5, f"failed {took_s:.1f} s after the kill"
+
+
+def test_a_worker_that_comes_back_without_its_job_fails_it_at_once(
+    client: HubClient,
+    hub: Hub,
+    start_worker: Callable[..., WorkerProcess],
+    iris: tuple[Any, pd.DataFrame],
+    tmp_path: Path,
+) -> None:
+    _, data = iris
+    first = start_worker("-h", "127.0.0.1", "-p", str(hub.port), "--name", "blinker")
+    first.wait_for_output(CONNECTED)
+    marker = tmp_path / "started"
+    handle = client.submit_predict(remote_models.SlowModel(marker, 600), data)
+    wait_until(marker.exists, 30, "the job to start")
+    first.process.send_signal(signal.SIGKILL)
+    first.process.wait(10)
+    wait_until(lambda: not client.workers(), 10, "the hub to see the worker gone")
+    killed_at = time.monotonic()
+    second = start_worker("-h", "127.0.0.1", "-p", str(hub.port), "--name", "blinker")
+    second.wait_for_output(CONNECTED, timeout_s=30)
+    _, failure = outcome(handle, timeout_s=20)
+    assert isinstance(failure, WorkerLostError), failure
+    assert "came back without the job" in str(failure)
+    assert time.monotonic() - killed_at < 20  # not the hub's 30 s grace
+
+
+def test_a_job_cancelled_during_a_blink_ends_cancelled_and_its_worker_stops_it(
+    client: HubClient,
+    proxy: TcpProxy,
+    proxied_worker: WorkerProcess,
+    iris: tuple[Any, pd.DataFrame],
+    tmp_path: Path,
+) -> None:
+    _, data = iris
+    marker = tmp_path / "started"
+    handle = client.submit_predict(remote_models.SlowModel(marker, 600), data)
+    wait_until(marker.exists, 30, "the job to start")
+    executor = psutil.Process(int(marker.read_text()))
+    proxy.refuse()
+    wait_until(lambda: not client.workers(), 10, "the hub to see the connection drop")
+    assert handle.cancel()
+    _, failure = outcome(handle, timeout_s=10)
+    assert isinstance(failure, JobCancelledError), failure
+    assert executor.is_running()  # the worker has not heard of the cancel yet
+    proxy.restore()
+    proxied_worker.wait_for_output(CONNECTED, count=2, timeout_s=15)
+
+    def stopped() -> bool:
+        return not executor.is_running() or executor.status() == psutil.STATUS_ZOMBIE
+
+    wait_until(stopped, 15, "the worker to stop the cancelled job")
+    assert client.status()["recent"][-1]["reason"] is EndReason.CANCELLED

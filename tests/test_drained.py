@@ -1,0 +1,60 @@
+"""A worker stopped (SIGTERM, an admin's stop) before its jobs could finish ends them as
+`drained`, naming who stopped it: the one it runs past its drain grace, and the one it held
+without starting it."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import remote_models
+from conftest import CONNECTED, WorkerProcess, wait_until
+from test_blink import outcome
+
+from giskard.client import HubClient
+from giskard.errors import DrainedError, EndReason
+from giskard.hub import Hub
+
+WORKER_MAIN = str(Path(__file__).with_name("worker_main.py"))
+
+
+@pytest.mark.parametrize("stopped_by", ["sigterm", "admin-stop"])
+def test_a_stopped_worker_ends_the_jobs_it_cannot_finish_as_drained(
+    stopped_by: str,
+    hub: Hub,
+    client: HubClient,
+    start_worker: Callable[..., WorkerProcess],
+    iris: tuple[Any, pd.DataFrame],
+    tmp_path: Path,
+) -> None:
+    _, data = iris
+    argv = [sys.executable, WORKER_MAIN, str(hub.port), "--drain-grace", "1"]
+    worker = start_worker(argv=argv)
+    worker.wait_for_output(CONNECTED)
+    started, never = tmp_path / "started", tmp_path / "never-started"
+    # Concurrency 1, prefetch 1: the first runs, the second waits in the worker.
+    running = client.submit_predict(remote_models.SlowModel(started, 600), data)
+    held = client.submit_predict(remote_models.SlowModel(never, 600), data)
+    wait_until(started.exists, 30, "the first job to start")
+    wait_until(lambda: len(client.workers()[0]["running"]) == 2, 10, "both jobs to be sent")
+    if stopped_by == "sigterm":
+        worker.process.send_signal(signal.SIGTERM)
+        who = "SIGTERM"
+    else:
+        [info] = client.workers()
+        client.stop_worker(f"{info['pid']}@{info['hostname']}")
+        who = "Stopped by"
+    for handle in (running, held):
+        _, failure = outcome(handle, timeout_s=20)
+        assert isinstance(failure, DrainedError), failure
+        assert failure.reason is EndReason.DRAINED
+        assert who in str(failure)
+    assert not never.exists()
+    assert worker.process.wait(20) == 0
+    reasons = [job["reason"] for job in client.status()["recent"][-2:]]
+    assert reasons == [EndReason.DRAINED, EndReason.DRAINED]
