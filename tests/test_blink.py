@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +30,7 @@ JOB_S = 3.0
 # Rows of iris repeated: 15,000 int64 predictions are 120 KB, over the 64 KiB that travel
 # inline in a job's end, so the result goes through SendResult.
 BIG_ROWS = 15_000
+WORKER_MAIN = str(Path(__file__).with_name("worker_main.py"))
 
 
 def outcome(handle: JobHandle, timeout_s: float = 60) -> tuple[Any, BaseException | None]:
@@ -163,8 +165,53 @@ def test_a_job_cancelled_during_a_blink_ends_cancelled_and_its_worker_stops_it(
     proxy.restore()
     proxied_worker.wait_for_output(CONNECTED, count=2, timeout_s=15)
 
-    def stopped() -> bool:
-        return not executor.is_running() or executor.status() == psutil.STATUS_ZOMBIE
-
-    wait_until(stopped, 15, "the worker to stop the cancelled job")
+    wait_until(lambda: has_stopped(executor), 15, "the worker to stop the cancelled job")
     assert client.status()["recent"][-1]["reason"] is EndReason.CANCELLED
+
+
+def test_a_worker_whose_connection_stays_down_stops_its_jobs_after_its_grace(
+    proxy: TcpProxy,
+    client: HubClient,
+    start_worker: Callable[..., WorkerProcess],
+    iris: tuple[Any, pd.DataFrame],
+    tmp_path: Path,
+) -> None:
+    _, data = iris
+    argv = [sys.executable, WORKER_MAIN, str(proxy.port), "--reattach-grace", "1"]
+    worker = start_worker(argv=argv)
+    worker.wait_for_output(CONNECTED)
+    marker = tmp_path / "started"
+    handle = client.submit_predict(remote_models.SlowModel(marker, 600), data)
+    wait_until(marker.exists, 30, "the job to start")
+    executor = psutil.Process(int(marker.read_text()))
+    proxy.refuse()
+    worker.wait_for_output("did not come back within 1 s: stopping 1 job(s)", timeout_s=15)
+    wait_until(lambda: has_stopped(executor), 10, "the worker to stop the job")
+    assert worker.process.poll() is None  # it goes on trying to reconnect
+    assert not handle.done()  # the hub's grace is longer
+
+
+def has_stopped(process: psutil.Process) -> bool:
+    return not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_blink_while_a_big_result_is_sent_fails_the_job_as_worker_lost(
+    hub: Hub,
+    client: HubClient,
+    proxy: TcpProxy,
+    proxied_worker: WorkerProcess,
+    iris: tuple[Any, pd.DataFrame],
+) -> None:
+    _, data = iris
+    # 100 MiB: unread, its stream stops at the hub's 64 MiB per job, cut in the middle.
+    handle = client.submit_predict(remote_models.BigResultModel(100), data)
+    wait_until(lambda: hub.unread_results.held_bytes > 32 * 1024**2, 60, "the result to flow")
+    proxy.cut()
+    proxied_worker.wait_for_output(CONNECTED, count=2, timeout_s=15)
+    _, failure = outcome(handle, timeout_s=30)
+    assert isinstance(failure, WorkerLostError), failure
+    assert "dropped while it sent the job's result" in str(failure)
+    proxied_worker.wait_for_output(
+        "the connection to the hub dropped while the job sent its result"
+    )
+    assert hub.unread_results.held_bytes == 0  # what it held of the result is dropped

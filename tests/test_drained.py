@@ -14,13 +14,11 @@ import pandas as pd
 import pytest
 import remote_models
 from conftest import CONNECTED, WorkerProcess, wait_until
-from test_blink import outcome
+from test_blink import WORKER_MAIN, outcome
 
 from giskard.client import HubClient
 from giskard.errors import DrainedError, EndReason
 from giskard.hub import Hub
-
-WORKER_MAIN = str(Path(__file__).with_name("worker_main.py"))
 
 
 @pytest.mark.parametrize("stopped_by", ["sigterm", "admin-stop"])

@@ -53,7 +53,8 @@ class JobLink:
         self._kept_bytes = 0
         # Jobs that streamed part of a result on a session that dropped: they cannot resume.
         self._cut: set[str] = set()
-        self._streamed: set[str] = set()  # on the current session
+        # On the current session; each job is in it until its end is forgotten (bounded).
+        self._streamed: set[str] = set()
         self._current: _Attachment | None = None
         self._attached = asyncio.Event()
         self._expiry: asyncio.TimerHandle | None = None
@@ -117,7 +118,7 @@ class JobLink:
             self._execution.cancel(job_id)
         if self._tasks and self._expiry is None:
             logger.info(
-                "Keeping %d job(s) for %.0f s, until the connection is back",
+                "Keeping %d job(s) for %g s, until the connection is back",
                 len(self._tasks),
                 self._grace_s,
             )
@@ -168,7 +169,7 @@ class JobLink:
         if self._current is not None:
             return
         logger.warning(
-            "The connection did not come back within %.0f s: stopping %d job(s)",
+            "The connection did not come back within %g s: stopping %d job(s)",
             self._grace_s,
             len(self._tasks),
         )
@@ -190,8 +191,9 @@ class JobLink:
         self._kept[job_id] = end
         self._kept_bytes += end.ByteSize()
         while len(self._kept) > KEPT_ENDS or self._kept_bytes > KEPT_END_BYTES:
-            _, oldest = self._kept.popitem(last=False)
+            oldest_id, oldest = self._kept.popitem(last=False)
             self._kept_bytes -= oldest.ByteSize()
+            self._streamed.discard(oldest_id)  # forgotten: it matters no more
 
     def _forget_kept(self) -> None:
         self._kept.clear()

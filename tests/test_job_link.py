@@ -1,0 +1,182 @@
+"""The worker's jobs across sessions (worker.job_link.JobLink), without gRPC or executors:
+what a new session's hello lists, which ends go again, which jobs stop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+
+from giskard.rpc.v1 import common_pb2, worker_pb2
+from giskard.worker import job_link
+from giskard.worker.job_link import JobLink, Outbox
+
+
+class Jobs:
+    """Stands for JobExecution: each job emits what the test tells it to, when it says."""
+
+    def __init__(self) -> None:
+        self.cancelled: list[str] = []
+        self.waiting: list[str] = []
+        self._steps: dict[str, asyncio.Queue[worker_pb2.WorkerMessage | None]] = {}
+
+    async def run(self, job: worker_pb2.Job, session: Any, emit: Any) -> None:
+        steps = self._steps.setdefault(job.job_id, asyncio.Queue())
+        while (message := await steps.get()) is not None:
+            await emit(message)
+
+    def step(self, job_id: str, message: worker_pb2.WorkerMessage | None) -> None:
+        self._steps.setdefault(job_id, asyncio.Queue()).put_nowait(message)
+
+    def end(self, job_id: str) -> None:
+        """The job ends: its end, then nothing more."""
+        self.step(job_id, end(job_id))
+        self.step(job_id, None)
+
+    def cancel(self, job_id: str) -> None:
+        self.cancelled.append(job_id)
+
+    def drain(self, job_id: str, why: str) -> None:
+        self.cancelled.append(job_id)
+
+
+def end(job_id: str) -> worker_pb2.WorkerMessage:
+    return worker_pb2.WorkerMessage(end=common_pb2.JobEnd(job_id=job_id))
+
+
+def output(job_id: str) -> worker_pb2.WorkerMessage:
+    return worker_pb2.WorkerMessage(output=common_pb2.JobOutput(job_id=job_id, chunk=b"x"))
+
+
+def run(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    asyncio.run(asyncio.wait_for(scenario(), 10))
+
+
+async def settle() -> None:
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
+async def attach(link: JobLink, reattached: tuple[str, ...] = ()) -> Outbox:
+    outbox: Outbox = asyncio.Queue(maxsize=16)
+    await link.attach(outbox, stub=None, metadata=(), reattached=reattached)  # type: ignore[arg-type]
+    return outbox
+
+
+def taken(outbox: Outbox) -> list[str]:
+    out = []
+    while not outbox.empty():
+        message = outbox.get_nowait()
+        assert message is not None
+        kind = message.WhichOneof("kind")
+        out.append(f"{kind} {getattr(message, kind).job_id}")
+    return out
+
+
+def start(link: JobLink, *job_ids: str) -> None:
+    for job_id in job_ids:
+        link.start(worker_pb2.Job(job_id=job_id))
+
+
+def test_an_end_lost_with_its_session_goes_again_if_the_hub_reattaches_the_job() -> None:
+    async def scenario() -> None:
+        jobs = Jobs()
+        link = JobLink(jobs, reattach_grace_s=30)  # type: ignore[arg-type]
+        first = await attach(link)
+        start(link, "a", "b", "c")
+        jobs.end("a")
+        await settle()
+        assert taken(first) == ["end a"]  # written, but perhaps never read by the hub
+        link.detach(first)
+        jobs.end("b")  # ends while no session is there: kept, not waited for
+        await settle()
+        assert link.held() == ["c", "a", "b"]
+        second = await attach(link, reattached=("b", "c"))
+        assert taken(second) == ["end b"]  # "a" ended for the hub: forgotten
+        assert jobs.cancelled == []
+        jobs.end("c")
+        await settle()
+        assert taken(second) == ["end c"]
+        link.detach(second)
+        assert link.held() == ["c"]
+        await link.close()
+
+    run(scenario)
+
+
+def test_jobs_the_hub_did_not_reattach_stop() -> None:
+    async def scenario() -> None:
+        jobs = Jobs()
+        link = JobLink(jobs, reattach_grace_s=30)  # type: ignore[arg-type]
+        first = await attach(link)
+        start(link, "a", "b")
+        link.detach(first)
+        await attach(link, reattached=("a",))
+        assert jobs.cancelled == ["b"]
+        await link.close()
+
+    run(scenario)
+
+
+def test_what_a_job_emits_while_no_session_is_there_waits_for_the_next() -> None:
+    async def scenario() -> None:
+        jobs = Jobs()
+        link = JobLink(jobs, reattach_grace_s=30)  # type: ignore[arg-type]
+        first = await attach(link)
+        start(link, "a")
+        link.detach(first)
+        progress = common_pb2.JobProgress(job_id="a", done=1, total=2)
+        jobs.step("a", worker_pb2.WorkerMessage(progress=progress))
+        await settle()
+        second = await attach(link, reattached=("a",))
+        await settle()
+        assert taken(first) == [] and taken(second) == ["progress a"]
+        await link.close()
+
+    run(scenario)
+
+
+def test_a_job_that_streamed_part_of_a_result_on_a_dropped_session_is_not_offered() -> None:
+    async def scenario() -> None:
+        jobs = Jobs()
+        link = JobLink(jobs, reattach_grace_s=30)  # type: ignore[arg-type]
+        first = await attach(link)
+        start(link, "a", "b")
+        jobs.step("a", output("a"))
+        await settle()
+        link.detach(first)
+        assert jobs.cancelled == ["a"] and link.held() == ["b"]
+        await link.close()
+
+    run(scenario)
+
+
+def test_without_a_session_within_the_grace_the_jobs_stop() -> None:
+    async def scenario() -> None:
+        jobs = Jobs()
+        link = JobLink(jobs, reattach_grace_s=0.05)  # type: ignore[arg-type]
+        first = await attach(link)
+        start(link, "a")
+        link.detach(first)
+        await asyncio.sleep(0.1)
+        assert jobs.cancelled == ["a"]
+        await link.close()
+
+    run(scenario)
+
+
+def test_kept_ends_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(job_link, "KEPT_ENDS", 2)
+
+    async def scenario() -> None:
+        jobs = Jobs()
+        link = JobLink(jobs, reattach_grace_s=30)  # type: ignore[arg-type]
+        start(link, "a", "b", "c")
+        for job_id in "abc":
+            jobs.end(job_id)
+        await settle()
+        assert link.held() == ["b", "c"]
+
+    run(scenario)
