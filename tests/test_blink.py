@@ -50,12 +50,13 @@ def outcome(handle: JobHandle, timeout_s: float = 60) -> tuple[Any, BaseExceptio
     return box[0]
 
 
-def running_job_id(client: HubClient) -> str:
-    def found() -> str:
-        workers = client.workers()
-        return workers[0]["running"][0]["job_id"] if workers and workers[0]["running"] else ""
-
-    return str(wait_until(found, 30, "the job to be sent"))
+def start_worker_main(
+    start_worker: Callable[..., WorkerProcess], port: int, *options: str
+) -> WorkerProcess:
+    """A real worker process with settings the CLI does not have (worker_main.py), connected."""
+    worker = start_worker(argv=[sys.executable, WORKER_MAIN, str(port), *options])
+    worker.wait_for_output(CONNECTED)
+    return worker
 
 
 @pytest.fixture
@@ -177,9 +178,7 @@ def test_a_worker_whose_connection_stays_down_stops_its_jobs_after_its_grace(
     tmp_path: Path,
 ) -> None:
     _, data = iris
-    argv = [sys.executable, WORKER_MAIN, str(proxy.port), "--reattach-grace", "1"]
-    worker = start_worker(argv=argv)
-    worker.wait_for_output(CONNECTED)
+    worker = start_worker_main(start_worker, proxy.port, "--reattach-grace", "1")
     marker = tmp_path / "started"
     handle = client.submit_predict(remote_models.SlowModel(marker, 600), data)
     wait_until(marker.exists, 30, "the job to start")

@@ -5,7 +5,6 @@ without starting it."""
 from __future__ import annotations
 
 import signal
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,8 +12,8 @@ from typing import Any
 import pandas as pd
 import pytest
 import remote_models
-from conftest import CONNECTED, WorkerProcess, wait_until
-from test_blink import WORKER_MAIN, outcome
+from conftest import WorkerProcess, wait_until
+from test_blink import outcome, start_worker_main
 
 from giskard.client import HubClient
 from giskard.errors import DrainedError, EndReason
@@ -31,9 +30,7 @@ def test_a_stopped_worker_ends_the_jobs_it_cannot_finish_as_drained(
     tmp_path: Path,
 ) -> None:
     _, data = iris
-    argv = [sys.executable, WORKER_MAIN, str(hub.port), "--drain-grace", "1"]
-    worker = start_worker(argv=argv)
-    worker.wait_for_output(CONNECTED)
+    worker = start_worker_main(start_worker, hub.port, "--drain-grace", "1")
     started, never = tmp_path / "started", tmp_path / "never-started"
     # Concurrency 1, prefetch 1: the first runs, the second waits in the worker.
     running = client.submit_predict(remote_models.SlowModel(started, 600), data)

@@ -348,7 +348,7 @@ class JobBoard:
         if holder is not None and not holder.is_same_worker(session):
             return []  # another worker has the name: the registry refuses this session
         earlier = [old for old in self._detached if old.is_same_worker(session)]
-        earlier += [holder] if holder is not None else []
+        earlier += [holder] if holder is not None and holder not in earlier else []
         reattached: list[str] = []
         lost = 0
         for old in earlier:

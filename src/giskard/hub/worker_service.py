@@ -112,8 +112,10 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
             forget()
             if reader is not None:
                 reader.cancel()
-            await self._registry.remove(session)
+            # Its jobs first, with no wait in between: a new session of this worker that
+            # registers while the registry tells the others must find them detached.
             self._session_ended(session)
+            await self._registry.remove(session)
 
     def _session_ended(self, session: WorkerSession) -> None:
         """Its jobs wait for the worker to come back if only its connection dropped; they
