@@ -213,7 +213,7 @@ class _HubCalls:
         try:
             async for chunk in stub.FetchArtifact(request, metadata=metadata):
                 yield chunk
-        except grpc.aio.AioRpcError as exc:
+        except (grpc.aio.AioRpcError, asyncio.CancelledError) as exc:
             raise _dropped(exc, "fetched its input") from None
 
     async def send_result(
@@ -234,15 +234,20 @@ class _HubCalls:
         stub, metadata = await self._session()
         try:
             await stub.SendResult(chunks(), metadata=metadata)
-        except grpc.aio.AioRpcError as exc:
+        except (grpc.aio.AioRpcError, asyncio.CancelledError) as exc:
             raise _dropped(exc, "sent its result") from None
         return received >= size
 
 
-def _dropped(exc: grpc.aio.AioRpcError, doing: str) -> Exception:
+def _dropped(exc: grpc.aio.AioRpcError | asyncio.CancelledError, doing: str) -> BaseException:
     """ConnectionDropped if the call failed because the connection dropped (the job cannot
-    resume the stream: it fails as worker_lost, saying so), else `exc`."""
-    if exc.code() not in DROPPED_CODES:
+    resume the stream: it fails as worker_lost, saying so), else `exc`. A call is cancelled
+    too when its session's channel closes: that is no cancel of the job itself."""
+    if isinstance(exc, asyncio.CancelledError):
+        task = asyncio.current_task()
+        if task is None or task.cancelling():
+            return exc  # the job is being stopped
+    elif exc.code() not in DROPPED_CODES:
         return exc
     return ConnectionDropped(f"the connection to the hub dropped while the job {doing}")
 
