@@ -175,3 +175,20 @@ def test_without_a_grace_a_dropped_session_fails_its_jobs_at_once() -> None:
         assert_released(hub, old)
 
     run(scenario)
+
+
+def test_a_job_its_client_cancels_while_its_worker_is_away_is_cancelled_on_its_return() -> None:
+    async def scenario() -> None:
+        hub = Parts()
+        old, job = await dropped_with_a_job(hub)
+        hub.board.cancel(job)  # its client waits for the worker's end
+        assert job.state is JobState.RUNNING
+        new = session_of("a", 1)
+        assert await connect(hub, new, held=("j",)) == ["j"]
+        assert sent(new) == ["cancel j"]
+        cancelled = common_pb2.JobEnd(job_id="j", reason=common_pb2.END_REASON_CANCELLED)
+        hub.board.worker_ended(job, cancelled)
+        assert end_of(job).reason == common_pb2.END_REASON_CANCELLED
+        assert_released(hub, old, new)
+
+    run(scenario)

@@ -86,6 +86,7 @@ class Job:
     progress: tuple[int, int] = (0, 0)
     was_queued: bool = False
     received_bytes: int = 0  # of its result, from its worker
+    cancel_sent: bool = False  # its worker was told to stop it
     # How the worker it was sent to differs from what its pickles need (not blocking).
     differences: list[common_pb2.EnvironmentDifference] = field(default_factory=list)
     # Stopped when it ends, so that a finished job is not kept in memory until they fire.
@@ -390,8 +391,8 @@ class JobBoard:
         del job.session.jobs[job.job_id]
         job.session, job.worker_id = session, session.info.worker_id
         session.jobs[job.job_id] = job
-        if job.state is JobState.STOPPING:
-            self._cancel_on_worker(job)  # the first cancel may have gone with the connection
+        if job.cancel_sent:  # the first cancel may have gone with the dropped connection
+            self._cancel_on_worker(job)
 
     def _send(self, job: Job, session: WorkerSession) -> None:
         spec = job.spec
@@ -509,6 +510,7 @@ class JobBoard:
 
     def _cancel_on_worker(self, job: Job) -> None:
         assert job.session is not None
+        job.cancel_sent = True
         cancel = worker_pb2.HubMessage(cancel=worker_pb2.CancelJob(job_id=job.job_id))
         try:
             job.session.outbox.put_nowait(cancel)
