@@ -15,17 +15,19 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cloudpickle
 import grpc
 import pytest
 import remote_models
 from conftest import CONNECTED, WorkerProcess, giskard_command, wait_until
+from test_trust_boundary import RogueWorker
 
 from giskard import codec
 from giskard.client import HubClient
 from giskard.errors import ExitCode, JobTimeoutError
-from giskard.hub import Hub
+from giskard.hub import Hub, jobs
 from giskard.protocol import PROTOCOL_VERSION
 from giskard.rpc.v1 import client_pb2, client_pb2_grpc, common_pb2, worker_pb2, worker_pb2_grpc
 
@@ -194,3 +196,40 @@ def test_start_d_reports_a_worker_that_dies_at_once(tmp_path: Path, hub: Hub) ->
 def _ignore(call: Callable[[], object]) -> None:
     with contextlib.suppress(Exception):
         call()
+
+
+class SilentWorker(RogueWorker):
+    """Takes jobs and never ends one, not even when told to stop it."""
+
+    def _answer(self, job_id: str) -> None:
+        pass
+
+
+def run_info_job(channel: grpc.Channel, hub: Hub, job_id: str) -> Any:
+    request = client_pb2.RunJobRequest(spec=common_pb2.JobSpec(info=common_pb2.InfoJob()))
+    request.job_id = job_id
+    return client_pb2_grpc.PlatformStub(channel).RunJob(request, metadata=auth(hub))
+
+
+def test_a_job_id_is_refused_while_a_job_of_that_id_runs_or_holds_a_worker(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The worker below never confirms a stop: the hub waits this long before freeing its slot.
+    monkeypatch.setattr(jobs, "STOP_GRACE_S", 60.0)
+    with SilentWorker(hub, b""), grpc.insecure_channel(hub.address) as channel:
+        first = run_info_job(channel, hub, "reused-id-1")
+        wait_until(lambda: len(hub_status(hub)["workers"][0]["running"]) == 1, 20, "the job")
+        with pytest.raises(grpc.RpcError) as running:
+            next(run_info_job(channel, hub, "reused-id-1"))
+        assert running.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        first.cancel()  # its client leaves: the job ends for it, but its worker still holds it
+        wait_until(lambda: hub_status(hub)["recent"], 20, "the job to end for its client")
+        with pytest.raises(grpc.RpcError) as held:
+            next(run_info_job(channel, hub, "reused-id-1"))
+        assert held.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "not that of a running job" in (held.value.details() or "")
+
+
+def hub_status(hub: Hub) -> dict:
+    with HubClient(hub.address) as client:
+        return client.status()

@@ -183,6 +183,12 @@ class JobBoard:
         """The last RECENT_JOBS jobs that ended, the latest last."""
         return list(self._recent)
 
+    def on_a_worker(self, job_id: str) -> bool:
+        """Whether a worker holds a slot for a job of this id (one ended for its client may
+        still run there): a new job must not take its id."""
+        sessions = itertools.chain(self._registry.in_connection_order, self._detached)
+        return any(job_id in session.jobs for session in sessions)
+
     def receive(self, job: Job, wait_for_worker_s: float, no_worker: Callable[[], str]) -> None:
         """The job arrived: its inputs are pinned from now until it ends. It is submitted once
         a worker that may run it is connected, waiting up to `wait_for_worker_s` for one;

@@ -145,7 +145,7 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
         inputs = await self._inputs(spec, context)
         constraint = await self._constraint(request, context)
         job_id = request.job_id or uuid.uuid4().hex
-        if not JOB_ID.fullmatch(job_id) or job_id in self._calls:
+        if not JOB_ID.fullmatch(job_id) or job_id in self._calls or self._jobs.on_a_worker(job_id):
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "job_id must be 8 to 64 of [A-Za-z0-9_-], not that of a running job",
