@@ -59,6 +59,11 @@ def start_worker_main(
     return worker
 
 
+def is_away(client: HubClient) -> bool:
+    """Whether the hub's one worker is away: its connection dropped, its jobs wait for it."""
+    return [bool(worker["away_since"]) for worker in client.workers()] == [True]
+
+
 @pytest.fixture
 def proxy(hub: Hub) -> Iterator[TcpProxy]:
     with TcpProxy(hub.port) as running:
@@ -99,6 +104,32 @@ def test_a_job_survives_a_blink_of_its_workers_connection(
     assert client.status()["recent"][-1]["reason"] is EndReason.SUCCEEDED
 
 
+def test_a_worker_away_is_listed_with_its_job_until_it_comes_back(
+    client: HubClient,
+    proxy: TcpProxy,
+    proxied_worker: WorkerProcess,
+    iris: tuple[Any, pd.DataFrame],
+    tmp_path: Path,
+) -> None:
+    model, data = iris
+    marker = tmp_path / "started"
+    handle = client.submit_predict(remote_models.SleepyModel(model, marker, JOB_S), data)
+    wait_until(marker.exists, 30, "the job to start")
+    cut_at = time.time()
+    proxy.refuse()  # the worker cannot come back until restore()
+
+    wait_until(lambda: is_away(client), 15, "the hub to list the worker as away")
+    [worker] = client.workers()
+    assert worker["pid"] == proxied_worker.process.pid and not worker["active"]
+    assert cut_at - 1 <= worker["away_since"] <= time.time()
+    assert [job["job_id"] for job in worker["running"]] == [handle.job_id]
+    proxy.restore()
+    result, failure = outcome(handle)
+    assert failure is None, failure
+    np.testing.assert_array_equal(result, model.predict(data))
+    wait_until(lambda: client.workers()[0]["away_since"] is None, 15, "the worker to be back")
+
+
 def test_a_worker_killed_for_good_fails_its_job_after_the_grace(
     start_worker: Callable[..., WorkerProcess], iris: tuple[Any, pd.DataFrame], tmp_path: Path
 ) -> None:
@@ -135,7 +166,7 @@ def test_a_worker_that_comes_back_without_its_job_fails_it_at_once(
     wait_until(marker.exists, 30, "the job to start")
     first.process.send_signal(signal.SIGKILL)
     first.process.wait(10)
-    wait_until(lambda: not client.workers(), 10, "the hub to see the worker gone")
+    wait_until(lambda: is_away(client), 10, "the hub to see the worker gone")
     killed_at = time.monotonic()
     second = start_worker("-h", "127.0.0.1", "-p", str(hub.port), "--name", "blinker")
     second.wait_for_output(CONNECTED, timeout_s=30)
@@ -158,7 +189,7 @@ def test_a_job_cancelled_during_a_blink_ends_cancelled_and_its_worker_stops_it(
     wait_until(marker.exists, 30, "the job to start")
     executor = psutil.Process(int(marker.read_text()))
     proxy.refuse()
-    wait_until(lambda: not client.workers(), 10, "the hub to see the connection drop")
+    wait_until(lambda: is_away(client), 10, "the hub to see the connection drop")
     assert handle.cancel()
     _, failure = outcome(handle, timeout_s=10)
     assert isinstance(failure, JobCancelledError), failure

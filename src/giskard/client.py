@@ -129,7 +129,9 @@ class HubClient:
         """The connected workers' info, the active one first; each has its `name` and
         `labels`, an `active` flag (it gets the jobs that ask for no worker or label),
         `paused` and `draining` flags (see `pause_worker`), its `concurrency` and the jobs it
-        is `running`."""
+        is `running`. A worker whose connection dropped while it ran jobs is listed too until
+        it comes back or the hub gives up on them: `away_since` says since when (time.time()),
+        None for a connected worker."""
         return self.status()["workers"]
 
     def status(self) -> dict[str, Any]:
@@ -148,6 +150,7 @@ class HubClient:
                 "prefetch": worker.prefetch,
                 "paused": worker.paused,
                 "draining": worker.draining,
+                "away_since": worker.away_since or None,
                 "running": [
                     {
                         "job_id": job.job_id,

@@ -172,6 +172,8 @@ RECENT_SHOWN = 20
 
 
 def _role(worker: dict) -> str:
+    if worker["away_since"]:
+        return "away   "
     if worker["draining"]:
         return "draining"
     if worker["paused"]:

@@ -170,13 +170,20 @@ class JobBoard:
         self._recent: deque[client_pb2.EndedJob] = deque(maxlen=RECENT_JOBS)
         self._routing = routing
         self._reattach_grace_s = reattach_grace_s
-        # Sessions whose connection dropped with jobs, each with the timer that fails them.
-        self._detached: dict[WorkerSession, asyncio.TimerHandle] = {}
+        # Sessions whose connection dropped with jobs, each with the timer that fails them
+        # and when it dropped (time.time()).
+        self._detached: dict[WorkerSession, tuple[asyncio.TimerHandle, float]] = {}
         registry.on_change = self._workers_changed
 
     @property
     def queued(self) -> int:
         return len(self._queue) + len(self._slotless)
+
+    @property
+    def away(self) -> list[tuple[WorkerSession, float]]:
+        """The sessions whose connection dropped while they held jobs, each with when it
+        dropped (time.time()): their jobs wait for them to come back."""
+        return [(session, since) for session, (_, since) in self._detached.items()]
 
     @property
     def recent(self) -> list[client_pb2.EndedJob]:
@@ -321,9 +328,9 @@ class JobBoard:
 
     def session_lost(self, session: WorkerSession, reason: str) -> None:
         """The worker is gone: its jobs fail."""
-        timer = self._detached.pop(session, None)
-        if timer is not None:
-            timer.cancel()
+        detached = self._detached.pop(session, None)
+        if detached is not None:
+            detached[0].cancel()
         for job in list(session.jobs.values()):
             self._free_slot(job)
             self._end(job, _failure(job, common_pb2.END_REASON_WORKER_LOST, "WorkerLost", reason))
@@ -339,7 +346,7 @@ class JobBoard:
             self.session_lost(session, reason)
             return
         loop = asyncio.get_running_loop()
-        self._detached[session] = loop.call_later(grace_s, self._not_back, session)
+        self._detached[session] = (loop.call_later(grace_s, self._not_back, session), time.time())
         logger.info(
             "Keeping %d job(s) of worker %s for %.0f s, until it reconnects",
             len(session.jobs),
@@ -359,9 +366,9 @@ class JobBoard:
         reattached: list[str] = []
         lost = 0
         for old in earlier:
-            timer = self._detached.pop(old, None)
-            if timer is not None:
-                timer.cancel()
+            detached = self._detached.pop(old, None)
+            if detached is not None:
+                detached[0].cancel()
             for job in list(old.jobs.values()):
                 why = _not_reattached(job, held, old)
                 if why is None:

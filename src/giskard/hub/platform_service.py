@@ -61,14 +61,16 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
         reply = client_pb2.ListWorkersReply(
             queued=self._jobs.queued, recent=self._jobs.recent, store=self._store_status()
         )
-        for session in self._registry.sessions:
+        # The connected workers, then those away whose jobs wait for them to come back.
+        listed = [(s, 0.0) for s in self._registry.sessions] + self._jobs.away
+        for session, away_since in listed:
             # Stay well under the message limit however many workers there are.
             if reply.ByteSize() + session.info.ByteSize() > LIST_REPLY_MAX_BYTES:
                 break
             reply.workers.append(
                 client_pb2.ConnectedWorker(
                     info=session.info,
-                    active=self._registry.is_active(session),
+                    active=not away_since and self._registry.is_active(session),
                     connected_at=session.connected_at,
                     peer=session.peer,
                     concurrency=session.concurrency,
@@ -76,6 +78,7 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
                     paused=session.paused,
                     draining=session.draining,
                     running=_running_jobs(session),
+                    away_since=away_since,
                 )
             )
         return reply

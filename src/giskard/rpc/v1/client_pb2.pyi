@@ -12,7 +12,7 @@ class ListWorkersRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ConnectedWorker(_message.Message):
-    __slots__ = ("info", "active", "connected_at", "peer", "concurrency", "running", "prefetch", "paused", "draining")
+    __slots__ = ("info", "active", "connected_at", "peer", "concurrency", "running", "prefetch", "paused", "draining", "away_since")
     INFO_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_FIELD_NUMBER: _ClassVar[int]
     CONNECTED_AT_FIELD_NUMBER: _ClassVar[int]
@@ -22,6 +22,7 @@ class ConnectedWorker(_message.Message):
     PREFETCH_FIELD_NUMBER: _ClassVar[int]
     PAUSED_FIELD_NUMBER: _ClassVar[int]
     DRAINING_FIELD_NUMBER: _ClassVar[int]
+    AWAY_SINCE_FIELD_NUMBER: _ClassVar[int]
     info: _common_pb2.WorkerInfo
     active: bool
     connected_at: float
@@ -31,7 +32,8 @@ class ConnectedWorker(_message.Message):
     prefetch: int
     paused: bool
     draining: bool
-    def __init__(self, info: _Optional[_Union[_common_pb2.WorkerInfo, _Mapping]] = ..., active: _Optional[bool] = ..., connected_at: _Optional[float] = ..., peer: _Optional[str] = ..., concurrency: _Optional[int] = ..., running: _Optional[_Iterable[_Union[RunningJob, _Mapping]]] = ..., prefetch: _Optional[int] = ..., paused: _Optional[bool] = ..., draining: _Optional[bool] = ...) -> None: ...
+    away_since: float
+    def __init__(self, info: _Optional[_Union[_common_pb2.WorkerInfo, _Mapping]] = ..., active: _Optional[bool] = ..., connected_at: _Optional[float] = ..., peer: _Optional[str] = ..., concurrency: _Optional[int] = ..., running: _Optional[_Iterable[_Union[RunningJob, _Mapping]]] = ..., prefetch: _Optional[int] = ..., paused: _Optional[bool] = ..., draining: _Optional[bool] = ..., away_since: _Optional[float] = ...) -> None: ...
 
 class RunningJob(_message.Message):
     __slots__ = ("job_id", "kind", "started_at", "done", "total", "waiting")
