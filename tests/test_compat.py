@@ -16,8 +16,8 @@ from test_job_lifecycle import Parts, next_event, run
 
 from giskard import compat
 from giskard.compat import Difference, Requirements
+from giskard.hub.job import Job as BoardJob
 from giskard.hub.job_events import JobEvents
-from giskard.hub.jobs import Job as BoardJob
 from giskard.hub.registry import WorkerSession
 from giskard.hub.routing import Constraint, incompatibilities, may_run, route
 from giskard.rpc.v1 import common_pb2

@@ -131,8 +131,9 @@ def test_a_flood_of_messages_leaves_the_hub_responsive_and_bounded(
 
 def test_dispatch_to_a_worker_that_never_reads_fails_the_job() -> None:
     from giskard.hub.artifacts import ArtifactStore
+    from giskard.hub.job import Job
     from giskard.hub.job_events import JobEvents, UnreadResults
-    from giskard.hub.jobs import Job, JobBoard
+    from giskard.hub.jobs import JobBoard
     from giskard.hub.registry import WorkerRegistry, WorkerSession
 
     async def scenario() -> common_pb2.JobEnd:

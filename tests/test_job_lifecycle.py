@@ -13,8 +13,9 @@ import pytest
 
 from giskard.hub import jobs as jobs_module
 from giskard.hub.artifacts import ArtifactStore
+from giskard.hub.job import Job, JobState
 from giskard.hub.job_events import JobEvents, UnreadResults
-from giskard.hub.jobs import Job, JobBoard, JobState
+from giskard.hub.jobs import JobBoard
 from giskard.hub.registry import WorkerRegistry, WorkerSession
 from giskard.rpc.v1 import client_pb2, common_pb2, worker_pb2
 

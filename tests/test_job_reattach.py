@@ -18,7 +18,7 @@ from test_job_lifecycle import (
     until,
 )
 
-from giskard.hub.jobs import Job, JobState
+from giskard.hub.job import Job, JobState
 from giskard.hub.registry import WorkerSession
 from giskard.rpc.v1 import common_pb2
 

@@ -207,7 +207,7 @@ class SilentWorker(RogueWorker):
 
 def run_info_job(channel: grpc.Channel, hub: Hub, job_id: str) -> Any:
     request = client_pb2.RunJobRequest(spec=common_pb2.JobSpec(info=common_pb2.InfoJob()))
-    request.job_id = job_id
+    request.job_id, request.wait_for_worker_s = job_id, 20
     return client_pb2_grpc.PlatformStub(channel).RunJob(request, metadata=auth(hub))
 
 

@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 import pytest
 
 from giskard.hub.artifacts import ArtifactStore
+from giskard.hub.job import Job, JobState
 from giskard.hub.job_events import JobEvents, UnreadResults
-from giskard.hub.jobs import Job, JobBoard, JobState
+from giskard.hub.jobs import JobBoard
 from giskard.hub.registry import NameTaken, WorkerRegistry, WorkerSession
 from giskard.hub.routing import SPREAD, Constraint, active_session, may_run, route
 from giskard.rpc.v1 import common_pb2

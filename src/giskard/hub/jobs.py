@@ -27,20 +27,26 @@ in a worker's memory. Info jobs do not take a slot.
 from __future__ import annotations
 
 import asyncio
-import enum
 import itertools
 import logging
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass, field
 
 from giskard import compat
 from giskard.display import printable
 from giskard.hub.artifacts import ArtifactStore
-from giskard.hub.job_events import JobEvents
+from giskard.hub.job import (
+    Job,
+    JobState,
+    JobTransition,
+    cancelled_end,
+    failure_end,
+    incompatible_end,
+    worker_lost_end,
+)
 from giskard.hub.registry import WorkerRegistry, WorkerSession
-from giskard.hub.routing import LATEST, Candidate, Constraint, incompatibilities, may_run, route
+from giskard.hub.routing import LATEST, Constraint, incompatibilities, may_run, route
 from giskard.job_inputs import job_inputs
 from giskard.rpc.v1 import client_pb2, common_pb2, worker_pb2
 from giskard.sizes import format_size
@@ -56,92 +62,6 @@ NO_WORKER_GRACE_S = 30.0
 RECENT_JOBS = 100
 # How long the jobs of a worker whose connection dropped wait for it to come back.
 REATTACH_GRACE_S = 30.0
-
-
-class JobState(enum.Enum):
-    NEW = "new"  # not received yet
-    WAITING = "waiting"  # received, waiting for a worker that may run it to connect
-    QUEUED = "queued"  # waiting at the hub for a slot
-    RUNNING = "running"  # sent to a worker, holding one of its slots
-    STOPPING = "stopping"  # ended for its client; its worker has not released the slot yet
-    ENDED = "ended"
-
-
-@dataclass(eq=False)
-class Job:
-    """A job submitted to the hub. Its fields are written by JobBoard only."""
-
-    job_id: str
-    spec: common_pb2.JobSpec
-    events: JobEvents  # to the client that submitted it
-    inputs: list[str] = field(default_factory=list)  # the artifacts it pins (SHA-256)
-    # time.monotonic() by which the job must end; None: no limit.
-    deadline: float | None = None
-    constraint: Constraint = field(default_factory=Constraint)  # the workers it may go to
-    state: JobState = JobState.NEW
-    session: WorkerSession | None = None  # the worker whose slot it holds
-    submitted_at: float = 0.0  # time.time() when it was submitted
-    sent_at: float = 0.0  # time.time() when it was sent
-    worker_id: str = ""  # of the worker it was sent to
-    progress: tuple[int, int] = (0, 0)
-    was_queued: bool = False
-    received_bytes: int = 0  # of its result, from its worker
-    cancel_sent: bool = False  # its worker was told to stop it
-    # How the worker it was sent to differs from what its pickles need (not blocking).
-    differences: list[common_pb2.EnvironmentDifference] = field(default_factory=list)
-    # Stopped when it ends, so that a finished job is not kept in memory until they fire.
-    timers: list[asyncio.TimerHandle] = field(default_factory=list)
-    # Among `timers`: running while no connected worker may run it.
-    no_worker_timer: asyncio.TimerHandle | None = None
-
-    @property
-    def ended(self) -> bool:
-        """Its one end happened: its client has it, or is gone."""
-        return self.state in (JobState.STOPPING, JobState.ENDED)
-
-    @property
-    def kind(self) -> str:
-        return self.spec.WhichOneof("kind") or ""
-
-    @property
-    def takes_a_slot(self) -> bool:
-        """Info jobs run beside the others on the worker; the rest take one of its slots."""
-        return self.kind != "info"
-
-    def remaining_s(self) -> float | None:
-        return None if self.deadline is None else self.deadline - time.monotonic()
-
-
-JobTransition = Callable[[Job], None]
-
-
-def _failure(
-    job: Job, reason: common_pb2.EndReason.ValueType, kind: str, message: str
-) -> common_pb2.JobEnd:
-    """An end the hub decides; `kind` is the detail of `reason`, kept for the client."""
-    failure = common_pb2.JobFailure(type=kind, message=message)
-    return common_pb2.JobEnd(job_id=job.job_id, failure=failure, reason=reason)
-
-
-def _cancelled(job: Job, message: str) -> common_pb2.JobEnd:
-    return _failure(job, common_pb2.END_REASON_CANCELLED, "JobCancelled", message)
-
-
-def _incompatible_end(
-    job_id: str, constraint: Constraint, sessions: Sequence[Candidate]
-) -> common_pb2.JobEnd | None:
-    """The end of a job that none of the connected workers it may go to can load, saying
-    how each differs from what it needs; None if one can, or none is connected."""
-    diffs = incompatibilities(constraint, sessions)
-    if not diffs:
-        return None
-    failure = common_pb2.JobFailure(
-        type="IncompatibleEnvironment",
-        message=compat.explain(constraint.requirements, diffs),
-        differences=[diff.to_proto() for diff in diffs],
-    )
-    reason = common_pb2.END_REASON_INCOMPATIBLE_ENVIRONMENT
-    return common_pb2.JobEnd(job_id=job_id, failure=failure, reason=reason)
 
 
 class JobBoard:
@@ -293,7 +213,7 @@ class JobBoard:
             " this one: read results as they come, or submit fewer jobs at a time"
         )
         self._end(
-            job, _failure(job, common_pb2.END_REASON_CANCELLED, "UnreadResultsLimit", message)
+            job, failure_end(job, common_pb2.END_REASON_CANCELLED, "UnreadResultsLimit", message)
         )
         self._stop_on_worker(job)
         return False
@@ -321,7 +241,7 @@ class JobBoard:
         one is stopped on its worker, whose end (with what the job wrote) goes to the client,
         or the hub's own if it does not come within STOP_GRACE_S."""
         if job.state in (JobState.WAITING, JobState.QUEUED):
-            self._end(job, _cancelled(job, "the job was cancelled"))
+            self._end(job, cancelled_end(job, "the job was cancelled"))
         elif job.state is JobState.RUNNING:
             self._cancel_on_worker(job)
             self._start_timer(job, STOP_GRACE_S, self._cancel_unconfirmed)
@@ -333,7 +253,7 @@ class JobBoard:
             detached[0].cancel()
         for job in list(session.jobs.values()):
             self._free_slot(job)
-            self._end(job, _failure(job, common_pb2.END_REASON_WORKER_LOST, "WorkerLost", reason))
+            self._end(job, worker_lost_end(job, reason))
 
     def detach(self, session: WorkerSession, reason: str) -> None:
         """The session's connection dropped: its jobs keep their state and slots, waiting for
@@ -377,7 +297,7 @@ class JobBoard:
                     continue
                 lost += not job.ended
                 self._free_slot(job)
-                self._end(job, _failure(job, common_pb2.END_REASON_WORKER_LOST, "WorkerLost", why))
+                self._end(job, worker_lost_end(job, why))
         if earlier:
             logger.info(
                 "Worker %s reconnected; %d job(s) reattached, %d lost",
@@ -419,7 +339,7 @@ class JobBoard:
             session.outbox.put_nowait(message)
         except asyncio.QueueFull:
             reason = f"the worker {session.describe()} is not reading"
-            lost = _failure(job, common_pb2.END_REASON_WORKER_LOST, "WorkerNotReading", reason)
+            lost = worker_lost_end(job, reason, kind="WorkerNotReading")
             self._end(job, lost)
             return
         del self._queue_of(job)[job]
@@ -490,7 +410,7 @@ class JobBoard:
     def _expire(self, job: Job) -> None:
         if job.state is JobState.QUEUED:
             message = "the job's timeout passed while it waited for a worker slot"
-            self._end(job, _failure(job, common_pb2.END_REASON_TIMEOUT, "JobTimeout", message))
+            self._end(job, failure_end(job, common_pb2.END_REASON_TIMEOUT, "JobTimeout", message))
         elif job.state is JobState.RUNNING:
             # The worker stops it at the deadline itself; this is for a worker that does not.
             self._start_timer(job, STOP_GRACE_S, self._give_up)
@@ -503,7 +423,7 @@ class JobBoard:
             return
         self._free_slot(job)
         message = "the worker did not stop the job at its deadline"
-        self._end(job, _failure(job, common_pb2.END_REASON_TIMEOUT, "JobTimeout", message))
+        self._end(job, failure_end(job, common_pb2.END_REASON_TIMEOUT, "JobTimeout", message))
         self.pump()
 
     def _stop_on_worker(self, job: Job) -> None:
@@ -518,7 +438,7 @@ class JobBoard:
             return
         self._free_slot(job)
         message = "the job was cancelled; its worker did not confirm that it stopped"
-        self._end(job, _cancelled(job, message))
+        self._end(job, cancelled_end(job, message))
         self.pump()
 
     def _cancel_on_worker(self, job: Job) -> None:
@@ -569,8 +489,8 @@ class JobBoard:
 
     def _unservable_end(self, job: Job, no_worker: str) -> common_pb2.JobEnd:
         # Workers it asked for may be there, unable to load it: then that is why it ends.
-        end = _incompatible_end(job.job_id, job.constraint, self._registry.sessions)
-        return end or _failure(job, common_pb2.END_REASON_NO_WORKER, "NoWorker", no_worker)
+        end = incompatible_end(job.job_id, job.constraint, self._registry.sessions)
+        return end or failure_end(job, common_pb2.END_REASON_NO_WORKER, "NoWorker", no_worker)
 
 
 def _not_reattached(job: Job, held: Collection[str], old: WorkerSession) -> str | None:

@@ -17,8 +17,9 @@ from giskard.display import printable
 from giskard.hub.artifacts import ArtifactStore
 from giskard.hub.auth import Authenticator
 from giskard.hub.decoding import UNDECODABLE
+from giskard.hub.job import Job
 from giskard.hub.job_events import JobEvents, UnreadResults
-from giskard.hub.jobs import Job, JobBoard
+from giskard.hub.jobs import JobBoard
 from giskard.hub.registry import WorkerRegistry, WorkerSession
 from giskard.hub.routing import Constraint
 from giskard.job_inputs import job_inputs

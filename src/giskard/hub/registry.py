@@ -16,7 +16,7 @@ from giskard.hub.routing import LATEST, active_session
 from giskard.rpc.v1 import common_pb2, worker_pb2
 
 if TYPE_CHECKING:
-    from giskard.hub.jobs import Job
+    from giskard.hub.job import Job
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -15,7 +15,8 @@ from giskard.display import printable
 from giskard.hub.artifacts import ArtifactStore
 from giskard.hub.auth import Authenticator
 from giskard.hub.decoding import UNDECODABLE
-from giskard.hub.jobs import Job, JobBoard
+from giskard.hub.job import Job
+from giskard.hub.jobs import JobBoard
 from giskard.hub.registry import NameTaken, WorkerRegistry, WorkerSession, put_evicting
 from giskard.labels import check_labels, check_name
 from giskard.protocol import (
