@@ -25,7 +25,7 @@ import resource
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -211,31 +211,43 @@ class Executor:
 
 @dataclass(frozen=True)
 class _ProcessState:
-    """What a job may change in its process and the next job must not inherit."""
+    """What a job may change in its process and the next job must not inherit. Restoring it
+    checks first, so that a job that changed nothing costs a few microseconds."""
 
     cwd: str
     environ: dict[str, str]
+    encoded_environ: dict[Any, Any]
     umask: int
 
     @classmethod
     def current(cls) -> _ProcessState:
         umask = os.umask(0o022)
         os.umask(umask)
-        return cls(os.getcwd(), dict(os.environ), umask)
+        return cls(os.getcwd(), dict(os.environ), dict(_encoded_environ()), umask)
 
     def restore(self) -> bool:
         """Back to this state; False if the directory is gone (the executor is replaced)."""
         os.umask(self.umask)
-        if os.environ != self.environ:
+        if _encoded_environ() != self.encoded_environ:
             # Through os.environ, so that putenv/unsetenv reach the C library's environment
             # too, which the job's subprocesses and C extensions read.
             os.environ.clear()
             os.environ.update(self.environ)
+        with contextlib.suppress(OSError):  # OSError: the job removed its directory
+            if os.getcwd() == self.cwd:
+                return True
         try:
             os.chdir(self.cwd)
         except OSError:
             return False
         return True
+
+
+def _encoded_environ() -> Mapping[Any, Any]:
+    """os.environ's own dict of encoded names and values (CPython keeps one): comparing it is
+    a loop in C, about 1 µs, where comparing os.environ decodes every variable (about 50 µs
+    for 35 variables, at every job)."""
+    return getattr(os.environ, "_data", os.environ)
 
 
 def _flush_output() -> None:
