@@ -71,8 +71,7 @@ class Executor:
         with _memory_limited(self._max_job_memory) as limited:
             try:
                 blobs = self._receive(inputs)
-                requirements = compat.Requirements.from_plain(header["requirements"])
-                values = self._values(inputs, blobs, requirements)
+                values = self._values(inputs, blobs, header.get("requirements"))
                 progress.set_reporter(self._reporter() if header.get("progress") else None)
                 frames = jobs.encode_result(_compute(header, values))
                 sha, size = sha256_of(frames)
@@ -157,10 +156,11 @@ class Executor:
         self,
         inputs: list[dict[str, Any]],
         blobs: dict[str, bytearray],
-        requirements: compat.Requirements,
+        requirements: Mapping[str, Any] | None,
     ) -> list[Any]:
         """The job's input values, from what was sent or from the cache (an input named twice
-        is sent and loaded once). Pickles are loaded knowing what they need (`requirements`)."""
+        is sent and loaded once). Pickles are loaded knowing what they need (`requirements`,
+        which the worker sends with the pickles it sends)."""
         keep = {spec["sha"] for spec in inputs}
         loaded: dict[str, Any] = {}
         for spec in inputs:
@@ -169,10 +169,10 @@ class Executor:
                 continue
             if sha in blobs:
                 blob = blobs[sha]
-                pickled = spec["form"] == "pickle"
-                loaded[sha] = (
-                    jobs.load_pickle(blob, requirements) if pickled else jobs.load_data(blob)
-                )
+                if spec["form"] == "pickle":
+                    loaded[sha] = jobs.load_pickle(blob, _requirements(requirements))
+                else:
+                    loaded[sha] = jobs.load_data(blob)
                 self._cache.put(sha, loaded[sha], len(blobs[sha]), keep=keep)
             elif sha in self._cache:
                 loaded[sha] = self._cache.get(sha)
@@ -248,6 +248,10 @@ def _encoded_environ() -> Mapping[Any, Any]:
     a loop in C, about 1 µs, where comparing os.environ decodes every variable (about 50 µs
     for 35 variables, at every job)."""
     return getattr(os.environ, "_data", os.environ)
+
+
+def _requirements(plain: Mapping[str, Any] | None) -> compat.Requirements:
+    return compat.NOTHING if plain is None else compat.Requirements.from_plain(plain)
 
 
 def _flush_output() -> None:
