@@ -119,8 +119,10 @@ class _Stream:
         for _ in range(MAX_DRAIN_READS if read else 0):
             if not self._read():
                 break
-        self._end_line()
-        self._report_dropped()
+        if self._line or self._cut:
+            self._end_line()
+        if self._dropped:
+            self._report_dropped()
 
     def close(self) -> None:
         self.drain()
@@ -180,10 +182,8 @@ class _Stream:
         self._cut = 0
 
     def _report_dropped(self, interval_s: float = 0.0) -> None:
-        if not self._dropped:
-            return
         now = time.monotonic()
-        if now - self._reported_at >= interval_s:
+        if self._dropped and now - self._reported_at >= interval_s:
             self._reported_at = now
             logger.warning(
                 "%s %s: %d lines not logged (more than %d lines a second)",
@@ -208,7 +208,7 @@ class _JobLog:
             del self._data[:-JOB_LOG_MAX_BYTES]
 
     def tail(self) -> bytes:
-        return bytes(self._data[-JOB_LOG_MAX_BYTES:])
+        return bytes(self._data[-JOB_LOG_MAX_BYTES:]) if self._data else b""
 
 
 class _LineBudget:
