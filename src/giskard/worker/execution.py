@@ -147,14 +147,14 @@ class JobExecution:
             raise ProtocolError(f"this worker does not know jobs of kind {kind!r}")
         inputs = [_Input(ref, form) for ref, form in job_inputs(spec)]
         header |= {"t": "job", "id": job.job_id, "progress": spec.progress}
-        header["requirements"] = compat.Requirements.from_proto(spec.requirements).to_plain()
-        await self._in_executor(running, header, inputs, _HubCalls(hub), emit)
+        await self._in_executor(running, header, inputs, spec.requirements, _HubCalls(hub), emit)
 
     async def _in_executor(
         self,
         running: _RunningJob,
         header: dict[str, Any],
         inputs: list[_Input],
+        requirements: common_pb2.Requirements,
         hub: _HubCalls,
         emit: Emit,
     ) -> None:
@@ -172,6 +172,8 @@ class JobExecution:
                 {"sha": i.ref.sha256, "size": i.ref.size, "form": i.form, "send": i in to_send}
                 for i in inputs
             ]
+            if any(i.form == "pickle" for i in to_send):  # what loading them needs, if it fails
+                header["requirements"] = compat.Requirements.from_proto(requirements).to_plain()
             await executor.send(header)
             await _send_inputs(executor, to_send, hub)
             end, answer = await _relay_answer(executor, running.job_id, emit, hub)

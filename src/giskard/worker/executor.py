@@ -116,6 +116,7 @@ class ExecutorProcess:
         if header.get("t") != "ready":
             executor.kill()
             raise ExecutorStartError(f"the executor process said {header!r} instead of ready")
+        output.read_unread()  # what it printed as it started is its own, not its first job's
         logger.debug("Executor %d ready", process.pid)
         return executor
 

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import math
 import os
+import select
 import time
 
 logger = logging.getLogger(__name__)
@@ -46,22 +47,39 @@ class ExecutorOutput:
         self.budget = _LineBudget()
         self._job_log: _JobLog | None = None
         loop = asyncio.get_running_loop()
-        self._streams = [
-            _Stream(self, "stdout", stdout_fd, loop),
-            _Stream(self, "stderr", stderr_fd, loop),
-        ]
+        self._streams = {
+            stdout_fd: _Stream(self, "stdout", stdout_fd, loop),
+            stderr_fd: _Stream(self, "stderr", stderr_fd, loop),
+        }
+        # Which pipes hold unread bytes, both asked at once: one system call at a job's end.
+        self._unread = select.poll()
+        for fd in self._streams:
+            self._unread.register(fd, select.POLLIN)
 
     def job_started(self, job_id: str) -> None:
         """Output from now on is the job's; what came before is logged first."""
-        self._retag(f"job {job_id[:8]}")
+        for stream in self._streams.values():
+            # The loop reads a pipe as soon as it holds bytes, a few KiB at a time: only a pipe
+            # whose last read was full may still hold what came before.
+            stream.drain(read=stream.may_hold_more)
+        self.tag = f"job {job_id[:8]}"
         self._job_log = _JobLog()
 
     def job_ended(self) -> bytes:
         """What the job printed before its end is logged as its own; what follows is not.
         Returns the last JOB_LOG_MAX_BYTES it printed."""
-        self._retag(self._idle_tag)
+        self.read_unread()
+        self.tag = self._idle_tag
         job_log, self._job_log = self._job_log, None
         return b"" if job_log is None else job_log.tail()
+
+    def read_unread(self) -> None:
+        """Log what the pipes hold now, as the tag says: what the executor printed before it
+        answered (it flushes its streams first), which the loop may not have read yet. One
+        system call when they hold nothing."""
+        unread = {fd for fd, _ in self._unread.poll(0)}
+        for fd, stream in self._streams.items():
+            stream.drain(read=fd in unread)
 
     def record(self, data: bytes) -> None:
         """Bytes read from either pipe: the running job's, if any."""
@@ -70,16 +88,13 @@ class ExecutorOutput:
 
     def close(self) -> None:
         """Log what is left in the pipes and close them (the executor is gone)."""
-        for stream in self._streams:
+        for stream in self._streams.values():
             stream.close()
 
-    def _retag(self, tag: str) -> None:
-        # The executor flushes its streams before it answers, so what the job printed is in
-        # the pipes by the time its answer reaches the worker: read it now, before the tag
-        # changes.
-        for stream in self._streams:
-            stream.drain()
-        self.tag = tag
+    def forget(self, fd: int) -> None:
+        """A pipe is about to be closed: the poll must not name its number, which a file
+        opened next may take."""
+        self._unread.unregister(fd)
 
 
 class _Stream:
@@ -94,15 +109,20 @@ class _Stream:
         self._cut = 0  # bytes of the current line beyond MAX_LINE_BYTES, dropped
         self._dropped = 0  # lines beyond the budget, not reported yet
         self._reported_at = -math.inf
+        # Whether the last read filled its buffer: the pipe may hold more than was read.
+        self.may_hold_more = False
         os.set_blocking(fd, False)
         loop.add_reader(fd, self._read)
 
-    def drain(self) -> None:
-        for _ in range(MAX_DRAIN_READS):
+    def drain(self, *, read: bool = True) -> None:
+        """Log what the pipe holds (if `read`) and the line begun before, as the tag says."""
+        for _ in range(MAX_DRAIN_READS if read else 0):
             if not self._read():
                 break
-        self._end_line()
-        self._report_dropped()
+        if self._line or self._cut:
+            self._end_line()
+        if self._dropped:
+            self._report_dropped()
 
     def close(self) -> None:
         self.drain()
@@ -111,6 +131,7 @@ class _Stream:
     def _stop(self) -> None:
         if self._fd is None:
             return
+        self._output.forget(self._fd)
         self._loop.remove_reader(self._fd)
         with contextlib.suppress(OSError):
             os.close(self._fd)
@@ -125,9 +146,11 @@ class _Stream:
         try:
             data = os.read(self._fd, READ_BYTES)
         except BlockingIOError:
+            self.may_hold_more = False
             return False
         except OSError:
             data = b""
+        self.may_hold_more = len(data) == READ_BYTES
         if not data:  # every writer is gone
             self._stop()
             return False
@@ -185,7 +208,7 @@ class _JobLog:
             del self._data[:-JOB_LOG_MAX_BYTES]
 
     def tail(self) -> bytes:
-        return bytes(self._data[-JOB_LOG_MAX_BYTES:])
+        return bytes(self._data[-JOB_LOG_MAX_BYTES:]) if self._data else b""
 
 
 class _LineBudget:
