@@ -56,6 +56,8 @@ class WorkerSession:
     paused: bool = False  # by an admin (ControlWorker): connected, but gets no new jobs
     concurrency: int = 1
     prefetch: int = 0
+    # It keeps its jobs through a dropped connection (Hello.reattaches).
+    reattaches: bool = False
     # SHA-256 -> size of the inputs sent to it lately, the latest last (routing by cache).
     sent_inputs: OrderedDict[str, int] = field(default_factory=OrderedDict)
 

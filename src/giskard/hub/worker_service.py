@@ -78,6 +78,7 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
             key_name=key.name,
             concurrency=min(max(hello.concurrency, 1), MAX_CONCURRENCY),
             prefetch=min(hello.prefetch, MAX_CONCURRENCY),
+            reattaches=hello.reattaches,
         )
         if not session.info.name:  # a worker that does not name itself gets a unique name
             session.info.name = f"worker-{secrets.token_hex(4)}"
@@ -120,10 +121,11 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
 
     def _session_ended(self, session: WorkerSession) -> None:
         """Its jobs wait for the worker to come back if only its connection dropped; they
-        fail if it was shutting down or the hub ended the session."""
+        fail if it was shutting down, the hub ended the session, or the worker does not keep
+        its jobs through a dropped connection."""
         logger.info("Worker disconnected: %s", session.describe())
         reason = f"the worker {session.describe()} disconnected during the job"
-        if session.draining or session.ended_by_hub:
+        if session.draining or session.ended_by_hub or not session.reattaches:
             self._jobs.session_lost(session, reason)
         else:
             self._jobs.detach(session, reason)

@@ -70,6 +70,7 @@ class Session:
             concurrency=self._config.concurrency,
             prefetch=self._config.prefetch,
             held_jobs=self._link.held(),
+            reattaches=True,
         )
         self._outbox.put_nowait(worker_pb2.WorkerMessage(hello=hello))
         call = self._stub.Connect(metadata=self._metadata)

@@ -51,18 +51,20 @@ class HubMessage(_message.Message):
     def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., refusal: _Optional[_Union[Refusal, _Mapping]] = ..., job: _Optional[_Union[Job, _Mapping]] = ..., role: _Optional[_Union[Role, _Mapping]] = ..., cancel: _Optional[_Union[CancelJob, _Mapping]] = ..., control: _Optional[_Union[Control, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("protocol_version", "info", "concurrency", "prefetch", "held_jobs")
+    __slots__ = ("protocol_version", "info", "concurrency", "prefetch", "held_jobs", "reattaches")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     INFO_FIELD_NUMBER: _ClassVar[int]
     CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
     PREFETCH_FIELD_NUMBER: _ClassVar[int]
     HELD_JOBS_FIELD_NUMBER: _ClassVar[int]
+    REATTACHES_FIELD_NUMBER: _ClassVar[int]
     protocol_version: int
     info: _common_pb2.WorkerInfo
     concurrency: int
     prefetch: int
     held_jobs: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, protocol_version: _Optional[int] = ..., info: _Optional[_Union[_common_pb2.WorkerInfo, _Mapping]] = ..., concurrency: _Optional[int] = ..., prefetch: _Optional[int] = ..., held_jobs: _Optional[_Iterable[str]] = ...) -> None: ...
+    reattaches: bool
+    def __init__(self, protocol_version: _Optional[int] = ..., info: _Optional[_Union[_common_pb2.WorkerInfo, _Mapping]] = ..., concurrency: _Optional[int] = ..., prefetch: _Optional[int] = ..., held_jobs: _Optional[_Iterable[str]] = ..., reattaches: _Optional[bool] = ...) -> None: ...
 
 class Welcome(_message.Message):
     __slots__ = ("protocol_version", "hub_version", "active", "session_id", "reattached")
