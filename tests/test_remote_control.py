@@ -16,7 +16,8 @@ from conftest import CONNECTED, WorkerProcess, giskard_command, wait_until
 
 from giskard.client import HubClient
 from giskard.errors import AuthenticationError, JobCancelledError, WorkerNotFoundError
-from giskard.hub import Hub
+from giskard.hub import Hub, registry
+from giskard.rpc.v1 import common_pb2, worker_pb2
 
 JOB_S = 3.0
 
@@ -288,3 +289,39 @@ def test_a_paused_worker_that_restarts_comes_back_paused_until_resumed(
         admin.resume_worker(_ref(client))
     assert len(handle.result()) == len(data)
     assert not client.workers()[0]["paused"]
+
+
+@pytest.mark.parametrize("leaves", ["disconnects", "is_replaced"])
+def test_a_pause_is_remembered_for_a_day_from_when_the_worker_left_not_from_the_pause(
+    leaves: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(registry.time, "monotonic", lambda: now[0])
+    day = registry.PAUSE_REMEMBERED_S
+    order = worker_pb2.Control(action=worker_pb2.Control.PAUSE, by="admin key 'ops'")
+
+    def session() -> registry.WorkerSession:
+        info = common_pb2.WorkerInfo(name="gpu-box", hostname="host", environment="/venv")
+        return registry.WorkerSession(info=info, peer="ipv4:192.0.2.1:1", key_name="ops")
+
+    async def scenario() -> list[bool]:
+        workers = registry.WorkerRegistry()
+        first = session()
+        await workers.add(first)
+        await workers.set_paused(first, order)
+        now[0] += 2 * day  # paused, and connected for two days
+        if leaves == "disconnects":
+            await workers.remove(first)
+        back = session()
+        await workers.add(back)  # replaces `first` if it did not disconnect
+        await workers.remove(back)
+        now[0] += day - 1  # away for almost a day
+        again = session()
+        await workers.add(again)
+        await workers.remove(again)
+        now[0] += day + 1  # away for more than a day
+        late = session()
+        await workers.add(late)
+        return [back.paused, again.paused, late.paused]
+
+    assert asyncio.run(scenario()) == [True, True, False]

@@ -25,7 +25,7 @@ T = TypeVar("T")
 # cache is bounded too, so older ones are likely gone from it anyway.
 SENT_INPUTS_REMEMBERED = 256
 # An admin's pause outlives the session it paused (a blink, a restart): the hub remembers the
-# latest this many paused workers, each for this long while it is away, until resumed.
+# latest this many paused workers, each for this long from when it left, until resumed.
 PAUSES_REMEMBERED = 1024
 PAUSE_REMEMBERED_S = 24 * 3600.0
 
@@ -148,6 +148,12 @@ class RememberedPauses:
     def forget(self, identity: WorkerIdentity) -> None:
         self._orders.pop(identity, None)
 
+    def left(self, identity: WorkerIdentity) -> None:
+        """A paused worker's session ended: its pause is kept PAUSE_REMEMBERED_S from now,
+        however long it was connected."""
+        if identity in self._orders:
+            self.remember(identity, self._orders[identity][1])
+
     def order_for(self, identity: WorkerIdentity) -> worker_pb2.Control | None:
         """The order that paused this worker, if it still holds."""
         paused_at, order = self._orders.get(identity, (0.0, None))
@@ -202,6 +208,8 @@ class WorkerRegistry:
             if not replaced.is_same_worker(session):
                 raise NameTaken(replaced)
             self._sessions.remove(replaced)
+            if replaced.paused:
+                self._pauses.left(replaced.identity)
         self._pause_again(session)
         previous = self.active
         self._sessions.append(session)
@@ -218,6 +226,8 @@ class WorkerRegistry:
         was_active = session is self.active
         if session in self._sessions:
             self._sessions.remove(session)
+        if session.paused:
+            self._pauses.left(session.identity)
         await self._promote_if(was_active)
 
     async def drain(self, session: WorkerSession) -> None:
