@@ -192,6 +192,23 @@ def test_a_model_needing_a_package_runs_only_where_it_is_and_fails_at_once_elsew
     assert client.call(worker_pid) == without.process.pid
 
 
+def test_a_job_waiting_for_a_worker_fails_at_once_when_one_that_cannot_load_it_comes(
+    plain_environment: Path,
+    probe_importable: None,
+    start_in: Callable[[str, str], WorkerProcess],
+    client: HubClient,
+) -> None:
+    from giskard_compat_probe import ProbeModel
+
+    handle = client.submit_predict(ProbeModel(), np.zeros((3, 2)), wait_for_worker_s=60)
+    wait_until(lambda: client.status()["waiting_for_worker"], 30, "the job to wait")
+    start_in(str(plain_environment), "without-probe")
+    came = time.monotonic()
+    with pytest.raises(IncompatibleEnvironmentError, match="without-probe lacks"):
+        handle.result()
+    assert time.monotonic() - came < 30  # when the worker came, not after the 60 s wait
+
+
 def test_a_pickle_that_fails_to_load_on_the_worker_says_how_the_environments_differ(
     plain_environment: Path,
     probe_importable: None,

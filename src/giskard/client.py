@@ -135,9 +135,10 @@ class HubClient:
         return self.status()["workers"]
 
     def status(self) -> dict[str, Any]:
-        """`workers` (as in `workers()`), how many jobs are `queued` at the hub, waiting for a
-        free worker slot, the `recent` jobs that ended (the last 100, the latest last), each
-        with its `reason` (an EndReason), and its `store` of the jobs' inputs: how many
+        """`workers` (as in `workers()`); how many jobs are `queued` at the hub, waiting for a
+        free worker slot, and how many are `waiting_for_worker` to connect
+        (`wait_for_worker_s`); the `recent` jobs that ended (the last 100, the latest last),
+        each with its `reason` (an EndReason); and its `store` of the jobs' inputs: how many
         `artifacts`, their `size_bytes`, its `max_bytes`, and how many jobs hold `pinned`."""
         reply = self._call(self._stub.ListWorkers, client_pb2.ListWorkersRequest())
         workers = [
@@ -172,7 +173,13 @@ class HubClient:
             "max_bytes": reply.store.max_bytes,
             "pinned": reply.store.pinned,
         }
-        return {"workers": workers, "queued": reply.queued, "recent": recent, "store": store}
+        return {
+            "workers": workers,
+            "queued": reply.queued,
+            "waiting_for_worker": reply.waiting_for_worker,
+            "recent": recent,
+            "store": store,
+        }
 
     def predict(
         self,

@@ -100,6 +100,10 @@ class JobBoard:
         return len(self._queue) + len(self._slotless)
 
     @property
+    def waiting_for_worker(self) -> int:
+        return len(self._waiting)
+
+    @property
     def away(self) -> list[tuple[WorkerSession, float]]:
         """The sessions whose connection dropped while they held jobs, each with when it
         dropped (time.time()): their jobs wait for them to come back."""
@@ -177,11 +181,15 @@ class JobBoard:
         self._end(job, end)
 
     def _workers_changed(self) -> None:
-        # A worker came: the jobs waiting for one that may run them go to the queue.
+        # A worker came: the jobs waiting for one that may run them go to the queue; those
+        # that it may run but cannot load fail at once, as they would have on arrival.
         sessions = self._registry.in_connection_order
-        for job in [job for job in self._waiting if may_run(job.constraint, sessions)]:
-            del self._waiting[job]
-            self.submit(job)
+        for job, no_worker in list(self._waiting.items()):
+            if may_run(job.constraint, sessions):
+                del self._waiting[job]
+                self.submit(job)
+            elif incompatibilities(job.constraint, sessions):
+                self._refuse(job, no_worker())
         # Only a change of the workers (one came, left, paused...) changes which queued jobs
         # some worker may run: the no-worker timers are looked at then, not at every job end.
         self._watch_for_no_worker(

@@ -60,7 +60,10 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
     ) -> client_pb2.ListWorkersReply:
         await self._auth.require(context, ["client"], "list the workers")
         reply = client_pb2.ListWorkersReply(
-            queued=self._jobs.queued, recent=self._jobs.recent, store=self._store_status()
+            queued=self._jobs.queued,
+            waiting_for_worker=self._jobs.waiting_for_worker,
+            recent=self._jobs.recent,
+            store=self._store_status(),
         )
         # The connected workers, then those away whose jobs wait for them to come back.
         listed = [(s, 0.0) for s in self._registry.sessions] + self._jobs.away

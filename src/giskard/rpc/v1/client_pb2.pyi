@@ -52,16 +52,18 @@ class RunningJob(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., kind: _Optional[str] = ..., started_at: _Optional[float] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., waiting: _Optional[bool] = ...) -> None: ...
 
 class ListWorkersReply(_message.Message):
-    __slots__ = ("workers", "queued", "recent", "store")
+    __slots__ = ("workers", "queued", "recent", "store", "waiting_for_worker")
     WORKERS_FIELD_NUMBER: _ClassVar[int]
     QUEUED_FIELD_NUMBER: _ClassVar[int]
     RECENT_FIELD_NUMBER: _ClassVar[int]
     STORE_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FOR_WORKER_FIELD_NUMBER: _ClassVar[int]
     workers: _containers.RepeatedCompositeFieldContainer[ConnectedWorker]
     queued: int
     recent: _containers.RepeatedCompositeFieldContainer[EndedJob]
     store: ArtifactStoreStatus
-    def __init__(self, workers: _Optional[_Iterable[_Union[ConnectedWorker, _Mapping]]] = ..., queued: _Optional[int] = ..., recent: _Optional[_Iterable[_Union[EndedJob, _Mapping]]] = ..., store: _Optional[_Union[ArtifactStoreStatus, _Mapping]] = ...) -> None: ...
+    waiting_for_worker: int
+    def __init__(self, workers: _Optional[_Iterable[_Union[ConnectedWorker, _Mapping]]] = ..., queued: _Optional[int] = ..., recent: _Optional[_Iterable[_Union[EndedJob, _Mapping]]] = ..., store: _Optional[_Union[ArtifactStoreStatus, _Mapping]] = ..., waiting_for_worker: _Optional[int] = ...) -> None: ...
 
 class ArtifactStoreStatus(_message.Message):
     __slots__ = ("artifacts", "size_bytes", "max_bytes", "pinned")
