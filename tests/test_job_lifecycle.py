@@ -55,6 +55,7 @@ class Parts:
             self.registry, self.store, no_worker_grace_s, reattach_grace_s=reattach_grace_s
         )
         self.unread = UnreadResults(unread_max_bytes)
+        self.jobs: list[Job] = []  # every job submitted
 
     async def connect(self, concurrency: int = 1, prefetch: int = 0) -> WorkerSession:
         info = common_pb2.WorkerInfo(pid=7, hostname="h", worker_id="w")
@@ -72,8 +73,14 @@ class Parts:
         spec = common_pb2.JobSpec(**{"info" if info else "call": {}})
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         job = Job(job_id, spec, JobEvents(self.unread), inputs=list(inputs), deadline=deadline)
+        self.jobs.append(job)
         self.board.submit(job)
         return job
+
+    def dispatch_ids(self, job_ids: tuple[str, ...]) -> list[str]:
+        """The ids the worker knows these jobs by (an id no job has stays as it is)."""
+        dispatched = {job.job_id: job.dispatch_id for job in self.jobs if job.dispatch_id}
+        return [dispatched.get(job_id, job_id) for job_id in job_ids]
 
 
 def run(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -88,8 +95,18 @@ def sent(session: WorkerSession) -> list[str]:
         assert message is not None
         kind = message.WhichOneof("kind")
         if kind in ("job", "cancel"):
-            out.append(f"{kind} {getattr(message, kind).job_id}")
+            out.append(f"{kind} {client_id(getattr(message, kind).job_id)}")
     return out
+
+
+def client_id(dispatch_id: str) -> str:
+    """The client's id of a job, from the id its worker knows it by (see Job.dispatch_id)."""
+    return dispatch_id.partition(".")[0]
+
+
+def holding(session: WorkerSession) -> dict[str, Job]:
+    """The jobs holding the session's slots, by their clients' ids."""
+    return {job.job_id: job for job in session.jobs.values()}
 
 
 def _drain(job: Job) -> list[client_pb2.JobEvent | None]:
@@ -148,7 +165,7 @@ def test_submit_route_end() -> None:
         session = await hub.connect()
         job = hub.submit("j")
         assert job.state is JobState.RUNNING and job.session is session
-        assert session.jobs == {"j": job} and sent(session) == ["job j"]
+        assert holding(session) == {"j": job} and sent(session) == ["job j"]
         assert hub.store.pins[INPUT] == 1 and hub.store.unpins[INPUT] == 0
         hub.board.output(job, common_pb2.JobOutput(job_id="j", chunk=b"xy"))
         hub.board.worker_ended(job, success("j"))
@@ -230,7 +247,7 @@ def test_withdraw_while_running_cancels_on_the_worker_which_frees_the_slot() -> 
         sent(session)
         hub.board.withdraw(job)
         assert sent(session) == ["cancel j"]
-        assert job.state is JobState.STOPPING and session.jobs == {"j": job}
+        assert job.state is JobState.STOPPING and holding(session) == {"j": job}
         assert behind.state is JobState.QUEUED  # the slot stays held until the worker stops
         assert hub.store.unpins[INPUT] == 1  # its inputs are no longer needed
         hub.board.worker_ended(job, success("j"))
@@ -249,7 +266,7 @@ def test_a_worker_that_ignores_a_cancel_loses_the_slot_anyway(short_stop_grace: 
         job, behind = hub.submit("j"), hub.submit("k")
         hub.board.withdraw(job)
         await until(lambda: behind.state is JobState.RUNNING)
-        assert job.state is JobState.ENDED and "j" not in session.jobs
+        assert job.state is JobState.ENDED and "j" not in holding(session)
         hub.board.worker_ended(behind, success("k"))
         assert_released(hub, session)
 
@@ -395,7 +412,7 @@ def test_results_past_the_unread_limit_fail_the_job_which_keeps_its_slot() -> No
             common_pb2.END_REASON_CANCELLED,
         )
         assert hub.unread.held_bytes == 0  # the output it held was dropped with it
-        assert job.state is JobState.STOPPING and session.jobs == {"j": job}
+        assert job.state is JobState.STOPPING and holding(session) == {"j": job}
         hub.board.worker_ended(job, success("j"))
         assert job.state is JobState.ENDED
         assert_released(hub, session)
@@ -414,7 +431,7 @@ def test_a_job_past_the_unread_limit_is_stopped_on_its_worker_which_frees_the_sl
         assert sent(session) == ["job j", "cancel j"]
         # A worker that goes on with it regardless loses the slot after the stop grace.
         await until(lambda: behind.state is JobState.RUNNING)
-        assert job.state is JobState.ENDED and "j" not in session.jobs
+        assert job.state is JobState.ENDED and "j" not in holding(session)
         hub.board.worker_ended(behind, success("k"))
         assert_released(hub, session)
 
@@ -541,7 +558,7 @@ def test_every_path_ends_once_unpins_once_and_frees_the_slot(
         job = hub.submit("j", inputs=(INPUT, SHARED))
         other = hub.submit("other", inputs=(SHARED,))  # shares an input; waits for the slot
         await path(hub, session, job)
-        assert job.state is JobState.ENDED and "j" not in session.jobs
+        assert job.state is JobState.ENDED and "j" not in holding(session)
         assert len([e for e in events(job) if e == "end"]) <= 1
         assert hub.store.unpins == Counter({INPUT: 1, SHARED: 1})
         assert other.state is not JobState.ENDED  # and its pin of the shared input holds:

@@ -10,8 +10,10 @@ from test_job_lifecycle import (
     INPUT,
     Parts,
     assert_released,
+    client_id,
     end_of,
     events,
+    holding,
     run,
     sent,
     success,
@@ -30,15 +32,16 @@ def session_of(name: str, pid: int, concurrency: int = 1) -> WorkerSession:
 
 async def connect(hub: Parts, session: WorkerSession, held: tuple[str, ...] = ()) -> list[str]:
     """As the worker service registers a session: reattach, then join the registry."""
-    reattached = hub.board.reattach(session, held)
+    reattached = hub.board.reattach(session, hub.dispatch_ids(held))
     await hub.registry.add(session)
-    return reattached
+    return [client_id(dispatch_id) for dispatch_id in reattached]
 
 
 async def drop(hub: Parts, session: WorkerSession) -> None:
-    """The session's connection drops, as the worker service sees it."""
-    await hub.registry.remove(session)
+    """The session's connection drops, as the worker service sees it: its jobs are detached
+    first, then it leaves the registry."""
     hub.board.detach(session, "the worker disconnected during the job")
+    await hub.registry.remove(session)
 
 
 async def dropped_with_a_job(hub: Parts) -> tuple[WorkerSession, Job]:
@@ -59,7 +62,7 @@ def test_a_dropped_session_keeps_its_jobs_and_slots_until_the_grace() -> None:
     async def scenario() -> None:
         hub = Parts(reattach_grace_s=0.1)
         old, job = await dropped_with_a_job(hub)
-        assert job.state is JobState.RUNNING and old.jobs == {"j": job}
+        assert job.state is JobState.RUNNING and holding(old) == {"j": job}
         assert events(job) == [] and hub.store.unpins[INPUT] == 0
         await until(lambda: job.state is JobState.ENDED)
         assert "did not come back within 0.1 s" in worker_lost(end_of(job))
@@ -81,7 +84,7 @@ def test_the_new_session_takes_the_jobs_it_holds_the_others_fail() -> None:
         assert kept.session is new and kept.state is JobState.RUNNING and not old.jobs
         assert "came back without the job" in worker_lost(end_of(dropped))
         # The reattached job holds one of the new session's two slots: one job more goes.
-        assert sent(new) == ["job waiting"] and set(new.jobs) == {"kept", "waiting"}
+        assert sent(new) == ["job waiting"] and set(holding(new)) == {"kept", "waiting"}
         await asyncio.sleep(0.2)  # past the grace: its timer was stopped
         assert kept.state is JobState.RUNNING and events(kept) == []
         for job in (kept, waiting):

@@ -43,6 +43,9 @@ class Job:
     submitted_at: float = 0.0  # time.time() when it was submitted
     sent_at: float = 0.0  # time.time() when it was sent
     worker_id: str = ""  # of the worker it was sent to
+    # The id its worker knows it by: new for each hub and each time it is sent, so that a
+    # client's id, which may come again once the job ended, never reaches a worker twice.
+    dispatch_id: str = ""
     progress: tuple[int, int] = (0, 0)
     was_queued: bool = False
     received_bytes: int = 0  # of its result, from its worker

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Sequence
@@ -93,6 +94,9 @@ class JobBoard:
         # Sessions whose connection dropped with jobs, each with the timer that fails them
         # and when it dropped (time.time()).
         self._detached: dict[WorkerSession, tuple[asyncio.TimerHandle, float]] = {}
+        # A job's dispatch id: its id, this hub's run, and a count (see Job.dispatch_id).
+        self._hub_run = secrets.token_hex(3)
+        self._dispatches = itertools.count(1)
         registry.on_change = self._workers_changed
 
     @property
@@ -113,12 +117,6 @@ class JobBoard:
     def recent(self) -> list[client_pb2.EndedJob]:
         """The last RECENT_JOBS jobs that ended, the latest last."""
         return list(self._recent)
-
-    def on_a_worker(self, job_id: str) -> bool:
-        """Whether a worker holds a slot for a job of this id (one ended for its client may
-        still run there): a new job must not take its id."""
-        sessions = itertools.chain(self._registry.in_connection_order, self._detached)
-        return any(job_id in session.jobs for session in sessions)
 
     def receive(self, job: Job, wait_for_worker_s: float, no_worker: Callable[[], str]) -> None:
         """The job arrived: its inputs are pinned from now until it ends. It is submitted once
@@ -205,6 +203,7 @@ class JobBoard:
         if job.state is not JobState.RUNNING:
             return
         job.progress = (progress.done, progress.total)
+        progress.job_id = job.job_id  # its client's id, not its dispatch id
         job.events.put(client_pb2.JobEvent(progress=progress))
 
     def output(self, job: Job, output: common_pb2.JobOutput) -> bool:
@@ -213,6 +212,7 @@ class JobBoard:
         if job.state is not JobState.RUNNING:
             return False
         job.received_bytes += len(output.chunk)
+        output.job_id = job.job_id  # its client's id, not its dispatch id
         if job.events.put_output(output):
             return True
         limit = format_size(job.events.unread.max_bytes)
@@ -301,7 +301,7 @@ class JobBoard:
                 why = _not_reattached(job, held, old)
                 if why is None:
                     self._move(job, session)
-                    reattached.append(job.job_id)
+                    reattached.append(job.dispatch_id)
                     continue
                 lost += not job.ended
                 self._free_slot(job)
@@ -329,9 +329,9 @@ class JobBoard:
     def _move(self, job: Job, session: WorkerSession) -> None:
         """Its slot moves to its worker's new session."""
         assert job.session is not None
-        del job.session.jobs[job.job_id]
+        del job.session.jobs[job.dispatch_id]
         job.session, job.worker_id = session, session.info.worker_id
-        session.jobs[job.job_id] = job
+        session.jobs[job.dispatch_id] = job
         if job.cancel_sent:  # the first cancel may have gone with the dropped connection
             self._cancel_on_worker(job)
 
@@ -342,7 +342,8 @@ class JobBoard:
             spec = type(spec)()
             spec.CopyFrom(job.spec)
             spec.timeout_s = max(remaining, 0.001)
-        message = worker_pb2.HubMessage(job=worker_pb2.Job(job_id=job.job_id, spec=spec))
+        job.dispatch_id = f"{job.job_id}.{self._hub_run}{next(self._dispatches)}"
+        message = worker_pb2.HubMessage(job=worker_pb2.Job(job_id=job.dispatch_id, spec=spec))
         try:
             session.outbox.put_nowait(message)
         except asyncio.QueueFull:
@@ -355,7 +356,7 @@ class JobBoard:
         job.worker_id = session.info.worker_id
         needs = job.constraint.requirements
         job.differences = [diff.to_proto() for diff in compat.differences(needs, session.info)]
-        session.jobs[job.job_id] = job
+        session.jobs[job.dispatch_id] = job
         session.remember_sent({ref.sha256: ref.size for ref, _ in job_inputs(job.spec)})
         if job.was_queued:  # a job sent at once needs no event: it would only add latency
             started = client_pb2.JobStarted(job_id=job.job_id, worker_id=session.info.worker_id)
@@ -379,6 +380,9 @@ class JobBoard:
         if end is None:
             return
         event = client_pb2.JobEvent(end=end)
+        event.end.job_id = job.job_id  # the worker knows it by its dispatch id
+        # The hub's word only: a worker's end may not say what its client is warned about.
+        event.end.ClearField("differences")
         event.end.differences.extend(job.differences)  # a version difference is reported
         job.events.hold_logs(event.end)
         if behind_output:
@@ -408,7 +412,7 @@ class JobBoard:
         session = job.session
         if session is None:
             return
-        del session.jobs[job.job_id]
+        del session.jobs[job.dispatch_id]
         job.session = None
         if job.state is JobState.STOPPING:
             job.state = JobState.ENDED
@@ -452,7 +456,7 @@ class JobBoard:
     def _cancel_on_worker(self, job: Job) -> None:
         assert job.session is not None
         job.cancel_sent = True
-        cancel = worker_pb2.HubMessage(cancel=worker_pb2.CancelJob(job_id=job.job_id))
+        cancel = worker_pb2.HubMessage(cancel=worker_pb2.CancelJob(job_id=job.dispatch_id))
         try:
             job.session.outbox.put_nowait(cancel)
         except asyncio.QueueFull:
@@ -504,7 +508,7 @@ class JobBoard:
 def _not_reattached(job: Job, held: Collection[str], old: WorkerSession) -> str | None:
     """Why `job` cannot go on with its worker's new session, which holds `held`; None if it
     can."""
-    if job.job_id not in held:
+    if job.dispatch_id not in held:
         return f"the worker {old.describe()} came back without the job"
     if job.received_bytes:
         # The worker cannot resume the stream from where it broke: better fail than corrupt.

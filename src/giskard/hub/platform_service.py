@@ -52,8 +52,9 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
         self._store = store
         self._auth = auth
         self._address = address
-        # The jobs whose RunJob call is open, by id, with the name of the key that sent them.
-        self._calls: dict[str, tuple[Job, str]] = {}
+        # The jobs whose RunJob call is open, by the name of the key that sent them and their
+        # id: ids are the clients' own, so two keys may use one id without knowing.
+        self._calls: dict[tuple[str, str], Job] = {}
 
     async def ListWorkers(
         self, request: client_pb2.ListWorkersRequest, context: grpc.aio.ServicerContext
@@ -152,15 +153,16 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
         inputs = await self._inputs(spec, context)
         constraint = await self._constraint(request, context)
         job_id = request.job_id or uuid.uuid4().hex
-        if not JOB_ID.fullmatch(job_id) or job_id in self._calls or self._jobs.on_a_worker(job_id):
+        call = (key.name, job_id)
+        if not JOB_ID.fullmatch(job_id) or call in self._calls:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                "job_id must be 8 to 64 of [A-Za-z0-9_-], not that of a running job",
+                "job_id must be 8 to 64 of [A-Za-z0-9_-], not that of a running job of yours",
             )
         events = JobEvents(self._unread)
         job = Job(job_id, spec, events, inputs=inputs, constraint=constraint)
         # From here to the end of the call, the job may be cancelled by its id (CancelJob).
-        self._calls[job_id] = (job, key.name)
+        self._calls[call] = job
         forget = self._auth.on_revoke(key, lambda: events.interrupt(None))
         try:
             self._jobs.receive(job, request.wait_for_worker_s, lambda: self._no_worker(constraint))
@@ -171,7 +173,7 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "the API key was revoked")
         finally:
             forget()
-            del self._calls[job_id]
+            del self._calls[call]
             # The client has its end, or cancelled, or went away (then the worker stops it).
             self._jobs.withdraw(job)
 
@@ -179,9 +181,9 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
         self, request: client_pb2.CancelJobRequest, context: grpc.aio.ServicerContext
     ) -> client_pb2.CancelJobReply:
         key = await self._auth.require(context, ["client"], "cancel jobs")
-        job, submitter = self._calls.get(request.job_id, (None, ""))
-        # Another key's job is answered as absent: its ids are none of this caller's business.
-        if job is None or submitter != key.name:
+        # Only the caller's own jobs: another key's are none of its business.
+        job = self._calls.get((key.name, request.job_id))
+        if job is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such job running for this key")
         assert job is not None
         self._jobs.cancel(job)
