@@ -155,7 +155,7 @@ def test_a_queued_job_that_only_incompatible_workers_could_take_ends_saying_why(
     async def scenario() -> None:
         hub = Parts(no_worker_grace_s=0.05)
         bare = worker("bare", "3.12.1", cloudpickle="3.1.1")
-        await hub.registry.add(WorkerSession(info=bare, peer="p"))
+        hub.registry.add(WorkerSession(info=bare, peer="p"))
         constraint = Constraint.of(requirements=NEEDS_SKLEARN)
         job = BoardJob(
             "j", common_pb2.JobSpec(call={}), JobEvents(hub.unread), constraint=constraint
@@ -176,7 +176,7 @@ def test_a_job_sent_where_a_version_differs_reports_it_with_its_end() -> None:
     async def scenario() -> None:
         hub = Parts()
         older = worker("older", "3.12.4", cloudpickle="3.1.1", **{"scikit-learn": "1.3.0"})
-        await hub.registry.add(WorkerSession(info=older, peer="p"))
+        hub.registry.add(WorkerSession(info=older, peer="p"))
         constraint = Constraint.of(requirements=NEEDS_SKLEARN)
         job = BoardJob(
             "j", common_pb2.JobSpec(call={}), JobEvents(hub.unread), constraint=constraint

@@ -140,7 +140,7 @@ def test_dispatch_to_a_worker_that_never_reads_fails_the_job() -> None:
         registry = WorkerRegistry()
         jobs = JobBoard(registry, ArtifactStore())
         session = WorkerSession(info=common_pb2.WorkerInfo(pid=7, hostname="h"), peer="p")
-        await registry.add(session)
+        registry.add(session)
         while not session.outbox.full():
             session.outbox.put_nowait(worker_pb2.HubMessage())
         info = common_pb2.JobSpec(info=common_pb2.InfoJob())

@@ -60,7 +60,7 @@ class Parts:
     async def connect(self, concurrency: int = 1, prefetch: int = 0) -> WorkerSession:
         info = common_pb2.WorkerInfo(pid=7, hostname="h", worker_id="w")
         session = WorkerSession(info=info, peer="p", concurrency=concurrency, prefetch=prefetch)
-        await self.registry.add(session)
+        self.registry.add(session)
         return session
 
     def submit(
@@ -325,7 +325,7 @@ def test_session_lost_fails_its_running_jobs_and_unpins() -> None:
         session = await hub.connect(concurrency=2)
         running, stopping = hub.submit("r"), hub.submit("s")
         hub.board.withdraw(stopping)
-        await hub.registry.remove(session)
+        hub.registry.remove(session)
         hub.board.session_lost(session, "the worker left during the job")
         end = end_of(running)
         assert end.failure.type == "WorkerLost" and "left during" in end.failure.message
@@ -374,7 +374,7 @@ def test_a_received_job_waits_for_a_worker_pinned_then_goes_or_ends_listed() -> 
         session = await hub.connect()
         assert patient.state is JobState.RUNNING and sent(session) == ["job later"]
         hub.board.worker_ended(patient, success("later"))
-        await hub.registry.drain(session)  # no worker left that may run it
+        hub.registry.drain(session)  # no worker left that may run it
         short = receive("short", 0.05)
         await until(lambda: short.state is JobState.ENDED)
         assert end_of(short).failure.message == "nobody came"

@@ -33,7 +33,7 @@ def session_of(name: str, pid: int, concurrency: int = 1) -> WorkerSession:
 async def connect(hub: Parts, session: WorkerSession, held: tuple[str, ...] = ()) -> list[str]:
     """As the worker service registers a session: reattach, then join the registry."""
     reattached = hub.board.reattach(session, hub.dispatch_ids(held))
-    await hub.registry.add(session)
+    hub.registry.add(session)
     return [client_id(dispatch_id) for dispatch_id in reattached]
 
 
@@ -41,7 +41,7 @@ async def drop(hub: Parts, session: WorkerSession) -> None:
     """The session's connection drops, as the worker service sees it: its jobs are detached
     first, then it leaves the registry."""
     hub.board.detach(session, "the worker disconnected during the job")
-    await hub.registry.remove(session)
+    hub.registry.remove(session)
 
 
 async def dropped_with_a_job(hub: Parts) -> tuple[WorkerSession, Job]:

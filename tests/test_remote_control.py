@@ -223,8 +223,8 @@ def test_find_worker_takes_a_name_a_worker_id_prefix_or_pid_at_host_and_refuses_
     )
 
     async def connect() -> None:
-        await registry.add(first)
-        await registry.add(second)
+        registry.add(first)
+        registry.add(second)
 
     asyncio.run(connect())
     assert find_worker(registry, "ab3") is second
@@ -307,21 +307,21 @@ def test_a_pause_is_remembered_for_a_day_from_when_the_worker_left_not_from_the_
     async def scenario() -> list[bool]:
         workers = registry.WorkerRegistry()
         first = session()
-        await workers.add(first)
-        await workers.set_paused(first, order)
+        workers.add(first)
+        workers.set_paused(first, order)
         now[0] += 2 * day  # paused, and connected for two days
         if leaves == "disconnects":
-            await workers.remove(first)
+            workers.remove(first)
         back = session()
-        await workers.add(back)  # replaces `first` if it did not disconnect
-        await workers.remove(back)
+        workers.add(back)  # replaces `first` if it did not disconnect
+        workers.remove(back)
         now[0] += day - 1  # away for almost a day
         again = session()
-        await workers.add(again)
-        await workers.remove(again)
+        workers.add(again)
+        workers.remove(again)
         now[0] += day + 1  # away for more than a day
         late = session()
-        await workers.add(late)
+        workers.add(late)
         return [back.paused, again.paused, late.paused]
 
     assert asyncio.run(scenario()) == [True, True, False]

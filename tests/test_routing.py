@@ -196,16 +196,16 @@ def test_a_name_is_one_workers_and_the_same_worker_replaces_its_session() -> Non
     async def scenario() -> None:
         registry = WorkerRegistry()
         first = session_of("w")
-        assert await registry.add(first) is None
+        assert registry.add(first) is None
         for other in (
             session_of("w", hostname="h2"),
             session_of("w", environment="/other"),
             session_of("w", key="another key"),
         ):
             with pytest.raises(NameTaken, match="the name 'w' is taken"):
-                await registry.add(other)
+                registry.add(other)
         again = session_of("w")
-        assert await registry.add(again) is first
+        assert registry.add(again) is first
         assert registry.in_connection_order == [again]
         assert registry.named("w") is again
 
@@ -218,7 +218,7 @@ def test_only_the_job_no_worker_may_run_fails_after_the_grace() -> None:
         board = JobBoard(registry, ArtifactStore(), no_worker_grace_s=0.05)
         session = session_of("cpu")
         session.concurrency = 0  # no free slot: both jobs stay queued
-        await registry.add(session)
+        registry.add(session)
         unread = UnreadResults()
         spec = common_pb2.JobSpec(call={})
         anyone = Job("any", spec, JobEvents(unread))

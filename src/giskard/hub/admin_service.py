@@ -63,7 +63,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             order = worker_pb2.Control(
                 action=request.action, force=request.force, by=f"admin key {key.name!r}"
             )
-            await control(self._registry, session, order)
+            control(self._registry, session, order)
         except UnknownWorkerError as exc:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
             raise

@@ -123,7 +123,7 @@ class JobBoard:
         a worker that may run it is connected, waiting up to `wait_for_worker_s` for one;
         then, or at once if the workers it asks for are there but cannot load it, it ends as
         incompatible or as finding no worker (`no_worker()` says why)."""
-        self._pin(job)
+        self._arrive(job)
         sessions = self._registry.in_connection_order
         if may_run(job.constraint, sessions):
             self.submit(job)
@@ -137,7 +137,7 @@ class JobBoard:
         """Queue `job` (received or not); it goes out at once if a worker has room. Its spec's
         timeout counts from now."""
         if job.state is JobState.NEW:
-            self._pin(job)
+            self._arrive(job)
         _stop_timers(job)  # of its wait for a worker
         job.state = JobState.QUEUED
         if job.spec.timeout_s:
@@ -161,8 +161,9 @@ class JobBoard:
         for job, session in route(queued, sessions, self._routing):
             self._send(job, session)
 
-    def _pin(self, job: Job) -> None:
-        """From its arrival, so that the store does not evict what it waits for a worker with."""
+    def _arrive(self, job: Job) -> None:
+        """NEW -> WAITING: its inputs are pinned from now, so that the store does not evict
+        what it waits for a worker with."""
         for sha in job.inputs:
             self._store.pin(sha)
         job.state, job.submitted_at = JobState.WAITING, time.time()

@@ -199,7 +199,7 @@ class WorkerRegistry:
     def in_connection_order(self) -> Sequence[WorkerSession]:
         return self._sessions
 
-    async def add(self, session: WorkerSession) -> WorkerSession | None:
+    def add(self, session: WorkerSession) -> WorkerSession | None:
         """Register `session`; the session of the same worker it replaces, if any (its jobs
         and stream are the caller's to end). NameTaken if another worker has its name. A
         worker an admin paused comes back paused, and is told so."""
@@ -219,23 +219,23 @@ class WorkerRegistry:
                 " jobs it may not run"
             )
             _tell_role(previous, active=False, message=message)
-        await self._notify()
+        self._notify()
         return replaced
 
-    async def remove(self, session: WorkerSession) -> None:
+    def remove(self, session: WorkerSession) -> None:
         was_active = session is self.active
         if session in self._sessions:
             self._sessions.remove(session)
         if session.paused:
             self._pauses.left(session.identity)
-        await self._promote_if(was_active)
+        self._promote_if(was_active)
 
-    async def drain(self, session: WorkerSession) -> None:
+    def drain(self, session: WorkerSession) -> None:
         was_active = session is self.active
         session.draining = True
-        await self._promote_if(was_active)
+        self._promote_if(was_active)
 
-    async def set_paused(self, session: WorkerSession, order: worker_pb2.Control) -> None:
+    def set_paused(self, session: WorkerSession, order: worker_pb2.Control) -> None:
         """Pause `session` (it takes no new jobs; another may become active), remembering the
         `order` for when it reconnects, or resume it."""
         previous = self.active
@@ -245,11 +245,11 @@ class WorkerRegistry:
         else:
             self._pauses.forget(session.identity)
         if session is previous or self.active is not session:
-            await self._promote_if(session is previous)
+            self._promote_if(session is previous)
             return
         if previous is not None:  # resumed, it is the latest again: it takes over
             _tell_role(previous, active=False, message="a resumed worker is active; standing by")
-        await self._notify()
+        self._notify()
 
     def _pause_again(self, session: WorkerSession) -> None:
         order = self._pauses.order_for(session.identity)
@@ -266,14 +266,14 @@ class WorkerRegistry:
                 return session
         return None
 
-    async def _promote_if(self, was_active: bool) -> None:
+    def _promote_if(self, was_active: bool) -> None:
         successor = self.active
         if was_active and successor is not None and self.policy == LATEST:
             logger.info("Worker %s is active again", successor.describe())
             _tell_role(successor, active=True, message="the newer worker left; active again")
-        await self._notify()
+        self._notify()
 
-    async def _notify(self) -> None:
+    def _notify(self) -> None:
         self.on_change()
 
 

@@ -28,9 +28,7 @@ class WorkerNotReadingError(Exception):
     """The worker's outbox is full: it is not reading, so it cannot be told."""
 
 
-async def control(
-    registry: WorkerRegistry, session: WorkerSession, order: worker_pb2.Control
-) -> None:
+def control(registry: WorkerRegistry, session: WorkerSession, order: worker_pb2.Control) -> None:
     """Send `order` (its `by` says who gave it; its action one of DOING) to the worker and
     apply it to `session`; WorkerNotReadingError, with nothing changed, if the worker cannot
     be told."""
@@ -39,8 +37,8 @@ async def control(
     except asyncio.QueueFull:
         raise WorkerNotReadingError(f"the worker {session.describe()} is not reading") from None
     if order.action in (Control.PAUSE, Control.RESUME):
-        await registry.set_paused(session, order)
+        registry.set_paused(session, order)
     else:
-        await registry.drain(session)
+        registry.drain(session)
     force = " (cancelling its jobs)" if order.action == Control.STOP and order.force else ""
     logger.info("%s worker %s%s, by %s", DOING[order.action], session.describe(), force, order.by)

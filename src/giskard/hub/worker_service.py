@@ -83,7 +83,7 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
         if not session.info.name:  # a worker that does not name itself gets a unique name
             session.info.name = f"worker-{secrets.token_hex(4)}"
         reattached: list[str] = []
-        refusal = await self._register(session, hello.held_jobs, reattached)
+        refusal = self._register(session, hello.held_jobs, reattached)
         if refusal is not None:
             yield worker_pb2.HubMessage(refusal=refusal)
             return
@@ -117,7 +117,7 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
             # Its jobs first, with no wait in between: a new session of this worker that
             # registers while the registry tells the others must find them detached.
             self._session_ended(session)
-            await self._registry.remove(session)
+            self._registry.remove(session)
 
     def _session_ended(self, session: WorkerSession) -> None:
         """Its jobs wait for the worker to come back if only its connection dropped; they
@@ -130,16 +130,17 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
         else:
             self._jobs.detach(session, reason)
 
-    async def _register(
+    def _register(
         self, session: WorkerSession, held: Collection[str], reattached: list[str]
     ) -> worker_pb2.Refusal | None:
         """Add `session` to the registry, in place of an earlier session of the same worker,
         whose jobs it `held` go on with it (listed in `reattached`; the others fail); a
-        refusal if another worker has its name."""
+        refusal if another worker has its name. Not a coroutine: nothing may happen between
+        the reattach and the registration."""
         # Before it joins the registry, which routes new jobs to its free slots.
         reattached += self._jobs.reattach(session, held)
         try:
-            replaced = await self._registry.add(session)
+            replaced = self._registry.add(session)
         except NameTaken as taken:
             text = f"{taken}; start this worker with another --name"
             logger.warning("Refused worker %s from %s: %s", session.describe(), session.peer, text)
@@ -189,7 +190,7 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
                 self._jobs.progress(job, message.progress)
         elif kind == "draining":
             logger.info("Worker %s is shutting down; no more jobs for it", session.describe())
-            await self._registry.drain(session)
+            self._registry.drain(session)
         else:
             raise ProtocolViolation(f"a {kind or 'empty'} message after the hello")
 
