@@ -216,6 +216,7 @@ def test_an_end_after_a_failure_changes_nothing() -> None:
         hub = Parts()
         session = await hub.connect()
         job = hub.submit("j")
+        assert sent(session) == ["job j"]
         hub.board.session_lost(session, "the worker left")
         hub.board.worker_ended(job, success("j"))
         assert end_of(job).failure.type == "WorkerLost"
@@ -324,6 +325,7 @@ def test_session_lost_fails_its_running_jobs_and_unpins() -> None:
         hub = Parts()
         session = await hub.connect(concurrency=2)
         running, stopping = hub.submit("r"), hub.submit("s")
+        assert sent(session) == ["job r", "job s"]
         hub.board.withdraw(stopping)
         hub.registry.remove(session)
         hub.board.session_lost(session, "the worker left during the job")
@@ -525,6 +527,7 @@ async def _withdrawn_then_worker_leaves(hub: Parts, session: WorkerSession, job:
 
 
 async def _worker_leaves(hub: Parts, session: WorkerSession, job: Job) -> None:
+    sent(session)  # it received the job
     hub.board.session_lost(session, "gone")
 
 

@@ -38,8 +38,9 @@ async def connect(hub: Parts, session: WorkerSession, held: tuple[str, ...] = ()
 
 
 async def drop(hub: Parts, session: WorkerSession) -> None:
-    """The session's connection drops, as the worker service sees it: its jobs are detached
-    first, then it leaves the registry."""
+    """The session's connection drops, as the worker service sees it, after the worker received
+    what the hub sent: its jobs are detached first, then it leaves the registry."""
+    sent(session)
     hub.board.detach(session, "the worker disconnected during the job")
     hub.registry.remove(session)
 
@@ -134,6 +135,7 @@ def test_a_session_replacing_one_not_noticed_dead_takes_its_jobs() -> None:
         old = session_of("a", 1)
         await connect(hub, old)
         job = hub.submit("j")
+        assert sent(old) == ["job j"]
         new = session_of("a", 1)
         assert await connect(hub, new, held=("j",)) == ["j"]
         assert job.session is new and hub.registry.in_connection_order == [new]
@@ -193,5 +195,26 @@ def test_a_job_its_client_cancels_while_its_worker_is_away_is_cancelled_on_its_r
         hub.board.worker_ended(job, cancelled)
         assert end_of(job).reason == common_pb2.END_REASON_CANCELLED
         assert_released(hub, old, new)
+
+    run(scenario)
+
+
+def test_jobs_a_dropped_session_never_received_are_queued_again_at_the_head() -> None:
+    async def scenario() -> None:
+        hub = Parts()
+        old = session_of("a", 1, concurrency=2)
+        await connect(hub, old)
+        received, unsent = hub.submit("received"), hub.submit("unsent")
+        hub.registry.remove(old)  # no other worker: later jobs wait at the hub
+        later = hub.submit("later")
+        old.outbox.get_nowait()  # the worker got the first job's message only
+        hub.board.detach(old, "the worker disconnected during the job")
+        assert unsent.state is JobState.QUEUED and unsent.session is None
+        assert received.state is JobState.RUNNING and holding(old) == {"received": received}
+        new = session_of("a", 1, concurrency=2)
+        assert await connect(hub, new, held=("received",)) == ["received"]
+        # The job that never left goes first, ahead of the one queued after it was sent.
+        assert sent(new) == ["job unsent"] and later.state is JobState.QUEUED
+        assert events(unsent) == [] and hub.store.unpins[INPUT] == 0
 
     run(scenario)

@@ -10,6 +10,7 @@
     STOPPING ── worker ends it, hub gives up, worker lost ───────► ENDED    (slot freed)
     RUNNING, STOPPING ── its worker's connection drops ──► the same, on the worker's next
                          session within the reattach grace (or worker lost)
+    RUNNING  ── its worker's session ends before the job left the hub ──► QUEUED (at the head)
 
 A job's inputs are pinned from its arrival (`receive`), so that a job waiting for a worker
 to connect does not lose them. It has exactly one end, whichever path comes first (`_end`):
@@ -256,7 +257,8 @@ class JobBoard:
             self._start_timer(job, STOP_GRACE_S, self._cancel_unconfirmed)
 
     def session_lost(self, session: WorkerSession, reason: str) -> None:
-        """The worker is gone: its jobs fail."""
+        """The worker is gone: its jobs fail, but those it never received."""
+        self._take_back_unsent(session)
         detached = self._detached.pop(session, None)
         if detached is not None:
             detached[0].cancel()
@@ -267,7 +269,8 @@ class JobBoard:
     def detach(self, session: WorkerSession, reason: str) -> None:
         """The session's connection dropped: its jobs keep their state and slots, waiting for
         the worker to come back (`reattach`) within the grace, then fail as worker lost (at
-        once, for `reason`, without a grace)."""
+        once, for `reason`, without a grace). Those it never received go back to the queue."""
+        self._take_back_unsent(session)
         if not session.jobs:
             return
         grace_s = self._reattach_grace_s
@@ -295,6 +298,7 @@ class JobBoard:
         reattached: list[str] = []
         lost = 0
         for old in earlier:
+            self._take_back_unsent(old)
             detached = self._detached.pop(old, None)
             if detached is not None:
                 detached[0].cancel()
@@ -315,6 +319,36 @@ class JobBoard:
                 lost,
             )
         return reattached
+
+    def _take_back_unsent(self, session: WorkerSession) -> None:
+        """RUNNING -> QUEUED, at the head of the queue, for the jobs whose message still waits
+        in the outbox of a session that is gone or going: the worker never received them."""
+        unsent: list[Job] = []
+        others: list[worker_pb2.HubMessage | None] = []
+        while not session.outbox.empty():
+            message = session.outbox.get_nowait()
+            job = None
+            if message is not None and message.WhichOneof("kind") == "job":
+                job = session.jobs.get(message.job.job_id)
+            if job is not None and job.state is JobState.RUNNING and not job.cancel_sent:
+                unsent.append(job)
+            else:
+                others.append(message)
+        for message in others:
+            session.outbox.put_nowait(message)
+        for job in reversed(unsent):
+            del session.jobs[job.dispatch_id]
+            job.session, job.state, job.worker_id = None, JobState.QUEUED, ""
+            queue = self._queue_of(job)
+            queue_again = {job: None, **queue}
+            queue.clear()
+            queue.update(queue_again)
+        if unsent:
+            logger.info(
+                "%d job(s) sent to worker %s never left the hub: queued again",
+                len(unsent),
+                printable(session.name),
+            )
 
     def closing(self) -> None:
         """The hub stops: the jobs waiting for their worker to come back fail now."""
