@@ -141,7 +141,7 @@ def test_concurrent_jobs_overlap_and_the_hub_queues_the_rest(
     # Both executors up first, a slow start is not a lack of overlap: two jobs at once take
     # one slot each, and end once both executors have started.
     for warm_up in [client.submit(time.sleep, 0.1) for _ in range(2)]:
-        warm_up.result()
+        warm_up.result(timeout=60)
     handles = [client.submit(busy, 2.0) for _ in range(6)]
 
     def states() -> tuple[list[bool], int]:
@@ -152,7 +152,7 @@ def test_concurrent_jobs_overlap_and_the_hub_queues_the_rest(
     wait_until(lambda: states() == ([False, False, True, True], 2), 30, "2 running, 2 + 2 waiting")
     (worker_status,) = client.workers()
     assert (worker_status["concurrency"], worker_status["prefetch"]) == (2, 2)
-    spans = [handle.result() for handle in handles]
+    spans = [handle.result(timeout=60) for handle in handles]
     # The first two ran at the same time, in two processes.
     (a_start, a_end, a_pid), (b_start, b_end, b_pid) = spans[:2]
     assert max(a_start, b_start) < min(a_end, b_end) and a_pid != b_pid
@@ -243,7 +243,7 @@ def test_an_inline_input_that_does_not_match_its_hash_fails_the_job(
     forged = common_pb2.ArtifactRef(sha256="0" * 64, size=len(function), inline=function)
     spec = common_pb2.JobSpec(call=common_pb2.CallJob(function=forged))
     with pytest.raises(JobError, match="does not match its SHA-256"):
-        client._submit(spec, 0.0, 30.0, None).result()
+        client._submit(spec, 0.0, 30.0, None).result(timeout=60)
     assert client.call(len, [1, 2]) == 2
 
 
@@ -276,5 +276,5 @@ def test_a_big_result_not_yet_read_holds_back_no_other_job(
         assert other.call(int, "7", timeout_s=30) == 7
         assert client.call(int, "8", timeout_s=30) == 8  # the same client, read first
         assert time.monotonic() - began < 15
-    result = big.result()
+    result = big.result(timeout=60)
     assert result.shape == (5_000_000,) and result.sum() == 5_000_000

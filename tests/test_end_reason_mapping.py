@@ -74,7 +74,7 @@ def test_each_reason_raises_its_own_error_with_the_jobs_logs(
     )
     handle = JobHandle(Events([client_pb2.JobEvent(end=end)]), errors=lambda exc: exc)
     with pytest.raises(error, match="Detail: it ended") as raised:
-        handle.result()
+        handle.result(timeout=60)
     assert type(raised.value) is error
     assert (raised.value.reason, raised.value.remote_type) == (reason, "Detail")
     assert raised.value.logs == handle.logs() == "last line\n"
@@ -87,7 +87,7 @@ def test_a_job_no_worker_came_for_raises_no_worker_error() -> None:
     end = common_pb2.JobEnd(job_id="j", failure=failure, reason=common_pb2.END_REASON_NO_WORKER)
     handle = JobHandle(Events([client_pb2.JobEvent(end=end)]), errors=lambda exc: exc)
     with pytest.raises(NoWorkerError, match="no worker connected for 30 s"):
-        handle.result()
+        handle.result(timeout=60)
 
 
 def test_every_end_reason_has_its_wire_form() -> None:

@@ -30,7 +30,7 @@ def test_a_job_that_succeeds_is_listed_with_its_reason_by_the_hub(
     model, data = iris
     before = time.time()
     handle = client.submit_predict(model, data)
-    np.testing.assert_array_equal(handle.result(), model.predict(data))
+    np.testing.assert_array_equal(handle.result(timeout=60), model.predict(data))
     ended = last_ended(client)
     (worker,) = client.workers()
     assert (ended["kind"], ended["worker_id"]) == ("predict", worker["worker_id"])
@@ -103,7 +103,7 @@ def test_a_job_whose_worker_is_killed_ends_as_worker_lost(
 
 def _failure_of(handle: JobHandle) -> BaseException | None:
     try:
-        handle.result()
+        handle.result(timeout=60)
     except BaseException as exc:
         return exc
     return None

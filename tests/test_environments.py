@@ -205,7 +205,7 @@ def test_a_job_waiting_for_a_worker_fails_at_once_when_one_that_cannot_load_it_c
     start_in(str(plain_environment), "without-probe")
     came = time.monotonic()
     with pytest.raises(IncompatibleEnvironmentError, match="without-probe lacks"):
-        handle.result()
+        handle.result(timeout=60)
     assert time.monotonic() - came < 30  # when the worker came, not after the 60 s wait
 
 
@@ -238,7 +238,7 @@ def test_a_job_run_where_a_version_differs_reports_the_difference(
 
     worker = start_in(str(probe_environment), "with-probe")
     handle = client.submit_predict(ProbeModel(), np.zeros((3, 2)))
-    assert set(handle.result()) == {worker.process.pid}  # allowed: it loads
+    assert set(handle.result(timeout=60)) == {worker.process.pid}  # allowed: it loads
     difference = Difference("with-probe", PROBE_DIST, "0.9", PROBE_VERSION, False)
     assert handle.differences == [difference]
     warned = [r.getMessage() for r in caplog.records if r.name == "giskard.client"]

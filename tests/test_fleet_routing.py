@@ -79,12 +79,15 @@ def test_jobs_go_to_the_worker_their_name_or_labels_ask_for_and_the_rest_to_the_
     cpu, gpu = cpu_and_gpu
     assert client.call(pid, worker="cpu-box") == cpu.process.pid
     assert client.call(pid, labels={"gpu": "a100"}) == gpu.process.pid
-    assert client.submit(pid, worker="gpu-box", labels={"zone": "eu"}).result() == gpu.process.pid
+    assert (
+        client.submit(pid, worker="gpu-box", labels={"zone": "eu"}).result(timeout=60)
+        == gpu.process.pid
+    )
     assert client.call(pid) == gpu.process.pid  # both may: the latest connected gets it
     assert client.info(worker="cpu-box")["name"] == "cpu-box"
     model, data = iris
     handle = client.submit_predict(model, data, worker="cpu-box")
-    np.testing.assert_array_equal(handle.result(), model.predict(data))
+    np.testing.assert_array_equal(handle.result(timeout=60), model.predict(data))
 
     by_name = {w["name"]: w for w in client.workers()}
     assert by_name["cpu-box"]["labels"] == {"zone": "eu"}
@@ -124,7 +127,7 @@ def test_a_job_waiting_for_a_name_runs_when_that_worker_connects(
     connected(start_worker(*hub_args(hub), "--name", "first"))
     handle = client.submit_call(pid, worker="late", wait_for_worker_s=60)
     late = connected(start_worker(*hub_args(hub), "--name", "late"))
-    assert handle.result() == late.process.pid
+    assert handle.result(timeout=60) == late.process.pid
 
 
 def test_bad_names_and_labels_are_usage_errors_on_one_line(client: HubClient) -> None:
@@ -262,7 +265,7 @@ def test_spread_runs_jobs_on_both_workers_at_once(
         assert all(w["active"] for w in client.workers())
         # Each worker runs one job at a time: the two jobs meet only if both workers run.
         handles = [client.submit(meet, str(tmp_path), 1, timeout_s=60) for _ in range(2)]
-        runs = [handle.result() for handle in handles]
+        runs = [handle.result(timeout=60) for handle in handles]
     assert {run["pid"] for run in runs} == {first.process.pid, second.process.pid}
     assert all(run["met"] for run in runs), runs
 

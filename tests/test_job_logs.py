@@ -26,7 +26,7 @@ def test_a_job_that_prints_5_mib_returns_the_last_mib_of_it(
 ) -> None:
     count = 5 * MIB // len("big 00000000\n")
     handle = client.submit(remote_models.print_lines, "big", count)
-    assert handle.result() == count
+    assert handle.result(timeout=60) == count
     assert handle.logs() == numbered_lines("big", count)[-MIB:]
 
 
@@ -57,7 +57,7 @@ def test_the_logs_of_two_jobs_running_at_once_do_not_mix(
             "job-b": client.submit(print_beside_the_other, b, a, "job-b", timeout_s=60),
         }
         for tag, handle in handles.items():
-            handle.result()
+            handle.result(timeout=60)
             lines = handle.logs().splitlines()
             assert sorted(lines) == sorted(f"{tag} {i}" for i in range(300))
 
@@ -101,7 +101,7 @@ def test_a_successful_job_has_its_logs_too(
 ) -> None:
     handle = client.submit(remote_models.print_lines, "small", 3)
     assert handle.logs() == numbered_lines("small", 3)  # waits for the end
-    assert handle.done() and handle.result() == 3
+    assert handle.done() and handle.result(timeout=60) == 3
     wait_until(lambda: "small 00000002" in connected_worker.output, 10, "the worker's log")
 
 
@@ -117,7 +117,7 @@ def test_logs_beyond_what_the_hub_may_hold_unread_are_dropped_saying_so(
             )
             # Over what the hub may hold: the end comes, without the logs, and says so.
             big = client.submit(remote_models.print_lines, "big", MIB // 13)
-            assert big.result() == MIB // 13
+            assert big.result(timeout=60) == MIB // 13
             assert big.logs() == LOGS_DROPPED.decode()
             assert hub.unread_results.held_bytes == 0
 
@@ -137,7 +137,7 @@ def test_a_job_cancelled_by_its_client_returns_what_it_wrote_before(
     wait_until(marker.exists, 30, "the job to print")
     assert handle.cancel()
     with pytest.raises(JobCancelledError) as cancelled:
-        handle.result()
+        handle.result(timeout=60)
     assert cancelled.value.logs == "before the cancel\n"
     assert handle.logs() == "before the cancel\n" and handle.cancelled()
     assert client.status()["recent"][-1]["reason"] is EndReason.CANCELLED

@@ -69,7 +69,7 @@ def test_a_job_waits_at_the_hub_while_its_only_worker_is_paused(
         assert not handle.done()
         assert "paused by the hub" in _worker_status(connected_worker)
         admin.resume_worker(ref)
-    assert len(handle.result()) == len(data)
+    assert len(handle.result(timeout=60)) == len(data)
     connected_worker.wait_for_output("Resumed by admin key 'ops-pause'")
     assert connected_worker.process.poll() is None
 
@@ -85,7 +85,7 @@ def test_drain_lets_the_running_job_finish_then_the_worker_exits_0(
     handle = _slow_job(client, tmp_path, data)
     with _admin(client, "ops-drain") as admin:
         admin.drain_worker(ref)
-    assert len(handle.result()) == len(data)
+    assert len(handle.result(timeout=60)) == len(data)
     assert connected_worker.process.wait(30) == 0
     address = f"127.0.0.1:{client.address.port}"
     assert f"Drained by admin key 'ops-drain' of the hub at {address}" in connected_worker.output
@@ -105,7 +105,7 @@ def test_stop_force_cancels_the_running_job_and_the_worker_exits_0(
     with _admin(client, "ops-stop") as admin:
         admin.stop_worker(_ref(client), force=True)
     with pytest.raises(JobCancelledError):
-        handle.result()
+        handle.result(timeout=60)
     assert connected_worker.process.wait(30) == 0
     assert "Force-stopped by admin key 'ops-stop'" in _worker_status(connected_worker)
 
@@ -287,7 +287,7 @@ def test_a_paused_worker_that_restarts_comes_back_paused_until_resumed(
         wait_until(lambda: client.status()["queued"] == 1, 10, "the job to queue at the hub")
         assert client.workers()[0]["running"] == []
         admin.resume_worker(_ref(client))
-    assert len(handle.result()) == len(data)
+    assert len(handle.result(timeout=60)) == len(data)
     assert not client.workers()[0]["paused"]
 
 

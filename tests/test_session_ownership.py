@@ -96,7 +96,7 @@ def test_a_worker_cannot_send_a_result_for_another_workers_job(
         big = client.put(np.ones(100_000))  # an input of no job of the attacker's
         assert attacker.fetch_artifact(big.sha256, own_session) == grpc.StatusCode.NOT_FOUND
     release.touch()
-    result = handle.result()
+    result = handle.result(timeout=60)
     np.testing.assert_array_equal(result, np.arange(RESULT_FLOATS, dtype=np.float64))
     assert connected_worker.process.poll() is None
     assert connected_worker.process.pid in [w["pid"] for w in client.status()["workers"]]

@@ -55,7 +55,7 @@ def test_unread_results_beyond_the_hubs_bound_fail_with_a_clear_error(
         succeeded = failed = 0
         for handle in handles:
             try:
-                np.testing.assert_array_equal(handle.result(), expected)
+                np.testing.assert_array_equal(handle.result(timeout=60), expected)
                 succeeded += 1
             except JobError as error:
                 assert error.remote_type == "UnreadResultsLimit"

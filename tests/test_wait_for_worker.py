@@ -47,7 +47,7 @@ def test_a_waiting_jobs_input_is_not_evicted_before_its_worker_comes(
     client.put(two_mib(2.0))  # another client's upload fills the store meanwhile
     worker = start_worker("-h", "127.0.0.1", "-p", str(small_store_hub.port), "--name", "later")
     worker.wait_for_output(CONNECTED)
-    assert handle.result() == 2 * MIB // 8
+    assert handle.result(timeout=60) == 2 * MIB // 8
     assert pinned(client) == 0
 
 
@@ -55,7 +55,9 @@ def test_every_end_of_a_wait_releases_the_input_and_is_listed_with_its_reason(
     client: HubClient,
 ) -> None:
     with pytest.raises(NoWorkerError, match="no worker named 'later'"):
-        client.submit_call(len, [two_mib(1.0)], worker="later", wait_for_worker_s=0.2).result()
+        client.submit_call(len, [two_mib(1.0)], worker="later", wait_for_worker_s=0.2).result(
+            timeout=60
+        )
     assert pinned(client) == 0
     no_worker = client.status()["recent"][-1]
     assert (no_worker["reason"], no_worker["detail"]) == (EndReason.NO_WORKER, "NoWorker")
@@ -65,7 +67,7 @@ def test_every_end_of_a_wait_releases_the_input_and_is_listed_with_its_reason(
     wait_until(lambda: pinned(client) == 1, 10, "the waiting job to hold its input")
     assert handle.cancel()
     with pytest.raises(JobCancelledError):
-        handle.result()
+        handle.result(timeout=60)
     assert pinned(client) == 0
     cancelled = client.status()["recent"][-1]
     assert (cancelled["reason"], cancelled["detail"]) == (EndReason.CANCELLED, "JobCancelled")

@@ -47,7 +47,8 @@ class JobHandle:
     """Like a `concurrent.futures.Future` of the job's result.
 
     The result is read when `result()` is called, in the calling thread, which also runs
-    `on_progress(done, total)` as the worker reports progress. `cancel()` may be called from
+    `on_progress(done, total)` as the worker reports progress (with a `timeout`, a thread of
+    the handle's reads it, and runs `on_progress`). `cancel()` may be called from
     any thread: the hub tells the worker, which kills the job's process; the job's end then
     comes as any other, with what the job wrote until then. Once it ended,
     `differences` lists how the worker that ran it differs from where its pickles were made,
@@ -67,6 +68,8 @@ class JobHandle:
         self._on_differences = on_differences
         self.differences: list[compat.Difference] = []
         self._lock = threading.Lock()
+        self._reader: threading.Thread | None = None  # reads the outcome for timed waits
+        self._reader_lock = threading.Lock()
         self._cancelled = False
         self._outcome: tuple[bool, Any] | None = None  # (succeeded, value or exception)
         self._logs = ""
@@ -76,24 +79,41 @@ class JobHandle:
         # `cancel` cancels the call, and the job's end is not heard).
         self.ask_to_cancel: Callable[[], bool] = lambda: False
 
-    def result(self) -> Any:
+    def result(self, timeout: float | None = None) -> Any:
         """The job's result; raises the JobError its end reason says (JobTimeoutError,
-        JobCancelledError, WorkerLostError, ...) if it failed."""
-        with self._lock:
-            if self._outcome is None:
-                self._outcome = self._wait()
-        succeeded, value = self._outcome
+        JobCancelledError, WorkerLostError, ...) if it failed, or TimeoutError if it has not
+        ended within `timeout` seconds (the job goes on: ask again, or cancel it)."""
+        succeeded, value = self._outcome_within(timeout)
         if succeeded:
             return value
         raise value
 
-    def logs(self) -> str:
+    def logs(self, timeout: float | None = None) -> str:
         """The last MiB of what the job wrote (stdout, stderr, `logging`), once it ended (this
         waits for it, as `result()` does); failed jobs also have it in `JobError.logs`."""
+        self._outcome_within(timeout)
+        return self._logs
+
+    def _outcome_within(self, timeout: float | None) -> tuple[bool, Any]:
+        if timeout is None or self._outcome is not None:
+            return self._read_outcome()
+        with self._reader_lock:
+            if self._reader is None:
+                self._reader = threading.Thread(
+                    target=self._read_outcome, name=f"giskard-job-{self.job_id[:8]}", daemon=True
+                )
+                self._reader.start()
+            reader = self._reader
+        reader.join(timeout)
+        if self._outcome is None:
+            raise TimeoutError(f"the job did not end within {timeout:g} s")
+        return self._outcome
+
+    def _read_outcome(self) -> tuple[bool, Any]:
         with self._lock:
             if self._outcome is None:
                 self._outcome = self._wait()
-        return self._logs
+            return self._outcome
 
     def cancel(self) -> bool:
         """Cancel the job unless it has ended; True if it was cancelled."""
