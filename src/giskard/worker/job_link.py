@@ -1,8 +1,9 @@
 """The worker's jobs across its sessions with the hub.
 
 A job outlives the session that brought it: when the connection drops, it keeps running for
-a grace, and goes on with the next session if the hub reattaches it (see Hello.held_jobs and
-Welcome.reattached). What it emits waits for a session; its calls beside the session
+a grace (as long as the hub that welcomed it last waits: Welcome.reattach_grace_s), and goes
+on with the next session if the hub reattaches it (see Hello.held_jobs and
+Welcome.reattached); past the grace it ends as worker lost, its end offered to nobody. What it emits waits for a session; its calls beside the session
 (FetchArtifact, SendResult) use the session current when they are made. A job's end may be
 lost with a session that dies just after it was written, so the ends of recent jobs are kept
 until the next welcome, and re-sent if the hub still waits for them.
@@ -138,7 +139,9 @@ class JobLink:
         self._cut |= self._streamed
         self._streamed.clear()
         for job_id in self._cut:
-            self._execution.cancel(job_id)
+            self._execution.lose(
+                job_id, "the connection to the hub dropped while the job sent its result"
+            )
         if self._tasks and self._expiry is None:
             logger.info(
                 "Keeping %d job(s) for %g s, until the connection is back",
