@@ -251,8 +251,13 @@ def test_more_ends_to_send_again_than_the_outbox_holds() -> None:
         assert sorted(link.held()) == [*ended, "z"]
         outbox = second.result() if second.done() else None
         assert outbox is not None, "attach waits for the outbox"
-        link.detach(outbox)
+        sent: list[str] = []
+        for _ in range(5):  # the re-send goes on as the outbox is read
+            sent += taken(outbox)
+            await settle()
+        assert sorted(sent) == [f"end {job_id}" for job_id in (*ended, "z")]
         start(link, "y")
+        link.detach(outbox)
         await asyncio.sleep(0.3)  # past the grace: the timer of the second drop fired
         assert [job_id for job_id, _ in jobs.lost] == ["y"]
         await link.close()
