@@ -3,10 +3,11 @@
 A job outlives the session that brought it: when the connection drops, it keeps running for
 a grace (as long as the hub that welcomed it last waits: Welcome.reattach_grace_s), and goes
 on with the next session if the hub reattaches it (see Hello.held_jobs and
-Welcome.reattached); past the grace it ends as worker lost, its end offered to nobody. What it emits waits for a session; its calls beside the session
-(FetchArtifact, SendResult) use the session current when they are made. A job's end may be
-lost with a session that dies just after it was written, so the ends of recent jobs are kept
-until the next welcome, and re-sent if the hub still waits for them.
+Welcome.reattached); past the grace it ends as worker lost, its end offered to nobody. What
+it emits waits for a session; its calls beside the session (FetchArtifact, SendResult) use
+the session current when they are made. A job's end may be lost with a session that dies
+just after it was written, so the ends of recent jobs are kept until the next welcome, and
+re-sent if the hub still waits for them.
 """
 
 from __future__ import annotations
