@@ -108,11 +108,11 @@ class Session:
             raise refusal_error(first.refusal)
         if first.WhichOneof("kind") != "welcome":
             raise ProtocolError("the server did not answer the hello with a welcome")
-        active = first.welcome.active
-        # A job's calls beside the session (SendResult, FetchArtifact) name the session.
-        session_id = (SESSION_METADATA_KEY, first.welcome.session_id)
-        self._metadata = (*self._metadata, session_id)
         welcome = first.welcome
+        active = welcome.active
+        # A job's calls beside the session (SendResult, FetchArtifact) name the session.
+        session_id = (SESSION_METADATA_KEY, welcome.session_id)
+        self._metadata = (*self._metadata, session_id)
         self._link.attach(
             self._outbox,
             self._stub,
@@ -199,10 +199,10 @@ class Session:
         """Tell the hub to send no more jobs, let the running ones finish (those that cannot
         end as drained), close the stream.
 
-        If the connection drops meanwhile, the worker still waits for its jobs and exits: the
-        hub does not wait for a draining worker to come back (it has failed its jobs as worker
-        lost), so their ends are kept and lost like those of any job whose session dropped,
-        and a job that waits for a session stops when the reattach grace ends."""
+        If the connection drops meanwhile, the worker still waits for its jobs, then exits
+        without coming back: the hub waits for no draining worker (it fails its jobs as worker
+        lost, at once if it read the Draining). Their ends are kept and lost like those of any
+        job whose session dropped; a job waiting for a session stops when the grace ends."""
         await self._put_or_give_up(worker_pb2.WorkerMessage(draining=worker_pb2.Draining()))
         why = self.stop_reason or self._stopped_by()
         finishing = asyncio.create_task(self._link.finish(self._drain_grace_s, why))
