@@ -223,6 +223,9 @@ def test_a_worker_whose_connection_stays_down_stops_its_jobs_after_the_hubs_grac
         assert isinstance(failure, WorkerLostError), failure
         worker.wait_for_output("did not come back within 1 s: stopping 1 job(s)", timeout_s=15)
         wait_until(lambda: has_stopped(executor), 10, "the worker to stop the job")
+        # Not "cancelled": a hub that still waited for it must not tell its client so.
+        lost = "ended (worker_lost): the connection to the hub did not come back within 1 s"
+        worker.wait_for_output(lost)
         assert worker.process.poll() is None  # it goes on trying to reconnect
 
 
