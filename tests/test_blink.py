@@ -148,7 +148,8 @@ def test_a_worker_killed_for_good_fails_its_job_after_the_grace(
     assert isinstance(failure, WorkerLostError), failure
     assert failure.reason is EndReason.WORKER_LOST
     assert "did not come back within 2 s" in str(failure)
-    assert grace_s <= took_s < grace_s + 5, f"failed {took_s:.1f} s after the kill"
+    # No upper bound here but outcome's: the message says which timer failed it.
+    assert took_s >= grace_s, f"failed {took_s:.1f} s after the kill"
 
 
 def test_a_worker_that_comes_back_without_its_job_fails_it_at_once(
@@ -167,13 +168,12 @@ def test_a_worker_that_comes_back_without_its_job_fails_it_at_once(
     first.process.send_signal(signal.SIGKILL)
     first.process.wait(10)
     wait_until(lambda: is_away(client), 10, "the hub to see the worker gone")
-    killed_at = time.monotonic()
     second = start_worker("-h", "127.0.0.1", "-p", str(hub.port), "--name", "blinker")
-    second.wait_for_output(CONNECTED, timeout_s=30)
+    second.wait_for_output(CONNECTED, timeout_s=60)
+    # Once it is back: not at the end of the hub's 30 s grace, which the message tells apart.
     _, failure = outcome(handle, timeout_s=20)
     assert isinstance(failure, WorkerLostError), failure
     assert "came back without the job" in str(failure)
-    assert time.monotonic() - killed_at < 20  # not the hub's 30 s grace
 
 
 def test_a_job_cancelled_during_a_blink_ends_cancelled_and_its_worker_stops_it(
@@ -201,24 +201,32 @@ def test_a_job_cancelled_during_a_blink_ends_cancelled_and_its_worker_stops_it(
     assert client.status()["recent"][-1]["reason"] is EndReason.CANCELLED
 
 
-def test_a_worker_whose_connection_stays_down_stops_its_jobs_after_its_grace(
-    proxy: TcpProxy,
-    client: HubClient,
-    start_worker: Callable[..., WorkerProcess],
-    iris: tuple[Any, pd.DataFrame],
-    tmp_path: Path,
+def test_a_worker_whose_connection_stays_down_stops_its_jobs_after_the_hubs_grace(
+    start_worker: Callable[..., WorkerProcess], iris: tuple[Any, pd.DataFrame], tmp_path: Path
 ) -> None:
+    """The worker keeps its jobs as long as the hub that welcomed it waits for them, whatever
+    its own setting (30 s)."""
     _, data = iris
-    worker = start_worker_main(start_worker, proxy.port, "--reattach-grace", "1")
-    marker = tmp_path / "started"
-    handle = client.submit_predict(remote_models.SlowModel(marker, 600), data)
-    wait_until(marker.exists, 30, "the job to start")
-    executor = psutil.Process(int(marker.read_text()))
-    proxy.refuse()
-    worker.wait_for_output("did not come back within 1 s: stopping 1 job(s)", timeout_s=15)
-    wait_until(lambda: has_stopped(executor), 10, "the worker to stop the job")
-    assert worker.process.poll() is None  # it goes on trying to reconnect
-    assert not handle.done()  # the hub's grace is longer
+    with (
+        Hub(port=0, reattach_grace_s=1) as hub,
+        HubClient(hub.address) as client,
+        TcpProxy(hub.port) as proxy,
+    ):
+        worker = start_worker_main(start_worker, proxy.port, "--reattach-grace", "30")
+        marker = tmp_path / "started"
+        handle = client.submit_predict(remote_models.SlowModel(marker, 600), data)
+        wait_until(marker.exists, 30, "the job to start")
+        executor = psutil.Process(int(marker.read_text()))
+        proxy.refuse()
+        proxy.cut()
+        _, failure = outcome(handle, timeout_s=15)
+        assert isinstance(failure, WorkerLostError), failure
+        worker.wait_for_output("did not come back within 1 s: stopping 1 job(s)", timeout_s=15)
+        wait_until(lambda: has_stopped(executor), 10, "the worker to stop the job")
+        # Not "cancelled": a hub that still waited for it must not tell its client so.
+        lost = "ended (worker_lost): the connection to the hub did not come back within 1 s"
+        worker.wait_for_output(lost)
+        assert worker.process.poll() is None  # it goes on trying to reconnect
 
 
 def has_stopped(process: psutil.Process) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
 import time
 from pathlib import Path
@@ -10,7 +12,7 @@ from conftest import CONNECTED, WorkerProcess, wait_until
 
 from giskard.client import HubClient
 from giskard.logs import LOG_FILE_BACKUPS, LOG_FILE_MAX_BYTES
-from giskard.worker.job_output import MAX_LINE_BYTES
+from giskard.worker.job_output import MAX_LINE_BYTES, ExecutorOutput
 
 
 def log_path(worker: WorkerProcess) -> Path:
@@ -109,3 +111,29 @@ def test_a_job_printing_without_end_holds_back_no_other_work(
         assert time.monotonic() - began < 3.0  # 0.6 s at most here; 2.4 to 3.7 s unbounded
     stop.touch()
     assert handle.result(timeout=60) is None
+
+
+def test_what_the_executor_wrote_before_a_job_started_is_not_the_jobs() -> None:
+    """A thread the previous job left behind may write just before the next job starts,
+    before the worker's loop has read it: it is not the next job's (another client's)."""
+
+    async def scenario() -> tuple[bytes, bytes]:
+        out_read, out_write = os.pipe()
+        err_read, err_write = os.pipe()
+        output = ExecutorOutput(4242, out_read, err_read)
+        try:
+            output.job_started("first")
+            os.write(out_write, b"first job\n")
+            first = output.job_ended()
+            os.write(out_write, b"left behind\n")  # the loop has not run since
+            output.job_started("second")
+            os.write(err_write, b"second job\n")
+            return first, output.job_ended()
+        finally:
+            output.close()
+            os.close(out_write)
+            os.close(err_write)
+
+    first, second = asyncio.run(scenario())
+    assert first == b"first job\n"
+    assert second == b"second job\n"

@@ -109,6 +109,11 @@ class JobBoard:
         return len(self._waiting)
 
     @property
+    def reattach_grace_s(self) -> float:
+        """How long a dropped session's jobs wait for their worker to come back."""
+        return self._reattach_grace_s
+
+    @property
     def away(self) -> list[tuple[WorkerSession, float]]:
         """The sessions whose connection dropped while they held jobs, each with when it
         dropped (time.time()): their jobs wait for them to come back."""

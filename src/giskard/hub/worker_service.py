@@ -105,6 +105,7 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
                 active=active,
                 session_id=session.session_id,
                 reattached=reattached,
+                reattach_grace_s=self._jobs.reattach_grace_s,
             )
             yield worker_pb2.HubMessage(welcome=welcome)
             reader = asyncio.create_task(self._read_messages(request_iterator, session))

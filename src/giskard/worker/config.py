@@ -27,7 +27,7 @@ class WorkerConfig:
     # On SIGTERM/SIGINT, how long the running job may take to finish.
     drain_grace_s: float = 20.0
     # When the connection drops, how long the jobs keep running, waiting to be reattached
-    # to the next session (the hub's own grace is the same by default), before they stop.
+    # to the next session, before they stop: until a hub's welcome says its own grace.
     reattach_grace_s: float = 30.0
     # Jobs run at once, each in its own executor process.
     concurrency: int = 1

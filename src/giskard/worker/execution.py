@@ -50,8 +50,8 @@ class _Input:
 class _RunningJob:
     job_id: str
     task: asyncio.Task[Any]
-    reason: str | None = None  # why it was stopped: "timeout", "cancel" or "drained"
-    why: str = ""  # who stopped the worker, when drained
+    reason: str | None = None  # why it was stopped: "timeout", "cancel", "drained" or "lost"
+    why: str = ""  # who stopped the worker (drained), or what the connection did (lost)
     executor: ExecutorProcess | None = None
     waiting: bool = False  # for an executor: it has not started
     logs: bytes = b""  # the last of what it wrote, once its executor is done with it
@@ -93,10 +93,18 @@ class JobExecution:
     def drain(self, job_id: str, why: str) -> None:
         """Stop a job now because the worker stops (`why` says who stopped it); it ends as
         drained."""
+        self._stop_for(job_id, "drained", why)
+
+    def lose(self, job_id: str, why: str) -> None:
+        """Stop a job now because its hub can no longer have its end (`why` says what the
+        connection did); it ends as worker lost."""
+        self._stop_for(job_id, "lost", why)
+
+    def _stop_for(self, job_id: str, reason: str, why: str) -> None:
         job = self._running.get(job_id)
         if job is not None:
             job.why = why
-            job.stop("drained")
+            job.stop(reason)
 
     async def run(self, job: worker_pb2.Job, hub: HubSession, emit: Emit) -> None:
         """Run `job`, emitting its output, progress and exactly one JobEnd."""
@@ -115,11 +123,11 @@ class JobExecution:
                 raise
             reason, failure = _stopped(running.reason, running.why)
             logger.info("Job %s ended (%s): %s", job.job_id[:8], reason, failure.message)
-            await emit(_end(job.job_id, reason, failure=failure, logs=running.logs))
+            await emit(job_end(job.job_id, reason, failure=failure, logs=running.logs))
         except Exception as exc:  # the worker's own trouble (hub gone mid-fetch, ...)
             logger.info("Job %s failed: %s: %s", job.job_id[:8], type(exc).__name__, exc)
             failure = common_pb2.JobFailure(type=type(exc).__name__, message=str(exc))
-            end = _end(job.job_id, EndReason.WORKER_LOST, failure=failure, logs=running.logs)
+            end = job_end(job.job_id, EndReason.WORKER_LOST, failure=failure, logs=running.logs)
             await emit(end)
         finally:
             if timer is not None:
@@ -307,7 +315,7 @@ async def _crashed(executor: ExecutorProcess, job_id: str) -> worker_pb2.WorkerM
         message=f"the process running the job died ({how}); the worker replaced it",
         signal=-code if code is not None and code < 0 else 0,
     )
-    return _end(job_id, EndReason.EXECUTOR_CRASHED, failure=failure)
+    return job_end(job_id, EndReason.EXECUTOR_CRASHED, failure=failure)
 
 
 async def _relay_answer(
@@ -330,7 +338,7 @@ async def _relay_answer(
             reason = EndReason(header.get("reason", EndReason.MODEL_ERROR))
             diffs = [common_pb2.EnvironmentDifference(**d) for d in header.get("differences", [])]
             failure = common_pb2.JobFailure(**fields, differences=diffs)
-            return _end(job_id, reason, failure=failure), header
+            return job_end(job_id, reason, failure=failure), header
         if kind != "result":
             raise PipeClosed(f"the executor sent {kind!r}: the stream is out of step")
         result = common_pb2.ArtifactRef(sha256=header["sha"], size=header["size"])
@@ -339,8 +347,8 @@ async def _relay_answer(
         elif not await hub.send_result(executor, job_id, payload, result.size):
             left = common_pb2.JobFailure(type="JobCancelled", message="the client left")
             # The rest of the result is still in the pipe: the executor is replaced.
-            return _end(job_id, EndReason.CANCELLED, failure=left), header | {"replace": True}
-        return _end(
+            return job_end(job_id, EndReason.CANCELLED, failure=left), header | {"replace": True}
+        return job_end(
             job_id, EndReason.SUCCEEDED, success=common_pb2.JobSuccess(result=result)
         ), header
 
@@ -361,7 +369,7 @@ async def _emit_result(job_id: str, frames: list[bytes], emit: Emit) -> None:
     else:
         for start in range(0, len(data), CHUNK_SIZE):
             await emit(_output(job_id, data[start : start + CHUNK_SIZE]))
-    await emit(_end(job_id, EndReason.SUCCEEDED, success=common_pb2.JobSuccess(result=result)))
+    await emit(job_end(job_id, EndReason.SUCCEEDED, success=common_pb2.JobSuccess(result=result)))
 
 
 def _stopped(reason: str, why: str) -> tuple[EndReason, common_pb2.JobFailure]:
@@ -371,6 +379,8 @@ def _stopped(reason: str, why: str) -> tuple[EndReason, common_pb2.JobFailure]:
     if reason == "drained":
         message = f"{why} before the job could finish"
         return EndReason.DRAINED, common_pb2.JobFailure(type="WorkerStopped", message=message)
+    if reason == "lost":
+        return EndReason.WORKER_LOST, common_pb2.JobFailure(type="WorkerLost", message=why)
     failure = common_pb2.JobFailure(type="JobCancelled", message="the job was cancelled")
     return EndReason.CANCELLED, failure
 
@@ -379,7 +389,7 @@ def _output(job_id: str, chunk: bytes) -> worker_pb2.WorkerMessage:
     return worker_pb2.WorkerMessage(output=common_pb2.JobOutput(job_id=job_id, chunk=chunk))
 
 
-def _end(job_id: str, reason: EndReason, **fields: Any) -> worker_pb2.WorkerMessage:
+def job_end(job_id: str, reason: EndReason, **fields: Any) -> worker_pb2.WorkerMessage:
     """A job's end, for `reason`; `fields` are its outcome and its logs."""
     end = common_pb2.JobEnd(job_id=job_id, reason=end_reasons.to_proto(reason), **fields)
     return worker_pb2.WorkerMessage(end=end)

@@ -1,11 +1,13 @@
 """The worker's jobs across its sessions with the hub.
 
 A job outlives the session that brought it: when the connection drops, it keeps running for
-a grace, and goes on with the next session if the hub reattaches it (see Hello.held_jobs and
-Welcome.reattached). What it emits waits for a session; its calls beside the session
-(FetchArtifact, SendResult) use the session current when they are made. A job's end may be
-lost with a session that dies just after it was written, so the ends of recent jobs are kept
-until the next welcome, and re-sent if the hub still waits for them.
+a grace (as long as the hub that welcomed it last waits: Welcome.reattach_grace_s), and goes
+on with the next session if the hub reattaches it (see Hello.held_jobs and
+Welcome.reattached); past the grace it ends as worker lost, its end offered to nobody. What
+it emits waits for a session; its calls beside the session (FetchArtifact, SendResult) use
+the session current when they are made. A job's end may be lost with a session that dies
+just after it was written, so the ends of recent jobs are kept until the next welcome, and
+re-sent if the hub still waits for them.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from giskard.rpc.v1 import worker_pb2, worker_pb2_grpc
-from giskard.worker.execution import JobExecution, Metadata
+from giskard.errors import EndReason
+from giskard.rpc.v1 import common_pb2, worker_pb2, worker_pb2_grpc
+from giskard.worker.execution import JobExecution, Metadata, job_end
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +61,7 @@ class JobLink:
         self._current: _Attachment | None = None
         self._attached = asyncio.Event()
         self._expiry: asyncio.TimerHandle | None = None
+        self._resending: asyncio.Task[None] | None = None
 
     @property
     def jobs(self) -> list[str]:
@@ -79,22 +83,22 @@ class JobLink:
     def cancel(self, job_id: str) -> None:
         self._execution.cancel(job_id)
 
-    async def attach(
+    def attach(
         self,
         outbox: Outbox,
         stub: worker_pb2_grpc.WorkerHubStub,
         metadata: Metadata,
         reattached: Collection[str],
+        grace_s: float = 0.0,
     ) -> None:
         """A session was welcomed: the jobs the hub reattached go on with it (their kept ends
-        are sent again), the others stop (the hub ended them, or never knew them)."""
+        are sent again), the others stop (the hub ended them, or never knew them). `grace_s`:
+        how long the hub keeps them if this session drops too (0: it did not say)."""
+        if grace_s > 0:
+            self._grace_s = grace_s
         if self._expiry is not None:
             self._expiry.cancel()
             self._expiry = None
-        for job_id, end in self._kept.items():
-            if job_id in reattached:
-                await outbox.put(end)
-        self._forget_kept()
         lost = [job_id for job_id in self._tasks if job_id not in reattached]
         if reattached or lost:
             logger.info("%d job(s) reattached; %d stopped", len(reattached), len(lost))
@@ -103,6 +107,27 @@ class JobLink:
         self._cut.clear()
         self._current = _Attachment(outbox, stub, metadata)
         self._attached.set()
+        self._resend_kept(self._current, reattached)
+
+    def _resend_kept(self, attachment: _Attachment, reattached: Collection[str]) -> None:
+        """Send again the ends the hub still waits for, keeping them until the next welcome
+        (this session may drop before they are written); forget the others: the hub has them.
+        A job the hub waits for that is neither running nor kept (its end was forgotten when
+        the grace ended, just after the hello listed it) ends as lost, or the hub would wait
+        for it forever."""
+        for job_id in [job_id for job_id in self._kept if job_id not in reattached]:
+            self._forget(job_id)
+        for job_id in reattached:
+            if job_id not in self._tasks and job_id not in self._kept:
+                failure = common_pb2.JobFailure(
+                    type="WorkerLost", message="the worker no longer holds the job"
+                )
+                self._keep(job_end(job_id, EndReason.WORKER_LOST, failure=failure))
+        ends = list(self._kept.values())
+        if self._resending is not None:
+            self._resending.cancel()  # of a session that is gone
+        # Beside the session, not in it: an outbox nobody reads must not stall its handshake.
+        self._resending = asyncio.create_task(_put_all(attachment, ends)) if ends else None
 
     def detach(self, outbox: Outbox) -> None:
         """The session of `outbox` ended: the jobs wait for the next one, within the grace."""
@@ -115,7 +140,9 @@ class JobLink:
         self._cut |= self._streamed
         self._streamed.clear()
         for job_id in self._cut:
-            self._execution.cancel(job_id)
+            self._execution.lose(
+                job_id, "the connection to the hub dropped while the job sent its result"
+            )
         if self._tasks and self._expiry is None:
             logger.info(
                 "Keeping %d job(s) for %g s, until the connection is back",
@@ -157,7 +184,8 @@ class JobLink:
         """The worker exits: stop every job (boundedly)."""
         if self._expiry is not None:
             self._expiry.cancel()
-        await end_tasks(*self._tasks.values())
+        resending = () if self._resending is None else (self._resending,)
+        await end_tasks(*self._tasks.values(), *resending)
 
     def _drain(self, job_ids: Iterable[str], why: str) -> None:
         for job_id in job_ids:
@@ -173,9 +201,13 @@ class JobLink:
             self._grace_s,
             len(self._tasks),
         )
+        # The hub has given up on them: their ends are nobody's, and not offered again.
+        self._cut |= set(self._tasks)
+        why = f"the connection to the hub did not come back within {self._grace_s:g} s"
         for job_id in list(self._tasks):
-            self._execution.cancel(job_id)
-        self._forget_kept()
+            self._execution.lose(job_id, why)
+        self._kept.clear()
+        self._kept_bytes = 0
 
     async def _session(self) -> tuple[worker_pb2_grpc.WorkerHubStub, Metadata]:
         attachment = self._current or await self._wait_attached()
@@ -188,16 +220,19 @@ class JobLink:
 
     def _keep(self, end: worker_pb2.WorkerMessage) -> None:
         job_id = end.end.job_id
+        replaced = self._kept.pop(job_id, None)  # an end kept again replaces the one before
+        if replaced is not None:
+            self._kept_bytes -= replaced.ByteSize()
         self._kept[job_id] = end
         self._kept_bytes += end.ByteSize()
         while len(self._kept) > KEPT_ENDS or self._kept_bytes > KEPT_END_BYTES:
-            oldest_id, oldest = self._kept.popitem(last=False)
-            self._kept_bytes -= oldest.ByteSize()
-            self._streamed.discard(oldest_id)  # forgotten: it matters no more
+            self._forget(next(iter(self._kept)))
 
-    def _forget_kept(self) -> None:
-        self._kept.clear()
-        self._kept_bytes = 0
+    def _forget(self, job_id: str) -> None:
+        end = self._kept.pop(job_id, None)
+        if end is not None:
+            self._kept_bytes -= end.ByteSize()
+            self._streamed.discard(job_id)  # forgotten: it matters no more
 
 
 async def end_tasks(*tasks: asyncio.Task[Any]) -> None:
@@ -211,6 +246,13 @@ async def end_tasks(*tasks: asyncio.Task[Any]) -> None:
         if task.done() and not task.cancelled():
             with contextlib.suppress(Exception):
                 task.result()
+
+
+async def _put_all(attachment: _Attachment, messages: list[worker_pb2.WorkerMessage]) -> None:
+    for message in messages:
+        if attachment.gone.is_set():
+            return
+        await _put(attachment, message)
 
 
 async def _put(attachment: _Attachment, message: worker_pb2.WorkerMessage) -> None:

@@ -57,11 +57,10 @@ class ExecutorOutput:
             self._unread.register(fd, select.POLLIN)
 
     def job_started(self, job_id: str) -> None:
-        """Output from now on is the job's; what came before is logged first."""
-        for stream in self._streams.values():
-            # The loop reads a pipe as soon as it holds bytes, a few KiB at a time: only a pipe
-            # whose last read was full may still hold what came before.
-            stream.drain(read=stream.may_hold_more)
+        """Output from now on is the job's; what came before is logged first, as the
+        executor's: a thread the previous job left behind may have written just now, before
+        the loop read it. One system call when the pipes hold nothing."""
+        self.read_unread()
         self.tag = f"job {job_id[:8]}"
         self._job_log = _JobLog()
 
@@ -109,8 +108,6 @@ class _Stream:
         self._cut = 0  # bytes of the current line beyond MAX_LINE_BYTES, dropped
         self._dropped = 0  # lines beyond the budget, not reported yet
         self._reported_at = -math.inf
-        # Whether the last read filled its buffer: the pipe may hold more than was read.
-        self.may_hold_more = False
         os.set_blocking(fd, False)
         loop.add_reader(fd, self._read)
 
@@ -146,11 +143,9 @@ class _Stream:
         try:
             data = os.read(self._fd, READ_BYTES)
         except BlockingIOError:
-            self.may_hold_more = False
             return False
         except OSError:
             data = b""
-        self.may_hold_more = len(data) == READ_BYTES
         if not data:  # every writer is gone
             self._stop()
             return False

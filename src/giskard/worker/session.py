@@ -108,12 +108,17 @@ class Session:
             raise refusal_error(first.refusal)
         if first.WhichOneof("kind") != "welcome":
             raise ProtocolError("the server did not answer the hello with a welcome")
-        active = first.welcome.active
+        welcome = first.welcome
+        active = welcome.active
         # A job's calls beside the session (SendResult, FetchArtifact) name the session.
-        session_id = (SESSION_METADATA_KEY, first.welcome.session_id)
+        session_id = (SESSION_METADATA_KEY, welcome.session_id)
         self._metadata = (*self._metadata, session_id)
-        await self._link.attach(
-            self._outbox, self._stub, self._metadata, set(first.welcome.reattached)
+        self._link.attach(
+            self._outbox,
+            self._stub,
+            self._metadata,
+            set(welcome.reattached),
+            grace_s=welcome.reattach_grace_s,
         )
         logger.info(
             "%s %s (%s)",
@@ -131,7 +136,7 @@ class Session:
             if reader.done():
                 reader.result()  # raises ConnectionLost
                 raise ConnectionLost("the server closed the session", was_connected=True)
-            await self._drain()
+            await self._drain(reader)
             # The hub ends the session once it has read everything we sent; cancelling the
             # call before then could drop the last results.
             try:
@@ -190,12 +195,31 @@ class Session:
         logger.info("%s; exiting once its %d job(s) end", self.stop_reason, len(self._link.jobs))
         self._stopping.set()
 
-    async def _drain(self) -> None:
+    async def _drain(self, reader: asyncio.Task[None]) -> None:
         """Tell the hub to send no more jobs, let the running ones finish (those that cannot
-        end as drained), close the stream."""
+        end as drained), close the stream.
+
+        If the connection drops meanwhile, the worker still waits for its jobs, then exits
+        without coming back: the hub waits for no draining worker (it fails its jobs as worker
+        lost, at once if it read the Draining). Their ends are kept and lost like those of any
+        job whose session dropped; a job waiting for a session stops when the grace ends."""
         await self._put_or_give_up(worker_pb2.WorkerMessage(draining=worker_pb2.Draining()))
-        await self._link.finish(self._drain_grace_s, self.stop_reason or self._stopped_by())
-        await self._put_or_give_up(None)
+        why = self.stop_reason or self._stopped_by()
+        finishing = asyncio.create_task(self._link.finish(self._drain_grace_s, why))
+        try:
+            await asyncio.wait({reader, finishing}, return_when=asyncio.FIRST_COMPLETED)
+            if not finishing.done():
+                logger.warning(
+                    "The connection dropped while the worker drained: exiting once its %d "
+                    "job(s) end",
+                    len(self._link.jobs),
+                )
+                self._link.detach(self._outbox)  # nobody sends the outbox any more
+                await finishing
+        finally:
+            await end_tasks(finishing)
+        if not reader.done():
+            await self._put_or_give_up(None)
 
     async def _put_or_give_up(self, message: worker_pb2.WorkerMessage | None) -> None:
         # A hub that stopped reading must not make a shutdown hang.

@@ -67,18 +67,20 @@ class Hello(_message.Message):
     def __init__(self, protocol_version: _Optional[int] = ..., info: _Optional[_Union[_common_pb2.WorkerInfo, _Mapping]] = ..., concurrency: _Optional[int] = ..., prefetch: _Optional[int] = ..., held_jobs: _Optional[_Iterable[str]] = ..., reattaches: _Optional[bool] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("protocol_version", "hub_version", "active", "session_id", "reattached")
+    __slots__ = ("protocol_version", "hub_version", "active", "session_id", "reattached", "reattach_grace_s")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     HUB_VERSION_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     REATTACHED_FIELD_NUMBER: _ClassVar[int]
+    REATTACH_GRACE_S_FIELD_NUMBER: _ClassVar[int]
     protocol_version: int
     hub_version: str
     active: bool
     session_id: str
     reattached: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, protocol_version: _Optional[int] = ..., hub_version: _Optional[str] = ..., active: _Optional[bool] = ..., session_id: _Optional[str] = ..., reattached: _Optional[_Iterable[str]] = ...) -> None: ...
+    reattach_grace_s: float
+    def __init__(self, protocol_version: _Optional[int] = ..., hub_version: _Optional[str] = ..., active: _Optional[bool] = ..., session_id: _Optional[str] = ..., reattached: _Optional[_Iterable[str]] = ..., reattach_grace_s: _Optional[float] = ...) -> None: ...
 
 class Refusal(_message.Message):
     __slots__ = ("reason", "message")
