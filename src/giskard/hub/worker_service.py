@@ -72,16 +72,7 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
             yield worker_pb2.HubMessage(refusal=refusal)
             return
         assert hello is not None
-        session = WorkerSession(
-            info=hello.info,
-            peer=context.peer(),
-            key_name=key.name,
-            concurrency=min(max(hello.concurrency, 1), MAX_CONCURRENCY),
-            prefetch=min(hello.prefetch, MAX_CONCURRENCY),
-            reattaches=hello.reattaches,
-        )
-        if not session.info.name:  # a worker that does not name itself gets a unique name
-            session.info.name = f"worker-{secrets.token_hex(4)}"
+        session = _session_of(hello, key.name, context.peer())
         reattached: list[str] = []
         refusal = self._register(session, hello.held_jobs, reattached)
         if refusal is not None:
@@ -92,22 +83,7 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
         # From here on the session is registered: whatever happens (even a cancel while the
         # welcome is being sent), the finally below must take it out again.
         try:
-            active = self._registry.is_active(session)
-            logger.info(
-                "Worker connected: %s from %s%s",
-                session.describe(),
-                session.peer,
-                "" if active else " (standby)",
-            )
-            welcome = worker_pb2.Welcome(
-                protocol_version=PROTOCOL_VERSION,
-                hub_version=__version__,
-                active=active,
-                session_id=session.session_id,
-                reattached=reattached,
-                reattach_grace_s=self._jobs.reattach_grace_s,
-            )
-            yield worker_pb2.HubMessage(welcome=welcome)
+            yield self._welcome(session, reattached)
             reader = asyncio.create_task(self._read_messages(request_iterator, session))
             while (message := await session.outbox.get()) is not None:
                 yield message
@@ -119,6 +95,25 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
             # registers while the registry tells the others must find them detached.
             self._session_ended(session)
             self._registry.remove(session)
+
+    def _welcome(self, session: WorkerSession, reattached: list[str]) -> worker_pb2.HubMessage:
+        """The answer to a registered session's hello."""
+        active = self._registry.is_active(session)
+        logger.info(
+            "Worker connected: %s from %s%s",
+            session.describe(),
+            session.peer,
+            "" if active else " (standby)",
+        )
+        welcome = worker_pb2.Welcome(
+            protocol_version=PROTOCOL_VERSION,
+            hub_version=__version__,
+            active=active,
+            session_id=session.session_id,
+            reattached=reattached,
+            reattach_grace_s=self._jobs.reattach_grace_s,
+        )
+        return worker_pb2.HubMessage(welcome=welcome)
 
     def _session_ended(self, session: WorkerSession) -> None:
         """Its jobs wait for the worker to come back if only its connection dropped; they
@@ -315,6 +310,21 @@ def _check_result(result: common_pb2.ArtifactRef, job: Job) -> None:
     # A job whose client left had its output dropped: there is nothing to check.
     if result.size != received and not job.ended:
         raise ProtocolViolation(f"a result of {received} bytes announced as {result.size} bytes")
+
+
+def _session_of(hello: worker_pb2.Hello, key_name: str, peer: str) -> WorkerSession:
+    """The session a valid hello opens, with the key named `key_name`."""
+    session = WorkerSession(
+        info=hello.info,
+        peer=peer,
+        key_name=key_name,
+        concurrency=min(max(hello.concurrency, 1), MAX_CONCURRENCY),
+        prefetch=min(hello.prefetch, MAX_CONCURRENCY),
+        reattaches=hello.reattaches,
+    )
+    if not session.info.name:  # a worker that does not name itself gets a unique name
+        session.info.name = f"worker-{secrets.token_hex(4)}"
+    return session
 
 
 async def _read_hello(
