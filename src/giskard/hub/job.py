@@ -48,7 +48,7 @@ class Job:
     received_bytes: int = 0  # of its result, from its worker
     cancel_sent: bool = False  # its worker was told to stop it
     # How the worker it was sent to differs from what its pickles need (not blocking).
-    differences: list[common_pb2.EnvironmentDifference] = field(default_factory=list)
+    differences: Sequence[compat.Difference] = ()
     # Stopped when it ends, so that a finished job is not kept in memory until they fire.
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
     # Among `timers`: running while no connected worker may run it.
