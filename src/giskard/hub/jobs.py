@@ -47,7 +47,6 @@ from giskard.hub.job import (
 )
 from giskard.hub.registry import WorkerRegistry, WorkerSession
 from giskard.hub.routing import LATEST, Constraint, incompatibilities, may_run, route
-from giskard.job_inputs import job_inputs
 from giskard.rpc.v1 import client_pb2, common_pb2, worker_pb2
 from giskard.sizes import format_size
 
@@ -354,7 +353,7 @@ class JobBoard:
         job.worker_id = session.info.worker_id
         job.differences = session.differences(job.constraint.requirements)
         session.jobs[job.job_id] = job
-        session.remember_sent({ref.sha256: ref.size for ref, _ in job_inputs(job.spec)})
+        session.remember_sent(job.input_sizes or {})
         if job.was_queued:  # a job sent at once needs no event: it would only add latency
             started = client_pb2.JobStarted(job_id=job.job_id, worker_id=session.info.worker_id)
             job.events.put(client_pb2.JobEvent(started=started))

@@ -146,7 +146,7 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
     ) -> AsyncIterator[client_pb2.JobEvent]:
         key = await self._auth.require(context, ["client"], "submit jobs")
         spec = request.spec
-        inputs = await self._inputs(spec, context)
+        refs = await self._inputs(spec, context)
         constraint = await self._constraint(request, context)
         job_id = request.job_id or uuid.uuid4().hex
         if not JOB_ID.fullmatch(job_id) or job_id in self._calls or self._jobs.on_a_worker(job_id):
@@ -155,7 +155,8 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
                 "job_id must be 8 to 64 of [A-Za-z0-9_-], not that of a running job",
             )
         events = JobEvents(self._unread)
-        job = Job(job_id, spec, events, inputs=inputs, constraint=constraint)
+        sizes = {ref.sha256: ref.size for ref in refs}
+        job = Job(job_id, spec, events, _stored(refs), constraint=constraint, input_sizes=sizes)
         # From here to the end of the call, the job may be cancelled by its id (CancelJob).
         self._calls[job_id] = (job, key.name)
         forget = self._auth.on_revoke(key, lambda: events.interrupt(None))
@@ -186,9 +187,9 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
 
     async def _inputs(
         self, spec: common_pb2.JobSpec, context: grpc.aio.ServicerContext
-    ) -> list[str]:
-        """The SHA-256 of the inputs the job needs from the store; aborts the call if the spec
-        is not one to run or the store lacks one of them."""
+    ) -> list[common_pb2.ArtifactRef]:
+        """The job's inputs (job_inputs); aborts the call if the spec is not one to run or the
+        store lacks one of those it needs from there."""
         if spec.WhichOneof("kind") is None:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the job has no kind")
         if spec.timeout_s < 0 or not math.isfinite(spec.timeout_s):
@@ -196,8 +197,7 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
         refs = [ref for ref, _ in job_inputs(spec)]
         if any(len(ref.inline) > INLINE_MAX_BYTES for ref in refs):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "an inline input is too large")
-        inputs = [ref.sha256 for ref in refs if not ref.inline and ref.size]
-        missing = [sha for sha in inputs if sha not in self._store]
+        missing = [sha for sha in _stored(refs) if sha not in self._store]
         if missing:
             names = ", ".join(sha[:12] for sha in missing)
             await context.abort(
@@ -205,7 +205,7 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
                 f"the hub does not hold the job's input(s) {names} (never uploaded, or evicted"
                 " from its store since): upload them again (HubClient.put)",
             )
-        return inputs
+        return refs
 
     async def _constraint(
         self, request: client_pb2.RunJobRequest, context: grpc.aio.ServicerContext
@@ -234,6 +234,11 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
             f" (connected: {printable(shown) or 'none'}); start one with:"
             " giskard worker start --name NAME --label KEY=VALUE"
         )
+
+
+def _stored(refs: list[common_pb2.ArtifactRef]) -> list[str]:
+    """The SHA-256 of the inputs a job reads from the store (the others travel inline)."""
+    return [ref.sha256 for ref in refs if not ref.inline and ref.size]
 
 
 def _running_jobs(session: WorkerSession) -> list[client_pb2.RunningJob]:
