@@ -166,6 +166,8 @@ class JobBoard:
 
     def pump(self) -> None:
         """Send the queued jobs that routing places now."""
+        if not (self._queue or self._slotless):  # the common case at a job's end
+            return
         sessions = self._registry.in_connection_order
         queued = itertools.chain(self._slotless, self._queue)
         for job, session in route(queued, sessions, self._routing):
