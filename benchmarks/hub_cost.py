@@ -2,9 +2,10 @@
 
     .venv/bin/python -m benchmarks.hub_cost [--predicts N] [--trivial N]
 
-Prints one JSON line: 1-row predict p50 (ms) and the hub's CPU per predict (µs, user +
-system of the hub process over the timed calls), then pipelined trivial jobs/s
-(`HubClient.submit`, all in flight) and the hub's CPU per trivial job. Run it against two
+Prints one JSON line: 1-row predict p50 (ms) and the CPU per predict (µs, user + system over
+the timed calls) of the hub, the worker (with its executors) and the client (this process),
+then pipelined trivial jobs/s (`HubClient.submit`, all in flight) and the same CPU figures
+per trivial job. Run it against two
 builds alternately (PYTHONPATH=OTHER/src) to compare them on the same machine state.
 """
 
@@ -16,6 +17,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -32,17 +34,26 @@ from benchmarks.common import all_results
 from benchmarks.workload import TRIVIAL, make_workload
 
 
-def hub_cpu_s(hub: psutil.Process) -> float:
-    times = hub.cpu_times()
-    return times.user + times.system
+def cpu_s(process: psutil.Process, children: bool = True) -> float:
+    """User + system CPU time of `process`, and of its live children (a worker's executors)."""
+    total = 0.0
+    for each in [process, *(process.children(recursive=True) if children else [])]:
+        with suppress(psutil.Error):
+            times = each.cpu_times()
+            total += times.user + times.system
+    return total
 
 
-def measured(hub: psutil.Process, run: Callable[[], list[float]], jobs: int) -> dict[str, Any]:
-    """Run `run` (which returns the wall times it measured) and the hub's CPU per job."""
-    cpu_before, began = hub_cpu_s(hub), time.perf_counter()
+def measured(
+    clocks: dict[str, Callable[[], float]], run: Callable[[], list[float]], jobs: int
+) -> dict[str, Any]:
+    """Run `run` (which returns the wall times it measured); the CPU per job (µs) read on
+    each of `clocks`, by name."""
+    before, began = {name: clock() for name, clock in clocks.items()}, time.perf_counter()
     durations = run()
-    elapsed, cpu = time.perf_counter() - began, hub_cpu_s(hub) - cpu_before
-    return {"wall_s": elapsed, "hub_cpu_us_per_job": cpu / jobs * 1e6, "durations": durations}
+    elapsed = time.perf_counter() - began
+    cpu_us = {name: (clock() - before[name]) / jobs * 1e6 for name, clock in clocks.items()}
+    return {"wall_s": elapsed, "cpu_us": cpu_us, "durations": durations}
 
 
 def predicts(client: Any, model: Any, row: Any, count: int) -> list[float]:
@@ -73,16 +84,21 @@ def main() -> None:
         worker = connected_worker(Path(tmp), port)
         try:
             client = HubClient(f"127.0.0.1:{port}")
-            process = psutil.Process(hub.process.pid)
+            hub_process, worker_process = (psutil.Process(p.process.pid) for p in (hub, worker))
+            clocks = {
+                "hub": lambda: cpu_s(hub_process),
+                "worker": lambda: cpu_s(worker_process),
+                "client": lambda: cpu_s(psutil.Process(), children=False),
+            }
             model = stored_model(client, work)
             predicts(client, model, work.row, 100)  # warm-up
             pipelined(client, 200)
             latency = measured(
-                process,
+                clocks,
                 lambda: predicts(client, model, work.row, options.predicts),
                 options.predicts,
             )
-            rate = measured(process, lambda: pipelined(client, options.trivial), options.trivial)
+            rate = measured(clocks, lambda: pipelined(client, options.trivial), options.trivial)
         finally:
             worker.stop()
             hub.stop()
@@ -90,9 +106,9 @@ def main() -> None:
         json.dumps(
             {
                 "predict_p50_ms": round(statistics.median(latency["durations"]) * 1000, 3),
-                "predict_hub_cpu_us": round(latency["hub_cpu_us_per_job"]),
+                **{f"predict_{k}_cpu_us": round(v) for k, v in latency["cpu_us"].items()},
                 "trivial_jobs_per_s": round(options.trivial / rate["wall_s"]),
-                "trivial_hub_cpu_us": round(rate["hub_cpu_us_per_job"]),
+                **{f"trivial_{k}_cpu_us": round(v) for k, v in rate["cpu_us"].items()},
             }
         )
     )
