@@ -23,7 +23,7 @@ from giskard.hub.jobs import JobBoard
 from giskard.hub.registry import WorkerRegistry, WorkerSession
 from giskard.hub.routing import Constraint
 from giskard.job_inputs import job_inputs
-from giskard.labels import check_labels, check_name
+from giskard.labels import MAX_LABELS, check_labels, check_name
 from giskard.protocol import INLINE_MAX_BYTES
 from giskard.rpc.v1 import client_pb2, client_pb2_grpc, common_pb2
 from giskard.sizes import format_size
@@ -34,6 +34,9 @@ MAX_ARTIFACT_BYTES = 16 * 1024**3
 # A job's id, chosen by its client or the hub: one word, printable in logs and status.
 JOB_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 LIST_REPLY_MAX_BYTES = 3 * 1024 * 1024
+# The distinct constraints RunJob keeps made: a few per client environment and fleet; the
+# bound keeps a client that varies them from growing the hub.
+CONSTRAINTS_REMEMBERED = 256
 
 
 class PlatformService(client_pb2_grpc.PlatformServicer):
@@ -54,6 +57,8 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
         self._address = address
         # The jobs whose RunJob call is open, by id, with the name of the key that sent them.
         self._calls: dict[str, tuple[Job, str]] = {}
+        # By worker name, labels and serialised requirements, as RunJob received them.
+        self._constraints: dict[tuple[str, tuple[tuple[str, str], ...], bytes], Constraint] = {}
 
     async def ListWorkers(
         self, request: client_pb2.ListWorkersRequest, context: grpc.aio.ServicerContext
@@ -208,6 +213,26 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
         return refs
 
     async def _constraint(
+        self, request: client_pb2.RunJobRequest, context: grpc.aio.ServicerContext
+    ) -> Constraint:
+        """The workers the job may go to; aborts the call if its name or labels are invalid.
+        Job after job comes with one of a few constraints: each is checked and made once."""
+        if len(request.labels) > MAX_LABELS:  # refused below, before anything is sorted
+            return await self._checked_constraint(request, context)
+        key = (
+            request.worker,
+            tuple(sorted(request.labels.items())),
+            request.spec.requirements.SerializeToString(deterministic=True),
+        )
+        constraint = self._constraints.get(key)
+        if constraint is None:
+            constraint = await self._checked_constraint(request, context)
+            if len(self._constraints) >= CONSTRAINTS_REMEMBERED:
+                del self._constraints[next(iter(self._constraints))]  # the oldest
+            self._constraints[key] = constraint
+        return constraint
+
+    async def _checked_constraint(
         self, request: client_pb2.RunJobRequest, context: grpc.aio.ServicerContext
     ) -> Constraint:
         try:
