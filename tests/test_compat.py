@@ -10,6 +10,7 @@ from typing import Any
 
 import cloudpickle
 import numpy as np
+import pytest
 import sklearn
 from sklearn.linear_model import LogisticRegression
 from test_job_lifecycle import Parts, next_event, run
@@ -119,6 +120,9 @@ class Session:
     def cached_bytes(self, inputs: Any) -> int:
         return 0
 
+    def differences(self, requirements: Requirements) -> list[Difference]:
+        return compat.differences(requirements, self.info)
+
 
 @dataclass(frozen=True)
 class Job:
@@ -191,3 +195,42 @@ def test_a_job_sent_where_a_version_differs_reports_it_with_its_end() -> None:
         ]
 
     run(scenario)
+
+
+def test_each_worker_is_judged_once_per_requirements_not_at_every_job(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The hub compares a worker's environment with a job's requirements once per pair: jobs
+    that need the same thing cost a dictionary look-up each, however many go through."""
+    judged: list[tuple[Requirements, str]] = []
+
+    def counting(requirements: Requirements, info: Any) -> list[Difference]:
+        judged.append((requirements, info.name))
+        return real(requirements, info)
+
+    real = compat.differences
+    monkeypatch.setattr(compat, "differences", counting)
+
+    async def scenario() -> None:
+        hub = Parts()
+        older = worker("older", "3.12.4", cloudpickle="3.1.1", **{"scikit-learn": "1.3.0"})
+        hub.registry.add(WorkerSession(info=older, peer="p"))
+        for n in range(20):
+            # Each job states its requirements anew, as each RunJob call does.
+            needs = Requirements("3.12", "3.1.1", (("scikit-learn", "1.5.2"),))
+            constraint = Constraint.of(requirements=needs)
+            job = BoardJob(
+                f"j{n}", common_pb2.JobSpec(call={}), JobEvents(hub.unread), constraint=constraint
+            )
+            hub.board.receive(job, 0, lambda: "no worker")
+            ref = common_pb2.ArtifactRef(inline=b"r", size=1)
+            hub.board.worker_ended(
+                job, common_pb2.JobEnd(job_id=job.job_id, success={"result": ref})
+            )
+            end = (await next_event(job)).end
+            assert [Difference.from_proto(d) for d in end.differences] == [
+                Difference("older", "scikit-learn", "1.5.2", "1.3.0", blocking=False)
+            ]
+
+    run(scenario)
+    assert judged == [(NEEDS_SKLEARN, "older")]

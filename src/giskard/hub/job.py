@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from giskard import compat
 from giskard.hub.job_events import JobEvents
 from giskard.hub.routing import Candidate, Constraint, incompatibilities
+from giskard.job_inputs import job_inputs
 from giskard.rpc.v1 import common_pb2
 
 if TYPE_CHECKING:
@@ -51,11 +52,18 @@ class Job:
     received_bytes: int = 0  # of its result, from its worker
     cancel_sent: bool = False  # its worker was told to stop it
     # How the worker it was sent to differs from what its pickles need (not blocking).
-    differences: list[common_pb2.EnvironmentDifference] = field(default_factory=list)
+    differences: Sequence[compat.Difference] = ()
     # Stopped when it ends, so that a finished job is not kept in memory until they fire.
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
     # Among `timers`: running while no connected worker may run it.
     no_worker_timer: asyncio.TimerHandle | None = None
+    # SHA-256 -> size of each input it reads (job_inputs), remembered for the worker it goes
+    # to (routing by cache); from its spec unless the caller, who listed them, gives them.
+    input_sizes: dict[str, int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.input_sizes is None:
+            self.input_sizes = {ref.sha256: ref.size for ref, _ in job_inputs(self.spec)}
 
     @property
     def ended(self) -> bool:

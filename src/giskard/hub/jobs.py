@@ -34,8 +34,8 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Sequence
+from typing import NamedTuple
 
-from giskard import compat
 from giskard.display import printable
 from giskard.hub.artifacts import ArtifactStore
 from giskard.hub.job import (
@@ -49,7 +49,6 @@ from giskard.hub.job import (
 )
 from giskard.hub.registry import WorkerRegistry, WorkerSession
 from giskard.hub.routing import LATEST, Constraint, incompatibilities, may_run, route
-from giskard.job_inputs import job_inputs
 from giskard.rpc.v1 import client_pb2, common_pb2, worker_pb2
 from giskard.sizes import format_size
 
@@ -64,6 +63,18 @@ NO_WORKER_GRACE_S = 30.0
 RECENT_JOBS = 100
 # How long the jobs of a worker whose connection dropped wait for it to come back.
 REATTACH_GRACE_S = 30.0
+
+
+class _EndedJob(NamedTuple):
+    """The fields of a client_pb2.EndedJob."""
+
+    job_id: str
+    kind: str
+    worker_id: str
+    submitted_at: float
+    ended_at: float
+    reason: common_pb2.EndReason.ValueType
+    detail: str
 
 
 class JobBoard:
@@ -89,7 +100,8 @@ class JobBoard:
         # The received jobs waiting for a worker to connect, each with what says why none did.
         self._waiting: dict[Job, Callable[[], str]] = {}
         self._no_worker_grace_s = no_worker_grace_s
-        self._recent: deque[client_pb2.EndedJob] = deque(maxlen=RECENT_JOBS)
+        # Kept as plain values, made messages only when the status is asked for (seldom).
+        self._recent: deque[_EndedJob] = deque(maxlen=RECENT_JOBS)
         self._routing = routing
         self._reattach_grace_s = reattach_grace_s
         # Sessions whose connection dropped with jobs, each with the timer that fails them
@@ -122,7 +134,7 @@ class JobBoard:
     @property
     def recent(self) -> list[client_pb2.EndedJob]:
         """The last RECENT_JOBS jobs that ended, the latest last."""
-        return list(self._recent)
+        return [client_pb2.EndedJob(**ended._asdict()) for ended in self._recent]
 
     def receive(self, job: Job, wait_for_worker_s: float, no_worker: Callable[[], str]) -> None:
         """The job arrived: its inputs are pinned from now until it ends. It is submitted once
@@ -162,6 +174,8 @@ class JobBoard:
 
     def pump(self) -> None:
         """Send the queued jobs that routing places now."""
+        if not (self._queue or self._slotless):  # the common case at a job's end
+            return
         sessions = self._registry.in_connection_order
         queued = itertools.chain(self._slotless, self._queue)
         for job, session in route(queued, sessions, self._routing):
@@ -376,14 +390,8 @@ class JobBoard:
             self._cancel_on_worker(job)
 
     def _send(self, job: Job, session: WorkerSession) -> None:
-        spec = job.spec
-        remaining = job.remaining_s()
-        if remaining is not None:
-            spec = type(spec)()
-            spec.CopyFrom(job.spec)
-            spec.timeout_s = max(remaining, 0.001)
         job.dispatch_id = f"{job.job_id}.{self._hub_run}{next(self._dispatches)}"
-        message = worker_pb2.HubMessage(job=worker_pb2.Job(job_id=job.dispatch_id, spec=spec))
+        message = _job_message(job)
         try:
             session.outbox.put_nowait(message)
         except asyncio.QueueFull:
@@ -394,14 +402,14 @@ class JobBoard:
         del self._queue_of(job)[job]
         job.state, job.session, job.sent_at = JobState.RUNNING, session, time.time()
         job.worker_id = session.info.worker_id
-        needs = job.constraint.requirements
-        job.differences = [diff.to_proto() for diff in compat.differences(needs, session.info)]
+        job.differences = session.differences(job.constraint.requirements)
         session.jobs[job.dispatch_id] = job
-        session.remember_sent({ref.sha256: ref.size for ref, _ in job_inputs(job.spec)})
+        session.remember_sent(job.input_sizes or {})
         if job.was_queued:  # a job sent at once needs no event: it would only add latency
             started = client_pb2.JobStarted(job_id=job.job_id, worker_id=session.info.worker_id)
             job.events.put(client_pb2.JobEvent(started=started))
-        logger.debug("job %s (%s) sent to %s", job.job_id, job.kind, session.describe())
+        if logger.isEnabledFor(logging.DEBUG):  # describing the worker costs more than sending
+            logger.debug("job %s (%s) sent to %s", job.job_id, job.kind, session.describe())
 
     def _end(self, job: Job, end: common_pb2.JobEnd | None, behind_output: bool = False) -> None:
         """The job's one end; nothing if it already ended. `end` goes to its client (None: the
@@ -423,7 +431,8 @@ class JobBoard:
         event.end.job_id = job.job_id  # the worker knows it by its dispatch id
         # The hub's word only: a worker's end may not say what its client is warned about.
         event.end.ClearField("differences")
-        event.end.differences.extend(job.differences)  # a version difference is reported
+        if job.differences:  # a version difference is reported
+            event.end.differences.extend(diff.to_proto() for diff in job.differences)
         job.events.hold_logs(event.end)
         if behind_output:
             job.events.put(event)
@@ -437,14 +446,8 @@ class JobBoard:
         else:
             reason, detail = end.reason, end.failure.type
         self._recent.append(
-            client_pb2.EndedJob(
-                job_id=job.job_id,
-                kind=job.kind,
-                worker_id=job.worker_id,
-                submitted_at=job.submitted_at,
-                ended_at=time.time(),
-                reason=reason,
-                detail=detail,
+            _EndedJob(
+                job.job_id, job.kind, job.worker_id, job.submitted_at, time.time(), reason, detail
             )
         )
 
@@ -554,6 +557,18 @@ def _not_reattached(job: Job, held: Collection[str], old: WorkerSession) -> str 
         # The worker cannot resume the stream from where it broke: better fail than corrupt.
         return "the connection to the worker dropped while it sent the job's result"
     return None
+
+
+def _job_message(job: Job) -> worker_pb2.HubMessage:
+    """The job for its worker, with what is left of its timeout. Its spec is copied once,
+    into the message (a message given to a constructor is copied at each level)."""
+    message = worker_pb2.HubMessage()
+    message.job.job_id = job.dispatch_id
+    message.job.spec.CopyFrom(job.spec)
+    remaining = job.remaining_s()
+    if remaining is not None:
+        message.job.spec.timeout_s = max(remaining, 0.001)
+    return message
 
 
 def _stop_timers(job: Job) -> None:

@@ -23,7 +23,7 @@ from giskard.hub.jobs import JobBoard
 from giskard.hub.registry import WorkerRegistry, WorkerSession
 from giskard.hub.routing import Constraint
 from giskard.job_inputs import job_inputs
-from giskard.labels import check_labels, check_name
+from giskard.labels import MAX_LABELS, check_labels, check_name
 from giskard.protocol import INLINE_MAX_BYTES
 from giskard.rpc.v1 import client_pb2, client_pb2_grpc, common_pb2
 from giskard.sizes import format_size
@@ -34,6 +34,9 @@ MAX_ARTIFACT_BYTES = 16 * 1024**3
 # A job's id, chosen by its client or the hub: one word, printable in logs and status.
 JOB_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 LIST_REPLY_MAX_BYTES = 3 * 1024 * 1024
+# The distinct constraints RunJob keeps made: a few per client environment and fleet; the
+# bound keeps a client that varies them from growing the hub.
+CONSTRAINTS_REMEMBERED = 256
 
 
 class PlatformService(client_pb2_grpc.PlatformServicer):
@@ -55,6 +58,8 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
         # The jobs whose RunJob call is open, by the name of the key that sent them and their
         # id: ids are the clients' own, so two keys may use one id without knowing.
         self._calls: dict[tuple[str, str], Job] = {}
+        # By worker name, labels and serialised requirements, as RunJob received them.
+        self._constraints: dict[tuple[str, tuple[tuple[str, str], ...], bytes], Constraint] = {}
 
     async def ListWorkers(
         self, request: client_pb2.ListWorkersRequest, context: grpc.aio.ServicerContext
@@ -150,7 +155,7 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
     ) -> AsyncIterator[client_pb2.JobEvent]:
         key = await self._auth.require(context, ["client"], "submit jobs")
         spec = request.spec
-        inputs = await self._inputs(spec, context)
+        refs = await self._inputs(spec, context)
         constraint = await self._constraint(request, context)
         job_id = request.job_id or uuid.uuid4().hex
         call = (key.name, job_id)
@@ -160,7 +165,8 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
                 "job_id must be 8 to 64 of [A-Za-z0-9_-], not that of a running job of yours",
             )
         events = JobEvents(self._unread)
-        job = Job(job_id, spec, events, inputs=inputs, constraint=constraint)
+        sizes = {ref.sha256: ref.size for ref in refs}
+        job = Job(job_id, spec, events, _stored(refs), constraint=constraint, input_sizes=sizes)
         # From here to the end of the call, the job may be cancelled by its id (CancelJob).
         self._calls[call] = job
         forget = self._auth.on_revoke(key, lambda: events.interrupt(None))
@@ -191,9 +197,9 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
 
     async def _inputs(
         self, spec: common_pb2.JobSpec, context: grpc.aio.ServicerContext
-    ) -> list[str]:
-        """The SHA-256 of the inputs the job needs from the store; aborts the call if the spec
-        is not one to run or the store lacks one of them."""
+    ) -> list[common_pb2.ArtifactRef]:
+        """The job's inputs (job_inputs); aborts the call if the spec is not one to run or the
+        store lacks one of those it needs from there."""
         if spec.WhichOneof("kind") is None:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the job has no kind")
         if spec.timeout_s < 0 or not math.isfinite(spec.timeout_s):
@@ -201,8 +207,7 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
         refs = [ref for ref, _ in job_inputs(spec)]
         if any(len(ref.inline) > INLINE_MAX_BYTES for ref in refs):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "an inline input is too large")
-        inputs = [ref.sha256 for ref in refs if not ref.inline and ref.size]
-        missing = [sha for sha in inputs if sha not in self._store]
+        missing = [sha for sha in _stored(refs) if sha not in self._store]
         if missing:
             names = ", ".join(sha[:12] for sha in missing)
             await context.abort(
@@ -210,9 +215,29 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
                 f"the hub does not hold the job's input(s) {names} (never uploaded, or evicted"
                 " from its store since): upload them again (HubClient.put)",
             )
-        return inputs
+        return refs
 
     async def _constraint(
+        self, request: client_pb2.RunJobRequest, context: grpc.aio.ServicerContext
+    ) -> Constraint:
+        """The workers the job may go to; aborts the call if its name or labels are invalid.
+        Job after job comes with one of a few constraints: each is checked and made once."""
+        if len(request.labels) > MAX_LABELS:  # refused below, before anything is sorted
+            return await self._checked_constraint(request, context)
+        key = (
+            request.worker,
+            tuple(sorted(request.labels.items())),
+            request.spec.requirements.SerializeToString(deterministic=True),
+        )
+        constraint = self._constraints.get(key)
+        if constraint is None:
+            constraint = await self._checked_constraint(request, context)
+            if len(self._constraints) >= CONSTRAINTS_REMEMBERED:
+                del self._constraints[next(iter(self._constraints))]  # the oldest
+            self._constraints[key] = constraint
+        return constraint
+
+    async def _checked_constraint(
         self, request: client_pb2.RunJobRequest, context: grpc.aio.ServicerContext
     ) -> Constraint:
         try:
@@ -239,6 +264,11 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
             f" (connected: {printable(shown) or 'none'}); start one with:"
             " giskard worker start --name NAME --label KEY=VALUE"
         )
+
+
+def _stored(refs: list[common_pb2.ArtifactRef]) -> list[str]:
+    """The SHA-256 of the inputs a job reads from the store (the others travel inline)."""
+    return [ref.sha256 for ref in refs if not ref.inline and ref.size]
 
 
 def _running_jobs(session: WorkerSession) -> list[client_pb2.RunningJob]:

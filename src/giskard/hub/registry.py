@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
+from giskard import compat
 from giskard.display import printable
 from giskard.hub.routing import LATEST, active_session
 from giskard.rpc.v1 import common_pb2, worker_pb2
@@ -24,6 +25,9 @@ T = TypeVar("T")
 # The inputs sent to a worker that the hub remembers, for routing by cache: the worker's own
 # cache is bounded too, so older ones are likely gone from it anyway.
 SENT_INPUTS_REMEMBERED = 256
+# The requirements whose differences a session keeps: a hub sees few distinct ones (one per
+# client environment), and a bound keeps a client that varies them from growing the hub.
+REQUIREMENTS_JUDGED = 64
 # An admin's pause outlives the session it paused (a blink, a restart): the hub remembers the
 # latest this many paused workers, each for this long from when it left, until resumed.
 PAUSES_REMEMBERED = 1024
@@ -60,6 +64,10 @@ class WorkerSession:
     reattaches: bool = False
     # SHA-256 -> size of the inputs sent to it lately, the latest last (routing by cache).
     sent_inputs: OrderedDict[str, int] = field(default_factory=OrderedDict)
+    # Its differences from each of the requirements its jobs had (`differences`).
+    _judged: dict[compat.Requirements, tuple[compat.Difference, ...]] = field(
+        default_factory=dict, repr=False
+    )
 
     @property
     def name(self) -> str:
@@ -81,6 +89,20 @@ class WorkerSession:
 
     def cached_bytes(self, inputs: Sequence[str]) -> int:
         return sum(self.sent_inputs.get(sha, 0) for sha in inputs)
+
+    def differences(self, requirements: compat.Requirements) -> tuple[compat.Difference, ...]:
+        """How this worker differs from what `requirements` need (compat.differences), the
+        blocking ones first. Routing asks at every step of every job; the worker's
+        environment is fixed for its session, so each one is judged once."""
+        if not requirements:
+            return ()
+        judged = self._judged.get(requirements)
+        if judged is None:
+            judged = tuple(compat.differences(requirements, self.info))
+            if len(self._judged) >= REQUIREMENTS_JUDGED:
+                del self._judged[next(iter(self._judged))]  # the oldest
+            self._judged[requirements] = judged
+        return judged
 
     def remember_sent(self, inputs: Mapping[str, int]) -> None:
         for sha, size in inputs.items():

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from giskard import compat
 from giskard.display import printable
@@ -45,9 +45,8 @@ class Candidate(Protocol):
     @property
     def labels(self) -> Mapping[str, str]: ...
 
-    @property
-    def info(self) -> Any:
-        """Its WorkerInfo: its Python version and packages (giskard.compat)."""
+    def differences(self, requirements: compat.Requirements) -> Sequence[compat.Difference]:
+        """How it differs from what `requirements` need, blocking first (compat.differences)."""
         ...
 
     def cached_bytes(self, inputs: Sequence[str]) -> int:
@@ -77,7 +76,7 @@ class Constraint:
         if not self.selects(session):
             return False
         # A job that needs nothing (no pickle, an older client) loads anywhere.
-        return not self.requirements or compat.can_load(self.requirements, session.info)
+        return not self.requirements or not compat.blocking(session.differences(self.requirements))
 
     def selects(self, session: Candidate) -> bool:
         """Whether the session has the name and labels asked for (whatever it can load)."""
@@ -131,7 +130,7 @@ def incompatibilities(
     asks for: how each of those differs from what the job needs. Empty when one of them can
     load it, or none has them."""
     selected = [s for s in sessions if s.will_take_jobs and constraint.selects(s)]
-    found = [compat.differences(constraint.requirements, s.info) for s in selected]
+    found = [session.differences(constraint.requirements) for session in selected]
     if any(not compat.blocking(diffs) for diffs in found):
         return []
     return [diff for diffs in found for diff in diffs]

@@ -17,7 +17,7 @@ from giskard.errors import ConfigurationError, GiskardError, UsageError
 from giskard.hub.admin_service import AdminService
 from giskard.hub.artifacts import DEFAULT_MAX_BYTES, ArtifactStore
 from giskard.hub.auth import Authenticator
-from giskard.hub.decoding import DecodingInterceptor
+from giskard.hub.decoding import DecodingServer
 from giskard.hub.job_events import UNREAD_RESULTS_MAX_BYTES, UnreadResults
 from giskard.hub.jobs import REATTACH_GRACE_S, JobBoard
 from giskard.hub.keys import KeyStore, ensure_local_admin_key
@@ -92,7 +92,7 @@ class Hub:
 
     async def serve(self, stop: asyncio.Event, started: threading.Event | None = None) -> None:
         """Serve until `stop` is set, then stop cleanly."""
-        server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[DecodingInterceptor()])
+        server = grpc.aio.server(options=SERVER_OPTIONS)
         # Listen first: a hub that cannot have its port or its socket changes nothing on disk.
         self.port = self._bind(server)
         local_socket: LocalSocket | None = None
@@ -130,10 +130,11 @@ class Hub:
             registry, store, routing=self.routing, reattach_grace_s=self.reattach_grace_s
         )
         worker_service = WorkerHubService(registry, jobs, store, auth)
-        worker_pb2_grpc.add_WorkerHubServicer_to_server(worker_service, server)
+        decoding = DecodingServer(server)  # requests that do not decode: INVALID_ARGUMENT
+        worker_pb2_grpc.add_WorkerHubServicer_to_server(worker_service, decoding)
         platform = PlatformService(registry, jobs, store, auth, self.address, self.unread_results)
-        client_pb2_grpc.add_PlatformServicer_to_server(platform, server)
-        admin_pb2_grpc.add_AdminServicer_to_server(AdminService(auth, registry), server)
+        client_pb2_grpc.add_PlatformServicer_to_server(platform, decoding)
+        admin_pb2_grpc.add_AdminServicer_to_server(AdminService(auth, registry), decoding)
         return auth
 
     def _bind(self, server: grpc.aio.Server) -> int:
