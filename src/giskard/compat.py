@@ -145,8 +145,8 @@ def differences(requirements: Requirements, worker: Any) -> list[Difference]:
 
 def _version_in(packages: Mapping[str, str], name: str) -> str:
     """The version of distribution `name` among `packages` (name -> version), "" if absent.
-    Routing asks this of each worker at every dispatch: the name as spelled is the common
-    case and costs one look-up; only a miss compares every name in normal form."""
+    The name as spelled is the common case and costs one look-up; only a miss compares every
+    name in normal form."""
     if name in packages:
         return packages[name]
     wanted = normalise(name)
