@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start / stop a REAL systemd user manager (and a real journald) for the
 # unprivileged test user `giskard-svc`, on a machine where systemd is installed
-# but is not PID 1 (Debian 12 CI / dev VMs). See /work/shared/SYSTEMD-IN-CI.md.
+# but is not PID 1 (Debian 12 CI / dev VMs).
 #
 # Usage (as root):
 #   eval "$(bash .ci/systemd-user-session.sh start)"   # prints GISKARD_SVC_* lines
