@@ -16,7 +16,7 @@ import remote_models
 from conftest import CONNECTED, WorkerProcess, giskard_command, wait_until
 
 from giskard.client import HubClient
-from giskard.errors import JobError
+from giskard.errors import GiskardError, JobError
 from giskard.hub import Hub
 from giskard.progress import report_progress
 
@@ -232,19 +232,32 @@ def test_a_value_put_once_is_used_by_predict_and_call_without_another_upload(
         client.predict(stored_data, stored_data)
 
 
-def test_an_inline_input_that_does_not_match_its_hash_fails_the_job(
+def test_an_inline_input_under_another_inputs_address_is_refused_by_the_hub(
     client: HubClient, connected_worker: WorkerProcess
 ) -> None:
+    import hashlib
+
     import cloudpickle
 
     from giskard.rpc.v1 import common_pb2
 
-    function = cloudpickle.dumps(len)
-    forged = common_pb2.ArtifactRef(sha256="0" * 64, size=len(function), inline=function)
-    spec = common_pb2.JobSpec(call=common_pb2.CallJob(function=forged))
-    with pytest.raises(JobError, match="does not match its SHA-256"):
-        client._submit(spec, 0.0, 30.0, None).result(timeout=60)
-    assert client.call(len, [1, 2]) == 2
+    def answer() -> str:
+        return "the real one"
+
+    def impostor() -> str:
+        return "an impostor"
+
+    real = cloudpickle.dumps(answer)
+    address = hashlib.sha256(real).hexdigest()
+    fake = cloudpickle.dumps(impostor)
+    # The impostor's bytes under the real function's address: were they cached by address on
+    # the worker, every later job naming that address would run them.
+    for size in (len(fake), len(real)):
+        forged = common_pb2.ArtifactRef(sha256=address, size=size, inline=fake)
+        spec = common_pb2.JobSpec(call=common_pb2.CallJob(function=forged))
+        with pytest.raises(GiskardError, match="does not match its SHA-256 or size"):
+            client._submit(spec, 0.0, 30.0, None).result(timeout=60)
+    assert client.call(answer) == "the real one"
 
 
 def test_an_input_passed_twice_is_sent_once_and_used_twice(

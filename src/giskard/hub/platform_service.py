@@ -207,6 +207,11 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
         refs = [ref for ref, _ in job_inputs(spec)]
         if any(len(ref.inline) > INLINE_MAX_BYTES for ref in refs):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "an inline input is too large")
+        if forged := _forged_inline(refs):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"inline input {printable(forged.sha256[:12])} does not match its SHA-256 or size",
+            )
         missing = [sha for sha in _stored(refs) if sha not in self._store]
         if missing:
             names = ", ".join(sha[:12] for sha in missing)
@@ -269,6 +274,18 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
 def _stored(refs: list[common_pb2.ArtifactRef]) -> list[str]:
     """The SHA-256 of the inputs a job reads from the store (the others travel inline)."""
     return [ref.sha256 for ref in refs if not ref.inline and ref.size]
+
+
+def _forged_inline(refs: list[common_pb2.ArtifactRef]) -> common_pb2.ArtifactRef | None:
+    """The first inline input whose bytes are not what its address says. Checked here, at the
+    trust boundary: workers cache inputs by address, so an input under another's address
+    would reach that other's jobs; past the hub, nobody hashes inputs again."""
+    inline = [ref for ref in refs if ref.inline or not ref.size]  # those not in _stored
+    return next((ref for ref in inline if not _matches(ref)), None)
+
+
+def _matches(ref: common_pb2.ArtifactRef) -> bool:
+    return len(ref.inline) == ref.size and hashlib.sha256(ref.inline).hexdigest() == ref.sha256
 
 
 def _running_jobs(session: WorkerSession) -> list[client_pb2.RunningJob]:
