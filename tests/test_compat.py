@@ -72,14 +72,14 @@ def test_another_python_minor_or_a_missing_distribution_blocks_a_version_does_no
         Difference("gpu-box", "cloudpickle", "3.1.1", "3.0.0", blocking=False),
         Difference("gpu-box", "scikit-learn", "1.5.2", "1.3.0", blocking=False),
     ]
-    assert not compat.can_load(NEEDS_SKLEARN, older)
+    assert compat.blocking(compat.differences(NEEDS_SKLEARN, older))
 
     bare = worker("bare", "3.12.0", cloudpickle="3.1.1")
     assert compat.differences(NEEDS_SKLEARN, bare) == [
         Difference("bare", "scikit-learn", "1.5.2", "", blocking=True)
     ]
     newer = worker("new", "3.12.1", cloudpickle="3.1.1", **{"scikit-learn": "1.6.0"})
-    assert compat.can_load(NEEDS_SKLEARN, newer)
+    assert not compat.blocking(compat.differences(NEEDS_SKLEARN, newer))
 
 
 def test_no_requirements_load_anywhere() -> None:
@@ -87,7 +87,7 @@ def test_no_requirements_load_anywhere() -> None:
 
 
 def test_a_worker_that_reports_no_environment_is_not_judged() -> None:
-    assert compat.can_load(NEEDS_SKLEARN, worker("silent", ""))
+    assert not compat.blocking(compat.differences(NEEDS_SKLEARN, worker("silent", "")))
 
 
 def test_the_explanation_names_what_differs_per_worker() -> None:

@@ -157,10 +157,6 @@ def blocking(diffs: Iterable[Difference]) -> list[Difference]:
     return [diff for diff in diffs if diff.blocking]
 
 
-def can_load(requirements: Requirements, worker: Any) -> bool:
-    return not blocking(differences(requirements, worker))
-
-
 def explain(requirements: Requirements, diffs: Iterable[Difference]) -> str:
     """E.g. "pickled on Python 3.12 with scikit-learn 1.5.2; worker gpu-box has Python 3.10
     and scikit-learn 1.3.0" (one clause per worker, naming what differs)."""
