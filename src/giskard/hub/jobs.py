@@ -48,7 +48,7 @@ from giskard.hub.job import (
     worker_lost_end,
 )
 from giskard.hub.registry import WorkerRegistry, WorkerSession
-from giskard.hub.routing import LATEST, Constraint, incompatibilities, may_run, route
+from giskard.hub.routing import Constraint, incompatibilities, may_run, route
 from giskard.rpc.v1 import client_pb2, common_pb2, worker_pb2
 from giskard.sizes import format_size
 
@@ -85,11 +85,10 @@ class JobBoard:
         registry: WorkerRegistry,
         store: ArtifactStore,
         no_worker_grace_s: float = NO_WORKER_GRACE_S,
-        routing: str = LATEST,
         reattach_grace_s: float = REATTACH_GRACE_S,
     ) -> None:
-        """`routing`: the policy of routing.route, "latest" or "spread". `reattach_grace_s`:
-        how long the jobs of a session whose connection dropped wait for their worker."""
+        """Jobs are routed by the registry's policy. `reattach_grace_s`: how long the jobs of
+        a session whose connection dropped wait for their worker."""
         self._registry = registry
         self._store = store
         # Queue order; dicts so that a job leaves them in O(1) from anywhere. Jobs that need
@@ -102,7 +101,6 @@ class JobBoard:
         self._no_worker_grace_s = no_worker_grace_s
         # Kept as plain values, made messages only when the status is asked for (seldom).
         self._recent: deque[_EndedJob] = deque(maxlen=RECENT_JOBS)
-        self._routing = routing
         self._reattach_grace_s = reattach_grace_s
         # Sessions whose connection dropped with jobs, each with the timer that fails them
         # and when it dropped (time.time()).
@@ -178,7 +176,7 @@ class JobBoard:
             return
         sessions = self._registry.in_connection_order
         queued = itertools.chain(self._slotless, self._queue)
-        for job, session in route(queued, sessions, self._routing):
+        for job, session in route(queued, sessions, self._registry.policy):
             self._send(job, session)
 
     def _arrive(self, job: Job) -> None:
@@ -278,9 +276,7 @@ class JobBoard:
     def session_lost(self, session: WorkerSession, reason: str) -> None:
         """The worker is gone: its jobs fail, but those it never received."""
         self._take_back_unsent(session)
-        detached = self._detached.pop(session, None)
-        if detached is not None:
-            detached[0].cancel()
+        self._forget_detached(session)
         for job in list(session.jobs.values()):
             self._free_slot(job)
             self._end(job, worker_lost_end(job, reason))
@@ -318,9 +314,7 @@ class JobBoard:
         lost = 0
         for old in earlier:
             self._take_back_unsent(old)
-            detached = self._detached.pop(old, None)
-            if detached is not None:
-                detached[0].cancel()
+            self._forget_detached(old)
             for job in list(old.jobs.values()):
                 why = _not_reattached(job, held, old)
                 if why is None:
@@ -338,6 +332,13 @@ class JobBoard:
                 lost,
             )
         return reattached
+
+    def _forget_detached(self, session: WorkerSession) -> None:
+        """Its jobs wait for it no more (they went on with a new session, or failed): its
+        grace timer stops."""
+        detached = self._detached.pop(session, None)
+        if detached is not None:
+            detached[0].cancel()
 
     def _take_back_unsent(self, session: WorkerSession) -> None:
         """RUNNING -> QUEUED, at the head of the queue, for the jobs whose message still waits

@@ -126,9 +126,7 @@ class Hub:
         auth = Authenticator(keys)
         registry = WorkerRegistry(self.routing)
         store = ArtifactStore(self._max_artifact_bytes)
-        self._jobs = jobs = JobBoard(
-            registry, store, routing=self.routing, reattach_grace_s=self.reattach_grace_s
-        )
+        self._jobs = jobs = JobBoard(registry, store, reattach_grace_s=self.reattach_grace_s)
         worker_service = WorkerHubService(registry, jobs, store, auth)
         decoding = DecodingServer(server)  # requests that do not decode: INVALID_ARGUMENT
         worker_pb2_grpc.add_WorkerHubServicer_to_server(worker_service, decoding)
