@@ -31,15 +31,11 @@ ProgressCallback = Callable[[int, int], None]
 ErrorMapper = Callable[[grpc.RpcError], GiskardError]
 DifferencesCallback = Callable[[list[compat.Difference]], None]
 
-# The exception a failed job raises follows from its end reason alone.
+# The exception a failed job raises follows from its end reason alone (those that carry
+# more than the failure's fields are made in `_error`).
 _ERRORS: dict[EndReason | None, type[JobError]] = {
-    EndReason.TIMEOUT: JobTimeoutError,
-    EndReason.CANCELLED: JobCancelledError,
-    EndReason.WORKER_LOST: WorkerLostError,
-    EndReason.EXECUTOR_CRASHED: ExecutorCrashedError,
-    EndReason.MEMORY_LIMIT: MemoryLimitError,
-    EndReason.DRAINED: DrainedError,
-    EndReason.INCOMPATIBLE_ENVIRONMENT: IncompatibleEnvironmentError,
+    cls.reason: cls
+    for cls in (JobTimeoutError, JobCancelledError, WorkerLostError, MemoryLimitError, DrainedError)
 }
 
 
