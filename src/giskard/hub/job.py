@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 from giskard import compat
 from giskard.hub.job_events import JobEvents
 from giskard.hub.routing import Candidate, Constraint, incompatibilities
-from giskard.job_inputs import job_inputs
 from giskard.rpc.v1 import common_pb2
 
 if TYPE_CHECKING:
@@ -58,12 +57,8 @@ class Job:
     # Among `timers`: running while no connected worker may run it.
     no_worker_timer: asyncio.TimerHandle | None = None
     # SHA-256 -> size of each input it reads (job_inputs), remembered for the worker it goes
-    # to (routing by cache); from its spec unless the caller, who listed them, gives them.
-    input_sizes: dict[str, int] | None = None
-
-    def __post_init__(self) -> None:
-        if self.input_sizes is None:
-            self.input_sizes = {ref.sha256: ref.size for ref, _ in job_inputs(self.spec)}
+    # to (routing by cache); given by who listed its inputs on arrival.
+    input_sizes: dict[str, int] = field(default_factory=dict)
 
     @property
     def ended(self) -> bool:

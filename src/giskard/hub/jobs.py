@@ -405,7 +405,7 @@ class JobBoard:
         job.worker_id = session.info.worker_id
         job.differences = session.differences(job.constraint.requirements)
         session.jobs[job.dispatch_id] = job
-        session.remember_sent(job.input_sizes or {})
+        session.remember_sent(job.input_sizes)
         if job.was_queued:  # a job sent at once needs no event: it would only add latency
             started = client_pb2.JobStarted(job_id=job.job_id, worker_id=session.info.worker_id)
             job.events.put(client_pb2.JobEvent(started=started))
