@@ -21,16 +21,19 @@ import psutil
 
 from benchmarks import bench_giskard, bench_grpc, bench_inprocess
 from benchmarks.common import Settings, child_env, wait_until, with_deadline
-from benchmarks.report import Results, save_json, table
+from benchmarks.report import save_json, table
+from benchmarks.results import Results
 from benchmarks.workload import FreshFrames, Workload, make_workload
 
 LATENCY = ("predict_p50", "predict_p99")
+LATENCY_OBJECT = ("predict_obj_p50", "predict_obj_p99")
 SYSTEM_MEASURES = ("predict_p50", "predict_p99", "throughput", "big_cold", "big_warm")
 GISKARD_MEASURES = (
     "worker_connect",
     "worker_rss",
     "worker_tree_rss",
     *SYSTEM_MEASURES,
+    *LATENCY_OBJECT,
     "throughput_threads",
     "worker_tree_rss_after",
 )
@@ -207,7 +210,11 @@ def _run_giskard(results: Results, work: Workload, frames: FreshFrames, settings
 
                 client = HubClient(f"127.0.0.1:{port}")
                 bench_giskard.wait_for_active_worker(client)
-                record(LATENCY, lambda: bench_giskard.predict_latency(client, work, settings))
+                record(LATENCY, lambda: bench_giskard.predict_latency(client, work, settings, True))
+                record(
+                    LATENCY_OBJECT,
+                    lambda: bench_giskard.predict_latency(client, work, settings, False),
+                )
                 record(("throughput",), lambda: bench_giskard.trivial_rate(client, settings))
                 record(
                     ("throughput_threads",),

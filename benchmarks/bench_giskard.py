@@ -172,9 +172,11 @@ def stored_model(client: Any, work: Workload) -> Any:
     return client.put(work.model) if callable(getattr(client, "put", None)) else work.model
 
 
-def predict_latency(client: Any, work: Workload, settings: Settings) -> Latency:
+def predict_latency(client: Any, work: Workload, settings: Settings, stored: bool) -> Latency:
+    """1-row predicts, the model stored once with `HubClient.put` or passed each time (then
+    the client pickles and hashes it per call, and the worker finds it in its cache)."""
     expected = work.model.predict(work.row)
-    model = stored_model(client, work)
+    model = stored_model(client, work) if stored else work.model
     got = client.predict(model, work.row, wait_for_worker_s=30, timeout_s=JOB_TIMEOUT_S)
     if not np.array_equal(np.asarray(got), expected):
         raise RuntimeError(f"remote prediction {got!r} differs from local {expected!r}")
