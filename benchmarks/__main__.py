@@ -19,7 +19,7 @@ from typing import Any
 
 import psutil
 
-from benchmarks import bench_giskard, bench_grpc, bench_inprocess
+from benchmarks import bench_giskard, bench_grpc, bench_inprocess, bench_memory
 from benchmarks.common import Settings, child_env, wait_until, with_deadline
 from benchmarks.report import save_json, table
 from benchmarks.results import Results
@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
 
     _phase("giskard (hub + worker subprocesses)")
     _run_giskard(results, work, frames, settings)
+    _run_giskard_apart(results, work, settings)
 
     for name, skip, run in (("dask", args.skip_dask, _run_dask), ("ray", args.skip_ray, _run_ray)):
         if skip:
@@ -240,6 +241,25 @@ def _run_giskard(results: Results, work: Workload, frames: FreshFrames, settings
                     for name, process in (("hub", hub), ("worker", worker)):
                         for line in bench_giskard.problems(process):
                             results.errors.append(f"  {name} log: {line}")
+
+
+def _run_giskard_apart(results: Results, work: Workload, settings: Settings) -> None:
+    """The measurements that need a hub and a worker of their own."""
+    size = f"{settings.memory_frame_bytes / 2**20:.0f} MiB"
+    _phase(f"giskard, peak memory of a cold predict of a {size} frame (new hub + worker)")
+    _record_apart(results, bench_memory.MEASURES, bench_memory.peak_rss, work, settings)
+
+
+def _record_apart(
+    results: Results,
+    measures: tuple[str, ...],
+    measure: Callable[[Workload, Settings], dict[str, Any]],
+    work: Workload,
+    settings: Settings,
+) -> None:
+    run = functools.partial(measure, work, settings)
+    what = measure.__name__
+    results.record("giskard", measures, lambda: with_deadline(run, settings.deadline_s, what), True)
 
 
 def _rss(pid: int) -> dict[str, Any]:

@@ -36,6 +36,7 @@ class Settings:
     big_warmup: int = 1
     cli_runs: int = 7
     worker_starts: int = 3
+    memory_frame_bytes: int = 1024**3  # the frame whose cold predict the peak RSS rows watch
     deadline_s: float = 180.0  # per giskard measurement: a hang shows as an error, not forever
 
     @classmethod
@@ -49,6 +50,7 @@ class Settings:
             big_warmup=0,
             cli_runs=3,
             worker_starts=1,
+            memory_frame_bytes=256 * 1024**2,
             deadline_s=90.0,
         )
 

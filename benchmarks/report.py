@@ -29,6 +29,11 @@ MEASURES = (
     Measure("throughput_threads", "trivial calls, blocking from 32 threads", "jobs/s"),
     Measure("big_cold", "1M-row predict, cold", "s"),
     Measure("big_warm", "1M-row predict, warm", "s"),
+    Measure("mem_frame", "cold predict of a big frame, its size", "MiB"),
+    Measure("mem_hub", "  peak RSS of the hub", "MiB"),
+    Measure("mem_worker", "  peak RSS of the worker process", "MiB"),
+    Measure("mem_executor", "  peak RSS of its executor", "MiB"),
+    Measure("mem_worker_tree", "  peak RSS of worker + executor, sampled", "MiB"),
     Measure("cli_help", "`giskard --help`", "ms"),
     Measure("worker_connect", "worker start -> connected", "s"),
     Measure("worker_rss", "idle worker RSS", "MiB"),
@@ -36,7 +41,14 @@ MEASURES = (
     Measure("worker_tree_rss_after", "worker + children RSS, after the runs", "MiB"),
 )
 # Raw gRPC has two latency series: unary calls and messages on an open bidi stream.
-INFORMATIVE = {"worker_tree_rss", "worker_tree_rss_after"}
+# Rows that say their frame's size: it depends on the settings.
+SIZED = ("mem_frame",)
+INFORMATIVE = {
+    "mem_frame",
+    "mem_worker_tree",
+    "worker_tree_rss",
+    "worker_tree_rss_after",
+}
 
 
 def _cell(results: Results, measure: str, system: str) -> str:
@@ -67,7 +79,7 @@ def table(results: Results) -> tuple[str, list[Verdict]]:
         targets = [t for t in TARGETS if t.measure == measure.key]
         values = tuple(_cell(results, measure.key, system) for system in SYSTEMS)
         own = next((t for t in targets if not t.label), None)
-        label = f"{measure.label} ({measure.unit})"
+        label = f"{measure.label}{_rows(results, measure.key)} ({measure.unit})"
         if own is not None:
             verdict = check(own, results)
             verdicts.append(verdict)
@@ -87,6 +99,15 @@ def table(results: Results) -> tuple[str, list[Verdict]]:
     lines = [_line(header, widths), "-+-".join("-" * w for w in widths)]
     lines += [_line(row, widths) for row in rows]
     return "\n".join(lines), verdicts
+
+
+def _rows(results: Results, measure: str) -> str:
+    """The frame's size, for rows whose size a run chooses (smaller with --quick)."""
+    if measure not in SIZED:
+        return ""
+    cell = results.cells.get((measure, "giskard"))
+    rows = cell.details.get("rows") if cell else None
+    return f", {rows:,} rows" if rows else ""
 
 
 def _line(cells: tuple[str, ...], widths: list[int]) -> str:

@@ -139,6 +139,18 @@ def _rate_targets(measure: str) -> tuple[Target, ...]:
     )
 
 
+def _per_frame(measure: str) -> Target:
+    return Target(
+        measure,
+        "",
+        "<= 2.5x the frame",
+        _ratio(measure, "giskard", "giskard", "mem_frame"),
+        "<=",
+        2.5,
+        "x",
+    )
+
+
 TARGETS = (
     *_latency_targets("predict_p50", "predict_p99"),
     *_latency_targets("predict_obj_p50", "predict_obj_p99"),
@@ -165,6 +177,9 @@ TARGETS = (
         1.5,
         "x",
     ),
+    _per_frame("mem_hub"),
+    _per_frame("mem_worker"),
+    _per_frame("mem_executor"),
     Target("cli_help", "", "<= 150 ms", _absolute("cli_help", "ms"), "<=", 150, " ms"),
     Target("worker_connect", "", "<= 1.5 s", _absolute("worker_connect", "s"), "<=", 1.5, " s"),
     Target("worker_rss", "", "<= 130 MiB", _absolute("worker_rss", "MiB"), "<=", 130, " MiB"),

@@ -21,12 +21,15 @@ class Workload:
     features: pd.DataFrame  # the 569 rows of breast_cancer
     big_rows: int
 
-    def big_frame(self) -> pd.DataFrame:
-        """`big_rows` rows sampled from breast_cancer with replacement (fixed seed), float64."""
+    def big_frame(self, rows: int | None = None) -> pd.DataFrame:
+        """`rows` (default `big_rows`) rows sampled from breast_cancer with replacement (fixed
+        seed), float64."""
         rng = np.random.default_rng(SEED)
-        index = rng.integers(0, len(self.features), self.big_rows)
-        values = np.ascontiguousarray(self.features.to_numpy(dtype=np.float64)[index])
-        return pd.DataFrame(values, columns=self.features.columns)
+        index = rng.integers(0, len(self.features), rows or self.big_rows)
+        return self._frame(self.features.to_numpy(dtype=np.float64)[index])
+
+    def _frame(self, values: np.ndarray) -> pd.DataFrame:
+        return pd.DataFrame(np.ascontiguousarray(values), columns=self.features.columns)
 
 
 def make_workload(big_rows: int) -> Workload:
