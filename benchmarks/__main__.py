@@ -19,7 +19,7 @@ from typing import Any
 
 import psutil
 
-from benchmarks import bench_giskard, bench_grpc, bench_inprocess, bench_memory
+from benchmarks import bench_giskard, bench_grpc, bench_inprocess, bench_link, bench_memory
 from benchmarks.common import Settings, child_env, wait_until, with_deadline
 from benchmarks.report import save_json, table
 from benchmarks.results import Results
@@ -248,6 +248,8 @@ def _run_giskard_apart(results: Results, work: Workload, settings: Settings) -> 
     size = f"{settings.memory_frame_bytes / 2**20:.0f} MiB"
     _phase(f"giskard, peak memory of a cold predict of a {size} frame (new hub + worker)")
     _record_apart(results, bench_memory.MEASURES, bench_memory.peak_rss, work, settings)
+    _phase(f"giskard over a 1 Gbit/s link, {settings.link_rows:,} rows (hub, worker: 2 netns)")
+    _record_apart(results, bench_link.MEASURES, bench_link.cold_over_link, work, settings)
 
 
 def _record_apart(

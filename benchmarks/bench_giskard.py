@@ -57,19 +57,23 @@ def giskard_home(home: Path) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def _env(home: Path) -> dict[str, str]:
-    env = child_env(GISKARD_HOME=str(home))
-    env.pop("GISKARD_API_KEY", None)
+def _env(home: Path, **extra: str) -> dict[str, str]:
+    env = child_env(GISKARD_HOME=str(home), **extra)
+    if "GISKARD_API_KEY" not in extra:
+        env.pop("GISKARD_API_KEY", None)
     return env
 
 
-def start_hub(home: Path) -> tuple[LoggedProcess, int]:
-    """`giskard hub start -p PORT` on a free port; returns once it listens."""
-    port = free_port()
+def start_hub(
+    home: Path, *, host: str = "127.0.0.1", port: int = 0, wrap: tuple[str, ...] = ()
+) -> tuple[LoggedProcess, int]:
+    """`giskard hub start -h HOST -p PORT` (a free port by default); returns once it listens.
+    `wrap` prefixes the command (`ip netns exec NS`); off loopback the hub is plaintext
+    (`--insecure`), as on a private link."""
+    port = port or free_port()
+    command = ["hub", "start", "-h", host, "-p", str(port), *_insecure(host)]
     hub = LoggedProcess.spawn(
-        python_command("-m", "giskard.cli", "hub", "start", "-p", str(port)),
-        _env(home),
-        watch=(HUB_LISTENING,),
+        [*wrap, *python_command("-m", "giskard.cli", *command)], _env(home), watch=(HUB_LISTENING,)
     )
 
     def ready() -> bool:
@@ -77,7 +81,8 @@ def start_hub(home: Path) -> tuple[LoggedProcess, int]:
             return True
         if hub.process.poll() is not None:
             raise RuntimeError(f"the hub exited ({hub.process.returncode}): {hub.last_line()}")
-        return _accepts(port)  # listening, even if its log line changed
+        # Listening, even if its log line changed (only here: in a namespace, it is elsewhere).
+        return not wrap and host == "127.0.0.1" and _accepts(port)
 
     try:
         wait_until(ready, 30, "the hub to listen")
@@ -85,6 +90,10 @@ def start_hub(home: Path) -> tuple[LoggedProcess, int]:
         hub.stop()
         raise
     return hub, port
+
+
+def _insecure(host: str) -> list[str]:
+    return [] if host == "127.0.0.1" else ["--insecure"]
 
 
 def _accepts(port: int) -> bool:
@@ -95,16 +104,26 @@ def _accepts(port: int) -> bool:
     return True
 
 
-def start_worker(home: Path, port: int) -> LoggedProcess:
+def start_worker(
+    home: Path,
+    port: int,
+    *,
+    host: str = "127.0.0.1",
+    wrap: tuple[str, ...] = (),
+    api_key: str | None = None,
+) -> LoggedProcess:
+    """`giskard worker start -h HOST -p PORT`; `api_key` goes in its environment (never argv);
+    without it, the worker finds the local hub's admin key in `home`."""
+    command = ["worker", "start", "-h", host, "-p", str(port), *_insecure(host)]
+    env = _env(home, GISKARD_API_KEY=api_key) if api_key else _env(home)
     return LoggedProcess.spawn(
-        python_command("-m", "giskard.cli", "worker", "start", "-p", str(port)),
-        _env(home),
-        watch=(CONNECTED,),
+        [*wrap, *python_command("-m", "giskard.cli", *command)], env, watch=(CONNECTED,)
     )
 
 
-def connected_worker(home: Path, port: int) -> LoggedProcess:
-    worker = start_worker(home, port)
+def connected_worker(home: Path, port: int, **where: Any) -> LoggedProcess:
+    """A worker (see `start_worker` for `where`), once it says it is connected."""
+    worker = start_worker(home, port, **where)
     try:
         worker.wait_for(CONNECTED, 60)
     except BaseException:

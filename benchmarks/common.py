@@ -37,6 +37,8 @@ class Settings:
     cli_runs: int = 7
     worker_starts: int = 3
     memory_frame_bytes: int = 1024**3  # the frame whose cold predict the peak RSS rows watch
+    link_rows: int = 1_000_000
+    link_repeats: int = 3
     deadline_s: float = 180.0  # per giskard measurement: a hang shows as an error, not forever
 
     @classmethod
@@ -51,6 +53,8 @@ class Settings:
             cli_runs=3,
             worker_starts=1,
             memory_frame_bytes=256 * 1024**2,
+            link_rows=250_000,
+            link_repeats=1,
             deadline_s=90.0,
         )
 

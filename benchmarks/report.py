@@ -34,6 +34,9 @@ MEASURES = (
     Measure("mem_worker", "  peak RSS of the worker process", "MiB"),
     Measure("mem_executor", "  peak RSS of its executor", "MiB"),
     Measure("mem_worker_tree", "  peak RSS of worker + executor, sampled", "MiB"),
+    Measure("link_limit", "1 Gbit/s link, its limit: frame bytes / rate", "s"),
+    Measure("link_random", "  cold predict over it, random float64", "s"),
+    Measure("link_realistic", "  cold predict over it, breast_cancer repeated", "s"),
     Measure("cli_help", "`giskard --help`", "ms"),
     Measure("worker_connect", "worker start -> connected", "s"),
     Measure("worker_rss", "idle worker RSS", "MiB"),
@@ -42,10 +45,11 @@ MEASURES = (
 )
 # Raw gRPC has two latency series: unary calls and messages on an open bidi stream.
 # Rows that say their frame's size: it depends on the settings.
-SIZED = ("mem_frame",)
+SIZED = ("mem_frame", "link_limit")
 INFORMATIVE = {
     "mem_frame",
     "mem_worker_tree",
+    "link_limit",
     "worker_tree_rss",
     "worker_tree_rss_after",
 }

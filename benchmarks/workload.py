@@ -28,6 +28,16 @@ class Workload:
         index = rng.integers(0, len(self.features), rows or self.big_rows)
         return self._frame(self.features.to_numpy(dtype=np.float64)[index])
 
+    def repeated_frame(self, rows: int) -> pd.DataFrame:
+        """breast_cancer's rows in order, repeated to `rows` rows: real data, as compressible
+        as real tables are (columns of few distinct values, repeats)."""
+        values = self.features.to_numpy(dtype=np.float64)
+        return self._frame(np.resize(values, (rows, values.shape[1])))
+
+    def random_frame(self, rows: int) -> pd.DataFrame:
+        """Uniform random float64 in breast_cancer's columns: no compressor can shrink it."""
+        return self._frame(np.random.default_rng(SEED).random((rows, len(self.features.columns))))
+
     def _frame(self, values: np.ndarray) -> pd.DataFrame:
         return pd.DataFrame(np.ascontiguousarray(values), columns=self.features.columns)
 
