@@ -15,8 +15,10 @@ import functools
 import os
 import secrets
 import signal
+import statistics
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +32,7 @@ from benchmarks.bench_giskard import (
     start_hub,
     wait_for_active_worker,
 )
-from benchmarks.common import Settings, repeated
+from benchmarks.common import Settings
 from benchmarks.workload import FreshFrames, Workload
 
 MEASURES = ("link_limit", "link_random", "link_realistic")
@@ -90,16 +92,24 @@ def cold_over_link(work: Workload, settings: Settings) -> dict[str, Any]:
 def _cold_predicts(
     client: Any, work: Workload, frames: dict[str, FreshFrames], settings: Settings
 ) -> dict[str, Any]:
-    """The median seconds of cold predicts of each kind of frame, and each run's."""
+    """The median seconds of cold predicts of each kind of frame, and each run's. The kinds
+    take turns, so that neither always runs first (after the model's load) or last (into a
+    fuller cache); the first round is not timed, even with --quick (one-off costs)."""
     model = client.put(work.model)
     _predict(client, model, work.row)  # the executor up, the model loaded: neither is timed
-    timings: dict[str, Any] = {}
-    for name, fresh in frames.items():
-        predict = functools.partial(_predict, client, model)
-        timed = repeated(settings, fresh, predict, settings.link_repeats)
-        timings[name] = timed["value"]
-        timings[f"{name}_runs_s"] = timed["runs_s"]
-    return timings
+    runs: dict[str, list[float]] = {name: [] for name in frames}
+    for attempt in range(1 + settings.link_repeats):
+        for name, fresh in frames.items():
+            frame = fresh()
+            began = time.perf_counter()
+            _predict(client, model, frame)
+            if attempt:
+                runs[name].append(time.perf_counter() - began)
+            del frame
+    return {
+        **{name: statistics.median(timed) for name, timed in runs.items()},
+        **{f"{name}_runs_s": timed for name, timed in runs.items()},
+    }
 
 
 def _predict(client: Any, model: Any, frame: Any) -> None:

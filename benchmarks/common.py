@@ -116,16 +116,12 @@ def pipelined_rate(call: Callable[[], object], calls: int, threads: int) -> floa
 
 
 def repeated(
-    settings: Settings,
-    prepare: Callable[[], Any],
-    run: Callable[[Any], object],
-    repeats: int | None = None,
+    settings: Settings, prepare: Callable[[], Any], run: Callable[[Any], object]
 ) -> dict[str, Any]:
-    """Median of `repeats` (default `settings.big_repeats`) timed `run(prepare())` (only `run`
-    is timed), after `settings.big_warmup` untimed ones: the first call's one-off costs are
-    not the data's."""
+    """Median of `settings.big_repeats` timed `run(prepare())` (only `run` is timed), after
+    `settings.big_warmup` untimed ones: the first call's one-off costs are not the data's."""
     durations = []
-    for attempt in range(settings.big_warmup + (repeats or settings.big_repeats)):
+    for attempt in range(settings.big_warmup + settings.big_repeats):
         argument = prepare()
         began = time.perf_counter()
         run(argument)
