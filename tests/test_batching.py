@@ -3,6 +3,7 @@ handled exactly as if they had come one by one; old peers get single messages.""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -20,12 +21,13 @@ from giskard.hub.registry import WorkerSession
 from giskard.hub.worker_service import WorkerHubService
 from giskard.protocol import PROTOCOL_VERSION
 from giskard.rpc.v1 import common_pb2, worker_pb2
+from giskard.session_batches import BATCH_MAX_BYTES, BATCH_MAX_MESSAGES, OutboxReader, worker_batch
 
 JOBS = 120
 
 
 def batch(*messages: worker_pb2.WorkerMessage) -> worker_pb2.WorkerMessage:
-    return worker_pb2.WorkerMessage(batch=worker_pb2.WorkerBatch(messages=messages))
+    return worker_batch(list(messages))
 
 
 class ForgedWorker(ScriptedRogue):
@@ -69,7 +71,9 @@ class ForgedWorker(ScriptedRogue):
 
 
 def the_session(hub: Hub) -> WorkerSession:
-    sessions = wait_until(lambda: hub.registry.sessions, 10, "a worker session")
+    registry = hub.registry
+    assert registry is not None
+    sessions = wait_until(lambda: registry.sessions, 10, "a worker session")
     assert isinstance(sessions, list) and len(sessions) == 1
     return sessions[0]
 
@@ -204,3 +208,32 @@ def test_a_hub_without_batches_gets_single_messages(
     monkeypatch.setattr(WorkerHubService, "_welcome", older_welcome)
     session = force_stop_held_jobs(client, hub, start_worker)
     assert session.batches_received == 0
+
+
+def test_a_batch_takes_what_is_queued_within_its_bounds_and_in_order() -> None:
+    async def sent(queued: list[worker_pb2.WorkerMessage | None]) -> list[list[int]]:
+        outbox: asyncio.Queue[worker_pb2.WorkerMessage | None] = asyncio.Queue()
+        for message in queued:
+            outbox.put_nowait(message)
+        reader = OutboxReader(outbox, worker_batch)
+        reader.batching = True
+        stream = []
+        while (message := await reader.next()) is not None:
+            batched = message.WhichOneof("kind") == "batch"
+            stream.append(
+                [m.progress.done for m in (message.batch.messages if batched else [message])]
+            )
+        return stream
+
+    def small(done: int) -> worker_pb2.WorkerMessage:
+        return worker_pb2.WorkerMessage(progress=common_pb2.JobProgress(job_id="j", done=done))
+
+    def big(done: int) -> worker_pb2.WorkerMessage:
+        progress = common_pb2.JobProgress(job_id="j" * BATCH_MAX_BYTES, done=done)
+        return worker_pb2.WorkerMessage(progress=progress)
+
+    many = [small(i) for i in range(BATCH_MAX_MESSAGES + 10)]
+    expected = [list(range(BATCH_MAX_MESSAGES)), list(range(BATCH_MAX_MESSAGES, len(many)))]
+    assert asyncio.run(sent([*many, None, small(999)])) == expected
+    assert asyncio.run(sent([small(1), small(2), big(3), small(4), None])) == [[1, 2], [3], [4]]
+    assert asyncio.run(sent([small(1), None])) == [[1]]

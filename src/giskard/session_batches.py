@@ -58,7 +58,11 @@ class OutboxReader(Generic[M]):
 
     def _gather(self, first: M) -> list[M]:
         batch, size = [first], first.ByteSize() + _ENVELOPE_BYTES
-        while len(batch) < BATCH_MAX_MESSAGES and not self._outbox.empty():
+        while (
+            len(batch) < BATCH_MAX_MESSAGES
+            and size < BATCH_MAX_BYTES  # a big first message goes alone, no need to look
+            and not self._outbox.empty()
+        ):
             message = self._outbox.get_nowait()
             if message is not None:
                 size += message.ByteSize() + _ENVELOPE_BYTES

@@ -76,7 +76,7 @@ class Hub:
         self.home = home
         self.tls = tls
         self.admin_key = ""  # the local admin key, known once serving
-        self.registry = WorkerRegistry(routing)  # the connected workers, once serving
+        self.registry: WorkerRegistry | None = None  # the connected workers, once serving
         self._max_artifact_bytes = max_artifact_bytes
         self.routing = routing
         self.reattach_grace_s = reattach_grace_s
