@@ -62,6 +62,9 @@ class WorkerSession:
     prefetch: int = 0
     # It keeps its jobs through a dropped connection (Hello.reattaches).
     reattaches: bool = False
+    # The stream messages that were batches of several, each way (see session_batches).
+    batches_sent: int = 0
+    batches_received: int = 0
     # SHA-256 -> size of the inputs sent to it lately, the latest last (routing by cache).
     sent_inputs: OrderedDict[str, int] = field(default_factory=OrderedDict)
     # Its differences from each of the requirements its jobs had (`differences`).

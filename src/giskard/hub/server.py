@@ -76,6 +76,7 @@ class Hub:
         self.home = home
         self.tls = tls
         self.admin_key = ""  # the local admin key, known once serving
+        self.registry: WorkerRegistry | None = None  # the connected workers, once serving
         self._max_artifact_bytes = max_artifact_bytes
         self.routing = routing
         self.reattach_grace_s = reattach_grace_s
@@ -124,7 +125,7 @@ class Hub:
         keys = KeyStore(hub_dir(self.home) / "keys.json")
         self.admin_key = ensure_local_admin_key(keys, local_admin_key_path(self.home))
         auth = Authenticator(keys)
-        registry = WorkerRegistry(self.routing)
+        self.registry = registry = WorkerRegistry(self.routing)
         store = ArtifactStore(self._max_artifact_bytes)
         self._jobs = jobs = JobBoard(registry, store, reattach_grace_s=self.reattach_grace_s)
         worker_service = WorkerHubService(registry, jobs, store, auth)

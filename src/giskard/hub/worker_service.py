@@ -26,6 +26,7 @@ from giskard.protocol import (
     SESSION_METADATA_KEY,
 )
 from giskard.rpc.v1 import common_pb2, worker_pb2, worker_pb2_grpc
+from giskard.session_batches import OutboxReader, hub_batch
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +86,10 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
         try:
             yield self._welcome(session, reattached)
             reader = asyncio.create_task(self._read_messages(request_iterator, session))
-            while (message := await session.outbox.get()) is not None:
+            outbox = OutboxReader(session.outbox, hub_batch)
+            outbox.batching = hello.accepts_batches
+            while (message := await outbox.next()) is not None:
+                session.batches_sent = outbox.batches_sent
                 yield message
         finally:
             forget()
@@ -112,6 +116,7 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
             session_id=session.session_id,
             reattached=reattached,
             reattach_grace_s=self._jobs.reattach_grace_s,
+            accepts_batches=True,
         )
         return worker_pb2.HubMessage(welcome=welcome)
 
@@ -172,9 +177,20 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
             _put_end_of_stream(session)
 
     async def _handle(self, message: worker_pb2.WorkerMessage, session: WorkerSession) -> None:
-        """Relay a worker's message. Nothing in it is trusted: a message that breaks the
-        protocol ends the session (ProtocolViolation); one about a job this worker does
-        not run (finished, cancelled, never sent) is dropped."""
+        """Relay a worker's message, or each of a batch's in order. Nothing in it is trusted:
+        a message that breaks the protocol ends the session (ProtocolViolation); one about a
+        job this worker does not run (finished, cancelled, never sent) is dropped."""
+        if message.WhichOneof("kind") != "batch":
+            await self._handle_one(message, session)
+            return
+        batch = message.batch.messages
+        if not batch:
+            raise ProtocolViolation("an empty batch")
+        session.batches_received += 1
+        for inner in batch:
+            await self._handle_one(inner, session)
+
+    async def _handle_one(self, message: worker_pb2.WorkerMessage, session: WorkerSession) -> None:
         kind = message.WhichOneof("kind")
         if kind == "output":
             await self._relay_output(message.output, session)
@@ -188,7 +204,9 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
             logger.info("Worker %s is shutting down; no more jobs for it", session.describe())
             self._registry.drain(session)
         else:
-            raise ProtocolViolation(f"a {kind or 'empty'} message after the hello")
+            # A batch inside a batch lands here too: batches are never nested.
+            where = "in a batch" if kind == "batch" else "after the hello"
+            raise ProtocolViolation(f"a {kind or 'empty'} message {where}")
 
     async def _relay_output(self, output: common_pb2.JobOutput, session: WorkerSession) -> None:
         if len(output.chunk) > MAX_CHUNK_BYTES:

@@ -13,6 +13,7 @@ from giskard.errors import AuthenticationError, GiskardError, ProtocolError
 from giskard.protocol import PROTOCOL_VERSION, SESSION_METADATA_KEY
 from giskard.rpc.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 from giskard.rpc_errors import describe_rpc_error
+from giskard.session_batches import OutboxReader, worker_batch
 from giskard.worker.config import WorkerConfig
 from giskard.worker.job_link import CLOSE_TIMEOUT_S, JobLink, end_tasks
 
@@ -53,6 +54,8 @@ class Session:
         self._on_paused = on_paused
         # Bounded: a large result is produced only as fast as gRPC sends it.
         self._outbox: asyncio.Queue[worker_pb2.WorkerMessage | None] = asyncio.Queue(maxsize=16)
+        # Batches once the hub's welcome says it accepts them.
+        self._outbox_reader = OutboxReader(self._outbox, worker_batch)
         self._stopped_by = stopped_by
         self._stopping = asyncio.Event()
         # How long the running jobs may take to finish once stopping; None: as long as they run.
@@ -71,6 +74,7 @@ class Session:
             prefetch=self._config.prefetch,
             held_jobs=self._link.held(),
             reattaches=True,
+            accepts_batches=True,
         )
         self._outbox.put_nowait(worker_pb2.WorkerMessage(hello=hello))
         call = self._stub.Connect(metadata=self._metadata)
@@ -89,7 +93,7 @@ class Session:
 
     async def _write(self, call: grpc.aio.StreamStreamCall) -> None:
         try:
-            while (message := await self._outbox.get()) is not None:
+            while (message := await self._outbox_reader.next()) is not None:
                 await call.write(message)
             await call.done_writing()
         except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
@@ -110,6 +114,8 @@ class Session:
             raise ProtocolError("the server did not answer the hello with a welcome")
         welcome = first.welcome
         active = welcome.active
+        # Before the jobs may write to the outbox (attach below): only the hello was in it.
+        self._outbox_reader.batching = welcome.accepts_batches
         # A job's calls beside the session (SendResult, FetchArtifact) name the session.
         session_id = (SESSION_METADATA_KEY, welcome.session_id)
         self._metadata = (*self._metadata, session_id)
@@ -156,6 +162,13 @@ class Session:
             raise _lost(exc, was_connected=True) from None
 
     def _handle(self, message: worker_pb2.HubMessage) -> None:
+        if message.WhichOneof("kind") != "batch":
+            self._handle_one(message)
+            return
+        for inner in message.batch.messages:
+            self._handle_one(inner)
+
+    def _handle_one(self, message: worker_pb2.HubMessage) -> None:
         kind = message.WhichOneof("kind")
         if kind == "job":
             self._link.start(message.job)
