@@ -62,6 +62,8 @@ class WorkerSession:
     prefetch: int = 0
     # It keeps its jobs through a dropped connection (Hello.reattaches).
     reattaches: bool = False
+    # The codec its artifact chunks are compressed with (giskard.compression); "": none.
+    compression: str = ""
     # SHA-256 -> size of the inputs sent to it lately, the latest last (routing by cache).
     sent_inputs: OrderedDict[str, int] = field(default_factory=OrderedDict)
     # Its differences from each of the requirements its jobs had (`differences`).

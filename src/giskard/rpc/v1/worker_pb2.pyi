@@ -51,36 +51,40 @@ class HubMessage(_message.Message):
     def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., refusal: _Optional[_Union[Refusal, _Mapping]] = ..., job: _Optional[_Union[Job, _Mapping]] = ..., role: _Optional[_Union[Role, _Mapping]] = ..., cancel: _Optional[_Union[CancelJob, _Mapping]] = ..., control: _Optional[_Union[Control, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("protocol_version", "info", "concurrency", "prefetch", "held_jobs", "reattaches")
+    __slots__ = ("protocol_version", "info", "concurrency", "prefetch", "held_jobs", "reattaches", "compression")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     INFO_FIELD_NUMBER: _ClassVar[int]
     CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
     PREFETCH_FIELD_NUMBER: _ClassVar[int]
     HELD_JOBS_FIELD_NUMBER: _ClassVar[int]
     REATTACHES_FIELD_NUMBER: _ClassVar[int]
+    COMPRESSION_FIELD_NUMBER: _ClassVar[int]
     protocol_version: int
     info: _common_pb2.WorkerInfo
     concurrency: int
     prefetch: int
     held_jobs: _containers.RepeatedScalarFieldContainer[str]
     reattaches: bool
-    def __init__(self, protocol_version: _Optional[int] = ..., info: _Optional[_Union[_common_pb2.WorkerInfo, _Mapping]] = ..., concurrency: _Optional[int] = ..., prefetch: _Optional[int] = ..., held_jobs: _Optional[_Iterable[str]] = ..., reattaches: _Optional[bool] = ...) -> None: ...
+    compression: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, protocol_version: _Optional[int] = ..., info: _Optional[_Union[_common_pb2.WorkerInfo, _Mapping]] = ..., concurrency: _Optional[int] = ..., prefetch: _Optional[int] = ..., held_jobs: _Optional[_Iterable[str]] = ..., reattaches: _Optional[bool] = ..., compression: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("protocol_version", "hub_version", "active", "session_id", "reattached", "reattach_grace_s")
+    __slots__ = ("protocol_version", "hub_version", "active", "session_id", "reattached", "reattach_grace_s", "compression")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     HUB_VERSION_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     REATTACHED_FIELD_NUMBER: _ClassVar[int]
     REATTACH_GRACE_S_FIELD_NUMBER: _ClassVar[int]
+    COMPRESSION_FIELD_NUMBER: _ClassVar[int]
     protocol_version: int
     hub_version: str
     active: bool
     session_id: str
     reattached: _containers.RepeatedScalarFieldContainer[str]
     reattach_grace_s: float
-    def __init__(self, protocol_version: _Optional[int] = ..., hub_version: _Optional[str] = ..., active: _Optional[bool] = ..., session_id: _Optional[str] = ..., reattached: _Optional[_Iterable[str]] = ..., reattach_grace_s: _Optional[float] = ...) -> None: ...
+    compression: str
+    def __init__(self, protocol_version: _Optional[int] = ..., hub_version: _Optional[str] = ..., active: _Optional[bool] = ..., session_id: _Optional[str] = ..., reattached: _Optional[_Iterable[str]] = ..., reattach_grace_s: _Optional[float] = ..., compression: _Optional[str] = ...) -> None: ...
 
 class Refusal(_message.Message):
     __slots__ = ("reason", "message")
@@ -161,7 +165,9 @@ class FetchArtifactRequest(_message.Message):
     def __init__(self, sha256: _Optional[str] = ...) -> None: ...
 
 class Chunk(_message.Message):
-    __slots__ = ("data",)
+    __slots__ = ("data", "compression")
     DATA_FIELD_NUMBER: _ClassVar[int]
+    COMPRESSION_FIELD_NUMBER: _ClassVar[int]
     data: bytes
-    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+    compression: str
+    def __init__(self, data: _Optional[bytes] = ..., compression: _Optional[str] = ...) -> None: ...
