@@ -57,6 +57,12 @@ def start(
         help="How long the jobs of a worker whose connection dropped wait for it to come"
         " back (0: they fail at once as worker_lost).",
     ),
+    compression: str = typer.Option(
+        "auto",
+        "--compression",
+        help="Compress the inputs sent to workers (zstd): auto: only to workers not on this"
+        " machine; on; off.",
+    ),
 ) -> None:
     """Run a hub in the foreground until Ctrl-C or SIGTERM.
 
@@ -81,6 +87,10 @@ def start(
 
     if routing not in POLICIES:
         raise typer.BadParameter(f"use {' or '.join(POLICIES)}", param_hint="--routing")
+    from giskard.compression import SETTINGS
+
+    if compression not in SETTINGS:
+        raise typer.BadParameter(f"use {', '.join(SETTINGS)}", param_hint="--compression")
     certificate = _server_certificate(host, tls_cert, tls_key, tls_self_signed)
     if certificate is not None:
         typer.echo(f"TLS certificate SHA-256 fingerprint: {certificate.fingerprint()}", err=True)
@@ -97,6 +107,7 @@ def start(
             insecure=insecure,
             routing=routing,
             reattach_grace_s=reattach_grace,
+            compression=compression,
         )
         await hub.serve(stop)
 

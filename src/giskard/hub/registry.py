@@ -65,6 +65,8 @@ class WorkerSession:
     # The stream messages that were batches of several, each way (see session_batches).
     batches_sent: int = 0
     batches_received: int = 0
+    # The codec its artifact chunks are compressed with (giskard.compression); "": none.
+    compression: str = ""
     # SHA-256 -> size of the inputs sent to it lately, the latest last (routing by cache).
     sent_inputs: OrderedDict[str, int] = field(default_factory=OrderedDict)
     # Its differences from each of the requirements its jobs had (`differences`).

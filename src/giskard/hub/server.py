@@ -12,6 +12,7 @@ from types import TracebackType
 import grpc
 
 from giskard.address import DEFAULT_PORT, HubAddress, validate_host
+from giskard.compression import AUTO, SETTINGS
 from giskard.credentials import hub_dir, is_loopback, local_admin_key_path
 from giskard.errors import ConfigurationError, GiskardError, UsageError
 from giskard.hub.admin_service import AdminService
@@ -55,6 +56,7 @@ class Hub:
         max_unread_result_bytes: int = UNREAD_RESULTS_MAX_BYTES,
         routing: str = LATEST,
         reattach_grace_s: float = REATTACH_GRACE_S,
+        compression: str = AUTO,
     ) -> None:
         """`tls`: serve TLS with this certificate. Without it, a hub may listen only on
         loopback, unless `insecure`. `max_unread_result_bytes`: what the hub holds of
@@ -62,9 +64,13 @@ class Hub:
         `routing`: "latest" (the latest connected worker that may run a job gets it) or
         "spread" (over every worker that may run it; see hub.routing). `reattach_grace_s`:
         how long the jobs of a worker whose connection dropped wait for it to reconnect and
-        reattach them, before they fail as worker lost (0: at once)."""
+        reattach them, before they fail as worker lost (0: at once). `compression`: "auto"
+        (the inputs sent to workers not on this machine are zstd-compressed where they
+        shrink), "on" (to every worker) or "off"; see giskard.compression."""
         if routing not in POLICIES:
             raise UsageError(f"unknown routing {routing!r}: use {' or '.join(POLICIES)}")
+        if compression not in SETTINGS:
+            raise UsageError(f"unknown compression {compression!r}: use {', '.join(SETTINGS)}")
         host = validate_host(host)
         if tls is None and not insecure and not is_loopback(host):
             raise ConfigurationError(
@@ -80,6 +86,7 @@ class Hub:
         self._max_artifact_bytes = max_artifact_bytes
         self.routing = routing
         self.reattach_grace_s = reattach_grace_s
+        self.compression = compression
         self._jobs: JobBoard | None = None
         self.unread_results = UnreadResults(max_unread_result_bytes)
         self._thread: threading.Thread | None = None
@@ -128,7 +135,7 @@ class Hub:
         self.registry = registry = WorkerRegistry(self.routing)
         store = ArtifactStore(self._max_artifact_bytes)
         self._jobs = jobs = JobBoard(registry, store, reattach_grace_s=self.reattach_grace_s)
-        worker_service = WorkerHubService(registry, jobs, store, auth)
+        worker_service = WorkerHubService(registry, jobs, store, auth, compression=self.compression)
         decoding = DecodingServer(server)  # requests that do not decode: INVALID_ARGUMENT
         worker_pb2_grpc.add_WorkerHubServicer_to_server(worker_service, decoding)
         platform = PlatformService(registry, jobs, store, auth, self.address, self.unread_results)

@@ -11,6 +11,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from giskard import __version__
+from giskard.compression import AUTO, ChunkCompressor, session_codec
 from giskard.display import printable
 from giskard.hub.artifacts import ArtifactStore
 from giskard.hub.auth import Authenticator
@@ -54,12 +55,16 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
         store: ArtifactStore,
         auth: Authenticator,
         max_result_bytes: int = MAX_RESULT_BYTES,
+        compression: str = AUTO,
     ) -> None:
+        """`compression`: whether artifact chunks are compressed for the workers that decode
+        them (see giskard.compression)."""
         self._registry = registry
         self._jobs = jobs
         self._store = store
         self._auth = auth
         self._max_result_bytes = max_result_bytes
+        self._compression = compression
 
     async def Connect(
         self,
@@ -74,6 +79,9 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
             return
         assert hello is not None
         session = _session_of(hello, key.name, context.peer())
+        session.compression = session_codec(
+            self._compression, session.peer, list(hello.compression)
+        )
         reattached: list[str] = []
         refusal = self._register(session, hello.held_jobs, reattached)
         if refusal is not None:
@@ -104,10 +112,11 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
         """The answer to a registered session's hello."""
         active = self._registry.is_active(session)
         logger.info(
-            "Worker connected: %s from %s%s",
+            "Worker connected: %s from %s%s%s",
             session.describe(),
             session.peer,
             "" if active else " (standby)",
+            f"; artifacts sent {session.compression}-compressed" if session.compression else "",
         )
         welcome = worker_pb2.Welcome(
             protocol_version=PROTOCOL_VERSION,
@@ -117,6 +126,7 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
             reattached=reattached,
             reattach_grace_s=self._jobs.reattach_grace_s,
             accepts_batches=True,
+            compression=session.compression,
         )
         return worker_pb2.HubMessage(welcome=welcome)
 
@@ -286,6 +296,10 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no artifact {request.sha256}")
             return
         view = memoryview(blob)
+        if session.compression:
+            async for chunk in _compressed_chunks(view, ChunkCompressor(session.compression)):
+                yield chunk
+            return
         for start in range(0, len(view), CHUNK_SIZE):
             yield worker_pb2.Chunk(data=bytes(view[start : start + CHUNK_SIZE]))
         if not view:
@@ -310,6 +324,36 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
             )
         assert session is not None
         return session
+
+
+async def _compressed_chunks(
+    view: memoryview, compressor: ChunkCompressor
+) -> AsyncIterator[worker_pb2.Chunk]:
+    """`view` in compressed chunks. Each is compressed in a thread while the one before it is
+    being sent, so that a link and a core both stay busy; an empty artifact is one empty
+    chunk."""
+
+    def chunk(start: int) -> worker_pb2.Chunk:
+        data, codec = compressor.compress(view[start : start + CHUNK_SIZE])
+        return worker_pb2.Chunk(data=bytes(data), compression=codec)
+
+    starts = range(0, max(len(view), 1), CHUNK_SIZE)
+    loop = asyncio.get_running_loop()
+    pending = loop.run_in_executor(None, chunk, 0)
+    try:
+        for following in starts[1:]:
+            ready = await pending
+            pending = loop.run_in_executor(None, chunk, following)
+            yield ready
+        yield await pending
+    finally:
+        pending.cancel()
+    logger.debug(
+        "Sent an artifact of %d B in %d B (%s)",
+        compressor.raw_bytes,
+        compressor.sent_bytes,
+        compressor.codec,
+    )
 
 
 def _metadata_value(context: grpc.aio.ServicerContext, name: str) -> str:

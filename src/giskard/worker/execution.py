@@ -18,6 +18,7 @@ import grpc
 
 from giskard import compat, end_reasons
 from giskard.codec_plain import encode_plain
+from giskard.compression import ChunkDecompressor
 from giskard.errors import EndReason, ProtocolError
 from giskard.job_inputs import job_inputs
 from giskard.protocol import CHUNK_SIZE, INLINE_MAX_BYTES, sha256_of
@@ -296,11 +297,16 @@ async def _send_input(executor: ExecutorProcess, item: _Input, hub: _HubCalls) -
             await executor.send({"t": "chunk"}, ref.inline)
         return
     sent = 0
+    chunks = ChunkDecompressor(CHUNK_SIZE)
     async for chunk in hub.chunks(ref):
-        if sent + len(chunk.data) > ref.size:
+        try:
+            data = chunks.data(chunk.data, chunk.compression)
+        except ValueError as exc:
+            raise ProtocolError(f"input {ref.sha256[:12]}: {exc}") from None
+        if sent + len(data) > ref.size:
             raise ProtocolError(f"input {ref.sha256[:12]} is larger than announced")
-        await executor.send({"t": "chunk"}, chunk.data)
-        sent += len(chunk.data)
+        await executor.send({"t": "chunk"}, data)
+        sent += len(data)
     if sent != ref.size:
         raise ProtocolError(f"input {ref.sha256[:12]} is shorter than announced")
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import grpc
 
+from giskard.compression import codecs_decoded
 from giskard.credentials import Credentials
 from giskard.errors import AuthenticationError, GiskardError, ProtocolError
 from giskard.protocol import PROTOCOL_VERSION, SESSION_METADATA_KEY
@@ -75,6 +76,7 @@ class Session:
             held_jobs=self._link.held(),
             reattaches=True,
             accepts_batches=True,
+            compression=codecs_decoded(),
         )
         self._outbox.put_nowait(worker_pb2.WorkerMessage(hello=hello))
         call = self._stub.Connect(metadata=self._metadata)
@@ -132,6 +134,8 @@ class Session:
             self._config.address,
             "active" if active else "standby: another worker is active for this hub",
         )
+        if welcome.compression:
+            logger.info("The hub sends this worker's inputs %s-compressed", welcome.compression)
         self._on_connected(active)
 
     async def _serve(self, call: grpc.aio.StreamStreamCall, stopping: asyncio.Event) -> None:

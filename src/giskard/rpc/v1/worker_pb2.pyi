@@ -67,7 +67,7 @@ class HubBatch(_message.Message):
     def __init__(self, messages: _Optional[_Iterable[_Union[HubMessage, _Mapping]]] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("protocol_version", "info", "concurrency", "prefetch", "held_jobs", "reattaches", "accepts_batches")
+    __slots__ = ("protocol_version", "info", "concurrency", "prefetch", "held_jobs", "reattaches", "accepts_batches", "compression")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     INFO_FIELD_NUMBER: _ClassVar[int]
     CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
@@ -75,6 +75,7 @@ class Hello(_message.Message):
     HELD_JOBS_FIELD_NUMBER: _ClassVar[int]
     REATTACHES_FIELD_NUMBER: _ClassVar[int]
     ACCEPTS_BATCHES_FIELD_NUMBER: _ClassVar[int]
+    COMPRESSION_FIELD_NUMBER: _ClassVar[int]
     protocol_version: int
     info: _common_pb2.WorkerInfo
     concurrency: int
@@ -82,10 +83,11 @@ class Hello(_message.Message):
     held_jobs: _containers.RepeatedScalarFieldContainer[str]
     reattaches: bool
     accepts_batches: bool
-    def __init__(self, protocol_version: _Optional[int] = ..., info: _Optional[_Union[_common_pb2.WorkerInfo, _Mapping]] = ..., concurrency: _Optional[int] = ..., prefetch: _Optional[int] = ..., held_jobs: _Optional[_Iterable[str]] = ..., reattaches: _Optional[bool] = ..., accepts_batches: _Optional[bool] = ...) -> None: ...
+    compression: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, protocol_version: _Optional[int] = ..., info: _Optional[_Union[_common_pb2.WorkerInfo, _Mapping]] = ..., concurrency: _Optional[int] = ..., prefetch: _Optional[int] = ..., held_jobs: _Optional[_Iterable[str]] = ..., reattaches: _Optional[bool] = ..., accepts_batches: _Optional[bool] = ..., compression: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("protocol_version", "hub_version", "active", "session_id", "reattached", "reattach_grace_s", "accepts_batches")
+    __slots__ = ("protocol_version", "hub_version", "active", "session_id", "reattached", "reattach_grace_s", "accepts_batches", "compression")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     HUB_VERSION_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_FIELD_NUMBER: _ClassVar[int]
@@ -93,6 +95,7 @@ class Welcome(_message.Message):
     REATTACHED_FIELD_NUMBER: _ClassVar[int]
     REATTACH_GRACE_S_FIELD_NUMBER: _ClassVar[int]
     ACCEPTS_BATCHES_FIELD_NUMBER: _ClassVar[int]
+    COMPRESSION_FIELD_NUMBER: _ClassVar[int]
     protocol_version: int
     hub_version: str
     active: bool
@@ -100,7 +103,8 @@ class Welcome(_message.Message):
     reattached: _containers.RepeatedScalarFieldContainer[str]
     reattach_grace_s: float
     accepts_batches: bool
-    def __init__(self, protocol_version: _Optional[int] = ..., hub_version: _Optional[str] = ..., active: _Optional[bool] = ..., session_id: _Optional[str] = ..., reattached: _Optional[_Iterable[str]] = ..., reattach_grace_s: _Optional[float] = ..., accepts_batches: _Optional[bool] = ...) -> None: ...
+    compression: str
+    def __init__(self, protocol_version: _Optional[int] = ..., hub_version: _Optional[str] = ..., active: _Optional[bool] = ..., session_id: _Optional[str] = ..., reattached: _Optional[_Iterable[str]] = ..., reattach_grace_s: _Optional[float] = ..., accepts_batches: _Optional[bool] = ..., compression: _Optional[str] = ...) -> None: ...
 
 class Refusal(_message.Message):
     __slots__ = ("reason", "message")
@@ -181,7 +185,9 @@ class FetchArtifactRequest(_message.Message):
     def __init__(self, sha256: _Optional[str] = ...) -> None: ...
 
 class Chunk(_message.Message):
-    __slots__ = ("data",)
+    __slots__ = ("data", "compression")
     DATA_FIELD_NUMBER: _ClassVar[int]
+    COMPRESSION_FIELD_NUMBER: _ClassVar[int]
     data: bytes
-    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+    compression: str
+    def __init__(self, data: _Optional[bytes] = ..., compression: _Optional[str] = ...) -> None: ...
