@@ -5,9 +5,14 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict, defaultdict
 
+from giskard import shared_memory
+from giskard.shared_memory import SealedBlob
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 4 * 1024**3
+
+Blob = bytes | bytearray | memoryview
 
 
 class ArtifactStore:
@@ -15,11 +20,15 @@ class ArtifactStore:
 
     Artifacts pinned by a queued or running job are never evicted, so a job cannot lose its
     inputs between submission and the worker's download. The hub never interprets the bytes.
+
+    On Linux a big blob is kept in a sealed memfd (see giskard.shared_memory), which a worker
+    of this machine and user maps instead of downloading it. An evicted one lives on while a
+    worker or an executor still holds it: the kernel frees it after them.
     """
 
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.max_bytes = max_bytes
-        self._blobs: OrderedDict[str, bytes | bytearray] = OrderedDict()
+        self._blobs: OrderedDict[str, Blob | SealedBlob] = OrderedDict()
         self._pins: defaultdict[str, int] = defaultdict(int)
         self._size = 0
 
@@ -39,17 +48,21 @@ class ArtifactStore:
         """How many artifacts jobs hold (whether the store holds them yet or not)."""
         return len(self._pins)
 
-    def get(self, sha256: str) -> bytes | bytearray | None:
-        blob = self._blobs.get(sha256)
-        if blob is not None:
-            self._blobs.move_to_end(sha256)
-        return blob
+    def get(self, sha256: str) -> Blob | None:
+        """The artifact's bytes, or None."""
+        blob = self._touch(sha256)
+        return blob.map() if isinstance(blob, SealedBlob) else blob
 
-    def put(self, sha256: str, blob: bytes | bytearray) -> None:
+    def shared(self, sha256: str) -> SealedBlob | None:
+        """The artifact's sealed memfd, or None if it is not kept in one (or not at all)."""
+        blob = self._touch(sha256)
+        return blob if isinstance(blob, SealedBlob) else None
+
+    def put(self, sha256: str, blob: Blob) -> None:
         if sha256 in self._blobs:
             self._blobs.move_to_end(sha256)
             return
-        self._blobs[sha256] = blob
+        self._blobs[sha256] = _kept(blob)
         self._size += len(blob)
         self._evict()
 
@@ -62,11 +75,33 @@ class ArtifactStore:
             del self._pins[sha256]
         self._evict()
 
+    def _touch(self, sha256: str) -> Blob | SealedBlob | None:
+        blob = self._blobs.get(sha256)
+        if blob is not None:
+            self._blobs.move_to_end(sha256)
+        return blob
+
     def _evict(self) -> None:
         for sha256 in list(self._blobs):
             if self._size <= self.max_bytes:
                 return
             if self._pins.get(sha256):
                 continue
-            self._size -= len(self._blobs.pop(sha256))
+            blob = self._blobs.pop(sha256)
+            if isinstance(blob, SealedBlob):
+                self._size -= blob.size
+                blob.close()
+            else:
+                self._size -= len(blob)
             logger.debug("evicted artifact %s", sha256[:12])
+
+
+def _kept(blob: Blob) -> Blob | SealedBlob:
+    """How the store keeps `blob`: big ones in a sealed memfd where there are memfds."""
+    if not shared_memory.worth_sharing(len(blob)):
+        return blob
+    try:
+        return SealedBlob.of(shared_memory.HUB_NAME, blob)
+    except OSError as exc:  # out of memfds or of memory for them: bytes serve as well
+        logger.warning("Keeping an artifact of %d bytes outside shared memory: %s", len(blob), exc)
+        return blob
