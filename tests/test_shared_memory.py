@@ -39,6 +39,12 @@ def shared_counts(worker: WorkerProcess) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in SHARED.findall(worker.output)]
 
 
+def assert_mapped_from_hub(worker: WorkerProcess) -> None:
+    """The worker's one job that moved its input took it all from the hub's memory."""
+    [(shared, from_hub)] = shared_counts(worker)
+    assert shared == from_hub > 2 * shared_memory.MIN_BYTES
+
+
 @pytest.fixture
 def local_worker(
     hub: Hub, start_worker: Callable[..., WorkerProcess], _giskard_home: Path
@@ -60,8 +66,20 @@ def test_a_local_worker_maps_a_big_frame_from_the_hubs_memory(
     # Again: the executor decodes nothing anew, its cached frame still maps the memfd.
     np.testing.assert_array_equal(client.predict(model, frame), expected)
     local_worker.wait_for_output("2 of 2 input(s) cached")
-    [(shared, from_hub)] = shared_counts(local_worker)
-    assert shared == from_hub > 2 * shared_memory.MIN_BYTES
+    assert_mapped_from_hub(local_worker)
+
+
+def test_a_big_model_is_unpickled_from_the_hubs_memory(
+    client: HubClient, local_worker: WorkerProcess, iris: tuple
+) -> None:
+    from sklearn.neighbors import KNeighborsClassifier
+
+    _, data = iris
+    frame = big_frame(data)
+    # A nearest-neighbours model keeps its training frame: its pickle is several MiB.
+    model = KNeighborsClassifier(n_neighbors=1).fit(frame, np.arange(len(frame)) % 3)
+    np.testing.assert_array_equal(client.predict(model, data), model.predict(data))
+    assert_mapped_from_hub(local_worker)
 
 
 def test_a_remote_worker_gets_chunks_and_shares_them_with_its_executor(

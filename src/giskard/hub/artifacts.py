@@ -11,6 +11,9 @@ from giskard.shared_memory import SealedBlob
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 4 * 1024**3
+# Each memfd is a descriptor the hub holds: beyond this many, artifacts stay bytes, leaving
+# most of a default limit of 1024 descriptors to connections.
+MAX_SHARED_BLOBS = 256
 
 Blob = bytes | bytearray | memoryview
 
@@ -31,6 +34,7 @@ class ArtifactStore:
         self._blobs: OrderedDict[str, Blob | SealedBlob] = OrderedDict()
         self._pins: defaultdict[str, int] = defaultdict(int)
         self._size = 0
+        self._shared = 0  # how many blobs are SealedBlobs
 
     def __contains__(self, sha256: str) -> bool:
         return sha256 in self._blobs
@@ -62,7 +66,9 @@ class ArtifactStore:
         if sha256 in self._blobs:
             self._blobs.move_to_end(sha256)
             return
-        self._blobs[sha256] = _kept(blob)
+        kept = self._kept(blob)
+        self._blobs[sha256] = kept
+        self._shared += isinstance(kept, SealedBlob)
         self._size += len(blob)
         self._evict()
 
@@ -90,18 +96,18 @@ class ArtifactStore:
             blob = self._blobs.pop(sha256)
             if isinstance(blob, SealedBlob):
                 self._size -= blob.size
+                self._shared -= 1
                 blob.close()
             else:
                 self._size -= len(blob)
             logger.debug("evicted artifact %s", sha256[:12])
 
-
-def _kept(blob: Blob) -> Blob | SealedBlob:
-    """How the store keeps `blob`: big ones in a sealed memfd where there are memfds."""
-    if not shared_memory.worth_sharing(len(blob)):
-        return blob
-    try:
-        return SealedBlob.of(shared_memory.HUB_NAME, blob)
-    except OSError as exc:  # out of memfds or of memory for them: bytes serve as well
-        logger.warning("Keeping an artifact of %d bytes outside shared memory: %s", len(blob), exc)
-        return blob
+    def _kept(self, blob: Blob) -> Blob | SealedBlob:
+        """How the store keeps `blob`: big ones in a sealed memfd where there are memfds."""
+        if not shared_memory.worth_sharing(len(blob)) or self._shared >= MAX_SHARED_BLOBS:
+            return blob
+        try:
+            return SealedBlob.of(shared_memory.HUB_NAME, blob)
+        except OSError as exc:  # out of descriptors or memory for memfds: bytes serve as well
+            logger.warning("Keeping an artifact of %d B outside shared memory: %s", len(blob), exc)
+            return blob
