@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import mmap
 import os
 import sys
@@ -43,9 +44,23 @@ class Unreachable(SharedMemoryError):
     """The announced blob cannot be opened from here (another machine or pid namespace)."""
 
 
+@functools.cache
 def available() -> bool:
-    """Whether this process can share blobs through sealed memfds."""
-    return sys.platform == "linux" and hasattr(os, "memfd_create") and hasattr(fcntl, "F_ADD_SEALS")
+    """Whether this process can share blobs through sealed memfds: Linux, and neither the
+    kernel nor a sandbox (seccomp, an old kernel) refuses them, which one try tells."""
+    if sys.platform != "linux" or not hasattr(os, "memfd_create"):
+        return False
+    try:
+        fd = os.memfd_create("giskard-probe", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    except OSError:
+        return False
+    try:
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True
 
 
 def worth_sharing(size: int) -> bool:
