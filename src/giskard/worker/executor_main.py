@@ -10,8 +10,10 @@ A job's `logging` records reach its stderr through logging's last-resort handler
 and above), as in a script that sets up no logging: no handler is installed here, so that a
 job's own `logging.basicConfig` still takes effect.
 
-A job is a header naming its inputs; each input the executor lacks follows as chunks, in
-order. The answer is progress messages, then a result (followed by its chunks) or a failure.
+A job is a header naming its inputs; each input the executor lacks follows, in order, as
+chunks or, for a big one (see giskard.shared_memory), as one message naming the sealed memfd
+that the executor maps and decodes in place. The answer is progress messages, then a
+result (followed by its chunks) or a failure.
 """
 
 from __future__ import annotations
