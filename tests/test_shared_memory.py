@@ -19,6 +19,7 @@ from remote_models import SlowModel
 from giskard import shared_memory
 from giskard.client import HubClient
 from giskard.errors import ExecutorCrashedError, WorkerLostError
+from giskard.hub.artifacts import ArtifactStore
 from giskard.hub.server import Hub
 from giskard.rpc.v1 import client_pb2, client_pb2_grpc, common_pb2, worker_pb2
 
@@ -115,11 +116,19 @@ def test_an_executor_killed_with_a_mapped_input_leaks_no_memory(
     assert memfd_inodes(connected_worker.process.pid, "fd") == set()
 
 
+# What a rogue hub offers instead of its memfd: (what to keep open, path, inode).
+Offer = tuple[object, str, int]
+
+
+def offering(blob: shared_memory.SealedBlob, inode_offset: int = 0) -> Offer:
+    return blob, blob.path, blob.inode + inode_offset
+
+
 @pytest.mark.parametrize(
     ("offered", "refusal"),
     [
-        (lambda size: unsealed_memfd(size), "not sealed against changes"),
-        (lambda size: shared_memory.SealedBlob.of("giskard-test", b"x" * (size - 1)), "bytes, not"),
+        (lambda size: offering(unsealed_memfd(size)), "not sealed against changes"),
+        (lambda size: offering(sealed_memfd(size - 1)), "bytes, not"),
     ],
 )
 def test_the_worker_refuses_a_hub_memfd_that_is_not_sealed_or_not_the_size(
@@ -127,26 +136,56 @@ def test_the_worker_refuses_a_hub_memfd_that_is_not_sealed_or_not_the_size(
     connected_worker: WorkerProcess,
     iris: tuple,
     monkeypatch: pytest.MonkeyPatch,
-    offered: Callable[[int], object],
+    offered: Callable[[int], Offer],
     refusal: str,
 ) -> None:
     model, data = iris
     frame = big_frame(data)
-    held: list[object] = []
-
-    def rogue_answer(store, request, peer):
-        blob = store.get(request.sha256)
-        if not request.shared_memory or len(blob) < shared_memory.MIN_BYTES:
-            return None
-        fake = offered(len(blob))
-        held.append(fake)  # kept open while the worker opens it
-        return worker_pb2.Chunk(shared_path=fake.path, shared_inode=fake.inode)
-
-    monkeypatch.setattr("giskard.hub.worker_service.shared_answer", rogue_answer)
+    offer_instead(monkeypatch, offered)
     with pytest.raises(WorkerLostError, match=refusal):
         client.predict(model, frame)
     monkeypatch.undo()
     np.testing.assert_array_equal(client.predict(model, frame), model.predict(frame))
+
+
+@pytest.mark.parametrize(
+    "offered",
+    [
+        lambda size: (None, f"/proc/{os.getpid()}/fd/1000000", 0),  # no such descriptor
+        lambda size: offering(sealed_memfd(size), inode_offset=1),  # another process's file
+    ],
+)
+def test_a_hub_memfd_out_of_reach_is_downloaded_instead(
+    client: HubClient,
+    connected_worker: WorkerProcess,
+    iris: tuple,
+    monkeypatch: pytest.MonkeyPatch,
+    offered: Callable[[int], Offer],
+) -> None:
+    """As for a worker in another pid namespace than the hub's."""
+    model, data = iris
+    frame = big_frame(data)
+    offer_instead(monkeypatch, offered)
+    np.testing.assert_array_equal(client.predict(model, frame), model.predict(frame))
+    connected_worker.wait_for_output("downloading it instead")
+
+
+def offer_instead(monkeypatch: pytest.MonkeyPatch, offered: Callable[[int], Offer]) -> None:
+    """Make the hub answer each request for a big input through shared memory with
+    `offered(size)` instead of its own memfd."""
+    held: list[object] = []
+
+    def rogue_answer(
+        store: ArtifactStore, request: worker_pb2.FetchArtifactRequest, peer: str
+    ) -> worker_pb2.Chunk | None:
+        blob = store.get(request.sha256)
+        if not request.shared_memory or blob is None or len(blob) < shared_memory.MIN_BYTES:
+            return None
+        kept, path, inode = offered(len(blob))
+        held.append(kept)  # open while the worker opens it
+        return worker_pb2.Chunk(shared_path=path, shared_inode=inode)
+
+    monkeypatch.setattr("giskard.hub.worker_service.shared_answer", rogue_answer)
 
 
 @pytest.mark.parametrize(
@@ -178,6 +217,10 @@ def test_the_hub_refuses_an_upload_whose_bytes_do_not_match_its_hash(
         )
     assert refused.value.code() == grpc.StatusCode.DATA_LOSS
     assert list(missing.artifacts) == [ref]  # nothing was stored under that address
+
+
+def sealed_memfd(size: int) -> shared_memory.SealedBlob:
+    return shared_memory.SealedBlob.of("giskard-test", b"x" * size)
 
 
 def unsealed_memfd(size: int) -> shared_memory.SealedBlob:
