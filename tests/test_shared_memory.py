@@ -175,7 +175,7 @@ def offer_instead(monkeypatch: pytest.MonkeyPatch, offered: Callable[[int], Offe
     `offered(size)` instead of its own memfd."""
     held: list[object] = []
 
-    def rogue_answer(
+    async def rogue_answer(
         store: ArtifactStore, request: worker_pb2.FetchArtifactRequest, peer: str
     ) -> worker_pb2.Chunk | None:
         blob = store.get(request.sha256)

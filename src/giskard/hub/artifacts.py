@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict, defaultdict
 
@@ -24,9 +25,11 @@ class ArtifactStore:
     Artifacts pinned by a queued or running job are never evicted, so a job cannot lose its
     inputs between submission and the worker's download. The hub never interprets the bytes.
 
-    On Linux a big blob is kept in a sealed memfd (see giskard.shared_memory), which a worker
-    of this machine and user maps instead of downloading it. An evicted one lives on while a
-    worker or an executor still holds it: the kernel frees it after them.
+    On Linux a big blob a worker of this machine and user asks for is moved into a sealed
+    memfd (see giskard.shared_memory), which the worker maps instead of downloading it; blobs
+    only ever downloaded stay bytes, so a hub of remote workers copies nothing more. An
+    evicted memfd lives on while a worker or an executor still holds it: the kernel frees it
+    after them.
     """
 
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
@@ -57,18 +60,27 @@ class ArtifactStore:
         blob = self._touch(sha256)
         return blob.map() if isinstance(blob, SealedBlob) else blob
 
-    def shared(self, sha256: str) -> SealedBlob | None:
-        """The artifact's sealed memfd, or None if it is not kept in one (or not at all)."""
+    async def shared(self, sha256: str) -> SealedBlob | None:
+        """The artifact in a sealed memfd, made at the first ask (copied off the event loop);
+        None if there is no such artifact or it stays bytes (small, too many memfds, none
+        here)."""
         blob = self._touch(sha256)
-        return blob if isinstance(blob, SealedBlob) else None
+        if blob is None or isinstance(blob, SealedBlob):
+            return blob
+        if not self._may_share(blob):
+            return None
+        try:
+            sealed = await asyncio.to_thread(SealedBlob.of, shared_memory.HUB_NAME, blob)
+        except OSError as exc:  # out of descriptors or memory for memfds: bytes serve as well
+            logger.warning("Keeping an artifact of %d B outside shared memory: %s", len(blob), exc)
+            return None
+        return self._swap(sha256, blob, sealed)
 
     def put(self, sha256: str, blob: Blob) -> None:
         if sha256 in self._blobs:
             self._blobs.move_to_end(sha256)
             return
-        kept = self._kept(blob)
-        self._blobs[sha256] = kept
-        self._shared += isinstance(kept, SealedBlob)
+        self._blobs[sha256] = blob
         self._size += len(blob)
         self._evict()
 
@@ -102,12 +114,16 @@ class ArtifactStore:
                 self._size -= len(blob)
             logger.debug("evicted artifact %s", sha256[:12])
 
-    def _kept(self, blob: Blob) -> Blob | SealedBlob:
-        """How the store keeps `blob`: big ones in a sealed memfd where there are memfds."""
-        if not shared_memory.worth_sharing(len(blob)) or self._shared >= MAX_SHARED_BLOBS:
-            return blob
-        try:
-            return SealedBlob.of(shared_memory.HUB_NAME, blob)
-        except OSError as exc:  # out of descriptors or memory for memfds: bytes serve as well
-            logger.warning("Keeping an artifact of %d B outside shared memory: %s", len(blob), exc)
-            return blob
+    def _may_share(self, blob: Blob) -> bool:
+        return shared_memory.worth_sharing(len(blob)) and self._shared < MAX_SHARED_BLOBS
+
+    def _swap(self, sha256: str, blob: Blob, sealed: SealedBlob) -> SealedBlob | None:
+        """Keep `sealed` in place of `blob`, unless the store changed during the copy (another
+        ask made its memfd first, or it was evicted, or the memfds ran out meanwhile)."""
+        current = self._blobs.get(sha256)
+        if current is not blob or not self._may_share(blob):
+            sealed.close()
+            return current if isinstance(current, SealedBlob) else None
+        self._blobs[sha256] = sealed  # the same key: its place in the LRU order stays
+        self._shared += 1
+        return sealed

@@ -6,7 +6,7 @@ from giskard.hub.artifacts import ArtifactStore
 from giskard.rpc.v1 import worker_pb2
 
 
-def shared_answer(
+async def shared_answer(
     store: ArtifactStore, request: worker_pb2.FetchArtifactRequest, peer: str
 ) -> worker_pb2.Chunk | None:
     """Where the caller opens the artifact (see Chunk.shared_path), if it asked and may: its
@@ -14,7 +14,7 @@ def shared_answer(
     None: send chunks."""
     if not request.shared_memory or not _on_private_socket(peer):
         return None
-    blob = store.shared(request.sha256)
+    blob = await store.shared(request.sha256)
     if blob is None:
         return None
     return worker_pb2.Chunk(shared_path=blob.path, shared_inode=blob.inode)

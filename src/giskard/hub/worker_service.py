@@ -264,7 +264,7 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
         # Only the inputs of the caller's own jobs: another job's inputs are none of its
         # business. Refused as absent, so that the answer does not tell what the hub holds.
         mine = any(request.sha256 in job.inputs for job in session.jobs.values())
-        shared = shared_answer(self._store, request, context.peer()) if mine else None
+        shared = await shared_answer(self._store, request, context.peer()) if mine else None
         if shared is not None:
             yield shared
             return
