@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict, defaultdict
+
+from giskard import shared_memory
+from giskard.shared_memory import SealedBlob
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 4 * 1024**3
+# Each memfd is a descriptor the hub holds: beyond this many, artifacts stay bytes, leaving
+# most of a default limit of 1024 descriptors to connections.
+MAX_SHARED_BLOBS = 256
+
+Blob = bytes | bytearray | memoryview
 
 
 class ArtifactStore:
@@ -15,13 +24,20 @@ class ArtifactStore:
 
     Artifacts pinned by a queued or running job are never evicted, so a job cannot lose its
     inputs between submission and the worker's download. The hub never interprets the bytes.
+
+    On Linux a big blob a worker of this machine and user asks for is moved into a sealed
+    memfd (see giskard.shared_memory), which the worker maps instead of downloading it; blobs
+    only ever downloaded stay bytes, so a hub of remote workers copies nothing more. An
+    evicted memfd lives on while a worker or an executor still holds it: the kernel frees it
+    after them.
     """
 
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.max_bytes = max_bytes
-        self._blobs: OrderedDict[str, bytes | bytearray] = OrderedDict()
+        self._blobs: OrderedDict[str, Blob | SealedBlob] = OrderedDict()
         self._pins: defaultdict[str, int] = defaultdict(int)
         self._size = 0
+        self._shared = 0  # how many blobs are SealedBlobs
 
     def __contains__(self, sha256: str) -> bool:
         return sha256 in self._blobs
@@ -39,13 +55,28 @@ class ArtifactStore:
         """How many artifacts jobs hold (whether the store holds them yet or not)."""
         return len(self._pins)
 
-    def get(self, sha256: str) -> bytes | bytearray | None:
-        blob = self._blobs.get(sha256)
-        if blob is not None:
-            self._blobs.move_to_end(sha256)
-        return blob
+    def get(self, sha256: str) -> Blob | None:
+        """The artifact's bytes, or None."""
+        blob = self._touch(sha256)
+        return blob.map() if isinstance(blob, SealedBlob) else blob
 
-    def put(self, sha256: str, blob: bytes | bytearray) -> None:
+    async def shared(self, sha256: str) -> SealedBlob | None:
+        """The artifact in a sealed memfd, made at the first ask (copied off the event loop);
+        None if there is no such artifact or it stays bytes (small, too many memfds, none
+        here)."""
+        blob = self._touch(sha256)
+        if blob is None or isinstance(blob, SealedBlob):
+            return blob
+        if not self._may_share(blob):
+            return None
+        try:
+            sealed = await asyncio.to_thread(SealedBlob.of, shared_memory.HUB_NAME, blob)
+        except OSError as exc:  # out of descriptors or memory for memfds: bytes serve as well
+            logger.warning("Keeping an artifact of %d B outside shared memory: %s", len(blob), exc)
+            return None
+        return self._swap(sha256, blob, sealed)
+
+    def put(self, sha256: str, blob: Blob) -> None:
         if sha256 in self._blobs:
             self._blobs.move_to_end(sha256)
             return
@@ -62,11 +93,37 @@ class ArtifactStore:
             del self._pins[sha256]
         self._evict()
 
+    def _touch(self, sha256: str) -> Blob | SealedBlob | None:
+        blob = self._blobs.get(sha256)
+        if blob is not None:
+            self._blobs.move_to_end(sha256)
+        return blob
+
     def _evict(self) -> None:
         for sha256 in list(self._blobs):
             if self._size <= self.max_bytes:
                 return
             if self._pins.get(sha256):
                 continue
-            self._size -= len(self._blobs.pop(sha256))
+            blob = self._blobs.pop(sha256)
+            if isinstance(blob, SealedBlob):
+                self._size -= blob.size
+                self._shared -= 1
+                blob.close()
+            else:
+                self._size -= len(blob)
             logger.debug("evicted artifact %s", sha256[:12])
+
+    def _may_share(self, blob: Blob) -> bool:
+        return shared_memory.worth_sharing(len(blob)) and self._shared < MAX_SHARED_BLOBS
+
+    def _swap(self, sha256: str, blob: Blob, sealed: SealedBlob) -> SealedBlob | None:
+        """Keep `sealed` in place of `blob`, unless the store changed during the copy (another
+        ask made its memfd first, or it was evicted, or the memfds ran out meanwhile)."""
+        current = self._blobs.get(sha256)
+        if current is not blob or not self._may_share(blob):
+            sealed.close()
+            return current if isinstance(current, SealedBlob) else None
+        self._blobs[sha256] = sealed  # the same key: its place in the LRU order stays
+        self._shared += 1
+        return sealed

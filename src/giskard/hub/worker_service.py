@@ -19,6 +19,7 @@ from giskard.hub.decoding import UNDECODABLE
 from giskard.hub.job import Job
 from giskard.hub.jobs import JobBoard
 from giskard.hub.registry import NameTaken, WorkerRegistry, WorkerSession, put_evicting
+from giskard.hub.shared_artifacts import shared_answer
 from giskard.labels import check_labels, check_name
 from giskard.protocol import (
     CHUNK_SIZE,
@@ -291,6 +292,10 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
         # Only the inputs of the caller's own jobs: another job's inputs are none of its
         # business. Refused as absent, so that the answer does not tell what the hub holds.
         mine = any(request.sha256 in job.inputs for job in session.jobs.values())
+        shared = await shared_answer(self._store, request, context.peer()) if mine else None
+        if shared is not None:
+            yield shared
+            return
         blob = self._store.get(request.sha256) if mine else None
         if blob is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no artifact {request.sha256}")

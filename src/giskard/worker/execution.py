@@ -18,12 +18,12 @@ import grpc
 
 from giskard import compat, end_reasons
 from giskard.codec_plain import encode_plain
-from giskard.compression import ChunkDecompressor
 from giskard.errors import EndReason, ProtocolError
 from giskard.job_inputs import job_inputs
 from giskard.protocol import CHUNK_SIZE, INLINE_MAX_BYTES, sha256_of
 from giskard.rpc.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 from giskard.worker.executor import ExecutorProcess, describe_exit
+from giskard.worker.input_transfer import Delivery, send_inputs, shares
 from giskard.worker.pipe import PipeClosed
 from giskard.worker.pool import ExecutorPool
 
@@ -174,34 +174,33 @@ class JobExecution:
         executor.output.job_started(running.job_id)
         broken = True
         end: worker_pb2.WorkerMessage
+        delivery = Delivery(executor.pid)
         try:
             to_send = _unsent(inputs, executor.cached)
-            header["inputs"] = [
-                # `in` compares _Inputs by identity: of an input named twice, one is sent.
-                {"sha": i.ref.sha256, "size": i.ref.size, "form": i.form, "send": i in to_send}
-                for i in inputs
-            ]
+            # `in` compares _Inputs by identity: of an input named twice, one is sent.
+            header["inputs"] = [_announced(i, i in to_send) for i in inputs]
             if any(i.form == "pickle" for i in to_send):  # what loading them needs, if it fails
                 header["requirements"] = compat.Requirements.from_proto(requirements).to_plain()
             await executor.send(header)
-            await _send_inputs(executor, to_send, hub)
+            await send_inputs(executor, [i.ref for i in to_send], hub.chunks, delivery)
             end, answer = await _relay_answer(executor, running.job_id, emit, hub)
             broken = bool(answer.get("replace"))
             logger.info(
-                "Job %s: %s %s; %d of %d input(s) cached, %d B sent to executor %d",
+                "Job %s: %s %s; %d of %d input(s) cached, %s",
                 running.job_id[:8],
                 header["kind"],
                 _outcome_text(answer),
                 len(inputs) - len(to_send),
                 len(inputs),
-                sum(i.ref.size for i in to_send),
-                executor.pid,
+                delivery.describe(),
             )
         except PipeClosed:
             if running.reason is not None:
                 raise asyncio.CancelledError from None  # stopped on purpose: see run()
             end = await _crashed(executor, running.job_id)
         finally:
+            # The executor has answered (or is gone): it holds its own mappings of them now.
+            delivery.release()
             # Its answer came after what it printed: the pipes hold the last of it now.
             running.logs = executor.output.job_ended()
             running.executor = None
@@ -218,9 +217,12 @@ class _HubCalls:
     def __init__(self, session: HubSession) -> None:
         self._session = session
 
-    async def chunks(self, ref: common_pb2.ArtifactRef) -> AsyncIterator[worker_pb2.Chunk]:
+    async def chunks(
+        self, ref: common_pb2.ArtifactRef, shared_memory: bool = False
+    ) -> AsyncIterator[worker_pb2.Chunk]:
+        """The input's chunks; with `shared_memory`, the hub may answer where to map it."""
         stub, metadata = await self._session()
-        request = worker_pb2.FetchArtifactRequest(sha256=ref.sha256)
+        request = worker_pb2.FetchArtifactRequest(sha256=ref.sha256, shared_memory=shared_memory)
         try:
             async for chunk in stub.FetchArtifact(request, metadata=metadata):
                 yield chunk
@@ -263,6 +265,15 @@ def _dropped(exc: grpc.aio.AioRpcError | asyncio.CancelledError, doing: str) -> 
     return ConnectionDropped(f"the connection to the hub dropped while the job {doing}")
 
 
+def _announced(item: _Input, send: bool) -> dict[str, Any]:
+    """How the job's header names an input to the executor (`send`: it follows the header,
+    through the pipe or, if `shared`, through shared memory)."""
+    announced = {"sha": item.ref.sha256, "size": item.ref.size, "form": item.form, "send": send}
+    if send and shares(item.ref):
+        announced["shared"] = True
+    return announced
+
+
 def _unsent(inputs: list[_Input], cached: set[str]) -> list[_Input]:
     """The inputs to send: those the executor lacks, each once."""
     seen = set(cached)
@@ -272,43 +283,6 @@ def _unsent(inputs: list[_Input], cached: set[str]) -> list[_Input]:
             seen.add(item.ref.sha256)
             to_send.append(item)
     return to_send
-
-
-async def _send_inputs(executor: ExecutorProcess, inputs: list[_Input], hub: _HubCalls) -> None:
-    """Stream the inputs to the executor in order; on a failure, tell it to give up the job."""
-    for item in inputs:
-        try:
-            await _send_input(executor, item, hub)
-        except ProtocolError as exc:
-            await executor.send({"t": "abort", "message": str(exc)})
-            return
-        except Exception as exc:
-            message = f"could not download input {item.ref.sha256[:12]} from the hub: {exc}"
-            await executor.send({"t": "abort", "message": message})
-            return
-
-
-async def _send_input(executor: ExecutorProcess, item: _Input, hub: _HubCalls) -> None:
-    ref = item.ref
-    if ref.inline or ref.size == 0:
-        if len(ref.inline) != ref.size:
-            raise ProtocolError(f"input {ref.sha256[:12]} is not the size it announces")
-        if ref.size:
-            await executor.send({"t": "chunk"}, ref.inline)
-        return
-    sent = 0
-    chunks = ChunkDecompressor(CHUNK_SIZE)
-    async for chunk in hub.chunks(ref):
-        try:
-            data = chunks.data(chunk.data, chunk.compression)
-        except ValueError as exc:
-            raise ProtocolError(f"input {ref.sha256[:12]}: {exc}") from None
-        if sent + len(data) > ref.size:
-            raise ProtocolError(f"input {ref.sha256[:12]} is larger than announced")
-        await executor.send({"t": "chunk"}, data)
-        sent += len(data)
-    if sent != ref.size:
-        raise ProtocolError(f"input {ref.sha256[:12]} is shorter than announced")
 
 
 async def _crashed(executor: ExecutorProcess, job_id: str) -> worker_pb2.WorkerMessage:

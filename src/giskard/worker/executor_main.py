@@ -10,8 +10,10 @@ A job's `logging` records reach its stderr through logging's last-resort handler
 and above), as in a script that sets up no logging: no handler is installed here, so that a
 job's own `logging.basicConfig` still takes effect.
 
-A job is a header naming its inputs; each input the executor lacks follows as chunks, in
-order. The answer is progress messages, then a result (followed by its chunks) or a failure.
+A job is a header naming its inputs; each input the executor lacks follows, in order, as
+chunks or, for a big one (see giskard.shared_memory), as one message naming the sealed memfd
+that the executor maps and decodes in place. The answer is progress messages, then a
+result (followed by its chunks) or a failure.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from giskard import compat, progress
+from giskard import compat, progress, shared_memory
 from giskard.errors import EndReason
 from giskard.process_tree import become_subreaper, kill_descendants, set_parent_death_signal
 from giskard.protocol import CHUNK_SIZE, pieces, sha256_of
@@ -104,28 +106,50 @@ class Executor:
         answer |= {"added": added, "evicted": evicted}
         self._send_answer(answer, frames)
 
-    def _receive(self, inputs: list[dict[str, Any]]) -> dict[str, bytearray]:
+    def _receive(self, inputs: list[dict[str, Any]]) -> dict[str, bytearray | memoryview]:
         """The inputs sent with the job, read in full even when memory runs out (the stream must
         stay in step). Not hashed again: the hub checked each against its address, and this
         executor's own worker relays them. After an abort the worker sends nothing more for
         the job."""
-        blobs: dict[str, bytearray] = {}
+        blobs: dict[str, bytearray | memoryview] = {}
         problem: BaseException | None = None
         for spec in inputs:
             if not spec["send"]:
                 continue
-            try:
-                blob = bytearray(spec["size"])
-            except MemoryError as exc:
-                problem, blob = exc, None
-            aborted = self._read_chunks(blob, spec["size"])
-            if aborted is not None:
-                raise aborted  # the worker sends nothing more for this job
+            receive = self._receive_shared if spec.get("shared") else self._receive_piped
+            blob, trouble = receive(spec)
+            problem = problem or trouble
             if blob is not None:
                 blobs[spec["sha"]] = blob
         if problem is not None:
             raise problem
         return blobs
+
+    def _receive_piped(self, spec: dict[str, Any]) -> tuple[bytearray | None, BaseException | None]:
+        """An input sent through the pipe, and why it could not be kept (memory)."""
+        try:
+            blob, problem = bytearray(spec["size"]), None
+        except MemoryError as exc:
+            blob, problem = None, exc
+        aborted = self._read_chunks(blob, spec["size"])
+        if aborted is not None:
+            raise aborted  # the worker sends nothing more for this job
+        return blob, problem
+
+    def _receive_shared(
+        self, spec: dict[str, Any]
+    ) -> tuple[memoryview | None, BaseException | None]:
+        """An input the worker shares: a read-only mapping of its sealed memfd, which the
+        values decoded from it keep alive (in the cache too) and nothing else does."""
+        header, length = self._in.read()
+        if header.get("t") == "abort":
+            raise _aborted(header)
+        if header.get("t") != "shared" or length:
+            raise PipeClosed("expected a shared input: the stream is out of step")
+        try:
+            return shared_memory.map_input(header["path"], spec["size"]), None
+        except (OSError, ValueError, shared_memory.SharedMemoryError) as exc:
+            return None, _Aborted(f"could not map input {spec['sha'][:12]}: {exc}")
 
     def _read_chunks(self, blob: bytearray | None, size: int) -> _Aborted | None:
         """Read an input into `blob` (or discard it); what the worker said if it gave up."""
@@ -134,7 +158,7 @@ class Executor:
         while received < size:
             header, length = self._in.read()
             if header.get("t") == "abort":
-                return _Aborted(header.get("message", "the worker could not fetch an input"))
+                return _aborted(header)
             if received + length > size:
                 raise PipeClosed("an input longer than announced: the stream is out of step")
             if view is None:
@@ -147,7 +171,7 @@ class Executor:
     def _values(
         self,
         inputs: list[dict[str, Any]],
-        blobs: dict[str, bytearray],
+        blobs: dict[str, bytearray | memoryview],
         requirements: Mapping[str, Any] | None,
     ) -> list[Any]:
         """The job's input values, from what was sent or from the cache (an input named twice
@@ -240,6 +264,10 @@ def _encoded_environ() -> Mapping[Any, Any]:
     a loop in C, about 1 µs, where comparing os.environ decodes every variable (about 50 µs
     for 35 variables, at every job)."""
     return getattr(os.environ, "_data", os.environ)
+
+
+def _aborted(header: dict[str, Any]) -> _Aborted:
+    return _Aborted(header.get("message", "the worker could not fetch an input"))
 
 
 def _requirements(plain: Mapping[str, Any] | None) -> compat.Requirements:

@@ -179,15 +179,21 @@ class Draining(_message.Message):
     def __init__(self) -> None: ...
 
 class FetchArtifactRequest(_message.Message):
-    __slots__ = ("sha256",)
+    __slots__ = ("sha256", "shared_memory")
     SHA256_FIELD_NUMBER: _ClassVar[int]
+    SHARED_MEMORY_FIELD_NUMBER: _ClassVar[int]
     sha256: str
-    def __init__(self, sha256: _Optional[str] = ...) -> None: ...
+    shared_memory: bool
+    def __init__(self, sha256: _Optional[str] = ..., shared_memory: _Optional[bool] = ...) -> None: ...
 
 class Chunk(_message.Message):
-    __slots__ = ("data", "compression")
+    __slots__ = ("data", "compression", "shared_path", "shared_inode")
     DATA_FIELD_NUMBER: _ClassVar[int]
     COMPRESSION_FIELD_NUMBER: _ClassVar[int]
+    SHARED_PATH_FIELD_NUMBER: _ClassVar[int]
+    SHARED_INODE_FIELD_NUMBER: _ClassVar[int]
     data: bytes
     compression: str
-    def __init__(self, data: _Optional[bytes] = ..., compression: _Optional[str] = ...) -> None: ...
+    shared_path: str
+    shared_inode: int
+    def __init__(self, data: _Optional[bytes] = ..., compression: _Optional[str] = ..., shared_path: _Optional[str] = ..., shared_inode: _Optional[int] = ...) -> None: ...
