@@ -26,6 +26,7 @@ MIN_BYTES = 1024 * 1024
 # The names in /proc/<pid>/fd and /proc/<pid>/maps ("memfd:giskard-artifact (deleted)").
 HUB_NAME = "giskard-artifact"
 INPUT_NAME = "giskard-input"
+UPLOAD_NAME = "giskard-upload"
 # os.write takes at most about 2 GiB at once (Linux's MAX_RW_COUNT).
 _WRITE_BYTES = 1024**3
 
@@ -94,7 +95,8 @@ class SealedBlob:
         """The blob another process offers at `path`, checked: sealed, of `size` bytes and,
         if given, of that `inode`. Unreachable if it cannot be opened or is another file."""
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            # Non-blocking: opening a FIFO named instead of a memfd must not wait for a writer.
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         except OSError as exc:
             raise Unreachable(f"cannot open {path}: {exc.strerror}") from None
         try:

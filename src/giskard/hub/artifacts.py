@@ -27,7 +27,8 @@ class ArtifactStore:
 
     On Linux a big blob a worker of this machine and user asks for is moved into a sealed
     memfd (see giskard.shared_memory), which the worker maps instead of downloading it; blobs
-    only ever downloaded stay bytes, so a hub of remote workers copies nothing more. An
+    only ever downloaded stay bytes, so a hub of remote workers copies nothing more. A client
+    of this machine may hand over its own sealed memfd (put_shared), kept without a copy. An
     evicted memfd lives on while a worker or an executor still holds it: the kernel frees it
     after them.
     """
@@ -82,6 +83,23 @@ class ArtifactStore:
             return
         self._blobs[sha256] = blob
         self._size += len(blob)
+        self._evict()
+
+    def put_shared(self, sha256: str, sealed: SealedBlob) -> None:
+        """Keep a sealed memfd a client handed over (checked against `sha256`) as it is; past
+        MAX_SHARED_BLOBS, only its mapping, which holds the memory without a descriptor."""
+        if sha256 in self._blobs:
+            sealed.close()
+            self._blobs.move_to_end(sha256)
+            return
+        if self._shared >= MAX_SHARED_BLOBS:
+            view = sealed.map()
+            sealed.close()
+            self.put(sha256, view)
+            return
+        self._blobs[sha256] = sealed
+        self._size += sealed.size
+        self._shared += 1
         self._evict()
 
     def pin(self, sha256: str) -> None:

@@ -22,10 +22,12 @@ from giskard.hub.job_events import JobEvents, UnreadResults
 from giskard.hub.jobs import JobBoard
 from giskard.hub.registry import WorkerRegistry, WorkerSession
 from giskard.hub.routing import Constraint
+from giskard.hub.shared_upload import take_shared
 from giskard.job_inputs import job_inputs
 from giskard.labels import MAX_LABELS, check_labels, check_name
 from giskard.protocol import INLINE_MAX_BYTES
 from giskard.rpc.v1 import client_pb2, client_pb2_grpc, common_pb2
+from giskard.shared_memory import SharedMemoryError, Unreachable
 from giskard.sizes import format_size
 
 logger = logging.getLogger(__name__)
@@ -136,6 +138,8 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
                         f"an input of {format_size(ref.size)} is larger than this hub keeps"
                         f" ({format_size(limit)})",
                     )
+                if message.shared_path:
+                    return await self._take_shared(message, context)
             buffer += message.data
             digest.update(message.data)
             if len(buffer) > ref.size:
@@ -149,6 +153,27 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
             await context.abort(grpc.StatusCode.DATA_LOSS, "size or SHA-256 mismatch")
         self._store.put(sha256, blob)
         return common_pb2.ArtifactRef(sha256=sha256, size=len(blob))
+
+    async def _take_shared(
+        self, offer: client_pb2.Upload, context: grpc.aio.ServicerContext
+    ) -> common_pb2.ArtifactRef:
+        """Keep the memfd a client of this machine offers in place of data, once hashed."""
+        try:
+            blob, sha256 = await take_shared(offer, context.peer())
+        except Unreachable as exc:  # the client sends data instead
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+            raise  # not reached: abort raises
+        except SharedMemoryError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise  # not reached: abort raises
+        if sha256 != offer.ref.sha256:
+            blob.close()
+            await context.abort(grpc.StatusCode.DATA_LOSS, "size or SHA-256 mismatch")
+        self._store.put_shared(sha256, blob)
+        logger.debug(
+            "took artifact %s (%d B) from the client's shared memory", sha256[:12], blob.size
+        )
+        return common_pb2.ArtifactRef(sha256=sha256, size=blob.size)
 
     async def RunJob(
         self, request: client_pb2.RunJobRequest, context: grpc.aio.ServicerContext

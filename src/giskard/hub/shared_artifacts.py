@@ -12,7 +12,7 @@ async def shared_answer(
     """Where the caller opens the artifact (see Chunk.shared_path), if it asked and may: its
     call came on the hub's private Unix socket (a 0700 directory: this machine, this user).
     None: send chunks."""
-    if not request.shared_memory or not _on_private_socket(peer):
+    if not request.shared_memory or not on_private_socket(peer):
         return None
     blob = await store.shared(request.sha256)
     if blob is None:
@@ -20,7 +20,8 @@ async def shared_answer(
     return worker_pb2.Chunk(shared_path=blob.path, shared_inode=blob.inode)
 
 
-def _on_private_socket(peer: str) -> bool:
+def on_private_socket(peer: str) -> bool:
+    """Whether a call came on the hub's private Unix socket (this machine, this user)."""
     # gRPC names a Unix socket's peer "unix:" (clients' sockets have no path); TCP peers are
     # "ipv4:..." or "ipv6:...". The hub listens on no other Unix socket.
     return peer.startswith("unix:")

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from giskard.rpc.v1 import common_pb2 as giskard_dot_rpc_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bgiskard/rpc/v1/client.proto\x12\x0egiskard.rpc.v1\x1a\x1bgiskard/rpc/v1/common.proto\"\x14\n\x12ListWorkersRequest\"\xf9\x01\n\x0f\x43onnectedWorker\x12(\n\x04info\x18\x01 \x01(\x0b\x32\x1a.giskard.rpc.v1.WorkerInfo\x12\x0e\n\x06\x61\x63tive\x18\x02 \x01(\x08\x12\x14\n\x0c\x63onnected_at\x18\x03 \x01(\x01\x12\x0c\n\x04peer\x18\x04 \x01(\t\x12\x13\n\x0b\x63oncurrency\x18\x05 \x01(\r\x12+\n\x07running\x18\x06 \x03(\x0b\x32\x1a.giskard.rpc.v1.RunningJob\x12\x10\n\x08prefetch\x18\x07 \x01(\r\x12\x0e\n\x06paused\x18( \x01(\x08\x12\x10\n\x08\x64raining\x18) \x01(\x08\x12\x12\n\naway_since\x18< \x01(\x01\"l\n\nRunningJob\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x12\n\nstarted_at\x18\x03 \x01(\x01\x12\x0c\n\x04\x64one\x18\x04 \x01(\x04\x12\r\n\x05total\x18\x05 \x01(\x04\x12\x0f\n\x07waiting\x18\x06 \x01(\x08\"\xce\x01\n\x10ListWorkersReply\x12\x30\n\x07workers\x18\x01 \x03(\x0b\x32\x1f.giskard.rpc.v1.ConnectedWorker\x12\x0e\n\x06queued\x18\x02 \x01(\r\x12(\n\x06recent\x18\x1e \x03(\x0b\x32\x18.giskard.rpc.v1.EndedJob\x12\x32\n\x05store\x18\x46 \x01(\x0b\x32#.giskard.rpc.v1.ArtifactStoreStatus\x12\x1a\n\x12waiting_for_worker\x18= \x01(\r\"_\n\x13\x41rtifactStoreStatus\x12\x11\n\tartifacts\x18\x01 \x01(\r\x12\x12\n\nsize_bytes\x18\x02 \x01(\x04\x12\x11\n\tmax_bytes\x18\x03 \x01(\x04\x12\x0e\n\x06pinned\x18\x04 \x01(\r\"\x9e\x01\n\x08\x45ndedJob\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x11\n\tworker_id\x18\x03 \x01(\t\x12\x14\n\x0csubmitted_at\x18\x04 \x01(\x01\x12\x10\n\x08\x65nded_at\x18\x05 \x01(\x01\x12)\n\x06reason\x18\x06 \x01(\x0e\x32\x19.giskard.rpc.v1.EndReason\x12\x0e\n\x06\x64\x65tail\x18\x07 \x01(\t\">\n\x0c\x41rtifactList\x12.\n\tartifacts\x18\x01 \x03(\x0b\x32\x1b.giskard.rpc.v1.ArtifactRef\"@\n\x06Upload\x12(\n\x03ref\x18\x01 \x01(\x0b\x32\x1b.giskard.rpc.v1.ArtifactRef\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\xdb\x01\n\rRunJobRequest\x12%\n\x04spec\x18\x01 \x01(\x0b\x32\x17.giskard.rpc.v1.JobSpec\x12\x19\n\x11wait_for_worker_s\x18\x02 \x01(\x01\x12\x0e\n\x06worker\x18\x14 \x01(\t\x12\x39\n\x06labels\x18\x15 \x03(\x0b\x32).giskard.rpc.v1.RunJobRequest.LabelsEntry\x12\x0e\n\x06job_id\x18\x46 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x10\n\x0e\x43\x61ncelJobReply\"-\n\tJobQueued\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08position\x18\x02 \x01(\r\"/\n\nJobStarted\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\"\xf3\x01\n\x08JobEvent\x12-\n\x07started\x18\x01 \x01(\x0b\x32\x1a.giskard.rpc.v1.JobStartedH\x00\x12+\n\x06output\x18\x02 \x01(\x0b\x32\x19.giskard.rpc.v1.JobOutputH\x00\x12%\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x16.giskard.rpc.v1.JobEndH\x00\x12/\n\x08progress\x18\x04 \x01(\x0b\x32\x1b.giskard.rpc.v1.JobProgressH\x00\x12+\n\x06queued\x18\x05 \x01(\x0b\x32\x19.giskard.rpc.v1.JobQueuedH\x00\x42\x06\n\x04kind2\x8c\x03\n\x08Platform\x12S\n\x0bListWorkers\x12\".giskard.rpc.v1.ListWorkersRequest\x1a .giskard.rpc.v1.ListWorkersReply\x12N\n\x10MissingArtifacts\x12\x1c.giskard.rpc.v1.ArtifactList\x1a\x1c.giskard.rpc.v1.ArtifactList\x12G\n\x0eUploadArtifact\x12\x16.giskard.rpc.v1.Upload\x1a\x1b.giskard.rpc.v1.ArtifactRef(\x01\x12\x43\n\x06RunJob\x12\x1d.giskard.rpc.v1.RunJobRequest\x1a\x18.giskard.rpc.v1.JobEvent0\x01\x12M\n\tCancelJob\x12 .giskard.rpc.v1.CancelJobRequest\x1a\x1e.giskard.rpc.v1.CancelJobReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bgiskard/rpc/v1/client.proto\x12\x0egiskard.rpc.v1\x1a\x1bgiskard/rpc/v1/common.proto\"\x14\n\x12ListWorkersRequest\"\xf9\x01\n\x0f\x43onnectedWorker\x12(\n\x04info\x18\x01 \x01(\x0b\x32\x1a.giskard.rpc.v1.WorkerInfo\x12\x0e\n\x06\x61\x63tive\x18\x02 \x01(\x08\x12\x14\n\x0c\x63onnected_at\x18\x03 \x01(\x01\x12\x0c\n\x04peer\x18\x04 \x01(\t\x12\x13\n\x0b\x63oncurrency\x18\x05 \x01(\r\x12+\n\x07running\x18\x06 \x03(\x0b\x32\x1a.giskard.rpc.v1.RunningJob\x12\x10\n\x08prefetch\x18\x07 \x01(\r\x12\x0e\n\x06paused\x18( \x01(\x08\x12\x10\n\x08\x64raining\x18) \x01(\x08\x12\x12\n\naway_since\x18< \x01(\x01\"l\n\nRunningJob\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x12\n\nstarted_at\x18\x03 \x01(\x01\x12\x0c\n\x04\x64one\x18\x04 \x01(\x04\x12\r\n\x05total\x18\x05 \x01(\x04\x12\x0f\n\x07waiting\x18\x06 \x01(\x08\"\xce\x01\n\x10ListWorkersReply\x12\x30\n\x07workers\x18\x01 \x03(\x0b\x32\x1f.giskard.rpc.v1.ConnectedWorker\x12\x0e\n\x06queued\x18\x02 \x01(\r\x12(\n\x06recent\x18\x1e \x03(\x0b\x32\x18.giskard.rpc.v1.EndedJob\x12\x32\n\x05store\x18\x46 \x01(\x0b\x32#.giskard.rpc.v1.ArtifactStoreStatus\x12\x1a\n\x12waiting_for_worker\x18= \x01(\r\"_\n\x13\x41rtifactStoreStatus\x12\x11\n\tartifacts\x18\x01 \x01(\r\x12\x12\n\nsize_bytes\x18\x02 \x01(\x04\x12\x11\n\tmax_bytes\x18\x03 \x01(\x04\x12\x0e\n\x06pinned\x18\x04 \x01(\r\"\x9e\x01\n\x08\x45ndedJob\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x11\n\tworker_id\x18\x03 \x01(\t\x12\x14\n\x0csubmitted_at\x18\x04 \x01(\x01\x12\x10\n\x08\x65nded_at\x18\x05 \x01(\x01\x12)\n\x06reason\x18\x06 \x01(\x0e\x32\x19.giskard.rpc.v1.EndReason\x12\x0e\n\x06\x64\x65tail\x18\x07 \x01(\t\">\n\x0c\x41rtifactList\x12.\n\tartifacts\x18\x01 \x03(\x0b\x32\x1b.giskard.rpc.v1.ArtifactRef\"k\n\x06Upload\x12(\n\x03ref\x18\x01 \x01(\x0b\x32\x1b.giskard.rpc.v1.ArtifactRef\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x13\n\x0bshared_path\x18Z \x01(\t\x12\x14\n\x0cshared_inode\x18[ \x01(\x04\"\xdb\x01\n\rRunJobRequest\x12%\n\x04spec\x18\x01 \x01(\x0b\x32\x17.giskard.rpc.v1.JobSpec\x12\x19\n\x11wait_for_worker_s\x18\x02 \x01(\x01\x12\x0e\n\x06worker\x18\x14 \x01(\t\x12\x39\n\x06labels\x18\x15 \x03(\x0b\x32).giskard.rpc.v1.RunJobRequest.LabelsEntry\x12\x0e\n\x06job_id\x18\x46 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x10\n\x0e\x43\x61ncelJobReply\"-\n\tJobQueued\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08position\x18\x02 \x01(\r\"/\n\nJobStarted\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\"\xf3\x01\n\x08JobEvent\x12-\n\x07started\x18\x01 \x01(\x0b\x32\x1a.giskard.rpc.v1.JobStartedH\x00\x12+\n\x06output\x18\x02 \x01(\x0b\x32\x19.giskard.rpc.v1.JobOutputH\x00\x12%\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x16.giskard.rpc.v1.JobEndH\x00\x12/\n\x08progress\x18\x04 \x01(\x0b\x32\x1b.giskard.rpc.v1.JobProgressH\x00\x12+\n\x06queued\x18\x05 \x01(\x0b\x32\x19.giskard.rpc.v1.JobQueuedH\x00\x42\x06\n\x04kind2\x8c\x03\n\x08Platform\x12S\n\x0bListWorkers\x12\".giskard.rpc.v1.ListWorkersRequest\x1a .giskard.rpc.v1.ListWorkersReply\x12N\n\x10MissingArtifacts\x12\x1c.giskard.rpc.v1.ArtifactList\x1a\x1c.giskard.rpc.v1.ArtifactList\x12G\n\x0eUploadArtifact\x12\x16.giskard.rpc.v1.Upload\x1a\x1b.giskard.rpc.v1.ArtifactRef(\x01\x12\x43\n\x06RunJob\x12\x1d.giskard.rpc.v1.RunJobRequest\x1a\x18.giskard.rpc.v1.JobEvent0\x01\x12M\n\tCancelJob\x12 .giskard.rpc.v1.CancelJobRequest\x1a\x1e.giskard.rpc.v1.CancelJobReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -49,21 +49,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ARTIFACTLIST']._serialized_start=927
   _globals['_ARTIFACTLIST']._serialized_end=989
   _globals['_UPLOAD']._serialized_start=991
-  _globals['_UPLOAD']._serialized_end=1055
-  _globals['_RUNJOBREQUEST']._serialized_start=1058
-  _globals['_RUNJOBREQUEST']._serialized_end=1277
-  _globals['_RUNJOBREQUEST_LABELSENTRY']._serialized_start=1232
-  _globals['_RUNJOBREQUEST_LABELSENTRY']._serialized_end=1277
-  _globals['_CANCELJOBREQUEST']._serialized_start=1279
-  _globals['_CANCELJOBREQUEST']._serialized_end=1313
-  _globals['_CANCELJOBREPLY']._serialized_start=1315
-  _globals['_CANCELJOBREPLY']._serialized_end=1331
-  _globals['_JOBQUEUED']._serialized_start=1333
-  _globals['_JOBQUEUED']._serialized_end=1378
-  _globals['_JOBSTARTED']._serialized_start=1380
-  _globals['_JOBSTARTED']._serialized_end=1427
-  _globals['_JOBEVENT']._serialized_start=1430
-  _globals['_JOBEVENT']._serialized_end=1673
-  _globals['_PLATFORM']._serialized_start=1676
-  _globals['_PLATFORM']._serialized_end=2072
+  _globals['_UPLOAD']._serialized_end=1098
+  _globals['_RUNJOBREQUEST']._serialized_start=1101
+  _globals['_RUNJOBREQUEST']._serialized_end=1320
+  _globals['_RUNJOBREQUEST_LABELSENTRY']._serialized_start=1275
+  _globals['_RUNJOBREQUEST_LABELSENTRY']._serialized_end=1320
+  _globals['_CANCELJOBREQUEST']._serialized_start=1322
+  _globals['_CANCELJOBREQUEST']._serialized_end=1356
+  _globals['_CANCELJOBREPLY']._serialized_start=1358
+  _globals['_CANCELJOBREPLY']._serialized_end=1374
+  _globals['_JOBQUEUED']._serialized_start=1376
+  _globals['_JOBQUEUED']._serialized_end=1421
+  _globals['_JOBSTARTED']._serialized_start=1423
+  _globals['_JOBSTARTED']._serialized_end=1470
+  _globals['_JOBEVENT']._serialized_start=1473
+  _globals['_JOBEVENT']._serialized_end=1716
+  _globals['_PLATFORM']._serialized_start=1719
+  _globals['_PLATFORM']._serialized_end=2115
 # @@protoc_insertion_point(module_scope)

@@ -102,12 +102,16 @@ class ArtifactList(_message.Message):
     def __init__(self, artifacts: _Optional[_Iterable[_Union[_common_pb2.ArtifactRef, _Mapping]]] = ...) -> None: ...
 
 class Upload(_message.Message):
-    __slots__ = ("ref", "data")
+    __slots__ = ("ref", "data", "shared_path", "shared_inode")
     REF_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    SHARED_PATH_FIELD_NUMBER: _ClassVar[int]
+    SHARED_INODE_FIELD_NUMBER: _ClassVar[int]
     ref: _common_pb2.ArtifactRef
     data: bytes
-    def __init__(self, ref: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+    shared_path: str
+    shared_inode: int
+    def __init__(self, ref: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., data: _Optional[bytes] = ..., shared_path: _Optional[str] = ..., shared_inode: _Optional[int] = ...) -> None: ...
 
 class RunJobRequest(_message.Message):
     __slots__ = ("spec", "wait_for_worker_s", "worker", "labels", "job_id")
