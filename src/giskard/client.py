@@ -24,7 +24,7 @@ from typing import Any
 import cloudpickle
 import grpc
 
-from giskard import codec, compat, end_reasons
+from giskard import codec, compat, end_reasons, shared_memory
 from giskard.address import parse_address
 from giskard.channel import open_channel, uses_local_socket
 from giskard.credentials import resolve
@@ -49,6 +49,8 @@ from giskard.rpc.v1 import (
     worker_pb2,
 )
 from giskard.rpc_errors import describe_rpc_error
+from giskard.shared_memory import SealedBlob
+from giskard.shared_upload import sealed_input
 from giskard.tls import channel_security, explain_failure
 from giskard.worker.info import info_from_proto
 
@@ -61,6 +63,9 @@ CANCEL_TIMEOUT_S = 3.0
 REQUIREMENTS_REMEMBERED = 256
 # Version differences already warned about: each (worker, difference) is said once.
 DIFFERENCES_WARNED = 1024
+# How a hub refuses an input in shared memory that it cannot open (another pid namespace)
+# or, for a hub that knows no such uploads, finds without data: the input goes in chunks.
+_SHARED_REFUSALS = (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.DATA_LOSS)
 
 
 @dataclass(frozen=True)
@@ -416,15 +421,56 @@ class HubClient:
 
     def _input(self, frames: list[bytes | memoryview]) -> common_pb2.ArtifactRef:
         """A reference to an input: inline if small, else uploaded unless the hub has it."""
+        if self._local and shared_memory.worth_sharing(_size(frames)):
+            return self._shared_input(frames)
+        return self._chunked_input(frames)
+
+    def _chunked_input(self, frames: list[bytes | memoryview]) -> common_pb2.ArtifactRef:
         sha256, size = sha256_of(frames)
         ref = common_pb2.ArtifactRef(sha256=sha256, size=size)
         if size <= INLINE_MAX_BYTES:
             ref.inline = b"".join(frames)
             return ref
-        missing = self._call(self._stub.MissingArtifacts, client_pb2.ArtifactList(artifacts=[ref]))
-        if missing.artifacts:
+        if self._missing(ref):
             self._call(self._stub.UploadArtifact, _upload_messages(ref, frames))
         return ref
+
+    def _shared_input(self, frames: list[bytes | memoryview]) -> common_pb2.ArtifactRef:
+        """A big input for the hub on this machine: hashed while written into a sealed memfd,
+        which the hub takes as it is; held until the hub answers (it has its own by then)."""
+        try:
+            blob, sha256, size = sealed_input(frames)
+        except OSError as exc:  # out of memory or descriptors for memfds: chunks serve as well
+            logger.debug("Uploading in chunks: no memfd for the input (%s)", exc)
+            return self._chunked_input(frames)
+        try:
+            ref = common_pb2.ArtifactRef(sha256=sha256, size=size)
+            if self._missing(ref):
+                self._upload_shared(ref, blob, frames)
+        finally:
+            blob.close()
+        return ref
+
+    def _upload_shared(
+        self, ref: common_pb2.ArtifactRef, blob: SealedBlob, frames: list[bytes | memoryview]
+    ) -> None:
+        offer = client_pb2.Upload(ref=ref, shared_path=blob.path, shared_inode=blob.inode)
+        try:
+            self._stub.UploadArtifact(iter([offer]), metadata=self._metadata)
+        except grpc.RpcError as exc:
+            if exc.code() not in _SHARED_REFUSALS:  # type: ignore[attr-defined]
+                raise self._error(exc) from None
+            # A hub of another pid namespace, or one that knows no shared uploads.
+            logger.debug(
+                "Uploading in chunks: the hub did not take shared memory (%s)",
+                exc.details(),  # type: ignore[attr-defined]
+            )
+            self._call(self._stub.UploadArtifact, _upload_messages(ref, frames))
+
+    def _missing(self, ref: common_pb2.ArtifactRef) -> bool:
+        """Whether the hub lacks the input."""
+        missing = self._call(self._stub.MissingArtifacts, client_pb2.ArtifactList(artifacts=[ref]))
+        return bool(missing.artifacts)
 
     def _submit(
         self,
@@ -520,6 +566,10 @@ def _require(spec: common_pb2.JobSpec, inputs: Sequence[Stored]) -> None:
     requirements = compat.merged(stored.requirements for stored in inputs)
     if requirements:
         spec.requirements.CopyFrom(requirements.to_proto())
+
+
+def _size(frames: list[bytes | memoryview]) -> int:
+    return sum(memoryview(frame).nbytes for frame in frames)
 
 
 def _upload_messages(ref: common_pb2.ArtifactRef, frames: list[bytes | memoryview]) -> Any:
