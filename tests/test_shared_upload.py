@@ -13,7 +13,13 @@ import grpc
 import numpy as np
 import pytest
 from conftest import WorkerProcess
-from test_shared_memory import big_frame, sealed_memfd, unsealed_memfd
+from test_shared_memory import (
+    assert_mapped_from_hub,
+    big_frame,
+    local_worker,  # noqa: F401 - a fixture, for the test of a worker of this machine
+    sealed_memfd,
+    unsealed_memfd,
+)
 
 from giskard import shared_memory
 from giskard.client import HubClient
@@ -59,7 +65,7 @@ def _link(path: Path) -> str:
 def test_a_big_frame_from_this_machine_goes_through_shared_memory(
     hub: Hub,
     client: HubClient,
-    connected_worker: WorkerProcess,
+    local_worker: WorkerProcess,  # noqa: F811 - the fixture
     iris: tuple,
     hub_log: pytest.LogCaptureFixture,
 ) -> None:
@@ -73,7 +79,8 @@ def test_a_big_frame_from_this_machine_goes_through_shared_memory(
     # The hub kept it: the same frame is not uploaded again, and predicts right again.
     np.testing.assert_array_equal(client.predict(model, frame), model.predict(frame))
     assert shared_uploads(hub_log) == 1
-    assert client.status()["store"]["artifacts"] >= 1
+    # The worker mapped the client's memfd, which the hub keeps: no copy on the way.
+    assert_mapped_from_hub(local_worker)
 
 
 def test_a_client_over_tcp_uploads_chunks(
