@@ -420,36 +420,35 @@ class HubClient:
         return self._input(codec.encode(value))
 
     def _input(self, frames: list[bytes | memoryview]) -> common_pb2.ArtifactRef:
-        """A reference to an input: inline if small, else uploaded unless the hub has it."""
-        if self._local and shared_memory.worth_sharing(_size(frames)):
-            return self._shared_input(frames)
-        return self._chunked_input(frames)
-
-    def _chunked_input(self, frames: list[bytes | memoryview]) -> common_pb2.ArtifactRef:
+        """A reference to an input: inline if small, else uploaded unless the hub has it.
+        Hashed first: an input the hub already holds (the same dataset for another model) then
+        costs one read of its bytes, and no copy."""
         sha256, size = sha256_of(frames)
         ref = common_pb2.ArtifactRef(sha256=sha256, size=size)
         if size <= INLINE_MAX_BYTES:
             ref.inline = b"".join(frames)
             return ref
-        if self._missing(ref):
+        if not self._missing(ref):
+            return ref
+        if self._local and shared_memory.worth_sharing(size):
+            self._shared_upload(ref, frames)
+        else:
             self._call(self._stub.UploadArtifact, _upload_messages(ref, frames))
         return ref
 
-    def _shared_input(self, frames: list[bytes | memoryview]) -> common_pb2.ArtifactRef:
-        """A big input for the hub on this machine: hashed while written into a sealed memfd,
-        which the hub takes as it is; held until the hub answers (it has its own by then)."""
+    def _shared_upload(self, ref: common_pb2.ArtifactRef, frames: list[bytes | memoryview]) -> None:
+        """Hand a big input to the hub on this machine in a sealed memfd, which the hub takes
+        as it is; held until the hub answers (it has its own by then)."""
         try:
-            blob, sha256, size = sealed_input(frames)
+            blob = sealed_input(frames)
         except OSError as exc:  # out of memory or descriptors for memfds: chunks serve as well
             logger.debug("Uploading in chunks: no memfd for the input (%s)", exc)
-            return self._chunked_input(frames)
+            self._call(self._stub.UploadArtifact, _upload_messages(ref, frames))
+            return
         try:
-            ref = common_pb2.ArtifactRef(sha256=sha256, size=size)
-            if self._missing(ref):
-                self._upload_shared(ref, blob, frames)
+            self._upload_shared(ref, blob, frames)
         finally:
             blob.close()
-        return ref
 
     def _upload_shared(
         self, ref: common_pb2.ArtifactRef, blob: SealedBlob, frames: list[bytes | memoryview]
@@ -566,10 +565,6 @@ def _require(spec: common_pb2.JobSpec, inputs: Sequence[Stored]) -> None:
     requirements = compat.merged(stored.requirements for stored in inputs)
     if requirements:
         spec.requirements.CopyFrom(requirements.to_proto())
-
-
-def _size(frames: list[bytes | memoryview]) -> int:
-    return sum(memoryview(frame).nbytes for frame in frames)
 
 
 def _upload_messages(ref: common_pb2.ArtifactRef, frames: list[bytes | memoryview]) -> Any:

@@ -3,29 +3,23 @@ and keeps, instead of a stream of copied chunks (see Upload.shared_path)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 from giskard import shared_memory
-from giskard.protocol import CHUNK_SIZE, pieces, sha256_of
+from giskard.protocol import CHUNK_SIZE, pieces
 from giskard.shared_memory import BlobWriter, SealedBlob
 
 Frames = Iterable[bytes | bytearray | memoryview]
 
 
-def sealed_input(frames: Frames) -> tuple[SealedBlob, str, int]:
-    """The concatenated frames in a sealed memfd, with their SHA-256 and size. Each byte is
-    read once: a chunk is hashed right after it is written, while still in the CPU's cache."""
+def sealed_input(frames: Frames) -> SealedBlob:
+    """The concatenated frames in a sealed memfd."""
     writer = BlobWriter(shared_memory.UPLOAD_NAME)
     try:
-        sha256, size = sha256_of(_written(writer, frames))
-        return writer.seal(), sha256, size
+        for group in pieces(frames, CHUNK_SIZE):
+            for view in group:
+                writer.write(view)
+        return writer.seal()
     except BaseException:
         writer.close()
         raise
-
-
-def _written(writer: BlobWriter, frames: Frames) -> Iterator[memoryview]:
-    for group in pieces(frames, CHUNK_SIZE):
-        for view in group:
-            writer.write(view)
-            yield view
