@@ -14,6 +14,7 @@ or the one named `worker=`, or those with all the `labels=` (or, on a hub starte
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -27,6 +28,7 @@ import grpc
 from giskard import codec, compat, end_reasons
 from giskard.address import parse_address
 from giskard.channel import open_channel, uses_local_socket
+from giskard.client_stream import JobStream
 from giskard.credentials import resolve
 from giskard.errors import (
     AuthenticationError,
@@ -55,8 +57,6 @@ from giskard.worker.info import info_from_proto
 logger = logging.getLogger(__name__)
 
 DEADLINE_MARGIN_S = 10.0
-# A cancel falls back to closing the job's stream if the hub has not taken it by then.
-CANCEL_TIMEOUT_S = 3.0
 # Pickles whose requirements are remembered (by SHA-256): scanning a pickle is not free.
 REQUIREMENTS_REMEMBERED = 256
 # Version differences already warned about: each (worker, difference) is said once.
@@ -110,8 +110,13 @@ class HubClient:
         self._admin = admin_pb2_grpc.AdminStub(self._channel)
         self._requirements: OrderedDict[str, compat.Requirements] = OrderedDict()
         self._warned: OrderedDict[compat.Difference, None] = OrderedDict()
+        self._stream: JobStream | None = None  # opened by the first job
+        self._stream_lock = threading.Lock()
 
     def close(self) -> None:
+        with self._stream_lock:
+            if self._stream is not None:
+                self._stream.close()
         self._channel.close()
 
     def __enter__(self) -> HubClient:
@@ -448,21 +453,21 @@ class HubClient:
         # The hub and the worker enforce timeout_s; this deadline only covers a hub that
         # stopped answering.
         deadline = None if timeout_s is None else wait_for_worker_s + timeout_s + DEADLINE_MARGIN_S
-        events = self._stub.RunJob(request, metadata=self._metadata, timeout=deadline)
+        stream = self._job_stream()
+        events = stream.submit(request, deadline)
         handle = JobHandle(events, self._error, on_progress, self._warn_differences)
         handle.job_id = job_id
-        handle.ask_to_cancel = lambda: self._cancel_job(job_id)
+        handle.ask_to_cancel = lambda: stream.cancel(job_id)
         return handle
 
-    def _cancel_job(self, job_id: str) -> bool:
-        """Ask the hub to cancel the job, whose stream then brings its end; False if the hub
-        did not take it (the job is over, or an older hub)."""
-        request = client_pb2.CancelJobRequest(job_id=job_id)
-        try:
-            self._stub.CancelJob(request, metadata=self._metadata, timeout=CANCEL_TIMEOUT_S)
-        except grpc.RpcError:
-            return False
-        return True
+    def _job_stream(self) -> JobStream:
+        """The stream the jobs go on: opened on the first job, and again after it broke."""
+        with self._stream_lock:
+            if self._stream is None or self._stream.broken:
+                self._stream = JobStream(
+                    lambda requests: self._stub.Jobs(requests, metadata=self._metadata)
+                )
+            return self._stream
 
     def _warn_differences(self, differences: list[compat.Difference]) -> None:
         """One warning per (worker, difference) a job ran with: a version difference is

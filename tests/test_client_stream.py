@@ -1,0 +1,120 @@
+"""A client's jobs share one stream to the hub."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import remote_models
+from conftest import CONNECTED, WorkerProcess, wait_until
+
+from giskard.client import HubClient
+from giskard.errors import GiskardError, HubUnavailableError, JobCancelledError
+from giskard.hub.server import Hub
+from giskard.protocol import JOB_WINDOW_BYTES
+from giskard.rpc.v1 import client_pb2, client_pb2_grpc, common_pb2
+
+RESULT_TIMEOUT_S = 60.0
+
+
+def test_many_jobs_go_over_one_stream_each_with_its_own_result(
+    hub: Hub, client: HubClient, connected_worker: WorkerProcess, iris: tuple
+) -> None:
+    model, data = iris
+    handles = [client.submit_predict(model, data.iloc[i : i + 1 + i % 7]) for i in range(120)]
+    handles += [client.submit(sum, [i, i]) for i in range(30)]
+    for i, handle in enumerate(handles[:120]):
+        expected = model.predict(data.iloc[i : i + 1 + i % 7])
+        np.testing.assert_array_equal(handle.result(timeout=RESULT_TIMEOUT_S), expected)
+    assert [h.result(timeout=RESULT_TIMEOUT_S) for h in handles[120:]] == [2 * i for i in range(30)]
+    assert hub.job_streams_opened == 1
+
+
+def test_a_result_larger_than_the_window_comes_whole_while_other_jobs_go_on(
+    hub: Hub, client: HubClient, connected_worker: WorkerProcess, iris: tuple
+) -> None:
+    """Its chunks (1 MiB each) come over many replies, the hub sending more as the client
+    takes them; left unread, it does not hold up the stream's other jobs."""
+    model, data = iris
+    megabytes = 3 * JOB_WINDOW_BYTES // 2**20
+    big = client.submit_predict(remote_models.BigResultModel(megabytes), data)
+    # Unread, it waits at the hub beyond what the client holds of it.
+    held = megabytes * 2**20 - JOB_WINDOW_BYTES - 2 * 2**20
+    wait_until(lambda: hub.unread_results.held_bytes >= held, 30, "the hub to hold the rest")
+    for _ in range(5):
+        expected = model.predict(data.head(3))
+        np.testing.assert_array_equal(client.predict(model, data.head(3)), expected)
+    result = big.result(timeout=RESULT_TIMEOUT_S)
+    assert result.nbytes == megabytes * 1024 * 1024
+    np.testing.assert_array_equal(result, np.arange(result.size, dtype=np.float64))
+    assert hub.job_streams_opened == 1
+
+
+def test_cancel_over_the_stream_ends_that_job_only(
+    hub: Hub, client: HubClient, connected_worker: WorkerProcess, iris: tuple, tmp_path: Path
+) -> None:
+    model, data = iris
+    marker = tmp_path / "started"
+    slow = client.submit_predict(remote_models.SlowModel(marker, 120), data)
+    wait_until(marker.exists, 30, "the slow job to start")
+    assert slow.cancel()
+    with pytest.raises(JobCancelledError):
+        slow.result(timeout=RESULT_TIMEOUT_S)
+    assert slow.cancelled()
+    np.testing.assert_array_equal(client.predict(model, data), model.predict(data))
+    assert hub.job_streams_opened == 1
+
+
+def test_a_refused_job_fails_alone_with_the_hubs_reason(
+    hub: Hub, client: HubClient, connected_worker: WorkerProcess, iris: tuple
+) -> None:
+    model, data = iris
+    stored = client.put(model)
+    missing = common_pb2.ArtifactRef(sha256="0" * 64, size=100_000)
+    forged = type(stored)(missing, pickled=True)
+    with pytest.raises(GiskardError, match="does not hold the job's input"):
+        client.predict(forged, data)
+    np.testing.assert_array_equal(client.predict(stored, data), model.predict(data))
+    assert hub.job_streams_opened == 1
+
+
+def test_a_stream_the_hub_drops_fails_its_jobs_and_the_next_job_opens_another(
+    start_worker: Callable[..., WorkerProcess], iris: tuple, tmp_path: Path
+) -> None:
+    model, data = iris
+    marker = tmp_path / "started"
+    with Hub(port=0) as hub:
+        port = hub.port
+        worker = start_worker("-h", "127.0.0.1", "-p", str(port))
+        worker.wait_for_output(CONNECTED)
+        client = HubClient(hub.address)
+        slow = client.submit_predict(remote_models.SlowModel(marker, 120), data)
+        wait_until(marker.exists, 30, "the slow job to start")
+    with pytest.raises(GiskardError) as failure:
+        slow.result(timeout=RESULT_TIMEOUT_S)
+    assert isinstance(failure.value, HubUnavailableError), failure.value
+    with Hub(port=port) as again:
+        worker.wait_for_output(CONNECTED, count=2, timeout_s=30)
+        np.testing.assert_array_equal(
+            client.predict(model, data, timeout_s=RESULT_TIMEOUT_S), model.predict(data)
+        )
+        assert again.job_streams_opened == 1
+    client.close()
+
+
+def test_a_job_run_by_an_older_client_one_call_per_job(
+    hub: Hub, connected_worker: WorkerProcess
+) -> None:
+    metadata = (("authorization", f"Bearer {hub.admin_key}"),)
+    with grpc.insecure_channel(hub.address) as channel:
+        stub = client_pb2_grpc.PlatformStub(channel)
+        request = client_pb2.RunJobRequest(
+            spec=common_pb2.JobSpec(info=common_pb2.InfoJob()), job_id="older-client-job"
+        )
+        events = list(stub.RunJob(request, metadata=metadata, timeout=RESULT_TIMEOUT_S))
+    assert events[-1].WhichOneof("kind") == "end"
+    assert events[-1].end.WhichOneof("outcome") == "success"
+    assert hub.job_streams_opened == 0
