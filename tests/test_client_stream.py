@@ -1,12 +1,15 @@
-"""A client's jobs share one stream to the hub."""
+"""A client's jobs share one stream to the hub; an unchanged model is pickled once."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import cloudpickle
 import grpc
 import numpy as np
+import pandas as pd
 import pytest
 import remote_models
 from conftest import CONNECTED, WorkerProcess, wait_until
@@ -118,3 +121,58 @@ def test_a_job_run_by_an_older_client_one_call_per_job(
     assert events[-1].WhichOneof("kind") == "end"
     assert events[-1].end.WhichOneof("outcome") == "success"
     assert hub.job_streams_opened == 0
+
+
+def _counting_pickles(monkeypatch: pytest.MonkeyPatch, counted: object) -> list[object]:
+    """The calls to cloudpickle.dumps for `counted`."""
+    calls: list[object] = []
+    dumps = cloudpickle.dumps
+
+    def counting(obj: Any, *args: Any, **kwargs: Any) -> bytes:
+        if obj is counted:
+            calls.append(obj)
+        return dumps(obj, *args, **kwargs)
+
+    monkeypatch.setattr(cloudpickle, "dumps", counting)
+    return calls
+
+
+def test_the_same_model_is_pickled_once_until_it_changes(
+    client: HubClient, connected_worker: WorkerProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    frame = load_iris(as_frame=True)
+    model = LogisticRegression(max_iter=1000).fit(frame.data, frame.target)
+    pickles = _counting_pickles(monkeypatch, model)
+    first = client.predict(model, frame.data)
+    np.testing.assert_array_equal(client.predict(model, frame.data), first)
+    assert len(pickles) == 1
+
+    # Refit on other labels: other arrays in its attributes.
+    model.fit(frame.data, (frame.target + 1) % 3)
+    refit = client.predict(model, frame.data)
+    assert len(pickles) == 2
+    np.testing.assert_array_equal(refit, model.predict(frame.data))
+    assert not np.array_equal(refit, first)
+
+    # Changed in place: the same array objects, other values.
+    model.coef_ *= -1
+    model.intercept_ *= -1
+    flipped = client.predict(model, frame.data)
+    assert len(pickles) == 3
+    np.testing.assert_array_equal(flipped, model.predict(frame.data))
+    assert not np.array_equal(flipped, refit)
+
+
+def test_a_model_whose_class_is_pickled_by_value_is_pickled_every_time(
+    client: HubClient, connected_worker: WorkerProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its methods' globals would go into its pickle: its state says nothing of them."""
+    model = remote_models.FrameModel()
+    pickles = _counting_pickles(monkeypatch, model)
+    data = pd.DataFrame({"x": [1.0, 2.0]})
+    for _ in range(2):
+        pd.testing.assert_frame_equal(client.predict(model, data), model.predict(data))
+    assert len(pickles) == 2

@@ -41,6 +41,7 @@ from giskard.errors import (
 )
 from giskard.job_handle import JobHandle, ProgressCallback
 from giskard.labels import check_labels, check_name
+from giskard.pickle_cache import PickleCache
 from giskard.protocol import INLINE_MAX_BYTES, iter_chunks, sha256_of
 from giskard.rpc.v1 import (
     admin_pb2,
@@ -111,6 +112,7 @@ class HubClient:
         self._requirements: OrderedDict[str, compat.Requirements] = OrderedDict()
         self._warned: OrderedDict[compat.Difference, None] = OrderedDict()
         self._stream: JobStream | None = None  # opened by the first job
+        self._pickles: PickleCache[Stored] = PickleCache()
         self._stream_lock = threading.Lock()
 
     def close(self) -> None:
@@ -394,6 +396,23 @@ class HubClient:
             return self._pickled(value)
 
     def _pickled(self, value: Any) -> Stored:
+        """`value` pickled, or as pickled last time if unchanged since (giskard.pickle_cache)
+        and still held by the hub."""
+        cached, state = self._pickles.lookup(value)
+        if cached is not None and self._held(cached.ref):
+            return cached
+        stored = self._pickle(value)
+        self._pickles.remember(value, state, stored)
+        return stored
+
+    def _held(self, ref: common_pb2.ArtifactRef) -> bool:
+        """Whether a job may name this input: it travels inline, or the hub has it."""
+        if ref.inline or not ref.size:
+            return True
+        missing = self._call(self._stub.MissingArtifacts, client_pb2.ArtifactList(artifacts=[ref]))
+        return not missing.artifacts
+
+    def _pickle(self, value: Any) -> Stored:
         pickled = cloudpickle.dumps(value)
         ref = self._input([pickled])
         requirements = self._requirements.get(ref.sha256)
