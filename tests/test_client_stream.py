@@ -176,3 +176,21 @@ def test_a_model_whose_class_is_pickled_by_value_is_pickled_every_time(
     for _ in range(2):
         pd.testing.assert_frame_equal(client.predict(model, data), model.predict(data))
     assert len(pickles) == 2
+
+
+def test_a_hub_without_the_jobs_stream_runs_the_jobs_one_call_each(
+    start_worker: Callable[..., WorkerProcess], iris: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An older hub answers UNIMPLEMENTED, as its servicer's default does."""
+    from giskard.hub.platform_service import PlatformService
+
+    monkeypatch.setattr(PlatformService, "Jobs", client_pb2_grpc.PlatformServicer.Jobs)
+    model, data = iris
+    with Hub(port=0) as hub, HubClient(hub.address) as client:
+        start_worker("-h", "127.0.0.1", "-p", str(hub.port)).wait_for_output(CONNECTED)
+        handles = [client.submit_predict(model, data.head(n)) for n in range(1, 4)]
+        for n, handle in enumerate(handles, 1):
+            expected = model.predict(data.head(n))
+            np.testing.assert_array_equal(handle.result(timeout=RESULT_TIMEOUT_S), expected)
+        np.testing.assert_array_equal(client.predict(model, data), model.predict(data))
+        assert hub.job_streams_opened == 0

@@ -473,20 +473,30 @@ class HubClient:
         # stopped answering.
         deadline = None if timeout_s is None else wait_for_worker_s + timeout_s + DEADLINE_MARGIN_S
         stream = self._job_stream()
-        events = stream.submit(request, deadline)
+        if stream is None:  # an older hub: cancelling the call cancels the job
+            events, ask_to_cancel = self._run_job(request, deadline), lambda: False
+        else:
+            events, ask_to_cancel = stream.submit(request, deadline), lambda: stream.cancel(job_id)
         handle = JobHandle(events, self._error, on_progress, self._warn_differences)
         handle.job_id = job_id
-        handle.ask_to_cancel = lambda: stream.cancel(job_id)
+        handle.ask_to_cancel = ask_to_cancel
         return handle
 
-    def _job_stream(self) -> JobStream:
-        """The stream the jobs go on: opened on the first job, and again after it broke."""
+    def _job_stream(self) -> JobStream | None:
+        """The stream the jobs go on: opened on the first job, and again after it broke; None
+        if the hub has none (an older hub: each job is a RunJob call)."""
         with self._stream_lock:
+            if self._stream is not None and self._stream.unimplemented:
+                return None
             if self._stream is None or self._stream.broken:
                 self._stream = JobStream(
-                    lambda requests: self._stub.Jobs(requests, metadata=self._metadata)
+                    lambda requests: self._stub.Jobs(requests, metadata=self._metadata),
+                    self._run_job,
                 )
             return self._stream
+
+    def _run_job(self, request: client_pb2.RunJobRequest, deadline_s: float | None) -> Any:
+        return self._stub.RunJob(request, metadata=self._metadata, timeout=deadline_s)
 
     def _warn_differences(self, differences: list[compat.Difference]) -> None:
         """One warning per (worker, difference) a job ran with: a version difference is

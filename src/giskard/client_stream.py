@@ -26,6 +26,8 @@ REQUEST_MAX_BYTES = 1024 * 1024
 # (job_id, bytes)), or None: the client is done.
 _Item = tuple[str, Any] | None
 OpenCall = Callable[[Iterator[client_pb2.JobsRequest]], Any]
+# Runs a job as its own RunJob call (request, deadline in seconds): for a hub without Jobs.
+RunJob = Callable[[client_pb2.RunJobRequest, float | None], Any]
 
 
 class StreamError(grpc.RpcError):
@@ -47,10 +49,17 @@ class StreamedJob:
     """One job's events on the stream, read as a RunJob call's: iterate it (it raises a
     grpc.RpcError if the job failed as a call), `done()`, `cancel()`."""
 
-    def __init__(self, stream: JobStream, job_id: str, deadline_s: float | None) -> None:
+    def __init__(
+        self, stream: JobStream, request: client_pb2.RunJobRequest, deadline_s: float | None
+    ) -> None:
         self._stream = stream
-        self.job_id = job_id
-        self._events: queue.SimpleQueue[client_pb2.JobEvent | grpc.RpcError] = queue.SimpleQueue()
+        self.request, self.deadline_s = request, deadline_s
+        self.job_id = request.job_id
+        # Its events; a RunJob call in their place if the hub has no Jobs stream.
+        self._events: queue.SimpleQueue[client_pb2.JobEvent | grpc.RpcError | _Call] = (
+            queue.SimpleQueue()
+        )
+        self._call: Any = None
         self._deadline = None if deadline_s is None else time.monotonic() + deadline_s
         self._over = False  # its last event (or failure) came
         self._taken = 0  # bytes of its result taken since the hub was last told
@@ -60,24 +69,35 @@ class StreamedJob:
         self._over = self._over or last
         self._events.put(event)
 
+    def run_instead(self, call: Any) -> None:
+        """The job goes as its own RunJob call (the hub has no Jobs stream): read that."""
+        self._call = call
+        self._events.put(_Call(call))
+
     def __iter__(self) -> Iterator[client_pb2.JobEvent]:
         while True:
             event = self._next()
             if isinstance(event, grpc.RpcError):
                 raise event
+            if isinstance(event, _Call):
+                yield from event.call
+                return
             yield event
             if event.WhichOneof("kind") == "output":
                 self._took(len(event.output.chunk))
 
     def done(self) -> bool:
-        return self._over
+        return self._over if self._call is None else self._call.done()
 
     def cancel(self) -> None:
         """Stop waiting for the job (its stream is gone, or the hub did not take the cancel)."""
+        if self._call is not None:
+            self._call.cancel()
+            return
         self._stream.forget(self.job_id)
         self.deliver(StreamError(grpc.StatusCode.CANCELLED, "cancelled by the client"), True)
 
-    def _next(self) -> client_pb2.JobEvent | grpc.RpcError:
+    def _next(self) -> client_pb2.JobEvent | grpc.RpcError | _Call:
         timeout = None if self._deadline is None else max(self._deadline - time.monotonic(), 0)
         try:
             return self._events.get(timeout=timeout)
@@ -96,11 +116,20 @@ class StreamedJob:
             self._taken = 0
 
 
+class _Call:
+    def __init__(self, call: Any) -> None:
+        self.call = call
+
+
 class JobStream:
     """One Jobs call and its reader thread, which hands each event to its job. When the call
-    breaks, each of its jobs fails with the call's error; `broken` then says to open another."""
+    breaks, each of its jobs fails with the call's error; `broken` then says to open another.
+    A hub without Jobs (an older one) has them run by `run_job` instead, and `unimplemented`
+    says to do so from now on."""
 
-    def __init__(self, open_call: OpenCall) -> None:
+    def __init__(self, open_call: OpenCall, run_job: RunJob) -> None:
+        self._run_job = run_job
+        self.unimplemented = False
         self._lock = threading.Lock()
         self._jobs: dict[str, StreamedJob] = {}
         self._requests: queue.SimpleQueue[_Item] = queue.SimpleQueue()
@@ -115,7 +144,7 @@ class JobStream:
 
     def submit(self, request: client_pb2.RunJobRequest, deadline_s: float | None) -> StreamedJob:
         """Send the job; its events come to the returned StreamedJob."""
-        job = StreamedJob(self, request.job_id, deadline_s)
+        job = StreamedJob(self, request, deadline_s)
         with self._lock:
             error = self._error
             if error is None:
@@ -123,7 +152,7 @@ class JobStream:
                 self._jobs[job.job_id] = job
                 self._requests.put(("submit", request))
         if error is not None:
-            job.deliver(error, True)
+            self._end(job, error)
         return job
 
     def cancel(self, job_id: str) -> bool:
@@ -189,13 +218,22 @@ class JobStream:
             job.deliver(event, last)
 
     def _fail_all(self, error: grpc.RpcError) -> None:
+        self.unimplemented = error.code() == grpc.StatusCode.UNIMPLEMENTED
         with self._lock:
             self._error = error
             jobs, self._jobs = list(self._jobs.values()), {}
         self._requests.put(None)  # ends the messages up, if gRPC still reads them
-        if jobs:
+        if jobs and not self.unimplemented:
             logger.debug("the jobs' stream broke: %d job(s) fail with it", len(jobs))
         for job in jobs:
+            self._end(job, error)
+
+    def _end(self, job: StreamedJob, error: grpc.RpcError) -> None:
+        """The stream is gone: the job fails with it, or goes as a RunJob call to a hub that
+        has no Jobs stream."""
+        if self.unimplemented:
+            job.run_instead(self._run_job(job.request, job.deadline_s))
+        else:
             job.deliver(error, True)
 
 
