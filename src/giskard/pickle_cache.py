@@ -14,11 +14,13 @@ every time, as before.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import sys
 import threading
 import types
 import weakref
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -104,8 +106,8 @@ def state_of(obj: Any) -> tuple[Any, ...]:
 
 
 class _StateReader:
-    """Reads one object's state. What it decides of a class holds for this reading only: a
-    class may be reloaded, registered to be pickled by value, or patched meanwhile."""
+    """Reads one object's state. Whether a class is pickled by name is decided for this
+    reading only: a module may be reloaded, or registered to be pickled by value, meanwhile."""
 
     def __init__(self) -> None:
         # What cloudpickle pickles by value, which it decides when it pickles: part of the state.
@@ -139,8 +141,7 @@ class _StateReader:
             self.tokens += (obj.dtype.str, obj.tobytes())
         elif kind is list or kind is tuple:
             self.tokens.append(len(obj))
-            for item in obj:
-                self.read(item, depth)
+            self._read_items(obj, depth)
         elif kind is dict:
             self._read_dict(obj, depth)
         elif self._plain_class(kind):
@@ -150,15 +151,21 @@ class _StateReader:
 
     def _read_dict(self, obj: dict[Any, Any], depth: int) -> None:
         self.tokens.append(len(obj))
-        for key, value in obj.items():
-            self.read(key, depth)
-            self.read(value, depth)
+        self._read_items(itertools.chain.from_iterable(obj.items()), depth)
+
+    def _read_items(self, items: Iterable[Any], depth: int) -> None:
+        tokens = self.tokens
+        for item in items:
+            kind = type(item)
+            if kind in _ATOMS:  # most of them: read here, a call less each
+                tokens += (kind, item)
+            else:
+                self.read(item, depth)
 
     def _read_array(self, array: np.ndarray, depth: int) -> None:
         self.tokens += (array.dtype.str, array.shape)
         if array.dtype.hasobject:
-            for item in array.ravel(order="K"):
-                self.read(item, depth)
+            self._read_items(array.ravel(order="K"), depth)
         elif array.nbytes <= ARRAY_KEPT_BYTES:
             self.tokens.append(array.tobytes())
         else:
@@ -173,7 +180,18 @@ class _StateReader:
         return plain
 
 
+# What _pickles_from_dict found of each class: it follows from the class's definition.
+_FROM_DICT: weakref.WeakKeyDictionary[type, bool] = weakref.WeakKeyDictionary()
+
+
 def _pickles_from_dict(kind: type) -> bool:
+    from_dict = _FROM_DICT.get(kind)
+    if from_dict is None:
+        from_dict = _FROM_DICT[kind] = _defined_to_pickle_from_dict(kind)
+    return from_dict
+
+
+def _defined_to_pickle_from_dict(kind: type) -> bool:
     mro = [k for k in kind.__mro__ if k is not object]
     return (
         all(k.__flags__ & _HEAP_TYPE and "__slots__" not in vars(k) for k in mro)
