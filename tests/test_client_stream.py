@@ -194,3 +194,22 @@ def test_a_hub_without_the_jobs_stream_runs_the_jobs_one_call_each(
             np.testing.assert_array_equal(handle.result(timeout=RESULT_TIMEOUT_S), expected)
         np.testing.assert_array_equal(client.predict(model, data), model.predict(data))
         assert hub.job_streams_opened == 0
+
+
+def test_the_stream_answers_bad_messages_on_purpose(hub: Hub) -> None:
+    """A submission without its id is refused alone; bytes that do not decode end the stream
+    with INVALID_ARGUMENT, never UNKNOWN."""
+    metadata = (("authorization", f"Bearer {hub.admin_key}"),)
+    spec = common_pb2.JobSpec(info=common_pb2.InfoJob())
+    anonymous = client_pb2.JobsRequest(submit=[client_pb2.RunJobRequest(spec=spec)])
+    with grpc.insecure_channel(hub.address) as channel:
+        stub = client_pb2_grpc.PlatformStub(channel)
+        replies = stub.Jobs(iter([anonymous]), metadata=metadata, timeout=RESULT_TIMEOUT_S)
+        refused = next(replies).events[0].refused
+        assert refused.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+        assert "needs its id" in refused.message
+        replies.cancel()
+        raw = channel.stream_stream("/giskard.rpc.v1.Platform/Jobs")
+        with pytest.raises(grpc.RpcError) as failure:
+            list(raw(iter([b"\xff\xff\xff"]), metadata=metadata, timeout=RESULT_TIMEOUT_S))
+    assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -114,6 +114,8 @@ class JobStream:
 
     def _submit(self, request: client_pb2.RunJobRequest) -> None:
         try:
+            if not request.job_id:  # its events could not be told from the others'
+                raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, "a job on a stream needs its id")
             job = self._admit(request)
         except Refusal as refusal:
             refused = client_pb2.JobRefused(
