@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,24 @@ def test_cancel_over_the_stream_ends_that_job_only(
     assert slow.cancelled()
     np.testing.assert_array_equal(client.predict(model, data), model.predict(data))
     assert hub.job_streams_opened == 1
+
+
+def test_a_job_whose_handle_is_dropped_is_cancelled(
+    client: HubClient, connected_worker: WorkerProcess, iris: tuple, tmp_path: Path
+) -> None:
+    """As a RunJob call dropped unread was: its worker slot does not stay taken."""
+    model, data = iris
+    marker = tmp_path / "started"
+    handle = client.submit_predict(remote_models.SlowModel(marker, 120), data)
+    wait_until(marker.exists, 30, "the slow job to start")
+    del handle
+    gc.collect()
+
+    def nothing_running() -> bool:
+        return not any(worker["running"] for worker in client.status()["workers"])
+
+    wait_until(nothing_running, 30, "the dropped job to be cancelled")
+    np.testing.assert_array_equal(client.predict(model, data), model.predict(data))
 
 
 def test_a_refused_job_fails_alone_with_the_hubs_reason(

@@ -7,6 +7,7 @@ import logging
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -22,8 +23,8 @@ logger = logging.getLogger(__name__)
 REQUEST_MAX_ITEMS = 256
 REQUEST_MAX_BYTES = 1024 * 1024
 
-# What the requests' queue holds: ("submit", RunJobRequest), ("cancel", job_id), ("taken",
-# (job_id, bytes)), or None: the client is done.
+# What the requests' queue holds: ("submit", RunJobRequest), ("cancel", job_id), ("abandon",
+# job_id), ("taken", (job_id, bytes)), or None: the client is done.
 _Item = tuple[str, Any] | None
 OpenCall = Callable[[Iterator[client_pb2.JobsRequest]], Any]
 # Runs a job as its own RunJob call (request, deadline in seconds): for a hub without Jobs.
@@ -45,34 +46,44 @@ class StreamError(grpc.RpcError):
         return self._details
 
 
-class StreamedJob:
-    """One job's events on the stream, read as a RunJob call's: iterate it (it raises a
-    grpc.RpcError if the job failed as a call), `done()`, `cancel()`."""
+class _Sink:
+    """Where the stream's reader puts one job's events, for its StreamedJob to read."""
 
-    def __init__(
-        self, stream: JobStream, request: client_pb2.RunJobRequest, deadline_s: float | None
-    ) -> None:
-        self._stream = stream
+    def __init__(self, request: client_pb2.RunJobRequest, deadline_s: float | None) -> None:
         self.request, self.deadline_s = request, deadline_s
-        self.job_id = request.job_id
         # Its events; a RunJob call in their place if the hub has no Jobs stream.
-        self._events: queue.SimpleQueue[client_pb2.JobEvent | grpc.RpcError | _Call] = (
+        self.events: queue.SimpleQueue[client_pb2.JobEvent | grpc.RpcError | _Call] = (
             queue.SimpleQueue()
         )
-        self._call: Any = None
-        self._deadline = None if deadline_s is None else time.monotonic() + deadline_s
-        self._over = False  # its last event (or failure) came
-        self._taken = 0  # bytes of its result taken since the hub was last told
+        self.over = False  # its last event (or failure) came
+        self.call: Any = None
 
     def deliver(self, event: client_pb2.JobEvent | grpc.RpcError, last: bool) -> None:
-        """From the stream's reader: an event of this job, or the failure that ends it."""
-        self._over = self._over or last
-        self._events.put(event)
+        """An event of this job, or the failure that ends it."""
+        self.over = self.over or last
+        self.events.put(event)
 
     def run_instead(self, call: Any) -> None:
         """The job goes as its own RunJob call (the hub has no Jobs stream): read that."""
-        self._call = call
-        self._events.put(_Call(call))
+        self.call = call
+        self.events.put(_Call(call))
+
+
+class _Call:
+    def __init__(self, call: Any) -> None:
+        self.call = call
+
+
+class StreamedJob:
+    """One job's events on the stream, read as a RunJob call's: iterate it (it raises a
+    grpc.RpcError if the job failed as a call), `done()`, `cancel()`. Dropped before its end,
+    the job is cancelled, as a RunJob call is."""
+
+    def __init__(self, stream: JobStream, job_id: str, sink: _Sink) -> None:
+        self._stream, self.job_id, self._sink = stream, job_id, sink
+        deadline_s = sink.deadline_s
+        self._deadline = None if deadline_s is None else time.monotonic() + deadline_s
+        self._taken = 0  # bytes of its result taken since the hub was last told
 
     def __iter__(self) -> Iterator[client_pb2.JobEvent]:
         while True:
@@ -87,38 +98,34 @@ class StreamedJob:
                 self._took(len(event.output.chunk))
 
     def done(self) -> bool:
-        return self._over if self._call is None else self._call.done()
+        call = self._sink.call
+        return self._sink.over if call is None else call.done()
 
     def cancel(self) -> None:
         """Stop waiting for the job (its stream is gone, or the hub did not take the cancel)."""
-        if self._call is not None:
-            self._call.cancel()
+        if self._sink.call is not None:
+            self._sink.call.cancel()
             return
         self._stream.forget(self.job_id)
-        self.deliver(StreamError(grpc.StatusCode.CANCELLED, "cancelled by the client"), True)
+        self._sink.deliver(StreamError(grpc.StatusCode.CANCELLED, "cancelled by the client"), True)
 
     def _next(self) -> client_pb2.JobEvent | grpc.RpcError | _Call:
         timeout = None if self._deadline is None else max(self._deadline - time.monotonic(), 0)
         try:
-            return self._events.get(timeout=timeout)
+            return self._sink.events.get(timeout=timeout)
         except queue.Empty:
             # The hub enforces the job's timeout; this one only covers a hub that stopped
             # answering, as a RunJob call's deadline did. The job is withdrawn, as on cancel.
             self._stream.cancel(self.job_id)
             self._stream.forget(self.job_id)
-            self._over = True
+            self._sink.over = True
             return StreamError(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
 
     def _took(self, size: int) -> None:
         self._taken += size
-        if self._taken >= JOB_WINDOW_BYTES // 2 and not self._over:
+        if self._taken >= JOB_WINDOW_BYTES // 2 and not self._sink.over:
             self._stream.took(self.job_id, self._taken)
             self._taken = 0
-
-
-class _Call:
-    def __init__(self, call: Any) -> None:
-        self.call = call
 
 
 class JobStream:
@@ -131,7 +138,7 @@ class JobStream:
         self._run_job = run_job
         self.unimplemented = False
         self._lock = threading.Lock()
-        self._jobs: dict[str, StreamedJob] = {}
+        self._jobs: dict[str, _Sink] = {}
         self._requests: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._error: grpc.RpcError | None = None
         self._call = open_call(self._messages())
@@ -144,15 +151,17 @@ class JobStream:
 
     def submit(self, request: client_pb2.RunJobRequest, deadline_s: float | None) -> StreamedJob:
         """Send the job; its events come to the returned StreamedJob."""
-        job = StreamedJob(self, request, deadline_s)
+        sink = _Sink(request, deadline_s)
         with self._lock:
             error = self._error
             if error is None:
                 # Known before it is sent, so that none of its events can come unclaimed.
-                self._jobs[job.job_id] = job
+                self._jobs[request.job_id] = sink
                 self._requests.put(("submit", request))
         if error is not None:
-            self._end(job, error)
+            self._end(sink, error)
+        job = StreamedJob(self, request.job_id, sink)
+        weakref.finalize(job, _abandon, self._requests, sink, request.job_id)
         return job
 
     def cancel(self, job_id: str) -> bool:
@@ -180,17 +189,36 @@ class JobStream:
         """The messages up, run by gRPC: each holds what waited when it was made."""
         while (item := self._requests.get()) is not None:
             message = client_pb2.JobsRequest()
-            size = _add(message, item)
+            size = self._add(message, item)
             while size < REQUEST_MAX_BYTES and _count(message) < REQUEST_MAX_ITEMS:
                 try:
                     item = self._requests.get_nowait()
                 except queue.Empty:
                     break
                 if item is None:
-                    yield message
-                    return
-                size += _add(message, item)
-            yield message
+                    break
+                size += self._add(message, item)
+            if _count(message):
+                yield message
+            if item is None:
+                return
+
+    def _add(self, message: client_pb2.JobsRequest, item: tuple[str, Any]) -> int:
+        """Add the item to the message; its size in bytes, about."""
+        kind, value = item
+        if kind == "submit":
+            message.submit.append(value)
+            return value.ByteSize()
+        if kind == "abandon":  # its handle is gone: cancel it unless it ended
+            with self._lock:
+                if self._jobs.pop(value, None) is None:
+                    return 0
+            message.cancel.append(value)
+        elif kind == "cancel":
+            message.cancel.append(value)
+        else:
+            message.taken.add(job_id=value[0], bytes=value[1])
+        return 64
 
     def _read(self) -> None:
         try:
@@ -209,13 +237,13 @@ class JobStream:
         job_id = getattr(event, kind).job_id
         last = kind in ("end", "refused")
         with self._lock:
-            job = self._jobs.pop(job_id, None) if last else self._jobs.get(job_id)
-        if job is None:
+            sink = self._jobs.pop(job_id, None) if last else self._jobs.get(job_id)
+        if sink is None:
             return  # a job the client stopped waiting for
         if kind == "refused":
-            job.deliver(_refusal(event.refused), True)
+            sink.deliver(_refusal(event.refused), True)
         else:
-            job.deliver(event, last)
+            sink.deliver(event, last)
 
     def _fail_all(self, error: grpc.RpcError) -> None:
         self.unimplemented = error.code() == grpc.StatusCode.UNIMPLEMENTED
@@ -225,16 +253,16 @@ class JobStream:
         self._requests.put(None)  # ends the messages up, if gRPC still reads them
         if jobs and not self.unimplemented:
             logger.debug("the jobs' stream broke: %d job(s) fail with it", len(jobs))
-        for job in jobs:
-            self._end(job, error)
+        for sink in jobs:
+            self._end(sink, error)
 
-    def _end(self, job: StreamedJob, error: grpc.RpcError) -> None:
+    def _end(self, sink: _Sink, error: grpc.RpcError) -> None:
         """The stream is gone: the job fails with it, or goes as a RunJob call to a hub that
         has no Jobs stream."""
         if self.unimplemented:
-            job.run_instead(self._run_job(job.request, job.deadline_s))
+            sink.run_instead(self._run_job(sink.request, sink.deadline_s))
         else:
-            job.deliver(error, True)
+            sink.deliver(error, True)
 
 
 def _refusal(refused: client_pb2.JobRefused) -> StreamError:
@@ -242,17 +270,11 @@ def _refusal(refused: client_pb2.JobRefused) -> StreamError:
     return StreamError(codes.get(refused.code, grpc.StatusCode.UNKNOWN), refused.message)
 
 
-def _add(message: client_pb2.JobsRequest, item: tuple[str, Any]) -> int:
-    """Add the item to the message; its size in bytes, about."""
-    kind, value = item
-    if kind == "submit":
-        message.submit.append(value)
-        return value.ByteSize()
-    if kind == "cancel":
-        message.cancel.append(value)
-    else:
-        message.taken.add(job_id=value[0], bytes=value[1])
-    return 64
+def _abandon(requests: queue.SimpleQueue[_Item], sink: _Sink, job_id: str) -> None:
+    """Its StreamedJob is gone: cancel the job unless it ended. Run by a finalizer, so it
+    takes none of our locks (SimpleQueue.put is safe there)."""
+    if not sink.over:
+        requests.put(("abandon", job_id))
 
 
 def _count(message: client_pb2.JobsRequest) -> int:
