@@ -14,6 +14,7 @@ or the one named `worker=`, or those with all the `labels=` (or, on a hub starte
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -27,6 +28,7 @@ import grpc
 from giskard import codec, compat, end_reasons, shared_memory
 from giskard.address import parse_address
 from giskard.channel import open_channel, uses_local_socket
+from giskard.client_stream import JobStream
 from giskard.credentials import resolve
 from giskard.errors import (
     AuthenticationError,
@@ -39,6 +41,7 @@ from giskard.errors import (
 )
 from giskard.job_handle import JobHandle, ProgressCallback
 from giskard.labels import check_labels, check_name
+from giskard.pickle_cache import PickleCache
 from giskard.protocol import INLINE_MAX_BYTES, iter_chunks, sha256_of
 from giskard.rpc.v1 import (
     admin_pb2,
@@ -57,8 +60,6 @@ from giskard.worker.info import info_from_proto
 logger = logging.getLogger(__name__)
 
 DEADLINE_MARGIN_S = 10.0
-# A cancel falls back to closing the job's stream if the hub has not taken it by then.
-CANCEL_TIMEOUT_S = 3.0
 # Pickles whose requirements are remembered (by SHA-256): scanning a pickle is not free.
 REQUIREMENTS_REMEMBERED = 256
 # Version differences already warned about: each (worker, difference) is said once.
@@ -115,8 +116,14 @@ class HubClient:
         self._admin = admin_pb2_grpc.AdminStub(self._channel)
         self._requirements: OrderedDict[str, compat.Requirements] = OrderedDict()
         self._warned: OrderedDict[compat.Difference, None] = OrderedDict()
+        self._stream: JobStream | None = None  # opened by the first job
+        self._pickles: PickleCache[Stored] = PickleCache()
+        self._stream_lock = threading.Lock()
 
     def close(self) -> None:
+        with self._stream_lock:
+            if self._stream is not None:
+                self._stream.close()
         self._channel.close()
 
     def __enter__(self) -> HubClient:
@@ -394,6 +401,23 @@ class HubClient:
             return self._pickled(value)
 
     def _pickled(self, value: Any) -> Stored:
+        """`value` pickled, or as pickled last time if unchanged since (giskard.pickle_cache)
+        and still held by the hub."""
+        cached, state = self._pickles.lookup(value)
+        if cached is not None and self._held(cached.ref):
+            return cached
+        stored = self._pickle(value)
+        self._pickles.remember(value, state, stored)
+        return stored
+
+    def _held(self, ref: common_pb2.ArtifactRef) -> bool:
+        """Whether a job may name this input: it travels inline, or the hub has it."""
+        if ref.inline or not ref.size:
+            return True
+        missing = self._call(self._stub.MissingArtifacts, client_pb2.ArtifactList(artifacts=[ref]))
+        return not missing.artifacts
+
+    def _pickle(self, value: Any) -> Stored:
         pickled = cloudpickle.dumps(value)
         ref = self._input([pickled])
         requirements = self._requirements.get(ref.sha256)
@@ -493,21 +517,31 @@ class HubClient:
         # The hub and the worker enforce timeout_s; this deadline only covers a hub that
         # stopped answering.
         deadline = None if timeout_s is None else wait_for_worker_s + timeout_s + DEADLINE_MARGIN_S
-        events = self._stub.RunJob(request, metadata=self._metadata, timeout=deadline)
+        stream = self._job_stream()
+        if stream is None:  # an older hub: cancelling the call cancels the job
+            events, ask_to_cancel = self._run_job(request, deadline), lambda: False
+        else:
+            events, ask_to_cancel = stream.submit(request, deadline), lambda: stream.cancel(job_id)
         handle = JobHandle(events, self._error, on_progress, self._warn_differences)
         handle.job_id = job_id
-        handle.ask_to_cancel = lambda: self._cancel_job(job_id)
+        handle.ask_to_cancel = ask_to_cancel
         return handle
 
-    def _cancel_job(self, job_id: str) -> bool:
-        """Ask the hub to cancel the job, whose stream then brings its end; False if the hub
-        did not take it (the job is over, or an older hub)."""
-        request = client_pb2.CancelJobRequest(job_id=job_id)
-        try:
-            self._stub.CancelJob(request, metadata=self._metadata, timeout=CANCEL_TIMEOUT_S)
-        except grpc.RpcError:
-            return False
-        return True
+    def _job_stream(self) -> JobStream | None:
+        """The stream the jobs go on: opened on the first job, and again after it broke; None
+        if the hub has none (an older hub: each job is a RunJob call)."""
+        with self._stream_lock:
+            if self._stream is not None and self._stream.unimplemented:
+                return None
+            if self._stream is None or self._stream.broken:
+                self._stream = JobStream(
+                    lambda requests: self._stub.Jobs(requests, metadata=self._metadata),
+                    self._run_job,
+                )
+            return self._stream
+
+    def _run_job(self, request: client_pb2.RunJobRequest, deadline_s: float | None) -> Any:
+        return self._stub.RunJob(request, metadata=self._metadata, timeout=deadline_s)
 
     def _warn_differences(self, differences: list[compat.Difference]) -> None:
         """One warning per (worker, difference) a job ran with: a version difference is

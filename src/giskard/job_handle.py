@@ -58,7 +58,9 @@ class JobHandle:
         on_progress: ProgressCallback | None = None,
         on_differences: DifferencesCallback | None = None,
     ) -> None:
-        self._events = events  # the RunJob call: an iterator of JobEvent that can be cancelled
+        # The job's events (a RunJob call, or its part of the client's stream): an iterator of
+        # JobEvent with `done()` and `cancel()`, raising grpc.RpcError as a failed call does.
+        self._events = events
         self._errors = errors
         self._on_progress = on_progress
         self._on_differences = on_differences
@@ -72,7 +74,7 @@ class JobHandle:
         self.job_id = ""
         self.worker_id = ""
         # Asks the hub to cancel the job and send its end; False if it did not take it (then
-        # `cancel` cancels the call, and the job's end is not heard).
+        # `cancel` stops waiting for its events, and the job's end is not heard).
         self.ask_to_cancel: Callable[[], bool] = lambda: False
 
     def result(self, timeout: float | None = None) -> Any:

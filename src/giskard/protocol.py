@@ -16,6 +16,9 @@ INLINE_MAX_BYTES = 64 * 1024
 # Explicit so that nothing depends on gRPC's 4 MB default: the largest message is a chunk
 # plus a small envelope.
 MAX_MESSAGE_BYTES = 4 * CHUNK_SIZE
+# On a client's Jobs stream, the hub sends at most this much of one job's result beyond what
+# the client said it took; the client says so every half window.
+JOB_WINDOW_BYTES = 4 * CHUNK_SIZE
 
 # Keepalive: a peer that vanished without a word (a black hole, no RST) is noticed within
 # KEEPALIVE_TIME_S + KEEPALIVE_TIMEOUT_S, about 20 s, on both sides.

@@ -42,7 +42,7 @@ class UnreadResults:
 @dataclass(eq=False)
 class JobEvents:
     """The events of one job waiting for its client. The job's lifecycle decides what goes in
-    (jobs.JobBoard); the client's call takes them out (`next`)."""
+    (jobs.JobBoard); the client's RunJob call or Jobs stream takes them out (`next`)."""
 
     unread: UnreadResults  # the hub's, shared by all jobs
     # None means: stop, the submitter's key was revoked. Unbounded, so that the worker's

@@ -19,7 +19,9 @@ from giskard.hub.auth import Authenticator
 from giskard.hub.decoding import UNDECODABLE
 from giskard.hub.job import Job
 from giskard.hub.job_events import JobEvents, UnreadResults
+from giskard.hub.job_stream import JobStream, Refusal
 from giskard.hub.jobs import JobBoard
+from giskard.hub.keys import KeyRecord
 from giskard.hub.registry import WorkerRegistry, WorkerSession
 from giskard.hub.routing import Constraint
 from giskard.hub.shared_upload import take_shared
@@ -57,11 +59,12 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
         self._store = store
         self._auth = auth
         self._address = address
-        # The jobs whose RunJob call is open, by the name of the key that sent them and their
-        # id: ids are the clients' own, so two keys may use one id without knowing.
+        # The jobs whose client waits for their events (RunJob, Jobs), by the name of the key
+        # that sent them and their id: ids are the clients' own, so two keys may use one id.
         self._calls: dict[tuple[str, str], Job] = {}
         # By worker name, labels and serialised requirements, as RunJob received them.
         self._constraints: dict[tuple[str, tuple[tuple[str, str], ...], bytes], Constraint] = {}
+        self.streams_opened = 0  # Jobs streams, since the hub started
 
     async def ListWorkers(
         self, request: client_pb2.ListWorkersRequest, context: grpc.aio.ServicerContext
@@ -179,81 +182,122 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
         self, request: client_pb2.RunJobRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[client_pb2.JobEvent]:
         key = await self._auth.require(context, ["client"], "submit jobs")
-        spec = request.spec
-        refs = await self._inputs(spec, context)
-        constraint = await self._constraint(request, context)
-        job_id = request.job_id or uuid.uuid4().hex
-        call = (key.name, job_id)
-        if not JOB_ID.fullmatch(job_id) or call in self._calls:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                "job_id must be 8 to 64 of [A-Za-z0-9_-], not that of a running job of yours",
-            )
-        events = JobEvents(self._unread)
-        sizes = {ref.sha256: ref.size for ref in refs}
-        job = Job(job_id, spec, events, _stored(refs), constraint=constraint, input_sizes=sizes)
-        # From here to the end of the call, the job may be cancelled by its id (CancelJob).
-        self._calls[call] = job
-        forget = self._auth.on_revoke(key, lambda: events.interrupt(None))
         try:
-            self._jobs.receive(job, request.wait_for_worker_s, lambda: self._no_worker(constraint))
-            while (event := await events.next()) is not None:
+            job = self._admit(key, request)
+        except Refusal as refusal:
+            await context.abort(refusal.code, refusal.message)
+            raise  # not reached: abort raises
+        forget = self._auth.on_revoke(key, lambda: job.events.interrupt(None))
+        try:
+            self._start(job, request)
+            while (event := await job.events.next()) is not None:
                 yield event
                 if event.WhichOneof("kind") == "end":
                     return
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "the API key was revoked")
         finally:
             forget()
-            del self._calls[call]
-            # The client has its end, or cancelled, or went away (then the worker stops it).
-            self._jobs.withdraw(job)
+            self._release(key, job)
+
+    async def Jobs(
+        self,
+        request_iterator: AsyncIterator[client_pb2.JobsRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[client_pb2.JobsReply]:
+        key = await self._auth.require(context, ["client"], "submit jobs")
+        stream = JobStream(
+            admit=lambda request: self._admit(key, request),
+            start=self._start,
+            release=lambda job: self._release(key, job),
+            cancel=lambda job_id: self._cancel(key, job_id),
+        )
+        self.streams_opened += 1
+        forget = self._auth.on_revoke(key, stream.revoke)
+        try:
+            async for reply in stream.serve(request_iterator):
+                yield reply
+            if stream.revoked:
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, "the API key was revoked")
+        except DecodeError:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, UNDECODABLE)
+        finally:
+            forget()
+            await stream.close()
+
+    def _admit(self, key: KeyRecord, request: client_pb2.RunJobRequest) -> Job:
+        """The job `request` submits, from now cancellable by its id (until `_release`);
+        raises Refusal if it is not one to run."""
+        spec = request.spec
+        refs = self._inputs(spec)
+        constraint = self._constraint(request)
+        job_id = request.job_id or uuid.uuid4().hex
+        call = (key.name, job_id)
+        if not JOB_ID.fullmatch(job_id) or call in self._calls:
+            raise Refusal(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "job_id must be 8 to 64 of [A-Za-z0-9_-], not that of a running job of yours",
+            )
+        sizes = {ref.sha256: ref.size for ref in refs}
+        events = JobEvents(self._unread)
+        job = Job(job_id, spec, events, _stored(refs), constraint=constraint, input_sizes=sizes)
+        self._calls[call] = job
+        return job
+
+    def _start(self, job: Job, request: client_pb2.RunJobRequest) -> None:
+        """Hand an admitted job to the job board."""
+        self._jobs.receive(job, request.wait_for_worker_s, lambda: self._no_worker(job.constraint))
+
+    def _release(self, key: KeyRecord, job: Job) -> None:
+        """Its client has its end, or cancelled, or went away (then the worker stops it)."""
+        del self._calls[(key.name, job.job_id)]
+        self._jobs.withdraw(job)
 
     async def CancelJob(
         self, request: client_pb2.CancelJobRequest, context: grpc.aio.ServicerContext
     ) -> client_pb2.CancelJobReply:
         key = await self._auth.require(context, ["client"], "cancel jobs")
-        # Only the caller's own jobs: another key's are none of its business.
-        job = self._calls.get((key.name, request.job_id))
-        if job is None:
+        if not self._cancel(key, request.job_id):
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such job running for this key")
-        assert job is not None
-        self._jobs.cancel(job)
         return client_pb2.CancelJobReply()
 
-    async def _inputs(
-        self, spec: common_pb2.JobSpec, context: grpc.aio.ServicerContext
-    ) -> list[common_pb2.ArtifactRef]:
-        """The job's inputs (job_inputs); aborts the call if the spec is not one to run or the
+    def _cancel(self, key: KeyRecord, job_id: str) -> bool:
+        """Cancel a running job of this key; False if it has none of this id."""
+        # Only the caller's own jobs: another key's are none of its business.
+        job = self._calls.get((key.name, job_id))
+        if job is not None:
+            self._jobs.cancel(job)
+        return job is not None
+
+    def _inputs(self, spec: common_pb2.JobSpec) -> list[common_pb2.ArtifactRef]:
+        """The job's inputs (job_inputs); raises Refusal if the spec is not one to run or the
         store lacks one of those it needs from there."""
         if spec.WhichOneof("kind") is None:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the job has no kind")
+            raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, "the job has no kind")
         if spec.timeout_s < 0 or not math.isfinite(spec.timeout_s):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "timeout_s must be >= 0")
+            raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, "timeout_s must be >= 0")
         refs = [ref for ref, _ in job_inputs(spec)]
         if any(len(ref.inline) > INLINE_MAX_BYTES for ref in refs):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "an inline input is too large")
+            raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, "an inline input is too large")
         if forged := _forged_inline(refs):
-            await context.abort(
+            raise Refusal(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"inline input {printable(forged.sha256[:12])} does not match its SHA-256 or size",
             )
         missing = [sha for sha in _stored(refs) if sha not in self._store]
         if missing:
             names = ", ".join(sha[:12] for sha in missing)
-            await context.abort(
+            raise Refusal(
                 grpc.StatusCode.NOT_FOUND,
                 f"the hub does not hold the job's input(s) {names} (never uploaded, or evicted"
                 " from its store since): upload them again (HubClient.put)",
             )
         return refs
 
-    async def _constraint(
-        self, request: client_pb2.RunJobRequest, context: grpc.aio.ServicerContext
-    ) -> Constraint:
-        """The workers the job may go to; aborts the call if its name or labels are invalid.
+    def _constraint(self, request: client_pb2.RunJobRequest) -> Constraint:
+        """The workers the job may go to; raises Refusal if its name or labels are invalid.
         Job after job comes with one of a few constraints: each is checked and made once."""
         if len(request.labels) > MAX_LABELS:  # refused below, before anything is sorted
-            return await self._checked_constraint(request, context)
+            return self._checked_constraint(request)
         key = (
             request.worker,
             tuple(sorted(request.labels.items())),
@@ -261,22 +305,19 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
         )
         constraint = self._constraints.get(key)
         if constraint is None:
-            constraint = await self._checked_constraint(request, context)
+            constraint = self._checked_constraint(request)
             if len(self._constraints) >= CONSTRAINTS_REMEMBERED:
                 del self._constraints[next(iter(self._constraints))]  # the oldest
             self._constraints[key] = constraint
         return constraint
 
-    async def _checked_constraint(
-        self, request: client_pb2.RunJobRequest, context: grpc.aio.ServicerContext
-    ) -> Constraint:
+    def _checked_constraint(self, request: client_pb2.RunJobRequest) -> Constraint:
         try:
             if request.worker:
                 check_name(request.worker)
             labels = check_labels(request.labels)
         except ValueError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-            raise  # not reached: abort raises
+            raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
         requirements = compat.Requirements.from_proto(request.spec.requirements)
         return Constraint.of(request.worker, labels, requirements)
 

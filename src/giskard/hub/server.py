@@ -88,6 +88,7 @@ class Hub:
         self.reattach_grace_s = reattach_grace_s
         self.compression = compression
         self._jobs: JobBoard | None = None
+        self._platform: PlatformService | None = None
         self.unread_results = UnreadResults(max_unread_result_bytes)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -97,6 +98,12 @@ class Hub:
     def address(self) -> str:
         """`host:port` to give a worker or a client (the real port when started with 0)."""
         return HubAddress(self.host, self.port).target
+
+    @property
+    def job_streams_opened(self) -> int:
+        """How many Jobs streams clients opened since the hub started (one per HubClient,
+        unless its stream broke)."""
+        return 0 if self._platform is None else self._platform.streams_opened
 
     async def serve(self, stop: asyncio.Event, started: threading.Event | None = None) -> None:
         """Serve until `stop` is set, then stop cleanly."""
@@ -139,6 +146,7 @@ class Hub:
         decoding = DecodingServer(server)  # requests that do not decode: INVALID_ARGUMENT
         worker_pb2_grpc.add_WorkerHubServicer_to_server(worker_service, decoding)
         platform = PlatformService(registry, jobs, store, auth, self.address, self.unread_results)
+        self._platform = platform
         client_pb2_grpc.add_PlatformServicer_to_server(platform, decoding)
         admin_pb2_grpc.add_AdminServicer_to_server(AdminService(auth, registry), decoding)
         return auth

@@ -161,15 +161,51 @@ class JobStarted(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., worker_id: _Optional[str] = ...) -> None: ...
 
 class JobEvent(_message.Message):
-    __slots__ = ("started", "output", "end", "progress", "queued")
+    __slots__ = ("started", "output", "end", "progress", "queued", "refused")
     STARTED_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     QUEUED_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
     started: JobStarted
     output: _common_pb2.JobOutput
     end: _common_pb2.JobEnd
     progress: _common_pb2.JobProgress
     queued: JobQueued
-    def __init__(self, started: _Optional[_Union[JobStarted, _Mapping]] = ..., output: _Optional[_Union[_common_pb2.JobOutput, _Mapping]] = ..., end: _Optional[_Union[_common_pb2.JobEnd, _Mapping]] = ..., progress: _Optional[_Union[_common_pb2.JobProgress, _Mapping]] = ..., queued: _Optional[_Union[JobQueued, _Mapping]] = ...) -> None: ...
+    refused: JobRefused
+    def __init__(self, started: _Optional[_Union[JobStarted, _Mapping]] = ..., output: _Optional[_Union[_common_pb2.JobOutput, _Mapping]] = ..., end: _Optional[_Union[_common_pb2.JobEnd, _Mapping]] = ..., progress: _Optional[_Union[_common_pb2.JobProgress, _Mapping]] = ..., queued: _Optional[_Union[JobQueued, _Mapping]] = ..., refused: _Optional[_Union[JobRefused, _Mapping]] = ...) -> None: ...
+
+class JobsRequest(_message.Message):
+    __slots__ = ("submit", "cancel", "taken")
+    SUBMIT_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_FIELD_NUMBER: _ClassVar[int]
+    TAKEN_FIELD_NUMBER: _ClassVar[int]
+    submit: _containers.RepeatedCompositeFieldContainer[RunJobRequest]
+    cancel: _containers.RepeatedScalarFieldContainer[str]
+    taken: _containers.RepeatedCompositeFieldContainer[JobTaken]
+    def __init__(self, submit: _Optional[_Iterable[_Union[RunJobRequest, _Mapping]]] = ..., cancel: _Optional[_Iterable[str]] = ..., taken: _Optional[_Iterable[_Union[JobTaken, _Mapping]]] = ...) -> None: ...
+
+class JobTaken(_message.Message):
+    __slots__ = ("job_id", "bytes")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    bytes: int
+    def __init__(self, job_id: _Optional[str] = ..., bytes: _Optional[int] = ...) -> None: ...
+
+class JobsReply(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[JobEvent]
+    def __init__(self, events: _Optional[_Iterable[_Union[JobEvent, _Mapping]]] = ...) -> None: ...
+
+class JobRefused(_message.Message):
+    __slots__ = ("job_id", "code", "message")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    code: int
+    message: str
+    def __init__(self, job_id: _Optional[str] = ..., code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...

@@ -60,6 +60,11 @@ class PlatformStub:
                 request_serializer=giskard_dot_rpc_dot_v1_dot_client__pb2.CancelJobRequest.SerializeToString,
                 response_deserializer=giskard_dot_rpc_dot_v1_dot_client__pb2.CancelJobReply.FromString,
                 _registered_method=True)
+        self.Jobs = channel.stream_stream(
+                '/giskard.rpc.v1.Platform/Jobs',
+                request_serializer=giskard_dot_rpc_dot_v1_dot_client__pb2.JobsRequest.SerializeToString,
+                response_deserializer=giskard_dot_rpc_dot_v1_dot_client__pb2.JobsReply.FromString,
+                _registered_method=True)
 
 
 class PlatformServicer:
@@ -104,6 +109,17 @@ class PlatformServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Jobs(self, request_iterator, context):
+        """A client's jobs on one long-lived stream, as RunJob and CancelJob do one by one: each
+        message up may submit and cancel several jobs (each named by its job_id), each message
+        down carries events of several jobs. The hub sends at most JOB_WINDOW_BYTES (4 MiB) of one
+        job's result beyond what the client said it took (JobsRequest.taken), so that a client
+        reading one job slowly holds up no other; the rest waits at the hub, as with RunJob.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PlatformServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -131,6 +147,11 @@ def add_PlatformServicer_to_server(servicer, server):
                     servicer.CancelJob,
                     request_deserializer=giskard_dot_rpc_dot_v1_dot_client__pb2.CancelJobRequest.FromString,
                     response_serializer=giskard_dot_rpc_dot_v1_dot_client__pb2.CancelJobReply.SerializeToString,
+            ),
+            'Jobs': grpc.stream_stream_rpc_method_handler(
+                    servicer.Jobs,
+                    request_deserializer=giskard_dot_rpc_dot_v1_dot_client__pb2.JobsRequest.FromString,
+                    response_serializer=giskard_dot_rpc_dot_v1_dot_client__pb2.JobsReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -268,6 +289,33 @@ class Platform:
             '/giskard.rpc.v1.Platform/CancelJob',
             giskard_dot_rpc_dot_v1_dot_client__pb2.CancelJobRequest.SerializeToString,
             giskard_dot_rpc_dot_v1_dot_client__pb2.CancelJobReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Jobs(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/giskard.rpc.v1.Platform/Jobs',
+            giskard_dot_rpc_dot_v1_dot_client__pb2.JobsRequest.SerializeToString,
+            giskard_dot_rpc_dot_v1_dot_client__pb2.JobsReply.FromString,
             options,
             channel_credentials,
             insecure,
