@@ -11,7 +11,7 @@ DEFAULT_MAX_BYTES = 4 * 1024**3
 
 
 class ArtifactStore:
-    """Blobs keyed by SHA-256, in memory, least recently used evicted first.
+    """Blobs keyed by BLAKE3, in memory, least recently used evicted first.
 
     Artifacts pinned by a queued or running job are never evicted, so a job cannot lose its
     inputs between submission and the worker's download. The hub never interprets the bytes.
@@ -23,8 +23,8 @@ class ArtifactStore:
         self._pins: defaultdict[str, int] = defaultdict(int)
         self._size = 0
 
-    def __contains__(self, sha256: str) -> bool:
-        return sha256 in self._blobs
+    def __contains__(self, address: str) -> bool:
+        return address in self._blobs
 
     @property
     def size_bytes(self) -> int:
@@ -39,34 +39,34 @@ class ArtifactStore:
         """How many artifacts jobs hold (whether the store holds them yet or not)."""
         return len(self._pins)
 
-    def get(self, sha256: str) -> bytes | bytearray | None:
-        blob = self._blobs.get(sha256)
+    def get(self, address: str) -> bytes | bytearray | None:
+        blob = self._blobs.get(address)
         if blob is not None:
-            self._blobs.move_to_end(sha256)
+            self._blobs.move_to_end(address)
         return blob
 
-    def put(self, sha256: str, blob: bytes | bytearray) -> None:
-        if sha256 in self._blobs:
-            self._blobs.move_to_end(sha256)
+    def put(self, address: str, blob: bytes | bytearray) -> None:
+        if address in self._blobs:
+            self._blobs.move_to_end(address)
             return
-        self._blobs[sha256] = blob
+        self._blobs[address] = blob
         self._size += len(blob)
         self._evict()
 
-    def pin(self, sha256: str) -> None:
-        self._pins[sha256] += 1
+    def pin(self, address: str) -> None:
+        self._pins[address] += 1
 
-    def unpin(self, sha256: str) -> None:
-        self._pins[sha256] -= 1
-        if self._pins[sha256] <= 0:
-            del self._pins[sha256]
+    def unpin(self, address: str) -> None:
+        self._pins[address] -= 1
+        if self._pins[address] <= 0:
+            del self._pins[address]
         self._evict()
 
     def _evict(self) -> None:
-        for sha256 in list(self._blobs):
+        for address in list(self._blobs):
             if self._size <= self.max_bytes:
                 return
-            if self._pins.get(sha256):
+            if self._pins.get(address):
                 continue
-            self._size -= len(self._blobs.pop(sha256))
-            logger.debug("evicted artifact %s", sha256[:12])
+            self._size -= len(self._blobs.pop(address))
+            logger.debug("evicted artifact %s", address[:12])

@@ -20,7 +20,7 @@ from giskard import compat, end_reasons
 from giskard.codec_plain import encode_plain
 from giskard.errors import EndReason, ProtocolError
 from giskard.job_inputs import job_inputs
-from giskard.protocol import CHUNK_SIZE, INLINE_MAX_BYTES, sha256_of
+from giskard.protocol import CHUNK_SIZE, INLINE_MAX_BYTES, digest_of
 from giskard.rpc.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 from giskard.worker.executor import ExecutorProcess, describe_exit
 from giskard.worker.pipe import PipeClosed
@@ -167,7 +167,7 @@ class JobExecution:
         emit: Emit,
     ) -> None:
         running.waiting = True
-        executor = await self._pool.acquire([i.ref.sha256 for i in inputs])
+        executor = await self._pool.acquire([i.ref.blake3 for i in inputs])
         running.waiting = False
         running.executor = executor
         executor.output.job_started(running.job_id)
@@ -177,7 +177,7 @@ class JobExecution:
             to_send = _unsent(inputs, executor.cached)
             header["inputs"] = [
                 # `in` compares _Inputs by identity: of an input named twice, one is sent.
-                {"sha": i.ref.sha256, "size": i.ref.size, "form": i.form, "send": i in to_send}
+                {"address": i.ref.blake3, "size": i.ref.size, "form": i.form, "send": i in to_send}
                 for i in inputs
             ]
             if any(i.form == "pickle" for i in to_send):  # what loading them needs, if it fails
@@ -219,7 +219,7 @@ class _HubCalls:
 
     async def chunks(self, ref: common_pb2.ArtifactRef) -> AsyncIterator[worker_pb2.Chunk]:
         stub, metadata = await self._session()
-        request = worker_pb2.FetchArtifactRequest(sha256=ref.sha256)
+        request = worker_pb2.FetchArtifactRequest(blake3=ref.blake3)
         try:
             async for chunk in stub.FetchArtifact(request, metadata=metadata):
                 yield chunk
@@ -267,8 +267,8 @@ def _unsent(inputs: list[_Input], cached: set[str]) -> list[_Input]:
     seen = set(cached)
     to_send = []
     for item in inputs:
-        if item.ref.sha256 not in seen:
-            seen.add(item.ref.sha256)
+        if item.ref.blake3 not in seen:
+            seen.add(item.ref.blake3)
             to_send.append(item)
     return to_send
 
@@ -282,7 +282,7 @@ async def _send_inputs(executor: ExecutorProcess, inputs: list[_Input], hub: _Hu
             await executor.send({"t": "abort", "message": str(exc)})
             return
         except Exception as exc:
-            message = f"could not download input {item.ref.sha256[:12]} from the hub: {exc}"
+            message = f"could not download input {item.ref.blake3[:12]} from the hub: {exc}"
             await executor.send({"t": "abort", "message": message})
             return
 
@@ -291,18 +291,18 @@ async def _send_input(executor: ExecutorProcess, item: _Input, hub: _HubCalls) -
     ref = item.ref
     if ref.inline or ref.size == 0:
         if len(ref.inline) != ref.size:
-            raise ProtocolError(f"input {ref.sha256[:12]} is not the size it announces")
+            raise ProtocolError(f"input {ref.blake3[:12]} is not the size it announces")
         if ref.size:
             await executor.send({"t": "chunk"}, ref.inline)
         return
     sent = 0
     async for chunk in hub.chunks(ref):
         if sent + len(chunk.data) > ref.size:
-            raise ProtocolError(f"input {ref.sha256[:12]} is larger than announced")
+            raise ProtocolError(f"input {ref.blake3[:12]} is larger than announced")
         await executor.send({"t": "chunk"}, chunk.data)
         sent += len(chunk.data)
     if sent != ref.size:
-        raise ProtocolError(f"input {ref.sha256[:12]} is shorter than announced")
+        raise ProtocolError(f"input {ref.blake3[:12]} is shorter than announced")
 
 
 async def _crashed(executor: ExecutorProcess, job_id: str) -> worker_pb2.WorkerMessage:
@@ -341,7 +341,7 @@ async def _relay_answer(
             return job_end(job_id, reason, failure=failure), header
         if kind != "result":
             raise PipeClosed(f"the executor sent {kind!r}: the stream is out of step")
-        result = common_pb2.ArtifactRef(sha256=header["sha"], size=header["size"])
+        result = common_pb2.ArtifactRef(blake3=header["address"], size=header["size"])
         if len(payload) == result.size <= INLINE_MAX_BYTES:
             result.inline = payload  # one message instead of two: small results are common
         elif not await hub.send_result(executor, job_id, payload, result.size):
@@ -361,9 +361,9 @@ def _outcome_text(answer: dict[str, Any]) -> str:
 
 
 async def _emit_result(job_id: str, frames: list[bytes], emit: Emit) -> None:
-    sha, size = sha256_of(frames)
+    address, size = digest_of(frames)
     data = b"".join(frames)
-    result = common_pb2.ArtifactRef(sha256=sha, size=size)
+    result = common_pb2.ArtifactRef(blake3=address, size=size)
     if size <= INLINE_MAX_BYTES:
         result.inline = data
     else:

@@ -155,10 +155,10 @@ class Draining(_message.Message):
     def __init__(self) -> None: ...
 
 class FetchArtifactRequest(_message.Message):
-    __slots__ = ("sha256",)
-    SHA256_FIELD_NUMBER: _ClassVar[int]
-    sha256: str
-    def __init__(self, sha256: _Optional[str] = ...) -> None: ...
+    __slots__ = ("blake3",)
+    BLAKE3_FIELD_NUMBER: _ClassVar[int]
+    blake3: str
+    def __init__(self, blake3: _Optional[str] = ...) -> None: ...
 
 class Chunk(_message.Message):
     __slots__ = ("data",)
