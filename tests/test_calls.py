@@ -19,6 +19,7 @@ from giskard.client import HubClient
 from giskard.errors import GiskardError, JobError
 from giskard.hub import Hub
 from giskard.progress import report_progress
+from giskard.protocol import digest_of
 
 
 def worker_with(hub: Hub, start_worker: Callable[..., WorkerProcess], *args: str) -> WorkerProcess:
@@ -235,7 +236,6 @@ def test_a_value_put_once_is_used_by_predict_and_call_without_another_upload(
 def test_an_inline_input_under_another_inputs_address_is_refused_by_the_hub(
     client: HubClient, connected_worker: WorkerProcess
 ) -> None:
-    import hashlib
 
     import cloudpickle
 
@@ -248,16 +248,39 @@ def test_an_inline_input_under_another_inputs_address_is_refused_by_the_hub(
         return "an impostor"
 
     real = cloudpickle.dumps(answer)
-    address = hashlib.sha256(real).hexdigest()
+    address = digest_of([real])[0]
     fake = cloudpickle.dumps(impostor)
     # The impostor's bytes under the real function's address: were they cached by address on
     # the worker, every later job naming that address would run them.
     for size in (len(fake), len(real)):
-        forged = common_pb2.ArtifactRef(sha256=address, size=size, inline=fake)
+        forged = common_pb2.ArtifactRef(blake3=address, size=size, inline=fake)
         spec = common_pb2.JobSpec(call=common_pb2.CallJob(function=forged))
-        with pytest.raises(GiskardError, match="does not match its SHA-256 or size"):
+        with pytest.raises(GiskardError, match="does not match its BLAKE3 or size"):
             client._submit(spec, 0.0, 30.0, None).result(timeout=60)
     assert client.call(answer) == "the real one"
+
+
+def test_an_input_without_a_blake3_address_is_refused_with_one_clear_line(
+    client: HubClient, connected_worker: WorkerProcess
+) -> None:
+    """A client of protocol v1 addressed inputs by BLAKE3 (a field the hub no longer reads)."""
+    import cloudpickle
+    import grpc
+
+    from giskard.rpc.v1 import client_pb2, common_pb2
+
+    pickled = cloudpickle.dumps(len)
+    unaddressed = common_pb2.ArtifactRef(size=len(pickled), inline=pickled)
+    spec = common_pb2.JobSpec(call=common_pb2.CallJob(function=unaddressed))
+    with pytest.raises(GiskardError, match="without a BLAKE3 address: the client is older"):
+        client._submit(spec, 0.0, 30.0, None).result(timeout=60)
+    upload = iter(
+        [client_pb2.Upload(ref=common_pb2.ArtifactRef(size=3)), client_pb2.Upload(data=b"abc")]
+    )
+    with pytest.raises(grpc.RpcError) as refused:
+        client._stub.UploadArtifact(upload, metadata=client._metadata, timeout=30)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "without a BLAKE3 address" in refused.value.details()
 
 
 def test_an_input_passed_twice_is_sent_once_and_used_twice(

@@ -95,7 +95,7 @@ def test_a_refused_job_fails_alone_with_the_hubs_reason(
 ) -> None:
     model, data = iris
     stored = client.put(model)
-    missing = common_pb2.ArtifactRef(sha256="0" * 64, size=100_000)
+    missing = common_pb2.ArtifactRef(blake3="0" * 64, size=100_000)
     forged = type(stored)(missing, pickled=True)
     with pytest.raises(GiskardError, match="does not hold the job's input"):
         client.predict(forged, data)

@@ -125,7 +125,7 @@ class RawWorker:
 
     def fetch(self, address: str) -> list[worker_pb2.Chunk]:
         session = (SESSION_METADATA_KEY, self.welcome.session_id)
-        request = worker_pb2.FetchArtifactRequest(sha256=address)
+        request = worker_pb2.FetchArtifactRequest(blake3=address)
         return list(self.stub.FetchArtifact(request, metadata=(self._auth, session), timeout=30))
 
     def close(self) -> None:
@@ -157,8 +157,8 @@ def fetched_input(client: HubClient, worker: RawWorker, blob: bytes) -> list[wor
     handle = client._submit(common_pb2.JobSpec(call=call), 0.0, 60.0, None)
     job = worker.next("job").job
     (argument,) = job.spec.call.args
-    assert argument.value.sha256 == stored.sha256
-    chunks = worker.fetch(stored.sha256)
+    assert argument.value.blake3 == stored.blake3
+    chunks = worker.fetch(stored.blake3)
     handle.cancel()
     return chunks
 

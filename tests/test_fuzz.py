@@ -35,7 +35,7 @@ small_bytes = st.binary(max_size=4096)
 chunks = st.one_of(small_bytes, st.just(b"c" * (CHUNK_SIZE + 1)))
 refs = st.builds(
     common_pb2.ArtifactRef,
-    sha256=st.one_of(st.text(max_size=70), st.just("0" * 64)),
+    blake3=st.one_of(st.text(max_size=70), st.just("0" * 64)),
     size=st.integers(0, 2**64 - 1),
 )
 outputs = st.builds(common_pb2.JobOutput, job_id=job_ids, chunk=chunks)

@@ -4,7 +4,6 @@ peers. None of it crashes the hub, disturbs others, or grows its memory without 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import signal
 import socket
 import threading
@@ -22,7 +21,7 @@ from test_trust_boundary import RogueWorker
 from giskard.client import HubClient
 from giskard.errors import JobError
 from giskard.hub import Hub
-from giskard.protocol import CHUNK_SIZE
+from giskard.protocol import CHUNK_SIZE, digest_of
 from giskard.rpc.v1 import common_pb2, worker_pb2
 
 
@@ -47,7 +46,7 @@ def output(job_id: str, chunk: bytes) -> worker_pb2.WorkerMessage:
 
 def success(job_id: str, payload: bytes, size: int | None = None) -> worker_pb2.WorkerMessage:
     ref = common_pb2.ArtifactRef(
-        sha256=hashlib.sha256(payload).hexdigest(), size=len(payload) if size is None else size
+        blake3=digest_of([payload])[0], size=len(payload) if size is None else size
     )
     end = common_pb2.JobEnd(job_id=job_id, success=common_pb2.JobSuccess(result=ref))
     return worker_pb2.WorkerMessage(end=end)

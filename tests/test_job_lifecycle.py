@@ -31,13 +31,13 @@ class CountingStore(ArtifactStore):
         self.pins: Counter[str] = Counter()
         self.unpins: Counter[str] = Counter()
 
-    def pin(self, sha256: str) -> None:
-        self.pins[sha256] += 1
-        super().pin(sha256)
+    def pin(self, address: str) -> None:
+        self.pins[address] += 1
+        super().pin(address)
 
-    def unpin(self, sha256: str) -> None:
-        self.unpins[sha256] += 1
-        super().unpin(sha256)
+    def unpin(self, address: str) -> None:
+        self.unpins[address] += 1
+        super().unpin(address)
 
 
 class Parts:

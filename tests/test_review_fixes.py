@@ -5,7 +5,6 @@ during a job, and revocation across hubs."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import os
@@ -28,7 +27,7 @@ from giskard import codec
 from giskard.client import HubClient
 from giskard.errors import ExitCode, JobTimeoutError
 from giskard.hub import Hub
-from giskard.protocol import PROTOCOL_VERSION
+from giskard.protocol import PROTOCOL_VERSION, digest_of
 from giskard.rpc.v1 import client_pb2, client_pb2_grpc, common_pb2, worker_pb2, worker_pb2_grpc
 
 
@@ -71,7 +70,7 @@ def test_a_slow_reader_gets_every_chunk(
             elif event.WhichOneof("kind") == "end":
                 end = event.end
     assert end.success.result.size == len(received)
-    assert end.success.result.sha256 == hashlib.sha256(received).hexdigest()
+    assert end.success.result.blake3 == digest_of([received])[0]
 
 
 def test_workers_leaving_during_the_handshake_leave_no_ghost(hub: Hub, client: HubClient) -> None:
@@ -210,8 +209,8 @@ class ScriptedWorker(RogueWorker):
         return message.job.job_id
 
     def end(self, job_id: str, payload: bytes) -> None:
-        sha = hashlib.sha256(payload).hexdigest()
-        result = common_pb2.ArtifactRef(sha256=sha, size=len(payload), inline=payload)
+        address = digest_of([payload])[0]
+        result = common_pb2.ArtifactRef(blake3=address, size=len(payload), inline=payload)
         end = common_pb2.JobEnd(job_id=job_id, success=common_pb2.JobSuccess(result=result))
         self._outbox.put(worker_pb2.WorkerMessage(end=end))
 

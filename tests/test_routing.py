@@ -45,7 +45,7 @@ class Session:
         return not self.draining
 
     def cached_bytes(self, inputs: tuple[str, ...]) -> int:
-        return sum(self.cached.get(sha, 0) for sha in inputs)
+        return sum(self.cached.get(address, 0) for address in inputs)
 
 
 def jobs(*names: str) -> list[QueuedJob]:

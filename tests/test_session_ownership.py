@@ -58,9 +58,9 @@ class Attacker(RogueWorker):
         self.last_details = refused.value.details()
         return refused.value.code()
 
-    def fetch_artifact(self, sha256: str, session_id: str) -> grpc.StatusCode:
+    def fetch_artifact(self, address: str, session_id: str) -> grpc.StatusCode:
         stub = worker_pb2_grpc.WorkerHubStub(self._channel)
-        request = worker_pb2.FetchArtifactRequest(sha256=sha256)
+        request = worker_pb2.FetchArtifactRequest(blake3=address)
         metadata = [*self.metadata, (SESSION_METADATA_KEY, session_id)]
         with pytest.raises(grpc.RpcError) as refused:
             list(stub.FetchArtifact(request, metadata=metadata, timeout=10))
@@ -94,7 +94,7 @@ def test_a_worker_cannot_send_a_result_for_another_workers_job(
         assert other_key == grpc.StatusCode.NOT_FOUND
         assert "no such worker session" in attacker.last_details
         big = client.put(np.ones(100_000))  # an input of no job of the attacker's
-        assert attacker.fetch_artifact(big.sha256, own_session) == grpc.StatusCode.NOT_FOUND
+        assert attacker.fetch_artifact(big.address, own_session) == grpc.StatusCode.NOT_FOUND
     release.touch()
     result = handle.result(timeout=60)
     np.testing.assert_array_equal(result, np.arange(RESULT_FLOATS, dtype=np.float64))

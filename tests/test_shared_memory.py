@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import signal
@@ -21,6 +20,7 @@ from giskard.client import HubClient
 from giskard.errors import ExecutorCrashedError, WorkerLostError
 from giskard.hub.artifacts import ArtifactStore
 from giskard.hub.server import Hub
+from giskard.protocol import digest_of
 from giskard.rpc.v1 import client_pb2, client_pb2_grpc, common_pb2, worker_pb2
 
 pytestmark = pytest.mark.skipif(not shared_memory.available(), reason="memfds are Linux's")
@@ -178,7 +178,7 @@ def offer_instead(monkeypatch: pytest.MonkeyPatch, offered: Callable[[int], Offe
     async def rogue_answer(
         store: ArtifactStore, request: worker_pb2.FetchArtifactRequest, peer: str
     ) -> worker_pb2.Chunk | None:
-        blob = store.get(request.sha256)
+        blob = store.get(request.blake3)
         if not request.shared_memory or blob is None or len(blob) < shared_memory.MIN_BYTES:
             return None
         kept, path, inode = offered(len(blob))
@@ -199,9 +199,7 @@ def test_the_hub_refuses_an_upload_whose_bytes_do_not_match_its_hash(
     hub: Hub, data: bytes, announced_size: int | None
 ) -> None:
     original = b"x" * (3 * shared_memory.MIN_BYTES + 9)
-    ref = common_pb2.ArtifactRef(
-        sha256=hashlib.sha256(original).hexdigest(), size=announced_size or len(data)
-    )
+    ref = common_pb2.ArtifactRef(blake3=digest_of([original])[0], size=announced_size or len(data))
     uploads = [client_pb2.Upload(ref=ref)]
     uploads += [
         client_pb2.Upload(data=data[start : start + shared_memory.MIN_BYTES])

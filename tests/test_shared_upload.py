@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from giskard.client import HubClient
 from giskard.credentials import local_socket_path
 from giskard.hub import platform_service
 from giskard.hub.server import Hub
+from giskard.protocol import digest_of
 from giskard.rpc.v1 import client_pb2, client_pb2_grpc, common_pb2
 
 pytestmark = pytest.mark.skipif(not shared_memory.available(), reason="memfds are Linux's")
@@ -97,7 +97,7 @@ def test_a_client_over_tcp_uploads_chunks(
     ("code", "message"),
     [
         (grpc.StatusCode.FAILED_PRECONDITION, "another pid namespace"),
-        (grpc.StatusCode.DATA_LOSS, "size or SHA-256 mismatch"),  # a hub without the field
+        (grpc.StatusCode.DATA_LOSS, "size or BLAKE3 mismatch"),  # a hub without the field
     ],
 )
 def test_a_hub_that_does_not_take_the_memfd_gets_chunks(
@@ -122,7 +122,7 @@ def test_a_hub_that_does_not_take_the_memfd_gets_chunks(
 
 
 DATA = b"x" * SIZE
-SHA256 = hashlib.sha256(DATA).hexdigest()
+SHA256 = digest_of([DATA])[0]
 
 
 @pytest.mark.parametrize(
@@ -133,7 +133,7 @@ SHA256 = hashlib.sha256(DATA).hexdigest()
         (
             lambda: shared_memory.SealedBlob.of("giskard-test", b"y" * SIZE),
             grpc.StatusCode.DATA_LOSS,
-            "SHA-256 mismatch",
+            "BLAKE3 mismatch",
         ),
     ],
 )
@@ -141,7 +141,7 @@ def test_the_hub_refuses_a_forged_shared_upload(
     hub: Hub, offered: object, code: grpc.StatusCode, refusal: str
 ) -> None:
     blob = offered()  # type: ignore[operator]
-    ref = common_pb2.ArtifactRef(sha256=SHA256, size=SIZE)
+    ref = common_pb2.ArtifactRef(blake3=SHA256, size=SIZE)
     offer = client_pb2.Upload(ref=ref, shared_path=blob.path, shared_inode=blob.inode)
     with private_stub(hub) as (stub, metadata):
         with pytest.raises(grpc.RpcError) as refused:
@@ -157,7 +157,7 @@ def test_the_hub_refuses_a_forged_shared_upload(
 def test_the_hub_opens_no_path_but_a_descriptor(hub: Hub, tmp_path: Path) -> None:
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)  # opening it would wait for a writer
-    ref = common_pb2.ArtifactRef(sha256=SHA256, size=SIZE)
+    ref = common_pb2.ArtifactRef(blake3=SHA256, size=SIZE)
     offer = client_pb2.Upload(ref=ref, shared_path=str(fifo))
     with private_stub(hub) as (stub, metadata), pytest.raises(grpc.RpcError) as refused:
         stub.UploadArtifact(iter([offer]), metadata=metadata, timeout=30)
@@ -167,7 +167,7 @@ def test_the_hub_opens_no_path_but_a_descriptor(hub: Hub, tmp_path: Path) -> Non
 
 def test_the_hub_follows_no_descriptor_named_over_tcp(hub: Hub) -> None:
     blob = shared_memory.SealedBlob.of("giskard-test", DATA)
-    ref = common_pb2.ArtifactRef(sha256=SHA256, size=SIZE)
+    ref = common_pb2.ArtifactRef(blake3=SHA256, size=SIZE)
     offer = client_pb2.Upload(ref=ref, shared_path=blob.path, shared_inode=blob.inode)
     metadata = (("authorization", f"Bearer {hub.admin_key}"),)
     with grpc.insecure_channel(hub.address) as channel:

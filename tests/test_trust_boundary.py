@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import hashlib
 import logging
 import pickle
 import queue
@@ -19,7 +18,7 @@ from conftest import WorkerProcess
 from giskard.client import HubClient
 from giskard.errors import ExitCode, ProtocolError
 from giskard.hub import Hub
-from giskard.protocol import PROTOCOL_VERSION
+from giskard.protocol import PROTOCOL_VERSION, digest_of
 from giskard.rpc.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "giskard"
@@ -72,9 +71,7 @@ class RogueWorker:
     def _answer(self, job_id: str) -> None:
         output = common_pb2.JobOutput(job_id=job_id, chunk=self.payload)
         self._outbox.put(worker_pb2.WorkerMessage(output=output))
-        result = common_pb2.ArtifactRef(
-            sha256=hashlib.sha256(self.payload).hexdigest(), size=len(self.payload)
-        )
+        result = common_pb2.ArtifactRef(blake3=digest_of([self.payload])[0], size=len(self.payload))
         end = common_pb2.JobEnd(job_id=job_id, success=common_pb2.JobSuccess(result=result))
         self._outbox.put(worker_pb2.WorkerMessage(end=end))
 
@@ -102,7 +99,7 @@ def test_a_wrong_protocol_version_is_refused_with_a_reason_on_both_sides(
         answer = rogue.received.get(timeout=10)
     assert answer.WhichOneof("kind") == "refusal"
     assert answer.refusal.reason == worker_pb2.Refusal.PROTOCOL_VERSION
-    assert "worker speaks v99, this hub speaks v1" in answer.refusal.message
+    assert f"worker speaks v99, this hub speaks v{PROTOCOL_VERSION}" in answer.refusal.message
     assert any("protocol version mismatch" in r.getMessage() for r in caplog.records)
 
 

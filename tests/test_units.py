@@ -5,12 +5,13 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import blake3
 import pytest
 
 from giskard.address import DEFAULT_PORT, HubAddress, parse_address
 from giskard.errors import UsageError
 from giskard.hub.artifacts import ArtifactStore
-from giskard.protocol import iter_chunks, sha256_of
+from giskard.protocol import digest_of, iter_chunks
 from giskard.worker.backoff import Backoff
 
 
@@ -53,11 +54,12 @@ def test_iter_chunks_recuts_frames_without_losing_bytes() -> None:
     assert list(iter_chunks([], chunk_size=4)) == []
 
 
-def test_sha256_of_frames_equals_sha256_of_their_concatenation() -> None:
-    import hashlib
-
-    frames = [b"abc", memoryview(b"def")]
-    assert sha256_of(frames) == (hashlib.sha256(b"abcdef").hexdigest(), 6)
+def test_the_address_of_frames_is_the_blake3_of_their_concatenation() -> None:
+    frames = [b"abc", memoryview(b"def"), bytearray()]
+    assert digest_of(frames) == (blake3.blake3(b"abcdef").hexdigest(), 6)
+    # The published BLAKE3 digest of nothing: the address really is BLAKE3-256.
+    empty = "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
+    assert digest_of([]) == (empty, 0)
 
 
 def test_artifact_store_evicts_least_recently_used_but_never_pinned() -> None:

@@ -42,7 +42,7 @@ from giskard.errors import (
 from giskard.job_handle import JobHandle, ProgressCallback
 from giskard.labels import check_labels, check_name
 from giskard.pickle_cache import PickleCache
-from giskard.protocol import INLINE_MAX_BYTES, iter_chunks, sha256_of
+from giskard.protocol import INLINE_MAX_BYTES, digest_of, iter_chunks
 from giskard.rpc.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -60,7 +60,7 @@ from giskard.worker.info import info_from_proto
 logger = logging.getLogger(__name__)
 
 DEADLINE_MARGIN_S = 10.0
-# Pickles whose requirements are remembered (by SHA-256): scanning a pickle is not free.
+# Pickles whose requirements are remembered (by BLAKE3): scanning a pickle is not free.
 REQUIREMENTS_REMEMBERED = 256
 # Version differences already warned about: each (worker, difference) is said once.
 DIFFERENCES_WARNED = 1024
@@ -79,8 +79,8 @@ class Stored:
     requirements: compat.Requirements = compat.NOTHING
 
     @property
-    def sha256(self) -> str:
-        return self.ref.sha256
+    def address(self) -> str:
+        return self.ref.blake3
 
     @property
     def size(self) -> int:
@@ -420,13 +420,13 @@ class HubClient:
     def _pickle(self, value: Any) -> Stored:
         pickled = cloudpickle.dumps(value)
         ref = self._input([pickled])
-        requirements = self._requirements.get(ref.sha256)
+        requirements = self._requirements.get(ref.blake3)
         if requirements is None:
             requirements = compat.requirements_of(pickled)
-            self._requirements[ref.sha256] = requirements
+            self._requirements[ref.blake3] = requirements
             if len(self._requirements) > REQUIREMENTS_REMEMBERED:
                 self._requirements.popitem(last=False)
-        self._requirements.move_to_end(ref.sha256)
+        self._requirements.move_to_end(ref.blake3)
         return Stored(ref, pickled=True, requirements=requirements)
 
     def _code(self, value: Any) -> Stored:
@@ -447,8 +447,8 @@ class HubClient:
         """A reference to an input: inline if small, else uploaded unless the hub has it.
         Hashed first: an input the hub already holds (the same dataset for another model) then
         costs one read of its bytes, and no copy."""
-        sha256, size = sha256_of(frames)
-        ref = common_pb2.ArtifactRef(sha256=sha256, size=size)
+        address, size = digest_of(frames)
+        ref = common_pb2.ArtifactRef(blake3=address, size=size)
         if size <= INLINE_MAX_BYTES:
             ref.inline = b"".join(frames)
             return ref

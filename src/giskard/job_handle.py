@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +24,7 @@ from giskard.errors import (
     ProtocolError,
     WorkerLostError,
 )
+from giskard.protocol import digest_of
 from giskard.rpc.v1 import common_pb2
 
 ProgressCallback = Callable[[int, int], None]
@@ -172,10 +172,8 @@ def _outcome(end: common_pb2.JobEnd, result: bytearray, logs: str) -> tuple[bool
     expected = end.success.result
     if expected.inline:
         result = bytearray(expected.inline)
-    if len(result) != expected.size or hashlib.sha256(result).hexdigest() != expected.sha256:
-        return False, ProtocolError(
-            "the job's result does not match its announced size and SHA-256"
-        )
+    if len(result) != expected.size or digest_of([result])[0] != expected.blake3:
+        return False, ProtocolError("the job's result does not match its announced size and BLAKE3")
     # Never unpickle what a worker sends: the safe decoder refuses anything but data.
     try:
         return True, codec.decode(result)

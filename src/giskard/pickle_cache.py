@@ -13,7 +13,6 @@ every time, as before.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import sys
 import threading
@@ -24,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+import blake3
 import cloudpickle
 import numpy as np
 
@@ -33,7 +33,7 @@ T = TypeVar("T")
 PICKLES_REMEMBERED = 64
 # How deep the state of an object is read; deeper, it is not cached.
 MAX_DEPTH = 64
-# Arrays up to this size are kept as bytes in the state; larger ones by their SHA-256.
+# Arrays up to this size are kept as bytes in the state; larger ones by their BLAKE3 digest.
 ARRAY_KEPT_BYTES = 4096
 
 _ATOMS = (type(None), bool, int, float, complex, str, bytes)
@@ -169,7 +169,7 @@ class _StateReader:
         elif array.nbytes <= ARRAY_KEPT_BYTES:
             self.tokens.append(array.tobytes())
         else:
-            self.tokens.append(hashlib.sha256(np.ascontiguousarray(array).data).digest())
+            self.tokens.append(blake3.blake3(np.ascontiguousarray(array).data).digest())
 
     def _plain_class(self, kind: type) -> bool:
         """Whether an instance of `kind` pickles as its `__dict__` says (see the module)."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Iterator
 
-PROTOCOL_VERSION = 1
+import blake3
+
+# 2: content addresses are BLAKE3 (ArtifactRef.blake3), no longer SHA-256.
+PROTOCOL_VERSION = 2
 # The metadata by which a worker's calls beside its session (SendResult, FetchArtifact) name
 # that session: its id, from the Welcome.
 SESSION_METADATA_KEY = "giskard-session"
@@ -62,9 +64,19 @@ SERVER_OPTIONS = [
 ]
 
 
-def sha256_of(frames: Iterable[bytes | bytearray | memoryview]) -> tuple[str, int]:
-    """Hex SHA-256 and total size of the concatenation of `frames`."""
-    digest = hashlib.sha256()
+def content_hasher() -> blake3.blake3:
+    """A new hasher of content addresses: BLAKE3-256, whose `hexdigest()` is an address.
+
+    BLAKE3 rather than SHA-256: every big input is hashed by its uploader and checked by the
+    hub, and BLAKE3 does that 3 to 6 times faster (240 MB: 0.06-0.08 s against 0.16-0.34 s on
+    our machines) while staying a cryptographic hash, which the hub's check needs: bytes
+    filed under another input's address would reach every job naming that address."""
+    return blake3.blake3()
+
+
+def digest_of(frames: Iterable[bytes | bytearray | memoryview]) -> tuple[str, int]:
+    """The content address (hex BLAKE3) and total size of the concatenation of `frames`."""
+    digest = content_hasher()
     size = 0
     for frame in frames:
         digest.update(frame)

@@ -20,7 +20,7 @@ Blob = bytes | bytearray | memoryview
 
 
 class ArtifactStore:
-    """Blobs keyed by SHA-256, in memory, least recently used evicted first.
+    """Blobs keyed by BLAKE3, in memory, least recently used evicted first.
 
     Artifacts pinned by a queued or running job are never evicted, so a job cannot lose its
     inputs between submission and the worker's download. The hub never interprets the bytes.
@@ -40,8 +40,8 @@ class ArtifactStore:
         self._size = 0
         self._shared = 0  # how many blobs are SealedBlobs
 
-    def __contains__(self, sha256: str) -> bool:
-        return sha256 in self._blobs
+    def __contains__(self, address: str) -> bool:
+        return address in self._blobs
 
     @property
     def size_bytes(self) -> int:
@@ -56,16 +56,16 @@ class ArtifactStore:
         """How many artifacts jobs hold (whether the store holds them yet or not)."""
         return len(self._pins)
 
-    def get(self, sha256: str) -> Blob | None:
+    def get(self, address: str) -> Blob | None:
         """The artifact's bytes, or None."""
-        blob = self._touch(sha256)
+        blob = self._touch(address)
         return blob.map() if isinstance(blob, SealedBlob) else blob
 
-    async def shared(self, sha256: str) -> SealedBlob | None:
+    async def shared(self, address: str) -> SealedBlob | None:
         """The artifact in a sealed memfd, made at the first ask (copied off the event loop);
         None if there is no such artifact or it stays bytes (small, too many memfds, none
         here)."""
-        blob = self._touch(sha256)
+        blob = self._touch(address)
         if blob is None or isinstance(blob, SealedBlob):
             return blob
         if not self._may_share(blob):
@@ -75,73 +75,73 @@ class ArtifactStore:
         except OSError as exc:  # out of descriptors or memory for memfds: bytes serve as well
             logger.warning("Keeping an artifact of %d B outside shared memory: %s", len(blob), exc)
             return None
-        return self._swap(sha256, blob, sealed)
+        return self._swap(address, blob, sealed)
 
-    def put(self, sha256: str, blob: Blob) -> None:
-        if sha256 in self._blobs:
-            self._blobs.move_to_end(sha256)
+    def put(self, address: str, blob: Blob) -> None:
+        if address in self._blobs:
+            self._blobs.move_to_end(address)
             return
-        self._blobs[sha256] = blob
+        self._blobs[address] = blob
         self._size += len(blob)
         self._evict()
 
-    def put_shared(self, sha256: str, sealed: SealedBlob) -> None:
-        """Keep a sealed memfd a client handed over (checked against `sha256`) as it is; past
+    def put_shared(self, address: str, sealed: SealedBlob) -> None:
+        """Keep a sealed memfd a client handed over (checked against `address`) as it is; past
         MAX_SHARED_BLOBS, only its mapping, which holds the memory without a descriptor."""
-        if sha256 in self._blobs:
+        if address in self._blobs:
             sealed.close()
-            self._blobs.move_to_end(sha256)
+            self._blobs.move_to_end(address)
             return
         if self._shared >= MAX_SHARED_BLOBS:
             view = sealed.map()
             sealed.close()
-            self.put(sha256, view)
+            self.put(address, view)
             return
-        self._blobs[sha256] = sealed
+        self._blobs[address] = sealed
         self._size += sealed.size
         self._shared += 1
         self._evict()
 
-    def pin(self, sha256: str) -> None:
-        self._pins[sha256] += 1
+    def pin(self, address: str) -> None:
+        self._pins[address] += 1
 
-    def unpin(self, sha256: str) -> None:
-        self._pins[sha256] -= 1
-        if self._pins[sha256] <= 0:
-            del self._pins[sha256]
+    def unpin(self, address: str) -> None:
+        self._pins[address] -= 1
+        if self._pins[address] <= 0:
+            del self._pins[address]
         self._evict()
 
-    def _touch(self, sha256: str) -> Blob | SealedBlob | None:
-        blob = self._blobs.get(sha256)
+    def _touch(self, address: str) -> Blob | SealedBlob | None:
+        blob = self._blobs.get(address)
         if blob is not None:
-            self._blobs.move_to_end(sha256)
+            self._blobs.move_to_end(address)
         return blob
 
     def _evict(self) -> None:
-        for sha256 in list(self._blobs):
+        for address in list(self._blobs):
             if self._size <= self.max_bytes:
                 return
-            if self._pins.get(sha256):
+            if self._pins.get(address):
                 continue
-            blob = self._blobs.pop(sha256)
+            blob = self._blobs.pop(address)
             if isinstance(blob, SealedBlob):
                 self._size -= blob.size
                 self._shared -= 1
                 blob.close()
             else:
                 self._size -= len(blob)
-            logger.debug("evicted artifact %s", sha256[:12])
+            logger.debug("evicted artifact %s", address[:12])
 
     def _may_share(self, blob: Blob) -> bool:
         return shared_memory.worth_sharing(len(blob)) and self._shared < MAX_SHARED_BLOBS
 
-    def _swap(self, sha256: str, blob: Blob, sealed: SealedBlob) -> SealedBlob | None:
+    def _swap(self, address: str, blob: Blob, sealed: SealedBlob) -> SealedBlob | None:
         """Keep `sealed` in place of `blob`, unless the store changed during the copy (another
         ask made its memfd first, or it was evicted, or the memfds ran out meanwhile)."""
-        current = self._blobs.get(sha256)
+        current = self._blobs.get(address)
         if current is not blob or not self._may_share(blob):
             sealed.close()
             return current if isinstance(current, SealedBlob) else None
-        self._blobs[sha256] = sealed  # the same key: its place in the LRU order stays
+        self._blobs[address] = sealed  # the same key: its place in the LRU order stays
         self._shared += 1
         return sealed

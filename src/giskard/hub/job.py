@@ -34,7 +34,7 @@ class Job:
     job_id: str
     spec: common_pb2.JobSpec
     events: JobEvents  # to the client that submitted it
-    inputs: list[str] = field(default_factory=list)  # the artifacts it pins (SHA-256)
+    inputs: list[str] = field(default_factory=list)  # the artifacts it pins (BLAKE3)
     # time.monotonic() by which the job must end; None: no limit.
     deadline: float | None = None
     constraint: Constraint = field(default_factory=Constraint)  # the workers it may go to
@@ -56,7 +56,7 @@ class Job:
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
     # Among `timers`: running while no connected worker may run it.
     no_worker_timer: asyncio.TimerHandle | None = None
-    # SHA-256 -> size of each input it reads (job_inputs), remembered for the worker it goes
+    # BLAKE3 -> size of each input it reads (job_inputs), remembered for the worker it goes
     # to (routing by cache); given by who listed its inputs on arrival.
     input_sizes: dict[str, int] = field(default_factory=dict)
 

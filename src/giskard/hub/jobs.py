@@ -182,8 +182,8 @@ class JobBoard:
     def _arrive(self, job: Job) -> None:
         """NEW -> WAITING: its inputs are pinned from now, so that the store does not evict
         what it waits for a worker with."""
-        for sha in job.inputs:
-            self._store.pin(sha)
+        for address in job.inputs:
+            self._store.pin(address)
         job.state, job.submitted_at = JobState.WAITING, time.time()
 
     def _wait_over(self, job: Job) -> None:
@@ -422,8 +422,8 @@ class JobBoard:
         self._waiting.pop(job, None)
         job.state = JobState.STOPPING if job.session is not None else JobState.ENDED
         _stop_timers(job)
-        for sha in job.inputs:
-            self._store.unpin(sha)
+        for address in job.inputs:
+            self._store.unpin(address)
         job.events.closed = True
         self._remember(job, end)
         if end is None:

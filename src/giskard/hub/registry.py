@@ -67,7 +67,7 @@ class WorkerSession:
     batches_received: int = 0
     # The codec its artifact chunks are compressed with (giskard.compression); "": none.
     compression: str = ""
-    # SHA-256 -> size of the inputs sent to it lately, the latest last (routing by cache).
+    # BLAKE3 -> size of the inputs sent to it lately, the latest last (routing by cache).
     sent_inputs: OrderedDict[str, int] = field(default_factory=OrderedDict)
     # Its differences from each of the requirements its jobs had (`differences`).
     _judged: dict[compat.Requirements, tuple[compat.Difference, ...]] = field(
@@ -93,7 +93,7 @@ class WorkerSession:
         return self.identity == other.identity
 
     def cached_bytes(self, inputs: Sequence[str]) -> int:
-        return sum(self.sent_inputs.get(sha, 0) for sha in inputs)
+        return sum(self.sent_inputs.get(address, 0) for address in inputs)
 
     def differences(self, requirements: compat.Requirements) -> tuple[compat.Difference, ...]:
         """How this worker differs from what `requirements` need (compat.differences), the
@@ -110,9 +110,9 @@ class WorkerSession:
         return judged
 
     def remember_sent(self, inputs: Mapping[str, int]) -> None:
-        for sha, size in inputs.items():
-            self.sent_inputs[sha] = size
-            self.sent_inputs.move_to_end(sha)
+        for address, size in inputs.items():
+            self.sent_inputs[address] = size
+            self.sent_inputs.move_to_end(address)
         while len(self.sent_inputs) > SENT_INPUTS_REMEMBERED:
             self.sent_inputs.popitem(last=False)
 

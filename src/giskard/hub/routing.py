@@ -50,7 +50,7 @@ class Candidate(Protocol):
         ...
 
     def cached_bytes(self, inputs: Sequence[str]) -> int:
-        """How much of these inputs (SHA-256) the hub sent this worker lately."""
+        """How much of these inputs (BLAKE3) the hub sent this worker lately."""
         ...
 
 

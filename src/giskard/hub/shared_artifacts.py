@@ -14,7 +14,7 @@ async def shared_answer(
     None: send chunks."""
     if not request.shared_memory or not on_private_socket(peer):
         return None
-    blob = await store.shared(request.sha256)
+    blob = await store.shared(request.blake3)
     if blob is None:
         return None
     return worker_pb2.Chunk(shared_path=blob.path, shared_inode=blob.inode)

@@ -8,7 +8,7 @@ import re
 
 from giskard import shared_memory
 from giskard.hub.shared_artifacts import on_private_socket
-from giskard.protocol import sha256_of
+from giskard.protocol import digest_of
 from giskard.rpc.v1 import client_pb2
 from giskard.shared_memory import SealedBlob, SharedMemoryError, Unreachable
 
@@ -18,7 +18,7 @@ _DESCRIPTOR_PATH = re.compile(r"/proc/[0-9]+/fd/[0-9]+")
 
 async def take_shared(offer: client_pb2.Upload, peer: str) -> tuple[SealedBlob, str]:
     """The memfd the client offers, opened and checked (sealed, of the announced size and
-    inode), with the SHA-256 of its bytes, computed here: the client's is only a claim.
+    inode), with the BLAKE3 of its bytes, computed here: the client's is only a claim.
     Unreachable if it cannot be opened from here; SharedMemoryError if it is not a valid
     offer."""
     if not on_private_socket(peer) or not shared_memory.available():
@@ -34,8 +34,8 @@ async def take_shared(offer: client_pb2.Upload, peer: str) -> tuple[SealedBlob, 
 def _opened(offer: client_pb2.Upload) -> tuple[SealedBlob, str]:
     blob = SealedBlob.open(offer.shared_path, offer.ref.size, offer.shared_inode)
     try:
-        sha256, _ = sha256_of([blob.map()])
+        address, _ = digest_of([blob.map()])
     except BaseException:
         blob.close()
         raise
-    return blob, sha256
+    return blob, address

@@ -291,14 +291,14 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
         session = await self._caller_session(context, "download an artifact")
         # Only the inputs of the caller's own jobs: another job's inputs are none of its
         # business. Refused as absent, so that the answer does not tell what the hub holds.
-        mine = any(request.sha256 in job.inputs for job in session.jobs.values())
+        mine = any(request.blake3 in job.inputs for job in session.jobs.values())
         shared = await shared_answer(self._store, request, context.peer()) if mine else None
         if shared is not None:
             yield shared
             return
-        blob = self._store.get(request.sha256) if mine else None
+        blob = self._store.get(request.blake3) if mine else None
         if blob is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no artifact {request.sha256}")
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no artifact {request.blake3}")
             return
         view = memoryview(blob)
         if session.compression:

@@ -11,7 +11,7 @@ MAX_ENTRIES = 10_000
 
 
 class ObjectCache:
-    """Objects by the SHA-256 of their serialised form, least recently used evicted first.
+    """Objects by the BLAKE3 digest of their serialised form, least recently used evicted first.
 
     Bounded by the total size of the serialised forms, a stand-in for the objects' memory
     (exact for decoded datasets, which are views of their bytes). The worker mirrors which
@@ -26,30 +26,30 @@ class ObjectCache:
         self._added: list[str] = []
         self._evicted: list[str] = []
 
-    def __contains__(self, sha256: str) -> bool:
-        return sha256 in self._entries
+    def __contains__(self, address: str) -> bool:
+        return address in self._entries
 
     @property
     def size_bytes(self) -> int:
         return self._size
 
-    def get(self, sha256: str) -> Any:
+    def get(self, address: str) -> Any:
         """The object; KeyError if it is not held."""
-        self._entries.move_to_end(sha256)
-        return self._entries[sha256][0]
+        self._entries.move_to_end(address)
+        return self._entries[address][0]
 
-    def put(self, sha256: str, value: Any, size: int, keep: Collection[str] = ()) -> None:
+    def put(self, address: str, value: Any, size: int, keep: Collection[str] = ()) -> None:
         """Hold `value`, evicting the least recently used entries except those in `keep`
         (the running job's inputs). A value bigger than the whole cache is not held."""
-        if sha256 in self._entries or size > self.max_bytes:
+        if address in self._entries or size > self.max_bytes:
             return
-        self._entries[sha256] = (value, size)
+        self._entries[address] = (value, size)
         self._size += size
-        self._added.append(sha256)
+        self._added.append(address)
         for key in list(self._entries):
             if self._size <= self.max_bytes and len(self._entries) <= self.max_entries:
                 break
-            if key in keep or key == sha256:
+            if key in keep or key == address:
                 continue
             self._size -= self._entries.pop(key)[1]
             self._evicted.append(key)

@@ -20,7 +20,7 @@ from giskard import compat, end_reasons
 from giskard.codec_plain import encode_plain
 from giskard.errors import EndReason, ProtocolError
 from giskard.job_inputs import job_inputs
-from giskard.protocol import CHUNK_SIZE, INLINE_MAX_BYTES, sha256_of
+from giskard.protocol import CHUNK_SIZE, INLINE_MAX_BYTES, digest_of
 from giskard.rpc.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 from giskard.worker.executor import ExecutorProcess, describe_exit
 from giskard.worker.input_transfer import Delivery, send_inputs, shares
@@ -168,7 +168,7 @@ class JobExecution:
         emit: Emit,
     ) -> None:
         running.waiting = True
-        executor = await self._pool.acquire([i.ref.sha256 for i in inputs])
+        executor = await self._pool.acquire([i.ref.blake3 for i in inputs])
         running.waiting = False
         running.executor = executor
         executor.output.job_started(running.job_id)
@@ -222,7 +222,7 @@ class _HubCalls:
     ) -> AsyncIterator[worker_pb2.Chunk]:
         """The input's chunks; with `shared_memory`, the hub may answer where to map it."""
         stub, metadata = await self._session()
-        request = worker_pb2.FetchArtifactRequest(sha256=ref.sha256, shared_memory=shared_memory)
+        request = worker_pb2.FetchArtifactRequest(blake3=ref.blake3, shared_memory=shared_memory)
         try:
             async for chunk in stub.FetchArtifact(request, metadata=metadata):
                 yield chunk
@@ -268,7 +268,7 @@ def _dropped(exc: grpc.aio.AioRpcError | asyncio.CancelledError, doing: str) -> 
 def _announced(item: _Input, send: bool) -> dict[str, Any]:
     """How the job's header names an input to the executor (`send`: it follows the header,
     through the pipe or, if `shared`, through shared memory)."""
-    announced = {"sha": item.ref.sha256, "size": item.ref.size, "form": item.form, "send": send}
+    announced = {"address": item.ref.blake3, "size": item.ref.size, "form": item.form, "send": send}
     if send and shares(item.ref):
         announced["shared"] = True
     return announced
@@ -279,8 +279,8 @@ def _unsent(inputs: list[_Input], cached: set[str]) -> list[_Input]:
     seen = set(cached)
     to_send = []
     for item in inputs:
-        if item.ref.sha256 not in seen:
-            seen.add(item.ref.sha256)
+        if item.ref.blake3 not in seen:
+            seen.add(item.ref.blake3)
             to_send.append(item)
     return to_send
 
@@ -321,7 +321,7 @@ async def _relay_answer(
             return job_end(job_id, reason, failure=failure), header
         if kind != "result":
             raise PipeClosed(f"the executor sent {kind!r}: the stream is out of step")
-        result = common_pb2.ArtifactRef(sha256=header["sha"], size=header["size"])
+        result = common_pb2.ArtifactRef(blake3=header["address"], size=header["size"])
         if len(payload) == result.size <= INLINE_MAX_BYTES:
             result.inline = payload  # one message instead of two: small results are common
         elif not await hub.send_result(executor, job_id, payload, result.size):
@@ -341,9 +341,9 @@ def _outcome_text(answer: dict[str, Any]) -> str:
 
 
 async def _emit_result(job_id: str, frames: list[bytes], emit: Emit) -> None:
-    sha, size = sha256_of(frames)
+    address, size = digest_of(frames)
     data = b"".join(frames)
-    result = common_pb2.ArtifactRef(sha256=sha, size=size)
+    result = common_pb2.ArtifactRef(blake3=address, size=size)
     if size <= INLINE_MAX_BYTES:
         result.inline = data
     else:

@@ -33,7 +33,7 @@ from typing import Any
 from giskard import compat, progress, shared_memory
 from giskard.errors import EndReason
 from giskard.process_tree import become_subreaper, kill_descendants, set_parent_death_signal
-from giskard.protocol import CHUNK_SIZE, pieces, sha256_of
+from giskard.protocol import CHUNK_SIZE, digest_of, pieces
 from giskard.worker import jobs
 from giskard.worker.cache import ObjectCache
 from giskard.worker.pipe import PipeClosed, PipeIn, PipeOut
@@ -75,8 +75,8 @@ class Executor:
                 values = self._values(inputs, blobs, header.get("requirements"))
                 progress.set_reporter(self._reporter() if header.get("progress") else None)
                 frames = jobs.encode_result(_compute(header, values))
-                sha, size = sha256_of(frames)
-                answer = {"t": "result", "sha": sha, "size": size}
+                address, size = digest_of(frames)
+                answer = {"t": "result", "address": address, "size": size}
             except _Aborted as exc:  # the worker could not run it: not the job's fault
                 answer = {"t": "failure", "type": "InputUnavailable", "message": str(exc)}
                 answer["reason"] = EndReason.WORKER_LOST
@@ -120,7 +120,7 @@ class Executor:
             blob, trouble = receive(spec)
             problem = problem or trouble
             if blob is not None:
-                blobs[spec["sha"]] = blob
+                blobs[spec["address"]] = blob
         if problem is not None:
             raise problem
         return blobs
@@ -149,7 +149,7 @@ class Executor:
         try:
             return shared_memory.map_input(header["path"], spec["size"]), None
         except (OSError, ValueError, shared_memory.SharedMemoryError) as exc:
-            return None, _Aborted(f"could not map input {spec['sha'][:12]}: {exc}")
+            return None, _Aborted(f"could not map input {spec['address'][:12]}: {exc}")
 
     def _read_chunks(self, blob: bytearray | None, size: int) -> _Aborted | None:
         """Read an input into `blob` (or discard it); what the worker said if it gave up."""
@@ -177,25 +177,27 @@ class Executor:
         """The job's input values, from what was sent or from the cache (an input named twice
         is sent and loaded once). Pickles are loaded knowing what they need (`requirements`,
         which the worker sends with the pickles it sends)."""
-        keep = {spec["sha"] for spec in inputs}
+        keep = {spec["address"] for spec in inputs}
         loaded: dict[str, Any] = {}
         for spec in inputs:
-            sha = spec["sha"]
-            if sha in loaded:
+            address = spec["address"]
+            if address in loaded:
                 continue
-            if sha in blobs:
-                blob = blobs[sha]
+            if address in blobs:
+                blob = blobs[address]
                 if spec["form"] == "pickle":
-                    loaded[sha] = jobs.load_pickle(blob, _requirements(requirements))
+                    loaded[address] = jobs.load_pickle(blob, _requirements(requirements))
                 else:
-                    loaded[sha] = jobs.load_data(blob)
-                self._cache.put(sha, loaded[sha], len(blobs[sha]), keep=keep)
-            elif sha in self._cache:
-                loaded[sha] = self._cache.get(sha)
+                    loaded[address] = jobs.load_data(blob)
+                self._cache.put(address, loaded[address], len(blobs[address]), keep=keep)
+            elif address in self._cache:
+                loaded[address] = self._cache.get(address)
             else:
-                raise RuntimeError(f"input {sha[:12]} was neither sent nor cached")
+                raise RuntimeError(f"input {address[:12]} was neither sent nor cached")
         return [
-            jobs.shielded(loaded[spec["sha"]]) if spec["form"] == "data" else loaded[spec["sha"]]
+            jobs.shielded(loaded[spec["address"]])
+            if spec["form"] == "data"
+            else loaded[spec["address"]]
             for spec in inputs
         ]
 

@@ -70,7 +70,7 @@ async def send_inputs(
             await executor.send({"t": "abort", "message": str(exc)})
             return
         except Exception as exc:
-            message = f"could not download input {ref.sha256[:12]} from the hub: {exc}"
+            message = f"could not download input {ref.blake3[:12]} from the hub: {exc}"
             await executor.send({"t": "abort", "message": message})
             return
 
@@ -80,7 +80,7 @@ async def _send_input(
 ) -> None:
     if ref.inline or ref.size == 0:
         if len(ref.inline) != ref.size:
-            raise ProtocolError(f"input {ref.sha256[:12]} is not the size it announces")
+            raise ProtocolError(f"input {ref.blake3[:12]} is not the size it announces")
         if ref.size:
             await executor.send({"t": "chunk"}, ref.inline)
         delivery.piped_bytes += ref.size
@@ -104,14 +104,14 @@ async def _shared_blob(ref: common_pb2.ArtifactRef, fetch: Fetch, delivery: Deli
     if first is None or not first.shared_path:
         return await _written(ref, _prepend(first, chunks))
     if [extra async for extra in chunks]:
-        raise ProtocolError(f"input {ref.sha256[:12]}: the hub sent data beside its memory")
+        raise ProtocolError(f"input {ref.blake3[:12]}: the hub sent data beside its memory")
     try:
         blob = SealedBlob.open(first.shared_path, ref.size, first.shared_inode)
     except Unreachable as exc:  # a hub in another pid namespace, say: its bytes will do
-        logger.info("Input %s: %s; downloading it instead", ref.sha256[:12], exc)
+        logger.info("Input %s: %s; downloading it instead", ref.blake3[:12], exc)
         return await _written(ref, fetch(ref, False))
     except SharedMemoryError as exc:
-        raise ProtocolError(f"input {ref.sha256[:12]} refused: {exc}") from None
+        raise ProtocolError(f"input {ref.blake3[:12]} refused: {exc}") from None
     delivery.from_hub_bytes += ref.size
     return blob
 
@@ -139,13 +139,13 @@ async def _checked(
         try:
             data = decompressor.data(chunk.data, chunk.compression)
         except ValueError as exc:
-            raise ProtocolError(f"input {ref.sha256[:12]}: {exc}") from None
+            raise ProtocolError(f"input {ref.blake3[:12]}: {exc}") from None
         if received + len(data) > ref.size:
-            raise ProtocolError(f"input {ref.sha256[:12]} is larger than announced")
+            raise ProtocolError(f"input {ref.blake3[:12]} is larger than announced")
         received += len(data)
         yield data
     if received != ref.size:
-        raise ProtocolError(f"input {ref.sha256[:12]} is shorter than announced")
+        raise ProtocolError(f"input {ref.blake3[:12]} is shorter than announced")
 
 
 async def _prepend(

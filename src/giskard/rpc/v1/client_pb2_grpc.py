@@ -84,7 +84,8 @@ class PlatformServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UploadArtifact(self, request_iterator, context):
-        """The first message names the artifact; the hub checks size and SHA-256 at the end.
+        """The first message names the artifact; the hub checks its size and BLAKE3 digest as
+        the bytes arrive.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -33,14 +33,14 @@ END_REASON_INCOMPATIBLE_ENVIRONMENT: EndReason
 END_REASON_NO_WORKER: EndReason
 
 class ArtifactRef(_message.Message):
-    __slots__ = ("sha256", "size", "inline")
-    SHA256_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("blake3", "size", "inline")
+    BLAKE3_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     INLINE_FIELD_NUMBER: _ClassVar[int]
-    sha256: str
+    blake3: str
     size: int
     inline: bytes
-    def __init__(self, sha256: _Optional[str] = ..., size: _Optional[int] = ..., inline: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, blake3: _Optional[str] = ..., size: _Optional[int] = ..., inline: _Optional[bytes] = ...) -> None: ...
 
 class WorkerInfo(_message.Message):
     __slots__ = ("worker_id", "interpreter", "python_version", "platform", "uname", "pid", "started_at", "hostname", "giskard_version", "packages", "hub_address", "name", "labels", "environment")

@@ -179,12 +179,12 @@ class Draining(_message.Message):
     def __init__(self) -> None: ...
 
 class FetchArtifactRequest(_message.Message):
-    __slots__ = ("sha256", "shared_memory")
-    SHA256_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("blake3", "shared_memory")
+    BLAKE3_FIELD_NUMBER: _ClassVar[int]
     SHARED_MEMORY_FIELD_NUMBER: _ClassVar[int]
-    sha256: str
+    blake3: str
     shared_memory: bool
-    def __init__(self, sha256: _Optional[str] = ..., shared_memory: _Optional[bool] = ...) -> None: ...
+    def __init__(self, blake3: _Optional[str] = ..., shared_memory: _Optional[bool] = ...) -> None: ...
 
 class Chunk(_message.Message):
     __slots__ = ("data", "compression", "shared_path", "shared_inode")
