@@ -157,8 +157,8 @@ def fetched_input(client: HubClient, worker: RawWorker, blob: bytes) -> list[wor
     handle = client._submit(common_pb2.JobSpec(call=call), 0.0, 60.0, None)
     job = worker.next("job").job
     (argument,) = job.spec.call.args
-    assert argument.value.blake3 == stored.blake3
-    chunks = worker.fetch(stored.blake3)
+    assert argument.value.blake3 == stored.address
+    chunks = worker.fetch(stored.address)
     handle.cancel()
     return chunks
 

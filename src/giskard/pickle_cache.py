@@ -169,7 +169,8 @@ class _StateReader:
         elif array.nbytes <= ARRAY_KEPT_BYTES:
             self.tokens.append(array.tobytes())
         else:
-            self.tokens.append(blake3.blake3(np.ascontiguousarray(array).data).digest())
+            contiguous = memoryview(np.ascontiguousarray(array)).cast("B")
+            self.tokens.append(blake3.blake3(contiguous).digest())
 
     def _plain_class(self, kind: type) -> bool:
         """Whether an instance of `kind` pickles as its `__dict__` says (see the module)."""

@@ -79,8 +79,9 @@ def digest_of(frames: Iterable[bytes | bytearray | memoryview]) -> tuple[str, in
     digest = content_hasher()
     size = 0
     for frame in frames:
-        digest.update(frame)
-        size += memoryview(frame).nbytes
+        view = memoryview(frame).cast("B")  # blake3 takes bytes only, not typed buffers
+        digest.update(view)
+        size += view.nbytes
     return digest.hexdigest(), size
 
 
