@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import remote_models
 from conftest import CONNECTED, WorkerProcess, wait_until
 
 from giskard.client import HubClient
+from giskard.client_stream import JobStream, StreamedJob
 from giskard.errors import GiskardError, HubUnavailableError, JobCancelledError
 from giskard.hub.server import Hub
 from giskard.protocol import JOB_WINDOW_BYTES
@@ -232,3 +234,104 @@ def test_the_stream_answers_bad_messages_on_purpose(hub: Hub) -> None:
         with pytest.raises(grpc.RpcError) as failure:
             list(raw(iter([b"\xff\xff\xff"]), metadata=metadata, timeout=RESULT_TIMEOUT_S))
     assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+class ScriptedCall:
+    """A Jobs call whose replies are given: waits for the first submission, then answers."""
+
+    def __init__(self, requests: Iterator[client_pb2.JobsRequest], replies: list[Any]) -> None:
+        self._requests, self._replies = requests, replies
+        self.cancelled = threading.Event()
+
+    def __iter__(self) -> Iterator[client_pb2.JobsReply]:
+        next(self._requests)  # the first submission is out: its job is known
+        for reply in self._replies:
+            if isinstance(reply, Exception):
+                raise reply
+            yield reply
+        self.cancelled.wait(30)
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+
+def scripted_stream(replies: list[Any]) -> tuple[JobStream, StreamedJob]:
+    def run_job(request: client_pb2.RunJobRequest, deadline_s: float | None) -> Any:
+        raise AssertionError("no RunJob fallback expected")
+
+    stream = JobStream(lambda requests: ScriptedCall(requests, replies), run_job)
+    request = client_pb2.RunJobRequest(job_id="job-00000001")
+    return stream, stream.submit(request, deadline_s=30)
+
+
+def test_an_event_of_a_kind_this_client_does_not_know_is_skipped() -> None:
+    end = client_pb2.JobEvent(end=common_pb2.JobEnd(job_id="job-00000001"))
+    unknown = client_pb2.JobEvent()  # what a newer hub's new kind of event reads as here
+    _, job = scripted_stream([client_pb2.JobsReply(events=[unknown, end])])
+    assert next(iter(job)).WhichOneof("kind") == "end"  # not a reader that died on it
+
+
+def test_a_reader_that_fails_fails_its_jobs_instead_of_leaving_them_waiting() -> None:
+    stream, job = scripted_stream([RuntimeError("a bug")])
+    with pytest.raises(grpc.RpcError) as failed:
+        list(job)
+    assert failed.value.code() == grpc.StatusCode.INTERNAL
+    assert "a bug" in failed.value.details() and stream.broken
+
+
+def test_a_state_differs_in_values_that_compare_equal_but_pickle_differently() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from giskard.pickle_cache import state_of
+
+    model = LogisticRegression(C=0.0)
+    before = state_of(model)
+    model.C = -0.0  # == 0.0, yet another model: its pickle must be made again
+    assert state_of(model) != before
+    record = np.zeros(3, dtype=[("a", "<f8")])
+    model.coef_ = record
+    before = state_of(model)
+    model.coef_ = record.view([("b", "<f8")])  # the same bytes and dtype.str ("|V8")
+    assert state_of(model) != before
+
+
+def test_the_hub_holds_a_bounded_amount_of_results_in_a_streams_outbox() -> None:
+    import asyncio
+
+    from giskard.hub.job_stream import OUTBOX_MAX_BYTES, _OutboxBytes
+
+    async def scenario() -> None:
+        held = _OutboxBytes()
+        await held.reserve(OUTBOX_MAX_BYTES - 10)
+        more = asyncio.create_task(held.reserve(11))  # would pass the bound: it waits
+        await asyncio.sleep(0)
+        assert not more.done()
+        held.release(OUTBOX_MAX_BYTES - 10)  # the reply went out
+        await asyncio.wait_for(more, timeout=5)
+        held.release(11)
+        # Into an empty outbox, one chunk always goes, however big.
+        await asyncio.wait_for(held.reserve(10 * OUTBOX_MAX_BYTES), timeout=5)
+
+    asyncio.run(scenario())
+
+
+def test_a_job_the_hub_fails_to_take_fails_alone_and_the_stream_goes_on(
+    hub: Hub,
+    client: HubClient,
+    connected_worker: WorkerProcess,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from giskard.hub import platform_service
+
+    admit = platform_service.PlatformService._admit
+
+    def failing_admit(self: Any, key: Any, request: client_pb2.RunJobRequest) -> Any:
+        if request.spec.timeout_s == 13:
+            raise RuntimeError("a bug in the hub")
+        return admit(self, key, request)
+
+    monkeypatch.setattr(platform_service.PlatformService, "_admit", failing_admit)
+    with pytest.raises(GiskardError, match="could not take the job: a bug in the hub"):
+        client.call(len, "abc", timeout_s=13)
+    assert client.call(len, "abcd", timeout_s=30) == 4
+    assert hub.job_streams_opened == 1

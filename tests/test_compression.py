@@ -76,6 +76,9 @@ def test_a_chunk_that_would_decompress_past_a_chunks_size_or_is_corrupt_is_refus
         ("auto", "ipv4:10.1.2.3:40051", ["zstd"], "zstd"),  # a real link
         ("auto", "ipv4:127.0.0.1:40051", ["zstd"], ""),  # loopback: not worth it
         ("auto", "ipv6:[::1]:40051", ["zstd"], ""),
+        ("auto", "ipv6:%5B::1%5D:40051", ["zstd"], ""),  # as gRPC writes it
+        ("auto", "ipv6:%5B::ffff:127.0.0.1%5D:40051", ["zstd"], ""),
+        ("auto", "ipv6:%5B2001:db8::1%5D:40051", ["zstd"], "zstd"),
         ("auto", "unix:/run/user/0/giskard.sock", ["zstd"], ""),
         ("on", "ipv4:127.0.0.1:40051", ["zstd"], "zstd"),
         ("off", "ipv4:10.1.2.3:40051", ["zstd"], ""),

@@ -59,6 +59,18 @@ def test_the_cache_caps_its_entry_count() -> None:
     assert "a" not in cache and all(key in cache for key in "bcd")
 
 
+def test_the_cache_caps_the_entries_that_hold_a_mapping_each_a_descriptor() -> None:
+    cache = ObjectCache(max_bytes=10**9, max_mapped=2)
+    cache.put("plain", "P", 1)
+    for key in "abc":
+        cache.put(key, key, 1, mapped=True)
+    # The least recently used mapping goes; the unmapped entry, older still, stays.
+    assert "a" not in cache and all(key in cache for key in ("plain", "b", "c"))
+    cache.get("b")
+    cache.put("d", "D", 1, mapped=True, keep={"c", "d"})  # c is the running job's: kept
+    assert "b" not in cache and all(key in cache for key in ("plain", "c", "d"))
+
+
 @pytest.mark.parametrize(
     ("text", "size"),
     [("512M", 512 * 1024**2), ("2G", 2 * 1024**3), ("1.5GiB", 3 * 1024**3 // 2), ("100", 100)],

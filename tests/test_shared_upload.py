@@ -121,8 +121,25 @@ def test_a_hub_that_does_not_take_the_memfd_gets_chunks(
     assert upload_memfds() - before == set()  # the client let go of its memfd
 
 
+def test_a_hub_that_holds_all_the_memfds_it_may_gets_chunks(
+    client: HubClient,
+    connected_worker: WorkerProcess,
+    iris: tuple,
+    monkeypatch: pytest.MonkeyPatch,
+    hub_log: pytest.LogCaptureFixture,
+) -> None:
+    from giskard.hub import artifacts
+
+    # Each memfd (and each mapping) is a descriptor the hub holds: past its cap, data it is.
+    monkeypatch.setattr(artifacts, "MAX_SHARED_BLOBS", 0)
+    model, data = iris
+    frame = big_frame(data)
+    np.testing.assert_array_equal(client.predict(model, frame), model.predict(frame))
+    assert shared_uploads(hub_log) == 0
+
+
 DATA = b"x" * SIZE
-SHA256 = digest_of([DATA])[0]
+ADDRESS = digest_of([DATA])[0]
 
 
 @pytest.mark.parametrize(
@@ -141,7 +158,7 @@ def test_the_hub_refuses_a_forged_shared_upload(
     hub: Hub, offered: object, code: grpc.StatusCode, refusal: str
 ) -> None:
     blob = offered()  # type: ignore[operator]
-    ref = common_pb2.ArtifactRef(blake3=SHA256, size=SIZE)
+    ref = common_pb2.ArtifactRef(blake3=ADDRESS, size=SIZE)
     offer = client_pb2.Upload(ref=ref, shared_path=blob.path, shared_inode=blob.inode)
     with private_stub(hub) as (stub, metadata):
         with pytest.raises(grpc.RpcError) as refused:
@@ -157,7 +174,7 @@ def test_the_hub_refuses_a_forged_shared_upload(
 def test_the_hub_opens_no_path_but_a_descriptor(hub: Hub, tmp_path: Path) -> None:
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)  # opening it would wait for a writer
-    ref = common_pb2.ArtifactRef(blake3=SHA256, size=SIZE)
+    ref = common_pb2.ArtifactRef(blake3=ADDRESS, size=SIZE)
     offer = client_pb2.Upload(ref=ref, shared_path=str(fifo))
     with private_stub(hub) as (stub, metadata), pytest.raises(grpc.RpcError) as refused:
         stub.UploadArtifact(iter([offer]), metadata=metadata, timeout=30)
@@ -167,7 +184,7 @@ def test_the_hub_opens_no_path_but_a_descriptor(hub: Hub, tmp_path: Path) -> Non
 
 def test_the_hub_follows_no_descriptor_named_over_tcp(hub: Hub) -> None:
     blob = shared_memory.SealedBlob.of("giskard-test", DATA)
-    ref = common_pb2.ArtifactRef(blake3=SHA256, size=SIZE)
+    ref = common_pb2.ArtifactRef(blake3=ADDRESS, size=SIZE)
     offer = client_pb2.Upload(ref=ref, shared_path=blob.path, shared_inode=blob.inode)
     metadata = (("authorization", f"Bearer {hub.admin_key}"),)
     with grpc.insecure_channel(hub.address) as channel:

@@ -412,10 +412,7 @@ class HubClient:
 
     def _held(self, ref: common_pb2.ArtifactRef) -> bool:
         """Whether a job may name this input: it travels inline, or the hub has it."""
-        if ref.inline or not ref.size:
-            return True
-        missing = self._call(self._stub.MissingArtifacts, client_pb2.ArtifactList(artifacts=[ref]))
-        return not missing.artifacts
+        return bool(ref.inline) or not ref.size or not self._missing(ref)
 
     def _pickle(self, value: Any) -> Stored:
         pickled = cloudpickle.dumps(value)

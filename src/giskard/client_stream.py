@@ -230,10 +230,16 @@ class JobStream:
             )
         except grpc.RpcError as exc:
             error = exc
+        except Exception as exc:  # a bug of ours: the jobs must fail, not wait forever
+            logger.exception("the jobs' stream reader failed")
+            error = StreamError(grpc.StatusCode.INTERNAL, f"the jobs' stream failed: {exc!r}")
+            self._call.cancel()
         self._fail_all(error)
 
     def _dispatch(self, event: client_pb2.JobEvent) -> None:
         kind = event.WhichOneof("kind")
+        if kind is None:  # a kind of event this client does not know (a newer hub's)
+            return
         job_id = getattr(event, kind).job_id
         last = kind in ("end", "refused")
         with self._lock:

@@ -16,9 +16,11 @@ code the hub sends), but still bounds what one chunk may decompress to.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 logger = logging.getLogger(__name__)
 
@@ -50,12 +52,18 @@ def codecs_decoded() -> list[str]:
 
 
 def is_local_peer(peer: str) -> bool:
-    """Whether a gRPC peer string ("ipv4:127.0.0.1:5000", "ipv6:[::1]:5000", "unix:...")
-    names this machine, where compressing costs more time than it saves."""
+    """Whether a gRPC peer string ("ipv4:127.0.0.1:5000", "ipv6:%5B::1%5D:5000" (gRPC
+    percent-encodes the brackets), "unix:...") names this machine, where compressing costs
+    more time than it saves."""
     if peer.startswith(("unix:", "unix-abstract:")):
         return True
-    host = peer.split(":", 1)[-1].rsplit(":", 1)[0].strip("[]")
-    return host == "::1" or host.startswith("127.") or host == "::ffff:127.0.0.1"
+    host = unquote(peer).split(":", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 def session_codec(setting: str, peer: str, decoded: list[str]) -> str:

@@ -37,6 +37,9 @@ MAX_DEPTH = 64
 ARRAY_KEPT_BYTES = 4096
 
 _ATOMS = (type(None), bool, int, float, complex, str, bytes)
+# Compared by their bits, not by ==: 0.0 == -0.0, and a model whose value changed so must
+# not be served the old pickle.
+_BITS = {float: float.hex, complex: lambda z: (z.real.hex(), z.imag.hex())}
 _BY_NAME = (type, types.FunctionType, types.BuiltinFunctionType, np.ufunc)
 
 
@@ -119,7 +122,7 @@ class _StateReader:
     def read(self, obj: Any, depth: int) -> None:
         kind = type(obj)
         if kind in _ATOMS:
-            self.tokens += (kind, obj)
+            self.tokens += (kind, _BITS[kind](obj) if kind in _BITS else obj)
             return
         if isinstance(obj, _BY_NAME):
             if not _pickled_by_name(obj, self.by_value):
@@ -138,7 +141,7 @@ class _StateReader:
         if kind is np.ndarray:
             self._read_array(obj, depth)
         elif isinstance(obj, np.generic):
-            self.tokens += (obj.dtype.str, obj.tobytes())
+            self.tokens += (obj.dtype, obj.tobytes())
         elif kind is list or kind is tuple:
             self.tokens.append(len(obj))
             self._read_items(obj, depth)
@@ -158,12 +161,13 @@ class _StateReader:
         for item in items:
             kind = type(item)
             if kind in _ATOMS:  # most of them: read here, a call less each
-                tokens += (kind, item)
+                tokens += (kind, _BITS[kind](item) if kind in _BITS else item)
             else:
                 self.read(item, depth)
 
     def _read_array(self, array: np.ndarray, depth: int) -> None:
-        self.tokens += (array.dtype.str, array.shape)
+        # The dtype itself: its `str` is "|V8" for any 8-byte record, whatever its fields.
+        self.tokens += (array.dtype, array.shape)
         if array.dtype.hasobject:
             self._read_items(array.ravel(order="K"), depth)
         elif array.nbytes <= ARRAY_KEPT_BYTES:

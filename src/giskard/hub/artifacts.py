@@ -85,17 +85,18 @@ class ArtifactStore:
         self._size += len(blob)
         self._evict()
 
+    def takes_shared(self) -> bool:
+        """Whether it may keep one more memfd (each is a descriptor the hub holds; so would a
+        mapping be): if not, a client sends its input in chunks."""
+        return self._shared < MAX_SHARED_BLOBS
+
     def put_shared(self, address: str, sealed: SealedBlob) -> None:
-        """Keep a sealed memfd a client handed over (checked against `address`) as it is; past
-        MAX_SHARED_BLOBS, only its mapping, which holds the memory without a descriptor."""
+        """Keep a sealed memfd a client handed over (checked against `address`) as it is. Asked
+        for only when `takes_shared`; uploads that raced past that check may pass
+        MAX_SHARED_BLOBS by as many as ran at once."""
         if address in self._blobs:
             sealed.close()
             self._blobs.move_to_end(address)
-            return
-        if self._shared >= MAX_SHARED_BLOBS:
-            view = sealed.map()
-            sealed.close()
-            self.put(address, view)
             return
         self._blobs[address] = sealed
         self._size += sealed.size

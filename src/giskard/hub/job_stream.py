@@ -4,6 +4,7 @@ out in batches, each job paced by what its client took of them."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 
 import grpc
@@ -12,10 +13,16 @@ from giskard.hub.job import Job
 from giskard.protocol import JOB_WINDOW_BYTES
 from giskard.rpc.v1 import client_pb2
 
+logger = logging.getLogger(__name__)
+
 # A reply carries what waits to be sent, up to this many events or bytes (a result chunk is
 # 1 MiB): a lone event goes at once, those that piled up meanwhile go together.
 REPLY_MAX_EVENTS = 256
 REPLY_MAX_BYTES = 2 * 1024 * 1024
+# Result bytes of all the stream's jobs in its outbox or in the reply being sent. Beyond it a
+# job's results wait in its JobEvents, where the hub's bound on unread results counts them:
+# gRPC takes replies only as fast as the client reads them.
+OUTBOX_MAX_BYTES = 4 * REPLY_MAX_BYTES
 
 
 class Refusal(Exception):
@@ -48,6 +55,25 @@ class _Window:
         self._given.set()
 
 
+class _OutboxBytes:
+    """The result bytes in the stream's outbox and in its last reply, at most
+    OUTBOX_MAX_BYTES (one chunk may always go, however big)."""
+
+    def __init__(self) -> None:
+        self._held = 0
+        self._freed = asyncio.Event()
+
+    async def reserve(self, size: int) -> None:
+        while self._held and self._held + size > OUTBOX_MAX_BYTES:
+            self._freed.clear()
+            await self._freed.wait()
+        self._held += size
+
+    def release(self, size: int) -> None:
+        self._held -= size
+        self._freed.set()
+
+
 class JobStream:
     """The jobs of one Jobs call. `admit` makes a request's job (raising Refusal), `start`
     hands it to the job board, `release` forgets it once its client has its end or left, and
@@ -64,6 +90,8 @@ class JobStream:
         self._relays: dict[str, tuple[_Window, asyncio.Task[None]]] = {}
         # The events to send, in order; None: stop (the client is done, or its key revoked).
         self._outbox: asyncio.Queue[client_pb2.JobEvent | None] = asyncio.Queue()
+        self._outbox_bytes = _OutboxBytes()
+        self._replying = 0  # result bytes of the reply being sent
         self._client_done = False
         self.revoked = False
 
@@ -117,9 +145,12 @@ class JobStream:
             if not request.job_id:  # its events could not be told from the others'
                 raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, "a job on a stream needs its id")
             job = self._admit(request)
-        except Refusal as refusal:
+        except Exception as exc:
+            if not isinstance(exc, Refusal):  # a bug of ours: this job fails, not the stream
+                logger.exception("Could not take job %s", request.job_id[:8])
+                exc = Refusal(grpc.StatusCode.INTERNAL, f"the hub could not take the job: {exc}")
             refused = client_pb2.JobRefused(
-                job_id=request.job_id, code=refusal.code.value[0], message=refusal.message
+                job_id=request.job_id, code=exc.code.value[0], message=exc.message
             )
             self._outbox.put_nowait(client_pb2.JobEvent(refused=refused))
             return
@@ -132,6 +163,7 @@ class JobStream:
         try:
             while (event := await job.events.next()) is not None:
                 await window.take(event)
+                await self._outbox_bytes.reserve(_result_bytes(event))
                 self._outbox.put_nowait(event)
                 if event.WhichOneof("kind") == "end":
                     return
@@ -145,6 +177,9 @@ class JobStream:
             self._outbox.put_nowait(None)
 
     async def _next_reply(self) -> client_pb2.JobsReply | None:
+        # Asked for once gRPC took the last reply: its results are no longer held here.
+        self._outbox_bytes.release(self._replying)
+        self._replying = 0
         event = await self._outbox.get()
         if event is None:
             return None
@@ -160,4 +195,9 @@ class JobStream:
                 break
             reply.events.append(event)
             size += event.ByteSize()
+        self._replying = sum(_result_bytes(event) for event in reply.events)
         return reply
+
+
+def _result_bytes(event: client_pb2.JobEvent) -> int:
+    return len(event.output.chunk) if event.WhichOneof("kind") == "output" else 0

@@ -167,6 +167,11 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
         self, offer: client_pb2.Upload, context: grpc.aio.ServicerContext
     ) -> common_pb2.ArtifactRef:
         """Keep the memfd a client of this machine offers in place of data, once hashed."""
+        if not self._store.takes_shared():
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "the hub holds all the memfds it may: send data",
+            )
         try:
             blob, address = await take_shared(offer, context.peer())
         except Unreachable as exc:  # the client sends data instead

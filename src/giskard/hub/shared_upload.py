@@ -27,7 +27,7 @@ async def take_shared(offer: client_pb2.Upload, peer: str) -> tuple[SealedBlob, 
         raise SharedMemoryError("a shared upload names a /proc/<pid>/fd/<n> descriptor")
     if not offer.ref.size or offer.data:
         raise SharedMemoryError("a shared upload announces its size and carries no data")
-    # Off the event loop: hashing hundreds of MiB takes a while (hashlib lets go of the GIL).
+    # Off the event loop: hashing hundreds of MiB takes a while (BLAKE3 lets go of the GIL).
     return await asyncio.to_thread(_opened, offer)
 
 

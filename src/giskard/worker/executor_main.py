@@ -189,7 +189,9 @@ class Executor:
                     loaded[address] = jobs.load_pickle(blob, _requirements(requirements))
                 else:
                     loaded[address] = jobs.load_data(blob)
-                self._cache.put(address, loaded[address], len(blobs[address]), keep=keep)
+                # A memoryview is a shared input's mapping, which a dataset decoded from it keeps.
+                mapped = isinstance(blob, memoryview)
+                self._cache.put(address, loaded[address], len(blob), keep=keep, mapped=mapped)
             elif address in self._cache:
                 loaded[address] = self._cache.get(address)
             else:
