@@ -153,45 +153,7 @@ class HubClient:
         each with its `reason` (an EndReason); and its `store` of the jobs' inputs: how many
         `artifacts`, their `size_bytes`, its `max_bytes`, and how many jobs hold `pinned`."""
         reply = self._call(self._stub.ListWorkers, client_pb2.ListWorkersRequest())
-        workers = [
-            {
-                **info_from_proto(worker.info),
-                "active": worker.active,
-                "connected_at": worker.connected_at,
-                "peer": worker.peer,
-                "concurrency": worker.concurrency,
-                "prefetch": worker.prefetch,
-                "paused": worker.paused,
-                "draining": worker.draining,
-                "away_since": worker.away_since or None,
-                "running": [
-                    {
-                        "job_id": job.job_id,
-                        "kind": job.kind,
-                        "started_at": job.started_at,
-                        "done": job.done,
-                        "total": job.total,
-                        "waiting": job.waiting,
-                    }
-                    for job in worker.running
-                ],
-            }
-            for worker in reply.workers
-        ]
-        recent = [_ended_job(job) for job in reply.recent]
-        store = {
-            "artifacts": reply.store.artifacts,
-            "size_bytes": reply.store.size_bytes,
-            "max_bytes": reply.store.max_bytes,
-            "pinned": reply.store.pinned,
-        }
-        return {
-            "workers": workers,
-            "queued": reply.queued,
-            "waiting_for_worker": reply.waiting_for_worker,
-            "recent": recent,
-            "store": store,
-        }
+        return status_from_reply(reply)
 
     def predict(
         self,
@@ -603,6 +565,49 @@ def _upload_messages(ref: common_pb2.ArtifactRef, frames: list[bytes | memoryvie
     yield client_pb2.Upload(ref=ref)
     for chunk in iter_chunks(frames):
         yield client_pb2.Upload(data=chunk)
+
+
+def status_from_reply(reply: client_pb2.ListWorkersReply) -> dict[str, Any]:
+    """A ListWorkers reply as the plain values `HubClient.status` returns."""
+    workers = [
+        {
+            **info_from_proto(worker.info),
+            "active": worker.active,
+            "connected_at": worker.connected_at,
+            "peer": worker.peer,
+            "concurrency": worker.concurrency,
+            "prefetch": worker.prefetch,
+            "paused": worker.paused,
+            "draining": worker.draining,
+            "away_since": worker.away_since or None,
+            "running": [
+                {
+                    "job_id": job.job_id,
+                    "kind": job.kind,
+                    "started_at": job.started_at,
+                    "done": job.done,
+                    "total": job.total,
+                    "waiting": job.waiting,
+                }
+                for job in worker.running
+            ],
+        }
+        for worker in reply.workers
+    ]
+    recent = [_ended_job(job) for job in reply.recent]
+    store = {
+        "artifacts": reply.store.artifacts,
+        "size_bytes": reply.store.size_bytes,
+        "max_bytes": reply.store.max_bytes,
+        "pinned": reply.store.pinned,
+    }
+    return {
+        "workers": workers,
+        "queued": reply.queued,
+        "waiting_for_worker": reply.waiting_for_worker,
+        "recent": recent,
+        "store": store,
+    }
 
 
 def _ended_job(job: client_pb2.EndedJob) -> dict[str, Any]:

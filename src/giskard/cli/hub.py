@@ -63,6 +63,14 @@ def start(
         help="Compress the inputs sent to workers (zstd): auto: only to workers not on this"
         " machine; on; off.",
     ),
+    console_port: int | None = typer.Option(
+        None,
+        "--console-port",
+        metavar="PORT",
+        help="Serve the admin console (web pages, /metrics, /healthz) on this port of --host,"
+        " with the hub's TLS. Default: 40052 when giskard-worker[hub] is installed.",
+    ),
+    no_console: bool = typer.Option(False, "--no-console", help="Serve no console."),
 ) -> None:
     """Run a hub in the foreground until Ctrl-C or SIGTERM.
 
@@ -91,6 +99,7 @@ def start(
 
     if compression not in SETTINGS:
         raise typer.BadParameter(f"use {', '.join(SETTINGS)}", param_hint="--compression")
+    console = _console_port(host, console_port, no_console)
     certificate = _server_certificate(host, tls_cert, tls_key, tls_self_signed)
     if certificate is not None:
         typer.echo(f"TLS certificate SHA-256 fingerprint: {certificate.fingerprint()}", err=True)
@@ -108,10 +117,31 @@ def start(
             routing=routing,
             reattach_grace_s=reattach_grace,
             compression=compression,
+            console_port=console,
         )
         await hub.serve(stop)
 
     asyncio.run(serve())
+
+
+def _console_port(host: str, port: int | None, no_console: bool) -> int | None:
+    """The console's port; None: no console. Asked for by port, it must be installed."""
+    from giskard.address import HubAddress
+    from giskard.errors import ConfigurationError
+    from giskard.hub.console import DEFAULT_CONSOLE_PORT, is_available
+
+    if no_console:
+        if port is not None:
+            raise typer.BadParameter("not with --no-console", param_hint="--console-port")
+        return None
+    if port is None:
+        return DEFAULT_CONSOLE_PORT  # the hub runs without it if it is not installed
+    HubAddress(host, port)  # validates the port
+    if not is_available():
+        raise ConfigurationError(
+            "the console needs its packages: pip install 'giskard-worker[hub]', or --no-console"
+        )
+    return port
 
 
 workers_app = typer.Typer(

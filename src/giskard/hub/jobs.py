@@ -32,7 +32,7 @@ import itertools
 import logging
 import secrets
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import NamedTuple
 
@@ -101,6 +101,8 @@ class JobBoard:
         self._no_worker_grace_s = no_worker_grace_s
         # Kept as plain values, made messages only when the status is asked for (seldom).
         self._recent: deque[_EndedJob] = deque(maxlen=RECENT_JOBS)
+        # Every job that ended since the hub started, by end reason (the console's /metrics).
+        self.ended_by_reason: Counter[common_pb2.EndReason.ValueType] = Counter()
         self._reattach_grace_s = reattach_grace_s
         # Sessions whose connection dropped with jobs, each with the timer that fails them
         # and when it dropped (time.time()).
@@ -446,6 +448,7 @@ class JobBoard:
             reason, detail = common_pb2.END_REASON_CANCELLED, "ClientLeft"
         else:
             reason, detail = end.reason, end.failure.type
+        self.ended_by_reason[reason] += 1
         self._recent.append(
             _EndedJob(
                 job.job_id, job.kind, job.worker_id, job.submitted_at, time.time(), reason, detail

@@ -74,42 +74,7 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
         self, request: client_pb2.ListWorkersRequest, context: grpc.aio.ServicerContext
     ) -> client_pb2.ListWorkersReply:
         await self._auth.require(context, ["client"], "list the workers")
-        reply = client_pb2.ListWorkersReply(
-            queued=self._jobs.queued,
-            waiting_for_worker=self._jobs.waiting_for_worker,
-            recent=self._jobs.recent,
-            store=self._store_status(),
-        )
-        # The connected workers, then those away whose jobs wait for them to come back.
-        listed = [(s, 0.0) for s in self._registry.sessions] + self._jobs.away
-        for session, away_since in listed:
-            # Stay well under the message limit however many workers there are.
-            if reply.ByteSize() + session.info.ByteSize() > LIST_REPLY_MAX_BYTES:
-                break
-            reply.workers.append(
-                client_pb2.ConnectedWorker(
-                    info=session.info,
-                    active=not away_since and self._registry.is_active(session),
-                    connected_at=session.connected_at,
-                    peer=session.peer,
-                    concurrency=session.concurrency,
-                    prefetch=session.prefetch,
-                    paused=session.paused,
-                    draining=session.draining,
-                    running=_running_jobs(session),
-                    away_since=away_since,
-                )
-            )
-        return reply
-
-    def _store_status(self) -> client_pb2.ArtifactStoreStatus:
-        store = self._store
-        return client_pb2.ArtifactStoreStatus(
-            artifacts=store.count,
-            size_bytes=store.size_bytes,
-            max_bytes=store.max_bytes,
-            pinned=store.pinned,
-        )
+        return fleet_status(self._registry, self._jobs, self._store)
 
     async def MissingArtifacts(
         self, request: client_pb2.ArtifactList, context: grpc.aio.ServicerContext
@@ -348,6 +313,49 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
             f" (connected: {printable(shown) or 'none'}); start one with:"
             " giskard worker start --name NAME --label KEY=VALUE"
         )
+
+
+def fleet_status(
+    registry: WorkerRegistry, jobs: JobBoard, store: ArtifactStore
+) -> client_pb2.ListWorkersReply:
+    """The workers, the queue, the recent ended jobs and the store, as ListWorkers answers
+    (the console shows the same)."""
+    reply = client_pb2.ListWorkersReply(
+        queued=jobs.queued,
+        waiting_for_worker=jobs.waiting_for_worker,
+        recent=jobs.recent,
+        store=_store_status(store),
+    )
+    # The connected workers, then those away whose jobs wait for them to come back.
+    listed = [(s, 0.0) for s in registry.sessions] + jobs.away
+    for session, away_since in listed:
+        # Stay well under the message limit however many workers there are.
+        if reply.ByteSize() + session.info.ByteSize() > LIST_REPLY_MAX_BYTES:
+            break
+        reply.workers.append(
+            client_pb2.ConnectedWorker(
+                info=session.info,
+                active=not away_since and registry.is_active(session),
+                connected_at=session.connected_at,
+                peer=session.peer,
+                concurrency=session.concurrency,
+                prefetch=session.prefetch,
+                paused=session.paused,
+                draining=session.draining,
+                running=_running_jobs(session),
+                away_since=away_since,
+            )
+        )
+    return reply
+
+
+def _store_status(store: ArtifactStore) -> client_pb2.ArtifactStoreStatus:
+    return client_pb2.ArtifactStoreStatus(
+        artifacts=store.count,
+        size_bytes=store.size_bytes,
+        max_bytes=store.max_bytes,
+        pinned=store.pinned,
+    )
 
 
 def _stored(refs: list[common_pb2.ArtifactRef]) -> list[str]:

@@ -8,6 +8,7 @@ import logging
 import threading
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -30,6 +31,11 @@ from giskard.hub.worker_service import WorkerHubService
 from giskard.protocol import SERVER_OPTIONS
 from giskard.rpc.v1 import admin_pb2_grpc, client_pb2_grpc, worker_pb2_grpc
 from giskard.tls import ServerCertificate
+
+if TYPE_CHECKING:  # the console's packages are optional: imported only when it is on
+    from starlette.applications import Starlette
+
+    from giskard.hub.console.serving import ConsoleServer
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +63,7 @@ class Hub:
         routing: str = LATEST,
         reattach_grace_s: float = REATTACH_GRACE_S,
         compression: str = AUTO,
+        console_port: int | None = None,
     ) -> None:
         """`tls`: serve TLS with this certificate. Without it, a hub may listen only on
         loopback, unless `insecure`. `max_unread_result_bytes`: what the hub holds of
@@ -66,7 +73,9 @@ class Hub:
         how long the jobs of a worker whose connection dropped wait for it to reconnect and
         reattach them, before they fail as worker lost (0: at once). `compression`: "auto"
         (the inputs sent to workers not on this machine are zstd-compressed where they
-        shrink), "on" (to every worker) or "off"; see giskard.compression."""
+        shrink), "on" (to every worker) or "off"; see giskard.compression. `console_port`:
+        serve the admin console (giskard.hub.console) on this port of `host` too (0: a free
+        one), with the same TLS; None: no console."""
         if routing not in POLICIES:
             raise UsageError(f"unknown routing {routing!r}: use {' or '.join(POLICIES)}")
         if compression not in SETTINGS:
@@ -87,7 +96,10 @@ class Hub:
         self.routing = routing
         self.reattach_grace_s = reattach_grace_s
         self.compression = compression
+        self.console_port = console_port  # the real port once serving; None: no console
         self._jobs: JobBoard | None = None
+        self._keys: KeyStore | None = None
+        self._store: ArtifactStore | None = None
         self._platform: PlatformService | None = None
         self.unread_results = UnreadResults(max_unread_result_bytes)
         self._thread: threading.Thread | None = None
@@ -111,12 +123,16 @@ class Hub:
         # Listen first: a hub that cannot have its port or its socket changes nothing on disk.
         self.port = self._bind(server)
         local_socket: LocalSocket | None = None
+        console: ConsoleServer | None = None
         try:
+            console = self._bind_console()
             local_socket = self._bind_local_socket(server)
             auth = self._add_services(server)
             await server.start()
+            if console is not None:
+                await console.start(self._console_app(console))
         except BaseException as exc:
-            await _close(server, local_socket, grace_s=None)
+            await _close(server, local_socket, console, grace_s=None)
             if isinstance(exc, OSError):  # its files: a read-only home, a file for a directory
                 where = exc.filename or hub_dir(self.home)
                 raise ConfigurationError(f"the hub cannot use {where}: {exc.strerror}") from None
@@ -133,14 +149,47 @@ class Hub:
             logger.info("Hub stopping")
             if self._jobs is not None:
                 self._jobs.closing()
-            await _close(server, local_socket, grace_s=STOP_GRACE_S)
+            await _close(server, local_socket, console, grace_s=STOP_GRACE_S)
+
+    def _bind_console(self) -> ConsoleServer | None:
+        """Listen for the console (None: it is off, or its packages are not installed)."""
+        if self.console_port is None:
+            return None
+        from giskard.hub import console
+
+        if not console.is_available():
+            logger.warning(
+                "No console: it needs pip install 'giskard-worker[hub]' (%s)",
+                ", ".join(console.REQUIRES),
+            )
+            self.console_port = None
+            return None
+        from giskard.hub.console.serving import ConsoleServer
+
+        listening = ConsoleServer(self.host, self.console_port, self.tls)
+        self.console_port = listening.port
+        return listening
+
+    def _console_app(self, console: ConsoleServer) -> Starlette:
+        from giskard.client import status_from_reply
+        from giskard.hub.console.app import console_app
+        from giskard.hub.platform_service import fleet_status
+
+        assert self._keys and self.registry and self._jobs and self._store
+        registry, jobs, store = self.registry, self._jobs, self._store
+        return console_app(
+            self._keys,
+            lambda: status_from_reply(fleet_status(registry, jobs, store)),
+            jobs,
+            secure_cookie=console.tls is not None,
+        )
 
     def _add_services(self, server: grpc.aio.Server) -> Authenticator:
-        keys = KeyStore(hub_dir(self.home) / "keys.json")
+        self._keys = keys = KeyStore(hub_dir(self.home) / "keys.json")
         self.admin_key = ensure_local_admin_key(keys, local_admin_key_path(self.home))
         auth = Authenticator(keys)
         self.registry = registry = WorkerRegistry(self.routing)
-        store = ArtifactStore(self._max_artifact_bytes)
+        self._store = store = ArtifactStore(self._max_artifact_bytes)
         self._jobs = jobs = JobBoard(registry, store, reattach_grace_s=self.reattach_grace_s)
         worker_service = WorkerHubService(registry, jobs, store, auth, compression=self.compression)
         decoding = DecodingServer(server)  # requests that do not decode: INVALID_ARGUMENT
@@ -226,8 +275,13 @@ class Hub:
 
 
 async def _close(
-    server: grpc.aio.Server, local_socket: LocalSocket | None, grace_s: float | None
+    server: grpc.aio.Server,
+    local_socket: LocalSocket | None,
+    console: ConsoleServer | None,
+    grace_s: float | None,
 ) -> None:
+    if console is not None:
+        await console.stop()
     await server.stop(grace_s)
     if local_socket is not None:
         local_socket.release()

@@ -1,0 +1,143 @@
+"""The console's routes: /healthz, /metrics (bearer key), /login, and the read-only pages."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs
+
+import jinja2
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from giskard.hub.console.sessions import SESSION_TTL_S, Sessions, is_bearer_allowed
+from giskard.hub.jobs import JobBoard
+from giskard.hub.keys import KeyStore
+from giskard.hub.metrics import CONTENT_TYPE, hub_metrics, worker_state
+
+logger = logging.getLogger(__name__)
+
+COOKIE = "giskard_console"
+INVALID_KEY = "invalid or revoked key"
+# A login form holds one key (~60 characters): anything much longer is not one.
+LOGIN_BODY_MAX_BYTES = 4096
+
+_templates = jinja2.Environment(
+    loader=jinja2.PackageLoader("giskard.hub.console", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+)
+
+
+def _time(seconds: float | None) -> str:
+    if not seconds:
+        return ""
+    return datetime.datetime.fromtimestamp(seconds).isoformat(sep=" ", timespec="seconds")
+
+
+_templates.filters["time"] = _time
+_templates.filters["state"] = worker_state
+
+
+class Console:
+    """The console's pages over the hub's status; `status` returns what HubClient.status does."""
+
+    def __init__(
+        self,
+        keys: KeyStore,
+        status: Callable[[], dict[str, Any]],
+        metrics: Callable[[], bytes],
+        *,
+        secure_cookie: bool,
+    ) -> None:
+        self._keys = keys
+        self._status = status
+        self._metrics = metrics
+        self._sessions = Sessions(keys)
+        self._secure_cookie = secure_cookie
+
+    def app(self) -> Starlette:
+        return Starlette(
+            routes=[
+                Route("/healthz", self.healthz),
+                Route("/metrics", self.metrics),
+                Route("/login", self.login_form, methods=["GET"]),
+                Route("/login", self.login, methods=["POST"]),
+                Route("/logout", self.logout, methods=["POST"]),
+                Route("/", self.home),
+                Route("/workers", self.workers),
+                Route("/jobs", self.jobs),
+            ]
+        )
+
+    async def healthz(self, request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    async def metrics(self, request: Request) -> Response:
+        if not is_bearer_allowed(self._keys, request.headers.get("authorization", "")):
+            headers = {"WWW-Authenticate": 'Bearer realm="giskard hub"'}
+            return PlainTextResponse("a client or admin API key is needed", 401, headers=headers)
+        return Response(self._metrics(), media_type=CONTENT_TYPE)
+
+    async def login_form(self, request: Request) -> Response:
+        return _page("login.html.j2", error="")
+
+    async def login(self, request: Request) -> Response:
+        body = await request.body()
+        key = parse_qs(body[:LOGIN_BODY_MAX_BYTES].decode(errors="replace")).get("key", [""])[0]
+        session_id = self._sessions.open(key.strip())
+        if session_id is None:
+            logger.warning("Console login refused from %s", _peer(request))
+            return _page("login.html.j2", error=INVALID_KEY, status_code=401)
+        response = RedirectResponse("/workers", status_code=303)
+        response.set_cookie(
+            COOKIE,
+            session_id,
+            max_age=int(SESSION_TTL_S),
+            httponly=True,
+            samesite="strict",
+            secure=self._secure_cookie,
+        )
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        self._sessions.close(request.cookies.get(COOKIE))
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(COOKIE)
+        return response
+
+    async def home(self, request: Request) -> Response:
+        return RedirectResponse("/workers", status_code=303)
+
+    async def workers(self, request: Request) -> Response:
+        return self._logged_in_page(request, "workers.html.j2")
+
+    async def jobs(self, request: Request) -> Response:
+        return self._logged_in_page(request, "jobs.html.j2")
+
+    def _logged_in_page(self, request: Request, template: str) -> Response:
+        login = self._sessions.login(request.cookies.get(COOKIE))
+        if login is None:
+            return RedirectResponse("/login", status_code=303)
+        status = self._status()
+        worker_names = {worker["worker_id"]: worker["name"] for worker in status["workers"]}
+        return _page(template, login=login, status=status, worker_names=worker_names)
+
+
+def _page(template: str, status_code: int = 200, **values: Any) -> HTMLResponse:
+    return HTMLResponse(_templates.get_template(template).render(**values), status_code)
+
+
+def _peer(request: Request) -> str:
+    return f"{request.client.host}:{request.client.port}" if request.client else "unknown"
+
+
+def console_app(
+    keys: KeyStore, status: Callable[[], dict[str, Any]], jobs: JobBoard, *, secure_cookie: bool
+) -> Starlette:
+    """The console of a hub whose keys, status (as HubClient.status) and jobs these are."""
+    return Console(keys, status, hub_metrics(status, jobs), secure_cookie=secure_cookie).app()

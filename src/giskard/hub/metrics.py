@@ -1,0 +1,89 @@
+"""The hub's Prometheus metrics, read from its state at scrape time (the console's /metrics).
+
+Each hub has its own CollectorRegistry: several hubs in one process (tests, notebooks) must
+not share, nor register twice in, prometheus-client's global one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from giskard import end_reasons
+from giskard.errors import EndReason
+from giskard.hub.jobs import JobBoard
+
+WORKER_STATES = ("active", "standby", "paused", "draining", "away")
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def worker_state(worker: dict[str, Any]) -> str:
+    """One of WORKER_STATES for a worker of `HubClient.status()`: the strongest that holds."""
+    if worker["away_since"]:
+        return "away"
+    if worker["draining"]:
+        return "draining"
+    if worker["paused"]:
+        return "paused"
+    return "active" if worker["active"] else "standby"
+
+
+class HubCollector(Collector):
+    """Gauges and counters computed from the hub's status each time they are scraped."""
+
+    def __init__(self, status: Callable[[], dict[str, Any]], jobs: JobBoard) -> None:
+        self._status = status
+        self._jobs = jobs
+
+    def collect(self) -> Iterator[Metric]:
+        status = self._status()
+        yield _workers(status["workers"])
+        yield GaugeMetricFamily(
+            "giskard_hub_queued_jobs",
+            "Jobs waiting at the hub for a worker slot.",
+            status["queued"],
+        )
+        yield self._ended()
+        store = status["store"]
+        yield GaugeMetricFamily(
+            "giskard_hub_artifact_store_bytes",
+            "Bytes of job inputs the hub's artifact store holds.",
+            store["size_bytes"],
+        )
+        yield GaugeMetricFamily(
+            "giskard_hub_artifact_store_artifacts",
+            "Job inputs the hub's artifact store holds.",
+            store["artifacts"],
+        )
+
+    def _ended(self) -> CounterMetricFamily:
+        family = CounterMetricFamily(
+            "giskard_hub_jobs_ended",
+            "Jobs ended since the hub started, by end reason.",
+            labels=["reason"],
+        )
+        counts = {end_reasons.from_proto(r): n for r, n in self._jobs.ended_by_reason.items()}
+        for reason in EndReason:
+            family.add_metric([reason.value], counts.get(reason, 0))
+        return family
+
+
+def _workers(workers: list[dict[str, Any]]) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(
+        "giskard_hub_workers", "Workers known to the hub, by state.", labels=["state"]
+    )
+    states = [worker_state(worker) for worker in workers]
+    for state in WORKER_STATES:
+        family.add_metric([state], states.count(state))
+    return family
+
+
+def hub_metrics(status: Callable[[], dict[str, Any]], jobs: JobBoard) -> Callable[[], bytes]:
+    """A function that renders the hub's metrics in Prometheus' text format."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(HubCollector(status, jobs))
+    return lambda: generate_latest(registry)

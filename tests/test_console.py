@@ -1,0 +1,175 @@
+"""The hub's console: served in the hub's process beside gRPC, /healthz, /metrics with a key,
+login sessions and the read-only pages, over real HTTP to a real hub and real workers."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import remote_models
+from conftest import PipeLines, WorkerProcess, free_port, giskard_command
+from console_http import request
+from prometheus_client.parser import text_string_to_metric_families
+
+from giskard.client import HubClient
+from giskard.credentials import hub_dir
+from giskard.errors import JobError
+from giskard.hub import Hub
+from giskard.hub.keys import KeyStore
+
+CONSOLE = {"console_port": 0}
+
+
+@pytest.fixture
+def console_hub() -> Iterator[Hub]:
+    with Hub(port=0, console_port=0) as running:
+        yield running
+
+
+def test_healthz_answers_ok_without_a_key(console_hub: Hub) -> None:
+    reply = request(console_hub.console_port, "/healthz")
+    assert (reply.status, reply.body) == (200, "ok")
+
+
+def test_a_hub_without_a_console_port_serves_no_console() -> None:
+    with Hub(port=0) as hub:
+        assert hub.console_port is None
+
+
+def test_the_cli_serves_the_console_on_its_port_and_stops_it_with_the_hub(
+    tmp_path: Path,
+) -> None:
+    console_port = free_port()
+    command = ["hub", "start", "-p", str(free_port()), "--console-port", str(console_port)]
+    with subprocess.Popen(
+        giskard_command(*command),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        try:
+            lines = PipeLines(process.stderr)
+            lines.wait_for(f"Console on http://127.0.0.1:{console_port}", timeout_s=30)
+            assert request(console_port, "/healthz").body == "ok"
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(30) == 0
+            lines.rest(timeout_s=10)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(10)
+    with pytest.raises(OSError):
+        request(console_port, "/healthz")
+
+
+def test_a_busy_console_port_is_one_line_and_the_grpc_exit_code(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        refused = subprocess.run(
+            giskard_command("hub", "start", "-p", str(free_port()), "--console-port", str(port)),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert refused.returncode == 1
+    (line,) = refused.stderr.splitlines()
+    assert f"cannot listen on 127.0.0.1:{port} for the console" in line
+
+
+def test_no_console_and_a_console_port_together_are_a_usage_error() -> None:
+    refused = subprocess.run(
+        giskard_command("hub", "start", "--no-console", "--console-port", str(free_port())),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert refused.returncode == 2
+    assert len(refused.stderr.splitlines()) == 1 and "--no-console" in refused.stderr
+
+
+def test_a_hub_without_the_console_packages_warns_once_and_serves() -> None:
+    # What a hub installed without the [hub] extra sees: uvicorn cannot be found.
+    hide_uvicorn = (
+        "import sys; sys.modules['uvicorn'] = None; from giskard.cli import main;"
+        f" main(['hub', 'start', '-p', '{free_port()}'])"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", hide_uvicorn],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        try:
+            lines = PipeLines(process.stderr)
+            said = [lines.next(timeout_s=30)]
+            while "Hub listening on" not in said[-1]:
+                said.append(lines.next(timeout_s=30))
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(30) == 0
+            said += lines.rest(timeout_s=10)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(10)
+    warnings = [line for line in said if "console" in line.lower()]
+    assert len(warnings) == 1 and "giskard-worker[hub]" in warnings[0], said
+
+
+def metrics(hub: Hub, key: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    reply = request(hub.console_port, "/metrics", headers={"Authorization": f"Bearer {key}"})
+    assert reply.status == 200, reply.body
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(reply.body)
+        for sample in family.samples
+    }
+
+
+@pytest.mark.parametrize("hub", [CONSOLE], indirect=True)
+def test_metrics_count_the_jobs_that_ran_and_the_workers_by_state(
+    hub: Hub, client: HubClient, connected_worker: WorkerProcess, iris: tuple
+) -> None:
+    model, data = iris
+    np.testing.assert_array_equal(client.predict(model, data), model.predict(data))
+    with pytest.raises(JobError):
+        client.predict(remote_models.FailingModel(), data)
+    scraped = metrics(hub, hub.admin_key)
+    ended = {
+        dict(labels)["reason"]: value
+        for (name, labels), value in scraped.items()
+        if name == "giskard_hub_jobs_ended_total"
+    }
+    assert ended["succeeded"] == ended["model_error"] == 1
+    assert sum(ended.values()) == 2
+    assert scraped[("giskard_hub_workers", (("state", "active"),))] == 1
+    assert scraped[("giskard_hub_workers", (("state", "standby"),))] == 0
+    assert scraped[("giskard_hub_queued_jobs", ())] == 0
+    store = client.status()["store"]
+    assert scraped[("giskard_hub_artifact_store_bytes", ())] == store["size_bytes"]
+    assert scraped[("giskard_hub_artifact_store_artifacts", ())] == store["artifacts"]
+
+
+def test_metrics_take_a_client_key_and_refuse_others(console_hub: Hub, tmp_path: Path) -> None:
+    keys = KeyStore(hub_dir() / "keys.json")
+    _, client_key = keys.create("client")
+    _, worker_key = keys.create("worker")
+    assert metrics(console_hub, client_key)[("giskard_hub_queued_jobs", ())] == 0
+    for headers in (
+        {},
+        {"Authorization": "Bearer gsk_00000000_wrong"},
+        {"Authorization": f"Bearer {worker_key}"},
+        {"Authorization": f"Basic {client_key}"},
+    ):
+        reply = request(console_hub.console_port, "/metrics", headers=headers)
+        assert reply.status == 401, headers
+        assert "giskard_hub" not in reply.body
