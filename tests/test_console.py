@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import remote_models
 from conftest import PipeLines, WorkerProcess, free_port, giskard_command
-from console_http import request
+from console_http import log_in, request
 from prometheus_client.parser import text_string_to_metric_families
 
 from giskard.client import HubClient
@@ -173,3 +173,68 @@ def test_metrics_take_a_client_key_and_refuse_others(console_hub: Hub, tmp_path:
         reply = request(console_hub.console_port, "/metrics", headers=headers)
         assert reply.status == 401, headers
         assert "giskard_hub" not in reply.body
+
+
+def test_a_wrong_or_revoked_key_is_refused_at_login_and_says_nothing_more(
+    console_hub: Hub,
+) -> None:
+    keys = KeyStore(hub_dir() / "keys.json")
+    record, revoked_key = keys.create("client")
+    keys.revoke(record.name)
+    _, worker_key = keys.create("worker")
+    for key in ("gsk_00000000_wrong", revoked_key, worker_key, ""):
+        reply = request(console_hub.console_port, "/login", method="POST", form={"key": key})
+        assert reply.status == 401
+        assert "invalid or revoked key" in reply.body
+        assert "set-cookie" not in reply.headers
+        assert not key or key not in reply.body
+
+
+def test_a_login_sets_a_strict_http_only_cookie_that_holds_no_key(console_hub: Hub) -> None:
+    port = console_hub.console_port
+    assert request(port, "/workers").headers["location"] == "/login"
+    reply = request(port, "/login", method="POST", form={"key": console_hub.admin_key})
+    assert (reply.status, reply.headers["location"]) == (303, "/workers")
+    cookie = reply.headers["set-cookie"]
+    assert "httponly" in cookie.lower() and "samesite=strict" in cookie.lower()
+    assert "secure" not in cookie.lower()  # plain HTTP on loopback: a browser would drop it
+    assert console_hub.admin_key not in cookie
+    session = cookie.split(";", 1)[0]
+    page = request(port, "/workers", headers={"Cookie": session})
+    assert page.status == 200 and console_hub.admin_key not in page.body
+    assert request(port, "/workers", headers={"Cookie": "giskard_console=forged"}).status == 303
+
+
+def test_a_session_ends_when_its_key_is_revoked(console_hub: Hub) -> None:
+    keys = KeyStore(hub_dir() / "keys.json")
+    record, key = keys.create("client")
+    session = log_in(console_hub.console_port, key)
+    assert request(console_hub.console_port, "/jobs", headers={"Cookie": session}).status == 200
+    keys.revoke(record.name)
+    refused = request(console_hub.console_port, "/jobs", headers={"Cookie": session})
+    assert (refused.status, refused.headers["location"]) == (303, "/login")
+
+
+@pytest.mark.parametrize("hub", [CONSOLE], indirect=True)
+def test_the_pages_show_the_workers_and_the_jobs_that_ended(
+    hub: Hub, client: HubClient, connected_worker: WorkerProcess, iris: tuple
+) -> None:
+    model, data = iris
+    client.predict(model, data)
+    with pytest.raises(JobError):
+        client.predict(remote_models.FailingModel(), data)
+    (worker,) = client.workers()
+    session = log_in(hub.console_port, hub.admin_key)
+    workers = request(hub.console_port, "/workers", headers={"Cookie": session}).body
+    assert '<meta http-equiv="refresh" content="2">' in workers
+    assert f'data-name="{worker["name"]}"' in workers
+    for shown in ("python_version", "interpreter", "hostname", "pid", "giskard_version"):
+        assert f">{worker[shown]}<" in workers.replace("<code>", "").replace("</code>", "")
+    assert f"{len(worker['packages'])} packages" in workers
+    jobs = request(hub.console_port, "/jobs", headers={"Cookie": session}).body
+    ended = client.status()["recent"]
+    for job in ended:
+        assert job["job_id"] in jobs
+    assert jobs.count('class="ended succeeded"') == 1
+    assert jobs.count('class="ended model_error"') == 1
+    assert "ValueError" in jobs
