@@ -3,6 +3,7 @@ login sessions and the read-only pages, over real HTTP to a real hub and real wo
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import subprocess
@@ -42,34 +43,39 @@ def test_a_hub_without_a_console_port_serves_no_console() -> None:
         assert hub.console_port is None
 
 
-def test_the_cli_serves_the_console_on_its_port_and_stops_it_with_the_hub(
-    tmp_path: Path,
-) -> None:
-    console_port = free_port()
-    command = ["hub", "start", "-p", str(free_port()), "--console-port", str(console_port)]
+@contextlib.contextmanager
+def hub_process(argv: list[str]) -> Iterator[PipeLines]:
+    """A hub run by `argv`, its stderr lines for the block to read; after the block it is
+    stopped with SIGTERM, and must exit 0."""
     with subprocess.Popen(
-        giskard_command(*command),
+        argv,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     ) as process:
         try:
-            lines = PipeLines(process.stderr)
-            lines.wait_for(f"Console on http://127.0.0.1:{console_port}", timeout_s=30)
-            assert request(console_port, "/healthz").body == "ok"
+            yield PipeLines(process.stderr)
             process.send_signal(signal.SIGTERM)
             assert process.wait(30) == 0
-            lines.rest(timeout_s=10)
         finally:
             if process.poll() is None:
                 process.kill()
                 process.wait(10)
+
+
+def test_the_cli_serves_the_console_on_its_port_and_stops_it_with_the_hub() -> None:
+    console_port = free_port()
+    command = ["hub", "start", "-p", str(free_port()), "--console-port", str(console_port)]
+    with hub_process(giskard_command(*command)) as lines:
+        lines.wait_for(f"Console on http://127.0.0.1:{console_port}", timeout_s=30)
+        assert request(console_port, "/healthz").body == "ok"
+    lines.rest(timeout_s=10)
     with pytest.raises(OSError):
         request(console_port, "/healthz")
 
 
-def test_a_busy_console_port_is_one_line_and_the_grpc_exit_code(tmp_path: Path) -> None:
+def test_a_busy_console_port_is_one_line_and_the_grpc_exit_code() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -102,25 +108,11 @@ def test_a_hub_without_the_console_packages_warns_once_and_serves() -> None:
         "import sys; sys.modules['uvicorn'] = None; from giskard.cli import main;"
         f" main(['hub', 'start', '-p', '{free_port()}'])"
     )
-    with subprocess.Popen(
-        [sys.executable, "-c", hide_uvicorn],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as process:
-        try:
-            lines = PipeLines(process.stderr)
-            said = [lines.next(timeout_s=30)]
-            while "Hub listening on" not in said[-1]:
-                said.append(lines.next(timeout_s=30))
-            process.send_signal(signal.SIGTERM)
-            assert process.wait(30) == 0
-            said += lines.rest(timeout_s=10)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait(10)
+    with hub_process([sys.executable, "-c", hide_uvicorn]) as lines:
+        said = [lines.next(timeout_s=30)]
+        while "Hub listening on" not in said[-1]:
+            said.append(lines.next(timeout_s=30))
+    said += lines.rest(timeout_s=10)
     warnings = [line for line in said if "console" in line.lower()]
     assert len(warnings) == 1 and "giskard-worker[hub]" in warnings[0], said
 

@@ -213,13 +213,9 @@ RECENT_SHOWN = 20
 
 
 def _role(worker: dict) -> str:
-    if worker["away_since"]:
-        return "away   "
-    if worker["draining"]:
-        return "draining"
-    if worker["paused"]:
-        return "paused "
-    return "active " if worker["active"] else "standby"
+    from giskard.hub.worker_states import worker_state
+
+    return worker_state(worker).ljust(7)  # the states line up; "draining" is one wider
 
 
 def _summary(worker: dict) -> str:

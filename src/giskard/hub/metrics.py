@@ -9,27 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from giskard import end_reasons
 from giskard.errors import EndReason
 from giskard.hub.jobs import JobBoard
-
-WORKER_STATES = ("active", "standby", "paused", "draining", "away")
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-
-def worker_state(worker: dict[str, Any]) -> str:
-    """One of WORKER_STATES for a worker of `HubClient.status()`: the strongest that holds."""
-    if worker["away_since"]:
-        return "away"
-    if worker["draining"]:
-        return "draining"
-    if worker["paused"]:
-        return "paused"
-    return "active" if worker["active"] else "standby"
+from giskard.hub.worker_states import WORKER_STATES, worker_state
 
 
 class HubCollector(Collector):
@@ -80,6 +67,9 @@ def _workers(workers: list[dict[str, Any]]) -> GaugeMetricFamily:
     for state in WORKER_STATES:
         family.add_metric([state], states.count(state))
     return family
+
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST  # what generate_latest writes
 
 
 def hub_metrics(status: Callable[[], dict[str, Any]], jobs: JobBoard) -> Callable[[], bytes]:

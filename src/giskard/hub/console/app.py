@@ -17,7 +17,8 @@ from starlette.routing import Route
 from giskard.hub.console.sessions import SESSION_TTL_S, Sessions, is_bearer_allowed
 from giskard.hub.jobs import JobBoard
 from giskard.hub.keys import KeyStore
-from giskard.hub.metrics import CONTENT_TYPE, hub_metrics, worker_state
+from giskard.hub.metrics import CONTENT_TYPE, hub_metrics
+from giskard.hub.worker_states import worker_state
 
 logger = logging.getLogger(__name__)
 
