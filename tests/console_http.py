@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import http.client
+import ssl
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlencode
 
 TIMEOUT_S = 10.0
@@ -23,8 +25,16 @@ def request(
     method: str = "GET",
     headers: dict[str, str] | None = None,
     form: dict[str, str] | None = None,
+    ca_file: Path | None = None,
 ) -> Reply:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT_S)
+    """`ca_file`: over HTTPS, trusting this certificate."""
+    if ca_file is None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT_S)
+    else:
+        context = ssl.create_default_context(cafile=str(ca_file))
+        connection = http.client.HTTPSConnection(
+            "127.0.0.1", port, timeout=TIMEOUT_S, context=context
+        )
     try:
         body = urlencode(form) if form is not None else None
         sent = dict(headers or {})

@@ -4,6 +4,7 @@ login sessions and the read-only pages, over real HTTP to a real hub and real wo
 from __future__ import annotations
 
 import contextlib
+import http.client
 import signal
 import socket
 import subprocess
@@ -23,6 +24,7 @@ from giskard.credentials import hub_dir
 from giskard.errors import JobError
 from giskard.hub import Hub
 from giskard.hub.keys import KeyStore
+from giskard.tls import self_signed
 
 CONSOLE = {"console_port": 0}
 
@@ -230,3 +232,24 @@ def test_the_pages_show_the_workers_and_the_jobs_that_ended(
     assert jobs.count('class="ended succeeded"') == 1
     assert jobs.count('class="ended model_error"') == 1
     assert "ValueError" in jobs
+
+
+def test_under_tls_the_console_is_https_with_the_hub_certificate_and_a_secure_cookie(
+    tmp_path: Path,
+) -> None:
+    certificate = self_signed(tmp_path / "tls", "127.0.0.1")
+    with Hub(port=0, tls=certificate, console_port=0) as hub:
+        port, ca_file = hub.console_port, certificate.cert_file
+        assert request(port, "/healthz", ca_file=ca_file).body == "ok"
+        reply = request(port, "/login", method="POST", form={"key": hub.admin_key}, ca_file=ca_file)
+        assert reply.status == 303
+        assert "secure" in [part.strip().lower() for part in reply.headers["set-cookie"].split(";")]
+        with pytest.raises((http.client.HTTPException, ConnectionError)):
+            request(port, "/healthz")  # plaintext is not served
+
+
+def test_a_login_body_far_bigger_than_a_key_is_refused(console_hub: Hub) -> None:
+    too_big = {"key": console_hub.admin_key, "padding": "x" * 100_000}
+    reply = request(console_hub.console_port, "/login", method="POST", form=too_big)
+    assert reply.status == 413
+    assert "set-cookie" not in reply.headers

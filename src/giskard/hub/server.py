@@ -175,8 +175,9 @@ class Hub:
         from giskard.hub.console.app import console_app
         from giskard.hub.platform_service import fleet_status
 
-        assert self._keys and self.registry and self._jobs and self._store
         registry, jobs, store = self.registry, self._jobs, self._store
+        assert self._keys is not None and registry is not None  # set by _add_services
+        assert jobs is not None and store is not None
         return console_app(
             self._keys,
             lambda: status_from_reply(fleet_status(registry, jobs, store)),

@@ -88,9 +88,10 @@ class Console:
         return _page("login.html.j2", error="")
 
     async def login(self, request: Request) -> Response:
-        body = await request.body()
-        key = parse_qs(body[:LOGIN_BODY_MAX_BYTES].decode(errors="replace")).get("key", [""])[0]
-        session_id = self._sessions.open(key.strip())
+        form = await _small_form(request)
+        if form is None:
+            return PlainTextResponse("a login form is much smaller than that", 413)
+        session_id = self._sessions.open(form.get("key", [""])[0].strip())
         if session_id is None:
             logger.warning("Console login refused from %s", _peer(request))
             return _page("login.html.j2", error=INVALID_KEY, status_code=401)
@@ -127,6 +128,16 @@ class Console:
         status = self._status()
         worker_names = {worker["worker_id"]: worker["name"] for worker in status["workers"]}
         return _page(template, login=login, status=status, worker_names=worker_names)
+
+
+async def _small_form(request: Request) -> dict[str, list[str]] | None:
+    """The URL-encoded form of `request`; None past LOGIN_BODY_MAX_BYTES, read no further."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > LOGIN_BODY_MAX_BYTES:
+            return None
+    return parse_qs(body.decode(errors="replace"))
 
 
 def _page(template: str, status_code: int = 200, **values: Any) -> HTMLResponse:
