@@ -37,7 +37,10 @@ _templates = jinja2.Environment(
 def _time(seconds: float | None) -> str:
     if not seconds:
         return ""
-    return datetime.datetime.fromtimestamp(seconds).isoformat(sep=" ", timespec="seconds")
+    try:
+        return datetime.datetime.fromtimestamp(seconds).isoformat(sep=" ", timespec="seconds")
+    except (ValueError, OverflowError, OSError):  # a worker's word (its start), not trusted
+        return "?"
 
 
 _templates.filters["time"] = _time

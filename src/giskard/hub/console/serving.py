@@ -69,7 +69,7 @@ class ConsoleServer:
 
     async def stop(self) -> None:
         """Stop serving (open requests get STOP_GRACE_S to end) and close the socket."""
-        if self._server is not None and self._task is not None:
+        if self._server is not None and self._task is not None and not self._task.done():
             self._server.should_exit = True
             await self._task
         self._socket.close()
