@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import re
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,3 +53,20 @@ def log_in(port: int, key: str) -> str:
     reply = request(port, "/login", method="POST", form={"key": key})
     assert reply.status == 303, reply.body
     return reply.headers["set-cookie"].split(";", 1)[0]
+
+
+def csrf_token(port: int, session: str) -> str:
+    """The CSRF token the pages of this session put in their forms."""
+    page = request(port, "/workers", headers={"Cookie": session})
+    assert page.status == 200, page.body
+    found = re.search(r'name="csrf" value="([^"]+)"', page.body)
+    assert found is not None, page.body
+    return found.group(1)
+
+
+def act(
+    port: int, path: str, session: str, csrf: str, headers: dict[str, str] | None = None
+) -> Reply:
+    """POST an action form, as a page of this session would."""
+    sent = {"Cookie": session, "Origin": f"http://127.0.0.1:{port}", **(headers or {})}
+    return request(port, path, method="POST", headers=sent, form={"csrf": csrf})

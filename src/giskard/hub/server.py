@@ -181,6 +181,7 @@ class Hub:
         return console_app(
             self._keys,
             lambda: status_from_reply(fleet_status(registry, jobs, store)),
+            registry,
             jobs,
             secure_cookie=console.tls is not None,
         )

@@ -1,4 +1,4 @@
-"""The console's routes: /healthz, /metrics (bearer key), /login, and the read-only pages."""
+"""The console's routes: /healthz, /metrics (bearer key), /login, the pages and their actions."""
 
 from __future__ import annotations
 
@@ -14,18 +14,20 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from giskard.hub.console.sessions import SESSION_TTL_S, Sessions, is_bearer_allowed
+from giskard.hub.console import actions
+from giskard.hub.console.sessions import SESSION_TTL_S, Login, Sessions, is_bearer_allowed
 from giskard.hub.jobs import JobBoard
 from giskard.hub.keys import KeyStore
 from giskard.hub.metrics import CONTENT_TYPE, hub_metrics
+from giskard.hub.registry import WorkerRegistry
 from giskard.hub.worker_states import worker_state
 
 logger = logging.getLogger(__name__)
 
 COOKIE = "giskard_console"
 INVALID_KEY = "invalid or revoked key"
-# A login form holds one key (~60 characters): anything much longer is not one.
-LOGIN_BODY_MAX_BYTES = 4096
+# A console form holds one key or one token (~60 characters): anything much longer is not one.
+FORM_MAX_BYTES = 4096
 
 _templates = jinja2.Environment(
     loader=jinja2.PackageLoader("giskard.hub.console", "templates"),
@@ -48,18 +50,21 @@ _templates.filters["state"] = worker_state
 
 
 class Console:
-    """The console's pages over the hub's status; `status` returns what HubClient.status does."""
+    """The console's pages over the hub's status (`status` returns what HubClient.status
+    does) and its actions on the registry's workers and the board's jobs."""
 
     def __init__(
         self,
         keys: KeyStore,
         status: Callable[[], dict[str, Any]],
         metrics: Callable[[], bytes],
+        control: tuple[WorkerRegistry, JobBoard],
         *,
         secure_cookie: bool,
     ) -> None:
         self._keys = keys
         self._status = status
+        self._registry, self._jobs = control
         self._metrics = metrics
         self._sessions = Sessions(keys)
         self._secure_cookie = secure_cookie
@@ -75,6 +80,8 @@ class Console:
                 Route("/", self.home),
                 Route("/workers", self.workers),
                 Route("/jobs", self.jobs),
+                Route("/workers/{worker}/{action}", self.control_worker, methods=["POST"]),
+                Route("/jobs/{job_id}/cancel", self.cancel_job, methods=["POST"]),
             ]
         )
 
@@ -124,21 +131,58 @@ class Console:
     async def jobs(self, request: Request) -> Response:
         return self._logged_in_page(request, "jobs.html.j2")
 
+    async def control_worker(self, request: Request) -> Response:
+        acting = await self._acting_admin(request)
+        if isinstance(acting, Response):
+            return acting
+        login, form = acting
+        params = request.path_params
+        force = form.get("force", [""])[0] == "yes"
+        return actions.control_worker(
+            self._registry, login, params["worker"], params["action"], force
+        )
+
+    async def cancel_job(self, request: Request) -> Response:
+        acting = await self._acting_admin(request)
+        if isinstance(acting, Response):
+            return acting
+        return actions.cancel_job(self._jobs, acting[0], request.path_params["job_id"])
+
+    async def _acting_admin(
+        self, request: Request
+    ) -> tuple[Login, dict[str, list[str]]] | Response:
+        """The admin login and form of an action POST, or the reply refusing it."""
+        form = await _small_form(request)
+        if form is None:
+            return PlainTextResponse("an action form is much smaller than that", 413)
+        login = self._sessions.login(request.cookies.get(COOKIE))
+        why = actions.refusal(request, login, form)
+        if why is not None or login is None:
+            logger.warning("Console action refused from %s: %s", _peer(request), why)
+            return PlainTextResponse(why or "refused: log in first", 403)
+        return login, form
+
     def _logged_in_page(self, request: Request, template: str) -> Response:
         login = self._sessions.login(request.cookies.get(COOKIE))
         if login is None:
             return RedirectResponse("/login", status_code=303)
         status = self._status()
         worker_names = {worker["worker_id"]: worker["name"] for worker in status["workers"]}
-        return _page(template, login=login, status=status, worker_names=worker_names)
+        return _page(
+            template,
+            login=login,
+            status=status,
+            worker_names=worker_names,
+            actions=actions.WORKER_ACTIONS,
+        )
 
 
 async def _small_form(request: Request) -> dict[str, list[str]] | None:
-    """The URL-encoded form of `request`; None past LOGIN_BODY_MAX_BYTES, read no further."""
+    """The URL-encoded form of `request`; None past FORM_MAX_BYTES, read no further."""
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
-        if len(body) > LOGIN_BODY_MAX_BYTES:
+        if len(body) > FORM_MAX_BYTES:
             return None
     return parse_qs(body.decode(errors="replace"))
 
@@ -152,7 +196,14 @@ def _peer(request: Request) -> str:
 
 
 def console_app(
-    keys: KeyStore, status: Callable[[], dict[str, Any]], jobs: JobBoard, *, secure_cookie: bool
+    keys: KeyStore,
+    status: Callable[[], dict[str, Any]],
+    registry: WorkerRegistry,
+    jobs: JobBoard,
+    *,
+    secure_cookie: bool,
 ) -> Starlette:
-    """The console of a hub whose keys, status (as HubClient.status) and jobs these are."""
-    return Console(keys, status, hub_metrics(status, jobs), secure_cookie=secure_cookie).app()
+    """The console of a hub whose keys, status (as HubClient.status), workers and jobs these
+    are."""
+    metrics = hub_metrics(status, jobs)
+    return Console(keys, status, metrics, (registry, jobs), secure_cookie=secure_cookie).app()

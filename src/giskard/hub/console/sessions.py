@@ -6,9 +6,10 @@ or a log.
 
 from __future__ import annotations
 
+import hmac
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from giskard.hub.keys import KeyStore
 
@@ -22,6 +23,11 @@ class Login:
     key_name: str
     role: str
     expires_at: float  # time.monotonic()
+    # Put in every form of this session's pages, checked on every action (against CSRF).
+    csrf_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+
+    def is_csrf_token(self, token: str) -> bool:
+        return hmac.compare_digest(token.encode(), self.csrf_token.encode())
 
 
 class Sessions:

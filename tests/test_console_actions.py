@@ -1,0 +1,117 @@
+"""The console's admin actions over real HTTP, on a real hub with real workers: drain, pause,
+resume a worker, cancel a running job; refused for a client session, a wrong CSRF token, a
+foreign Origin; 404 for what does not exist."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import remote_models
+from conftest import WorkerProcess, wait_until
+from console_http import act, csrf_token, log_in, request
+
+from giskard.client import HubClient
+from giskard.credentials import hub_dir
+from giskard.errors import JobCancelledError
+from giskard.hub import Hub
+from giskard.hub.keys import KeyStore
+
+CONSOLE = {"console_port": 0}
+WAIT_S = 30
+
+
+def admin(hub: Hub) -> tuple[str, str]:
+    session = log_in(hub.console_port, hub.admin_key)
+    return session, csrf_token(hub.console_port, session)
+
+
+def the_worker(client: HubClient) -> dict:
+    (worker,) = client.workers()
+    return worker
+
+
+@pytest.mark.parametrize("hub", [CONSOLE], indirect=True)
+def test_an_admin_drains_a_worker_and_it_leaves(
+    hub: Hub, client: HubClient, connected_worker: WorkerProcess
+) -> None:
+    session, csrf = admin(hub)
+    worker = the_worker(client)
+    reply = act(hub.console_port, f"/workers/{worker['worker_id']}/drain", session, csrf)
+    assert (reply.status, reply.headers["location"]) == (303, "/workers")
+    wait_until(lambda: not client.workers(), WAIT_S, "the drained worker to leave")
+    assert connected_worker.process.wait(WAIT_S) == 0
+
+
+@pytest.mark.parametrize("hub", [CONSOLE], indirect=True)
+def test_an_admin_pauses_then_resumes_a_worker(
+    hub: Hub, client: HubClient, connected_worker: WorkerProcess
+) -> None:
+    session, csrf = admin(hub)
+    worker_id = the_worker(client)["worker_id"]
+    assert act(hub.console_port, f"/workers/{worker_id}/pause", session, csrf).status == 303
+    assert the_worker(client)["paused"]
+    assert act(hub.console_port, f"/workers/{worker_id}/resume", session, csrf).status == 303
+    assert not the_worker(client)["paused"]
+
+
+@pytest.mark.parametrize("hub", [CONSOLE], indirect=True)
+def test_an_admin_cancels_a_running_job_and_its_client_hears_so(
+    hub: Hub, client: HubClient, connected_worker: WorkerProcess, iris: tuple, tmp_path: Path
+) -> None:
+    _, data = iris
+    marker = tmp_path / "started"
+    handle = client.submit_predict(remote_models.SlowModel(marker, 600), data)
+    wait_until(marker.exists, WAIT_S, "the slow job to start")
+    session, csrf = admin(hub)
+    reply = act(hub.console_port, f"/jobs/{handle.job_id}/cancel", session, csrf)
+    assert (reply.status, reply.headers["location"]) == (303, "/jobs")
+    with pytest.raises(JobCancelledError):
+        handle.result(timeout=WAIT_S)
+
+
+@pytest.mark.parametrize("hub", [CONSOLE], indirect=True)
+def test_a_client_session_sees_no_actions_and_its_post_is_refused(
+    hub: Hub, client: HubClient, connected_worker: WorkerProcess
+) -> None:
+    _, key = KeyStore(hub_dir() / "keys.json").create("client")
+    session = log_in(hub.console_port, key)
+    worker_id = the_worker(client)["worker_id"]
+    forged = csrf_token(hub.console_port, session)  # the logout form's: it has one too
+    reply = act(hub.console_port, f"/workers/{worker_id}/drain", session, forged)
+    assert reply.status == 403 and len(reply.body.splitlines()) == 1
+    assert "admin" in reply.body
+    assert not the_worker(client)["draining"]
+    page = request(hub.console_port, "/workers", headers={"Cookie": session}).body
+    assert f"/workers/{worker_id}/" not in page
+
+
+@pytest.mark.parametrize("hub", [CONSOLE], indirect=True)
+@pytest.mark.parametrize(
+    ("csrf", "origin"),
+    [("", None), ("wrong", None), (None, "http://evil.example"), (None, "null")],
+    ids=["no-token", "wrong-token", "foreign-origin", "null-origin"],
+)
+def test_a_bad_csrf_token_or_a_foreign_origin_is_refused(
+    hub: Hub,
+    client: HubClient,
+    connected_worker: WorkerProcess,
+    csrf: str | None,
+    origin: str | None,
+) -> None:
+    session, good = admin(hub)
+    worker_id = the_worker(client)["worker_id"]
+    headers = {} if origin is None else {"Origin": origin}
+    path = f"/workers/{worker_id}/pause"
+    reply = act(hub.console_port, path, session, good if csrf is None else csrf, headers)
+    assert reply.status == 403
+    assert not the_worker(client)["paused"]
+
+
+@pytest.mark.parametrize("hub", [CONSOLE], indirect=True)
+def test_an_unknown_worker_or_job_is_a_404_not_a_traceback(hub: Hub) -> None:
+    session, csrf = admin(hub)
+    for path in ("/workers/nobody/drain", "/jobs/no-such-job-1/cancel"):
+        reply = act(hub.console_port, path, session, csrf)
+        assert reply.status == 404, path
+        assert "Traceback" not in reply.body and len(reply.body.splitlines()) == 1
