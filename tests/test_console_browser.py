@@ -15,7 +15,9 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 from giskard.client import HubClient
+from giskard.credentials import hub_dir
 from giskard.hub import Hub
+from giskard.hub.keys import KeyStore
 
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 WAIT_S = 30
@@ -39,6 +41,16 @@ def browser() -> Iterator[WebDriver]:
         driver.quit()
 
 
+def log_in(browser: WebDriver, hub: Hub, key: str) -> WebDriverWait:
+    """Log `browser` in to the hub's console with `key`; a wait with the tests' deadline."""
+    wait = WebDriverWait(browser, WAIT_S)
+    browser.get(f"http://127.0.0.1:{hub.console_port}/login")
+    browser.find_element(By.ID, "key").send_keys(key)
+    browser.find_element(By.ID, "login").click()
+    wait.until(expected_conditions.url_contains("/workers"))
+    return wait
+
+
 @pytest.mark.parametrize("hub", [{"console_port": 0}], indirect=True)
 def test_an_admin_logs_in_and_sees_a_worker_with_its_python(
     hub: Hub, client: HubClient, connected_worker: WorkerProcess, browser: WebDriver
@@ -58,3 +70,29 @@ def test_an_admin_logs_in_and_sees_a_worker_with_its_python(
     assert "active" in browser.find_element(By.CSS_SELECTOR, f"{row} td.state").text
     assert hub.admin_key not in browser.page_source
     assert hub.admin_key not in browser.current_url
+
+
+@pytest.mark.parametrize("hub", [{"console_port": 0}], indirect=True)
+def test_an_admin_drains_a_worker_from_the_page_and_sees_it_leave(
+    hub: Hub, client: HubClient, connected_worker: WorkerProcess, browser: WebDriver
+) -> None:
+    (worker,) = client.workers()
+    wait = log_in(browser, hub, hub.admin_key)
+    row = (By.CSS_SELECTOR, f'tr.worker[data-name="{worker["name"]}"]')
+    drain = (By.CSS_SELECTOR, f'tr.worker[data-name="{worker["name"]}"] button.drain')
+    wait.until(expected_conditions.element_to_be_clickable(drain)).click()
+    wait.until(expected_conditions.invisibility_of_element_located(row))
+    assert connected_worker.process.wait(WAIT_S) == 0
+
+
+@pytest.mark.parametrize("hub", [{"console_port": 0}], indirect=True)
+def test_a_client_key_sees_the_workers_but_no_action_button(
+    hub: Hub, client: HubClient, connected_worker: WorkerProcess, browser: WebDriver
+) -> None:
+    (worker,) = client.workers()
+    _, key = KeyStore(hub_dir() / "keys.json").create("client")
+    wait = log_in(browser, hub, key)
+    row = (By.CSS_SELECTOR, f'tr.worker[data-name="{worker["name"]}"]')
+    wait.until(expected_conditions.visibility_of_element_located(row))
+    assert browser.find_elements(By.CSS_SELECTOR, "td.actions button") == []
+    assert "drain" not in browser.page_source
