@@ -144,6 +144,41 @@ def _console_port(host: str, port: int | None, no_console: bool) -> int | None:
     return port
 
 
+@hub_app.command()
+def console(
+    host: str = typer.Option("127.0.0.1", "-h", "--host", help="Address of the console."),
+    port: int | None = typer.Option(
+        None, "-p", "--port", min=1, max=65535, help="Port of the hub's console [default: 40052]."
+    ),
+    no_browser: bool = typer.Option(False, "--no-browser", help="Only print the URL."),
+    tls: bool = TLS,
+    ca_file: str | None = CA_FILE,
+) -> None:
+    """Print (and open in a browser) a URL that logs the local admin in to the hub's console:
+    good once, for a minute."""
+    import webbrowser
+    from pathlib import Path
+
+    from giskard.hub.console import DEFAULT_CONSOLE_PORT
+    from giskard.hub.console.login_url import one_time_login_url
+
+    port = DEFAULT_CONSOLE_PORT if port is None else port
+    url = one_time_login_url(host, port, tls=tls, ca_file=Path(ca_file) if ca_file else None)
+    typer.echo(f"Open the console (this URL works once, within a minute):\n    {url}")
+    if not no_browser and _has_browser():
+        webbrowser.open(url)
+
+
+def _has_browser() -> bool:
+    import webbrowser
+
+    try:
+        webbrowser.get()
+    except webbrowser.Error:
+        return False
+    return True
+
+
 workers_app = typer.Typer(
     rich_markup_mode=None,
     help="Show the workers connected to a hub; pause, resume, drain or stop one (admin key).",

@@ -19,6 +19,7 @@ from giskard.errors import ConfigurationError, GiskardError, UsageError
 from giskard.hub.admin_service import AdminService
 from giskard.hub.artifacts import DEFAULT_MAX_BYTES, ArtifactStore
 from giskard.hub.auth import Authenticator
+from giskard.hub.console.sessions import LOGIN_ONCE_TTL_S
 from giskard.hub.decoding import DecodingServer
 from giskard.hub.job_events import UNREAD_RESULTS_MAX_BYTES, UnreadResults
 from giskard.hub.jobs import REATTACH_GRACE_S, JobBoard
@@ -64,6 +65,7 @@ class Hub:
         reattach_grace_s: float = REATTACH_GRACE_S,
         compression: str = AUTO,
         console_port: int | None = None,
+        console_login_once_s: float = LOGIN_ONCE_TTL_S,
     ) -> None:
         """`tls`: serve TLS with this certificate. Without it, a hub may listen only on
         loopback, unless `insecure`. `max_unread_result_bytes`: what the hub holds of
@@ -75,7 +77,8 @@ class Hub:
         (the inputs sent to workers not on this machine are zstd-compressed where they
         shrink), "on" (to every worker) or "off"; see giskard.compression. `console_port`:
         serve the admin console (giskard.hub.console) on this port of `host` too (0: a free
-        one), with the same TLS; None: no console."""
+        one), with the same TLS; None: no console. `console_login_once_s`: how long a one-time
+        login URL (`giskard hub console`) may be used."""
         if routing not in POLICIES:
             raise UsageError(f"unknown routing {routing!r}: use {' or '.join(POLICIES)}")
         if compression not in SETTINGS:
@@ -97,6 +100,7 @@ class Hub:
         self.reattach_grace_s = reattach_grace_s
         self.compression = compression
         self.console_port = console_port  # the real port once serving; None: no console
+        self.console_login_once_s = console_login_once_s
         self._jobs: JobBoard | None = None
         self._keys: KeyStore | None = None
         self._store: ArtifactStore | None = None
@@ -184,6 +188,7 @@ class Hub:
             registry,
             jobs,
             secure_cookie=console.tls is not None,
+            login_once_s=self.console_login_once_s,
         )
 
     def _add_services(self, server: grpc.aio.Server) -> Authenticator:

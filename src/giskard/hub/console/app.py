@@ -15,7 +15,13 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 
 from giskard.hub.console import actions
-from giskard.hub.console.sessions import SESSION_TTL_S, Login, Sessions, is_bearer_allowed
+from giskard.hub.console.sessions import (
+    LOGIN_ONCE_TTL_S,
+    SESSION_TTL_S,
+    Login,
+    Sessions,
+    is_bearer_allowed,
+)
 from giskard.hub.jobs import JobBoard
 from giskard.hub.keys import KeyStore
 from giskard.hub.metrics import CONTENT_TYPE, hub_metrics
@@ -26,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 COOKIE = "giskard_console"
 INVALID_KEY = "invalid or revoked key"
+USED_LOGIN_URL = "this login URL was used already or has expired: ask for a new one"
 # A console form holds one key or one token (~60 characters): anything much longer is not one.
 FORM_MAX_BYTES = 4096
 
@@ -61,12 +68,13 @@ class Console:
         control: tuple[WorkerRegistry, JobBoard],
         *,
         secure_cookie: bool,
+        login_once_s: float,
     ) -> None:
         self._keys = keys
         self._status = status
         self._registry, self._jobs = control
         self._metrics = metrics
-        self._sessions = Sessions(keys)
+        self._sessions = Sessions(keys, once_ttl_s=login_once_s)
         self._secure_cookie = secure_cookie
 
     def app(self) -> Starlette:
@@ -76,6 +84,8 @@ class Console:
                 Route("/metrics", self.metrics),
                 Route("/login", self.login_form, methods=["GET"]),
                 Route("/login", self.login, methods=["POST"]),
+                Route("/login/token", self.login_token, methods=["POST"]),
+                Route("/login/once", self.login_once, methods=["GET"]),
                 Route("/logout", self.logout, methods=["POST"]),
                 Route("/", self.home),
                 Route("/workers", self.workers),
@@ -105,6 +115,27 @@ class Console:
         if session_id is None:
             logger.warning("Console login refused from %s", _peer(request))
             return _page("login.html.j2", error=INVALID_KEY, status_code=401)
+        return self._logged_in(session_id)
+
+    async def login_token(self, request: Request) -> Response:
+        """A one-time login token for the admin key given as bearer (`giskard hub console`)."""
+        scheme, _, key = request.headers.get("authorization", "").partition(" ")
+        token = self._sessions.issue_once(key.strip()) if scheme.lower() == "bearer" else None
+        if token is None:
+            logger.warning("Console login token refused from %s", _peer(request))
+            return PlainTextResponse("an admin API key is needed", 401)
+        return PlainTextResponse(token, headers={"Cache-Control": "no-store"})
+
+    async def login_once(self, request: Request) -> Response:
+        """Log in with a one-time token, then leave its URL (303) so that it does not stay."""
+        session_id = self._sessions.open_once(request.query_params.get("token", ""))
+        if session_id is None:
+            logger.warning("Console one-time login refused from %s", _peer(request))
+            return _page("login.html.j2", error=USED_LOGIN_URL, status_code=401)
+        return self._logged_in(session_id)
+
+    def _logged_in(self, session_id: str) -> Response:
+        """Off to the workers' page with the session's cookie."""
         response = RedirectResponse("/workers", status_code=303)
         response.set_cookie(
             COOKIE,
@@ -202,8 +233,15 @@ def console_app(
     jobs: JobBoard,
     *,
     secure_cookie: bool,
+    login_once_s: float = LOGIN_ONCE_TTL_S,
 ) -> Starlette:
     """The console of a hub whose keys, status (as HubClient.status), workers and jobs these
-    are."""
-    metrics = hub_metrics(status, jobs)
-    return Console(keys, status, metrics, (registry, jobs), secure_cookie=secure_cookie).app()
+    are; its one-time login URLs last `login_once_s`."""
+    return Console(
+        keys,
+        status,
+        hub_metrics(status, jobs),
+        (registry, jobs),
+        secure_cookie=secure_cookie,
+        login_once_s=login_once_s,
+    ).app()

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from giskard.hub.keys import KeyStore
 
 SESSION_TTL_S = 12 * 3600.0
+# How long a one-time login URL may be used (once), as Jupyter's token URLs.
+LOGIN_ONCE_TTL_S = 60.0
 # The roles that may look at the console (a worker key may not).
 CONSOLE_ROLES = ("client", "admin")
 
@@ -31,19 +33,47 @@ class Login:
 
 
 class Sessions:
-    def __init__(self, keys: KeyStore, ttl_s: float = SESSION_TTL_S) -> None:
+    def __init__(
+        self, keys: KeyStore, ttl_s: float = SESSION_TTL_S, once_ttl_s: float = LOGIN_ONCE_TTL_S
+    ) -> None:
         self._keys = keys
         self._ttl_s = ttl_s
+        self._once_ttl_s = once_ttl_s
         self._logins: dict[str, Login] = {}
+        # One-time login tokens: each, the admin key's name it logs in as and until when.
+        self._once: dict[str, tuple[str, float]] = {}
 
     def open(self, key: str) -> str | None:
         """A new session id for a live client or admin `key`; None for any other key."""
         record = self._keys.verify(key)
         if record is None or record.role not in CONSOLE_ROLES:
             return None
+        return self._open(record.name, record.role)
+
+    def issue_once(self, key: str) -> str | None:
+        """A token that opens one admin session, once, within once_ttl_s; None unless `key`
+        is a live admin key."""
+        record = self._keys.verify(key)
+        if record is None or record.role != "admin":
+            return None
+        now = time.monotonic()
+        self._once = {t: grant for t, grant in self._once.items() if grant[1] >= now}
+        token = secrets.token_urlsafe(32)
+        self._once[token] = (record.name, now + self._once_ttl_s)
+        return token
+
+    def open_once(self, token: str) -> str | None:
+        """A new session id for a one-time `token`, which is used up; None when it is
+        unknown, used, expired or its key revoked."""
+        key_name, expires_at = self._once.pop(token, ("", 0.0))
+        if expires_at < time.monotonic() or not self._is_live(key_name):
+            return None
+        return self._open(key_name, "admin")
+
+    def _open(self, key_name: str, role: str) -> str:
         self._forget_expired()
         session_id = secrets.token_urlsafe(32)
-        self._logins[session_id] = Login(record.name, record.role, time.monotonic() + self._ttl_s)
+        self._logins[session_id] = Login(key_name, role, time.monotonic() + self._ttl_s)
         return session_id
 
     def login(self, session_id: str | None) -> Login | None:
