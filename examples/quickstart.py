@@ -25,8 +25,14 @@ def main() -> int:
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
     model.fit(data.data, data.target)
 
-    with Hub(port=0) as hub:
+    # Its console too, where its packages are installed (`giskard-worker[hub]`).
+    with Hub(port=0, console_port=0) as hub:
         print(f"1. hub listening on {hub.address}")
+        if hub.console_port is not None:
+            print(
+                f"   console on http://{hub.host}:{hub.console_port}"
+                f" (log in: giskard hub console -p {hub.console_port})"
+            )
         worker = subprocess.Popen(
             [
                 sys.executable,
