@@ -115,3 +115,14 @@ def test_an_unknown_worker_or_job_is_a_404_not_a_traceback(hub: Hub) -> None:
         reply = act(hub.console_port, path, session, csrf)
         assert reply.status == 404, path
         assert "Traceback" not in reply.body and len(reply.body.splitlines()) == 1
+
+
+@pytest.mark.parametrize("hub", [CONSOLE], indirect=True)
+def test_a_logout_ends_the_session_only_from_the_console_s_own_page(hub: Hub) -> None:
+    port = hub.console_port
+    session, csrf = admin(hub)
+    forged = act(port, "/logout", session, csrf, {"Origin": "http://evil.example"})
+    assert forged.status == 403
+    assert request(port, "/workers", headers={"Cookie": session}).status == 200
+    assert act(port, "/logout", session, csrf).headers["location"] == "/login"
+    assert request(port, "/workers", headers={"Cookie": session}).status == 303

@@ -27,14 +27,16 @@ WORKER_ACTIONS = {
 }
 
 
-def refusal(request: Request, login: Login | None, form: dict[str, list[str]]) -> str | None:
-    """Why this action POST may not act (one line), None when it may."""
+def refusal(
+    request: Request, login: Login | None, form: dict[str, list[str]], *, admin: bool = True
+) -> str | None:
+    """Why this POST may not act (one line), None when it may; `admin`: only an admin may."""
     origin = request.headers.get("origin")
     if origin is not None and origin != own_origin(request):
         return "refused: this form was not sent from this console"
     if login is None:
         return "refused: log in first"
-    if login.role != "admin":
+    if admin and login.role != "admin":
         return "refused: only an admin key may act; this session is a client's"
     if not login.is_csrf_token(form.get("csrf", [""])[0]):
         return "refused: the form's CSRF token is missing or wrong; reload the page"

@@ -148,6 +148,9 @@ class Console:
         return response
 
     async def logout(self, request: Request) -> Response:
+        checked = await self._checked_post(request, admin=False)
+        if isinstance(checked, Response):
+            return checked
         self._sessions.close(request.cookies.get(COOKIE))
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(COOKIE)
@@ -163,7 +166,7 @@ class Console:
         return self._logged_in_page(request, "jobs.html.j2")
 
     async def control_worker(self, request: Request) -> Response:
-        acting = await self._acting_admin(request)
+        acting = await self._checked_post(request, admin=True)
         if isinstance(acting, Response):
             return acting
         login, form = acting
@@ -174,23 +177,27 @@ class Console:
         )
 
     async def cancel_job(self, request: Request) -> Response:
-        acting = await self._acting_admin(request)
+        acting = await self._checked_post(request, admin=True)
         if isinstance(acting, Response):
             return acting
         return actions.cancel_job(self._jobs, acting[0], request.path_params["job_id"])
 
-    async def _acting_admin(
-        self, request: Request
+    async def _checked_post(
+        self, request: Request, *, admin: bool
     ) -> tuple[Login, dict[str, list[str]]] | Response:
-        """The admin login and form of an action POST, or the reply refusing it."""
+        """The login and form of a POST from one of this console's pages (an admin's, if
+        `admin`), or the reply refusing it."""
         form = await _small_form(request)
         if form is None:
-            return PlainTextResponse("an action form is much smaller than that", 413)
+            return PlainTextResponse("a console form is much smaller than that", 413)
         login = self._sessions.login(request.cookies.get(COOKIE))
-        why = actions.refusal(request, login, form)
-        if why is not None or login is None:
-            logger.warning("Console action refused from %s: %s", _peer(request), why)
-            return PlainTextResponse(why or "refused: log in first", 403)
+        why = actions.refusal(request, login, form, admin=admin)
+        if why is not None:
+            logger.warning(
+                "Console POST %s refused from %s: %s", request.url.path, _peer(request), why
+            )
+            return PlainTextResponse(why, 403)
+        assert login is not None  # refusal() refuses a POST without a login
         return login, form
 
     def _logged_in_page(self, request: Request, template: str) -> Response:
