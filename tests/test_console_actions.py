@@ -71,6 +71,19 @@ def test_an_admin_cancels_a_running_job_and_its_client_hears_so(
 
 
 @pytest.mark.parametrize("hub", [CONSOLE], indirect=True)
+def test_an_admin_cancels_a_job_waiting_for_a_worker(
+    hub: Hub, client: HubClient, iris: tuple
+) -> None:
+    model, data = iris
+    handle = client.submit_predict(model, data, wait_for_worker_s=600)
+    wait_until(lambda: client.status()["waiting_for_worker"] == 1, WAIT_S, "the job to wait")
+    session, csrf = admin(hub)
+    assert act(hub.console_port, f"/jobs/{handle.job_id}/cancel", session, csrf).status == 303
+    with pytest.raises(JobCancelledError):
+        handle.result(timeout=WAIT_S)
+
+
+@pytest.mark.parametrize("hub", [CONSOLE], indirect=True)
 def test_a_client_session_sees_no_actions_and_its_post_is_refused(
     hub: Hub, client: HubClient, connected_worker: WorkerProcess
 ) -> None:
