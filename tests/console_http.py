@@ -5,11 +5,15 @@ from __future__ import annotations
 import http.client
 import re
 import ssl
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
+from conftest import giskard_command
+
 TIMEOUT_S = 10.0
+LOGIN_URL = re.compile(r"http://127\.0\.0\.1:(\d+)(/login/once\?token=[\w-]+)")
 
 
 @dataclass
@@ -70,3 +74,19 @@ def act(
     """POST an action form, as a page of this session would."""
     sent = {"Cookie": session, "Origin": f"http://127.0.0.1:{port}", **(headers or {})}
     return request(port, path, method="POST", headers=sent, form={"csrf": csrf})
+
+
+def one_time_login_path(port: int) -> str:
+    """The path of the one-time login URL `giskard hub console` prints for the console on
+    `port`."""
+    printed = subprocess.run(
+        giskard_command("hub", "console", "-p", str(port), "--no-browser"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert printed.returncode == 0, printed.stderr
+    found = LOGIN_URL.search(printed.stdout)
+    assert found is not None, printed.stdout
+    assert int(found.group(1)) == port
+    return found.group(2)

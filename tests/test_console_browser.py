@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import WorkerProcess
+from console_http import one_time_login_path
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -96,3 +97,14 @@ def test_a_client_key_sees_the_workers_but_no_action_button(
     wait.until(expected_conditions.visibility_of_element_located(row))
     assert browser.find_elements(By.CSS_SELECTOR, "td.actions button") == []
     assert "drain" not in browser.page_source
+
+
+@pytest.mark.parametrize("hub", [{"console_port": 0}], indirect=True)
+def test_the_one_time_login_url_logs_the_browser_in_and_leaves_the_address_bar(
+    hub: Hub, browser: WebDriver
+) -> None:
+    path = one_time_login_path(hub.console_port)
+    browser.get(f"http://127.0.0.1:{hub.console_port}{path}")
+    WebDriverWait(browser, WAIT_S).until(expected_conditions.url_contains("/workers"))
+    assert "token" not in browser.current_url
+    assert "(admin)" in browser.page_source

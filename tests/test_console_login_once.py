@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import re
 import subprocess
 from collections.abc import Iterator
 
 import pytest
 from conftest import free_port, giskard_command
-from console_http import request
+from console_http import one_time_login_path, request
 
 from giskard.credentials import hub_dir
 from giskard.hub import Hub
 from giskard.hub.keys import KeyStore
-
-URL = re.compile(r"http://127\.0\.0\.1:(\d+)(/login/once\?token=[\w-]+)")
 
 
 @pytest.fixture
@@ -24,25 +21,10 @@ def console_hub(request: pytest.FixtureRequest) -> Iterator[Hub]:
         yield running
 
 
-def login_path(hub: Hub) -> str:
-    """The path of the one-time login URL `giskard hub console` prints for this hub."""
-    printed = subprocess.run(
-        giskard_command("hub", "console", "-p", str(hub.console_port), "--no-browser"),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert printed.returncode == 0, printed.stderr
-    found = URL.search(printed.stdout)
-    assert found is not None, printed.stdout
-    assert int(found.group(1)) == hub.console_port
-    return found.group(2)
-
-
 def test_the_printed_url_logs_in_once_and_leaves_its_url(
     console_hub: Hub, caplog: pytest.LogCaptureFixture
 ) -> None:
-    path = login_path(console_hub)
+    path = one_time_login_path(console_hub.console_port)
     port = console_hub.console_port
     used = request(port, path)
     assert (used.status, used.headers["location"]) == (303, "/workers")
@@ -58,7 +40,7 @@ def test_the_printed_url_logs_in_once_and_leaves_its_url(
 
 @pytest.mark.parametrize("console_hub", [{"console_login_once_s": 0.0}], indirect=True)
 def test_a_login_url_past_its_time_is_refused(console_hub: Hub) -> None:
-    refused = request(console_hub.console_port, login_path(console_hub))
+    refused = request(console_hub.console_port, one_time_login_path(console_hub.console_port))
     assert refused.status == 401 and "set-cookie" not in refused.headers
 
 
