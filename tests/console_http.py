@@ -69,11 +69,16 @@ def csrf_token(port: int, session: str) -> str:
 
 
 def act(
-    port: int, path: str, session: str, csrf: str, headers: dict[str, str] | None = None
+    port: int,
+    path: str,
+    session: str,
+    csrf: str,
+    headers: dict[str, str] | None = None,
+    form: dict[str, str] | None = None,
 ) -> Reply:
-    """POST an action form, as a page of this session would."""
+    """POST an action form (the CSRF token and `form`), as a page of this session would."""
     sent = {"Cookie": session, "Origin": f"http://127.0.0.1:{port}", **(headers or {})}
-    return request(port, path, method="POST", headers=sent, form={"csrf": csrf})
+    return request(port, path, method="POST", headers=sent, form={"csrf": csrf, **(form or {})})
 
 
 def one_time_login_path(port: int) -> str:

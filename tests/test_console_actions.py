@@ -71,6 +71,22 @@ def test_an_admin_cancels_a_running_job_and_its_client_hears_so(
 
 
 @pytest.mark.parametrize("hub", [CONSOLE], indirect=True)
+def test_an_admin_force_stops_a_worker_and_its_running_job_is_cancelled(
+    hub: Hub, client: HubClient, connected_worker: WorkerProcess, iris: tuple, tmp_path: Path
+) -> None:
+    _, data = iris
+    marker = tmp_path / "started"
+    handle = client.submit_predict(remote_models.SlowModel(marker, 600), data)
+    wait_until(marker.exists, WAIT_S, "the slow job to start")
+    session, csrf = admin(hub)
+    path = f"/workers/{the_worker(client)['worker_id']}/stop"
+    assert act(hub.console_port, path, session, csrf, form={"force": "yes"}).status == 303
+    with pytest.raises(JobCancelledError):
+        handle.result(timeout=WAIT_S)
+    assert connected_worker.process.wait(WAIT_S) == 0
+
+
+@pytest.mark.parametrize("hub", [CONSOLE], indirect=True)
 def test_an_admin_cancels_a_job_waiting_for_a_worker(
     hub: Hub, client: HubClient, iris: tuple
 ) -> None:
