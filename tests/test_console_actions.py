@@ -16,6 +16,7 @@ from giskard.credentials import hub_dir
 from giskard.errors import JobCancelledError
 from giskard.hub import Hub
 from giskard.hub.keys import KeyStore
+from giskard.job_handle import JobHandle
 
 CONSOLE = {"console_port": 0}
 WAIT_S = 30
@@ -24,6 +25,15 @@ WAIT_S = 30
 def admin(hub: Hub) -> tuple[str, str]:
     session = log_in(hub.console_port, hub.admin_key)
     return session, csrf_token(hub.console_port, session)
+
+
+def slow_job_running(client: HubClient, iris: tuple, tmp_path: Path) -> JobHandle:
+    """A job that runs for 10 minutes, once it has started on the worker."""
+    _, data = iris
+    marker = tmp_path / "started"
+    handle = client.submit_predict(remote_models.SlowModel(marker, 600), data)
+    wait_until(marker.exists, WAIT_S, "the slow job to start")
+    return handle
 
 
 def the_worker(client: HubClient) -> dict:
@@ -59,10 +69,7 @@ def test_an_admin_pauses_then_resumes_a_worker(
 def test_an_admin_cancels_a_running_job_and_its_client_hears_so(
     hub: Hub, client: HubClient, connected_worker: WorkerProcess, iris: tuple, tmp_path: Path
 ) -> None:
-    _, data = iris
-    marker = tmp_path / "started"
-    handle = client.submit_predict(remote_models.SlowModel(marker, 600), data)
-    wait_until(marker.exists, WAIT_S, "the slow job to start")
+    handle = slow_job_running(client, iris, tmp_path)
     session, csrf = admin(hub)
     reply = act(hub.console_port, f"/jobs/{handle.job_id}/cancel", session, csrf)
     assert (reply.status, reply.headers["location"]) == (303, "/jobs")
@@ -74,10 +81,7 @@ def test_an_admin_cancels_a_running_job_and_its_client_hears_so(
 def test_an_admin_force_stops_a_worker_and_its_running_job_is_cancelled(
     hub: Hub, client: HubClient, connected_worker: WorkerProcess, iris: tuple, tmp_path: Path
 ) -> None:
-    _, data = iris
-    marker = tmp_path / "started"
-    handle = client.submit_predict(remote_models.SlowModel(marker, 600), data)
-    wait_until(marker.exists, WAIT_S, "the slow job to start")
+    handle = slow_job_running(client, iris, tmp_path)
     session, csrf = admin(hub)
     path = f"/workers/{the_worker(client)['worker_id']}/stop"
     assert act(hub.console_port, path, session, csrf, form={"force": "yes"}).status == 303
