@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import re
 import signal
 import socket
 import subprocess
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import remote_models
-from conftest import PipeLines, WorkerProcess, free_port, giskard_command
+from conftest import PipeLines, WorkerProcess, free_port, giskard_command, wait_until
 from console_http import log_in, request
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -253,3 +254,23 @@ def test_a_login_body_far_bigger_than_a_key_is_refused(console_hub: Hub) -> None
     reply = request(console_hub.console_port, "/login", method="POST", form=too_big)
     assert reply.status == 413
     assert "set-cookie" not in reply.headers
+
+
+@pytest.mark.parametrize("hub", [CONSOLE], indirect=True)
+def test_a_worker_that_left_stays_listed_greyed_with_when_and_why(
+    hub: Hub, client: HubClient, connected_worker: WorkerProcess
+) -> None:
+    (worker,) = client.workers()
+    assert connected_worker.stop() == 0
+    session = log_in(hub.console_port, hub.admin_key)
+
+    def left_row() -> str:
+        page = request(hub.console_port, "/workers", headers={"Cookie": session}).body
+        found = re.search(r'<tr class="worker left"[^>]*>.*?</tr>', page, re.DOTALL)
+        return found.group(0) if found else ""
+
+    wait_until(left_row, 10.0, "the worker listed as left")
+    row = left_row()
+    assert f'data-name="{worker["name"]}"' in row
+    assert "shut down" in row
+    assert re.search(r"left \d{4}-\d\d-\d\d \d\d:\d\d:\d\d", row), row

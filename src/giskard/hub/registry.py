@@ -32,6 +32,9 @@ REQUIREMENTS_JUDGED = 64
 # latest this many paused workers, each for this long from when it left, until resumed.
 PAUSES_REMEMBERED = 1024
 PAUSE_REMEMBERED_S = 24 * 3600.0
+# The workers that left, for the console: each kept this long, the latest this many.
+DEPARTED_KEPT_S = 15 * 60.0
+DEPARTED_REMEMBERED = 256
 
 # A worker across its sessions: its name, host, environment and the name of its key.
 WorkerIdentity = tuple[str, str, str, str]
@@ -57,6 +60,8 @@ class WorkerSession:
     draining: bool = False
     # The hub ended its stream (refused, replaced, revoked): its jobs cannot come back.
     ended_by_hub: bool = False
+    # Who stopped or drained it, when an admin did (the order's `by`).
+    drained_by: str = ""
     paused: bool = False  # by an admin (ControlWorker): connected, but gets no new jobs
     concurrency: int = 1
     prefetch: int = 0
@@ -146,6 +151,27 @@ class WorkerSession:
         )
 
 
+@dataclass(frozen=True)
+class DepartedWorker:
+    """A session that ended: the worker as it was, and when and why it left."""
+
+    info: common_pb2.WorkerInfo
+    connected_at: float
+    left_at: float
+    why: str
+
+
+def why_left(session: WorkerSession) -> str:
+    """Why a session the registry is removing ended, from what the hub knows of it."""
+    if session.drained_by:
+        return f"drained or stopped by {session.drained_by}"
+    if session.draining:
+        return "shut down (drained its jobs)"
+    if session.ended_by_hub:
+        return "ended by the hub (refused, key revoked or protocol broken)"
+    return "connection lost"
+
+
 class NameTaken(Exception):
     """Another worker (another host, environment or key) is connected under this name."""
 
@@ -199,6 +225,7 @@ class WorkerRegistry:
         self.policy = policy
         self._sessions: list[WorkerSession] = []
         self._pauses = RememberedPauses()
+        self._departed: list[DepartedWorker] = []
         # Called whenever the workers change (jobs.JobBoard routes queued jobs then).
         self.on_change: Callable[[], None] = lambda: None
 
@@ -234,9 +261,7 @@ class WorkerRegistry:
         if replaced is not None:
             if not replaced.is_same_worker(session):
                 raise NameTaken(replaced)
-            self._sessions.remove(replaced)
-            if replaced.paused:
-                self._pauses.left(replaced.identity)
+            self._leave(replaced, "replaced by a newer session of this worker")
         self._pause_again(session)
         previous = self.active
         self._sessions.append(session)
@@ -252,14 +277,27 @@ class WorkerRegistry:
     def remove(self, session: WorkerSession) -> None:
         was_active = session is self.active
         if session in self._sessions:
-            self._sessions.remove(session)
-        if session.paused:
-            self._pauses.left(session.identity)
+            self._leave(session, why_left(session))
         self._promote_if(was_active)
 
-    def drain(self, session: WorkerSession) -> None:
+    def _leave(self, session: WorkerSession, why: str) -> None:
+        """The one place a session leaves the registry: it is remembered as departed."""
+        self._sessions.remove(session)
+        if session.paused:
+            self._pauses.left(session.identity)
+        departed = DepartedWorker(session.info, session.connected_at, time.time(), why)
+        self._departed = [*self.departed(), departed][-DEPARTED_REMEMBERED:]
+
+    def departed(self) -> list[DepartedWorker]:
+        """The workers that left in the last DEPARTED_KEPT_S, the latest last."""
+        since = time.time() - DEPARTED_KEPT_S
+        return [worker for worker in self._departed if worker.left_at >= since]
+
+    def drain(self, session: WorkerSession, by: str = "") -> None:
+        """`by`: the admin who drained or stopped it; "" when the worker itself is leaving."""
         was_active = session is self.active
         session.draining = True
+        session.drained_by = session.drained_by or by
         self._promote_if(was_active)
 
     def set_paused(self, session: WorkerSession, order: worker_pb2.Control) -> None:

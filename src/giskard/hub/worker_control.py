@@ -39,6 +39,6 @@ def control(registry: WorkerRegistry, session: WorkerSession, order: worker_pb2.
     if order.action in (Control.PAUSE, Control.RESUME):
         registry.set_paused(session, order)
     else:
-        registry.drain(session)
+        registry.drain(session, by=order.by)
     force = " (cancelling its jobs)" if order.action == Control.STOP and order.force else ""
     logger.info("%s worker %s%s, by %s", DOING[order.action], session.describe(), force, order.by)

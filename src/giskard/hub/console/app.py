@@ -211,6 +211,7 @@ class Console:
             login=login,
             status=status,
             worker_names=worker_names,
+            departed=self._registry.departed()[::-1],
             actions=actions.WORKER_ACTIONS,
         )
 
