@@ -274,3 +274,24 @@ def test_a_worker_that_left_stays_listed_greyed_with_when_and_why(
     assert f'data-name="{worker["name"]}"' in row
     assert "shut down" in row
     assert re.search(r"left \d{4}-\d\d-\d\d \d\d:\d\d:\d\d", row), row
+
+
+@pytest.mark.parametrize("hub", [CONSOLE], indirect=True)
+def test_metrics_hold_a_latency_histogram_of_the_jobs_that_ran(
+    hub: Hub, client: HubClient, connected_worker: WorkerProcess, iris: tuple
+) -> None:
+    model, data = iris
+    client.predict(model, data)
+    with pytest.raises(JobError):
+        client.predict(remote_models.FailingModel(), data)
+    kinds = {job["kind"] for job in client.status()["recent"]}
+    scraped = metrics(hub, hub.admin_key)
+    for histogram in ("giskard_hub_job_queue_wait_seconds", "giskard_hub_job_run_seconds"):
+        counts = {
+            dict(labels)["kind"]: value
+            for (name, labels), value in scraped.items()
+            if name == f"{histogram}_count"
+        }
+        assert set(counts) == kinds and sum(counts.values()) == 2, histogram
+        total = sum(v for (name, _), v in scraped.items() if name == f"{histogram}_sum")
+        assert total > 0, histogram

@@ -103,6 +103,8 @@ class JobBoard:
         self._recent: deque[_EndedJob] = deque(maxlen=RECENT_JOBS)
         # Every job that ended since the hub started, by end reason (the console's /metrics).
         self.ended_by_reason: Counter[common_pb2.EndReason.ValueType] = Counter()
+        # Told of each job as it ends, with when (time.time()): the console's latency metrics.
+        self.ended_observers: list[Callable[[Job, float], None]] = []
         self._reattach_grace_s = reattach_grace_s
         # Sessions whose connection dropped with jobs, each with the timer that fails them
         # and when it dropped (time.time()).
@@ -456,9 +458,12 @@ class JobBoard:
         else:
             reason, detail = end.reason, end.failure.type
         self.ended_by_reason[reason] += 1
+        ended_at = time.time()
+        for observe in self.ended_observers:
+            observe(job, ended_at)
         self._recent.append(
             _EndedJob(
-                job.job_id, job.kind, job.worker_id, job.submitted_at, time.time(), reason, detail
+                job.job_id, job.kind, job.worker_id, job.submitted_at, ended_at, reason, detail
             )
         )
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from giskard import end_reasons
 from giskard.errors import EndReason
+from giskard.hub.job import Job
 from giskard.hub.jobs import JobBoard
 from giskard.hub.worker_states import WORKER_STATES, worker_state
 
@@ -69,6 +70,32 @@ def _workers(workers: list[dict[str, Any]]) -> GaugeMetricFamily:
     return family
 
 
+class JobLatency:
+    """How long each ended job waited at the hub (submitted -> sent to a worker) and ran
+    (sent -> ended), by kind: observed as each job ends (JobBoard.ended_observers)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._queue_wait = Histogram(
+            "giskard_hub_job_queue_wait_seconds",
+            "Time jobs waited at the hub before being sent to a worker, by kind.",
+            ["kind"],
+            registry=registry,
+        )
+        self._run = Histogram(
+            "giskard_hub_job_run_seconds",
+            "Time jobs ran, from being sent to a worker to their end, by kind.",
+            ["kind"],
+            registry=registry,
+        )
+
+    def observe(self, job: Job, ended_at: float) -> None:
+        """A job that was never sent waited until its end, and did not run."""
+        sent_at = job.sent_at or ended_at
+        self._queue_wait.labels(job.kind).observe(max(0.0, sent_at - job.submitted_at))
+        if job.sent_at:
+            self._run.labels(job.kind).observe(max(0.0, ended_at - job.sent_at))
+
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST  # what generate_latest writes
 
 
@@ -76,4 +103,5 @@ def hub_metrics(status: Callable[[], dict[str, Any]], jobs: JobBoard) -> Callabl
     """A function that renders the hub's metrics in Prometheus' text format."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(HubCollector(status, jobs))
+    jobs.ended_observers.append(JobLatency(registry).observe)
     return lambda: generate_latest(registry)
