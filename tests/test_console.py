@@ -266,7 +266,7 @@ def test_a_worker_that_left_stays_listed_greyed_with_when_and_why(
 
     def left_row() -> str:
         page = request(hub.console_port, "/workers", headers={"Cookie": session}).body
-        found = re.search(r'<tr class="worker left"[^>]*>.*?</tr>', page, re.DOTALL)
+        found = re.search(r'<tr class="departed"[^>]*>.*?</tr>', page, re.DOTALL)
         return found.group(0) if found else ""
 
     wait_until(left_row, 10.0, "the worker listed as left")
@@ -295,3 +295,24 @@ def test_metrics_hold_a_latency_histogram_of_the_jobs_that_ran(
         assert set(counts) == kinds and sum(counts.values()) == 2, histogram
         total = sum(v for (name, _), v in scraped.items() if name == f"{histogram}_sum")
         assert total > 0, histogram
+
+
+@pytest.mark.parametrize("hub", [CONSOLE], indirect=True)
+def test_the_jobs_page_charts_the_jobs_that_ended_their_latency_and_the_queue(
+    hub: Hub, client: HubClient, connected_worker: WorkerProcess, iris: tuple
+) -> None:
+    model, data = iris
+    for _ in range(2):
+        client.predict(model, data)
+    session = log_in(hub.console_port, hub.admin_key)
+    page = request(hub.console_port, "/jobs", headers={"Cookie": session}).body
+
+    def points(series: str) -> list[str]:
+        group = re.search(rf'<g class="series {series}".*?</g>', page, re.DOTALL)
+        assert group is not None, series
+        return re.findall(r"<circle [^>]*><title>([^<]*)</title>", group.group(0))
+
+    ended = points("ended")
+    assert sum(int(re.search(r": (\d+) jobs$", p).group(1)) for p in ended) == 2, ended
+    assert points("p50") and points("p95")
+    assert re.fullmatch(r"queued \d\d:\d\d:\d\d: 0 jobs", points("queued")[0])

@@ -177,16 +177,20 @@ class Hub:
     def _console_app(self, console: ConsoleServer) -> Starlette:
         from giskard.client import status_from_reply
         from giskard.hub.console.app import console_app
+        from giskard.hub.console.history import History
         from giskard.hub.platform_service import fleet_status
 
         registry, jobs, store = self.registry, self._jobs, self._store
         assert self._keys is not None and registry is not None  # set by _add_services
         assert jobs is not None and store is not None
+        history = History(lambda: jobs.queued)
+        console.run_beside(history.sample_every())
         return console_app(
             self._keys,
             lambda: status_from_reply(fleet_status(registry, jobs, store)),
             registry,
             jobs,
+            history,
             secure_cookie=console.tls is not None,
             login_once_s=self.console_login_once_s,
         )

@@ -15,6 +15,8 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 
 from giskard.hub.console import actions
+from giskard.hub.console.charts import Chart, line_chart
+from giskard.hub.console.history import KEPT_S, History
 from giskard.hub.console.sessions import (
     LOGIN_ONCE_TTL_S,
     SESSION_TTL_S,
@@ -66,6 +68,7 @@ class Console:
         status: Callable[[], dict[str, Any]],
         metrics: Callable[[], bytes],
         control: tuple[WorkerRegistry, JobBoard],
+        history: History,
         *,
         secure_cookie: bool,
         login_once_s: float,
@@ -74,6 +77,7 @@ class Console:
         self._status = status
         self._registry, self._jobs = control
         self._metrics = metrics
+        self._history = history
         self._sessions = Sessions(keys, once_ttl_s=login_once_s)
         self._secure_cookie = secure_cookie
 
@@ -163,7 +167,34 @@ class Console:
         return self._logged_in_page(request, "workers.html.j2")
 
     async def jobs(self, request: Request) -> Response:
-        return self._logged_in_page(request, "jobs.html.j2")
+        return self._logged_in_page(request, "jobs.html.j2", charts=self._charts())
+
+    def _charts(self) -> list[Chart]:
+        """Jobs ended and their latency per minute, and the queue length, over the last hour."""
+        minutes = self._history.per_minute()
+        return [
+            line_chart(
+                "Jobs ended per minute",
+                "jobs",
+                {"ended": [(m.start, m.ended) for m in minutes]},
+                KEPT_S,
+            ),
+            line_chart(
+                "Latency per minute (submitted to ended)",
+                "s",
+                {
+                    "p50": [(m.start, m.p50_s) for m in minutes],
+                    "p95": [(m.start, m.p95_s) for m in minutes],
+                },
+                KEPT_S,
+            ),
+            line_chart(
+                "Queue length",
+                "jobs",
+                {"queued": [(at, n) for at, n in self._history.queue_lengths()]},
+                KEPT_S,
+            ),
+        ]
 
     async def control_worker(self, request: Request) -> Response:
         acting = await self._checked_post(request, admin=True)
@@ -200,7 +231,7 @@ class Console:
         assert login is not None  # refusal() refuses a POST without a login
         return login, form
 
-    def _logged_in_page(self, request: Request, template: str) -> Response:
+    def _logged_in_page(self, request: Request, template: str, **values: Any) -> Response:
         login = self._sessions.login(request.cookies.get(COOKIE))
         if login is None:
             return RedirectResponse("/login", status_code=303)
@@ -213,6 +244,7 @@ class Console:
             worker_names=worker_names,
             departed=self._registry.departed()[::-1],
             actions=actions.WORKER_ACTIONS,
+            **values,
         )
 
 
@@ -239,17 +271,21 @@ def console_app(
     status: Callable[[], dict[str, Any]],
     registry: WorkerRegistry,
     jobs: JobBoard,
+    history: History,
     *,
     secure_cookie: bool,
     login_once_s: float = LOGIN_ONCE_TTL_S,
 ) -> Starlette:
     """The console of a hub whose keys, status (as HubClient.status), workers and jobs these
-    are; its one-time login URLs last `login_once_s`."""
+    are, charting `history` (told of each job that ends); its one-time login URLs last
+    `login_once_s`."""
+    jobs.ended_observers.append(history.job_ended)
     return Console(
         keys,
         status,
         hub_metrics(status, jobs),
         (registry, jobs),
+        history,
         secure_cookie=secure_cookie,
         login_once_s=login_once_s,
     ).app()

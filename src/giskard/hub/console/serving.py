@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -40,6 +41,7 @@ class ConsoleServer:
         self.tls = tls
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
+        self._beside: list[asyncio.Task[None]] = []  # what runs while it serves (run_beside)
 
     @property
     def url(self) -> str:
@@ -67,8 +69,14 @@ class ConsoleServer:
             await asyncio.sleep(0.01)
         logger.info("Console on %s", self.url)
 
+    def run_beside(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` in the hub's loop until the console stops (the charts' sampler)."""
+        self._beside.append(asyncio.create_task(work))
+
     async def stop(self) -> None:
         """Stop serving (open requests get STOP_GRACE_S to end) and close the socket."""
+        for task in self._beside:
+            task.cancel()
         if self._server is not None and self._task is not None and not self._task.done():
             self._server.should_exit = True
             await self._task

@@ -1,0 +1,74 @@
+"""The last hour of the hub, for the console's charts: each ended job's latency, and the
+queue length sampled every SAMPLE_S in the hub's loop."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from giskard.hub.job import Job
+
+KEPT_S = 3600.0
+SAMPLE_S = 10.0
+# A bound on the ends kept however busy the hub is: the charts then show the latest ones.
+ENDS_KEPT = 100_000
+
+
+@dataclass(frozen=True)
+class Minute:
+    """The jobs that ended in the minute starting at `start` (time.time())."""
+
+    start: float
+    ended: int
+    p50_s: float
+    p95_s: float
+
+
+class History:
+    """Jobs ended (JobBoard.ended_observers) and queue lengths (`sample_every`), kept KEPT_S."""
+
+    def __init__(self, queued: Callable[[], int]) -> None:
+        self._queued = queued
+        self._ends: deque[tuple[float, float]] = deque(maxlen=ENDS_KEPT)  # (ended at, latency)
+        self._queue: deque[tuple[float, int]] = deque(maxlen=int(KEPT_S // SAMPLE_S))
+
+    def job_ended(self, job: Job, ended_at: float) -> None:
+        """Its latency: from submitted to ended."""
+        self._ends.append((ended_at, max(0.0, ended_at - job.submitted_at)))
+        while self._ends and self._ends[0][0] < ended_at - KEPT_S:
+            self._ends.popleft()
+
+    def sample(self) -> None:
+        self._queue.append((time.time(), self._queued()))
+
+    async def sample_every(self, interval_s: float = SAMPLE_S) -> None:
+        """Sample the queue length until cancelled (with the console)."""
+        while True:
+            self.sample()
+            await asyncio.sleep(interval_s)
+
+    def per_minute(self) -> list[Minute]:
+        """The minutes of the last hour in which jobs ended, the oldest first."""
+        since = time.time() - KEPT_S
+        minutes: dict[float, list[float]] = {}
+        for ended_at, latency in self._ends:
+            if ended_at >= since:
+                minutes.setdefault(ended_at // 60 * 60, []).append(latency)
+        return [
+            Minute(start, len(latencies), _quantile(latencies, 0.5), _quantile(latencies, 0.95))
+            for start, latencies in sorted(minutes.items())
+        ]
+
+    def queue_lengths(self) -> list[tuple[float, int]]:
+        since = time.time() - KEPT_S
+        return [(at, length) for at, length in self._queue if at >= since]
+
+
+def _quantile(values: list[float], q: float) -> float:
+    """The nearest-rank quantile `q` of `values` (not empty)."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
