@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import WorkerProcess
+from conftest import CONNECTED, WorkerProcess
 from console_http import one_time_login_path
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -108,3 +108,17 @@ def test_the_one_time_login_url_logs_the_browser_in_and_leaves_the_address_bar(
     WebDriverWait(browser, WAIT_S).until(expected_conditions.url_contains("/workers"))
     assert "token" not in browser.current_url
     assert "(admin)" in browser.page_source
+
+
+@pytest.mark.parametrize("hub", [{"console_port": 0}], indirect=True)
+def test_a_worker_that_connects_appears_on_the_open_page_without_a_reload(
+    hub: Hub, start_worker: Callable[..., WorkerProcess], browser: WebDriver
+) -> None:
+    wait = log_in(browser, hub, hub.admin_key)
+    wait.until(expected_conditions.visibility_of_element_located((By.ID, "no-workers")))
+    browser.execute_script("window.__not_reloaded = 1")
+    worker = start_worker("-h", "127.0.0.1", "-p", str(hub.port), "--name", "newcomer")
+    worker.wait_for_output(CONNECTED)
+    row = (By.CSS_SELECTOR, 'tr.worker[data-name="newcomer"]')
+    wait.until(expected_conditions.visibility_of_element_located(row))
+    assert browser.execute_script("return window.__not_reloaded") == 1

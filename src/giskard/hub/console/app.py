@@ -237,7 +237,8 @@ class Console:
             return RedirectResponse("/login", status_code=303)
         status = self._status()
         worker_names = {worker["worker_id"]: worker["name"] for worker in status["workers"]}
-        return _page(
+        render = _main_section if request.query_params.get("partial") else _page
+        return render(
             template,
             login=login,
             status=status,
@@ -260,6 +261,12 @@ async def _small_form(request: Request) -> dict[str, list[str]] | None:
 
 def _page(template: str, status_code: int = 200, **values: Any) -> HTMLResponse:
     return HTMLResponse(_templates.get_template(template).render(**values), status_code)
+
+
+def _main_section(template: str, **values: Any) -> HTMLResponse:
+    """Only what the page shows in its <main>: the pages' script replaces it in place."""
+    page = _templates.get_template(template)
+    return HTMLResponse("".join(page.blocks["content"](page.new_context(values))))
 
 
 def _peer(request: Request) -> str:
