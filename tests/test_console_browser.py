@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import remote_models
 from conftest import CONNECTED, WorkerProcess
 from console_http import one_time_login_path
 from selenium import webdriver
@@ -17,11 +19,14 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from giskard.client import HubClient
 from giskard.credentials import hub_dir
+from giskard.errors import JobError
 from giskard.hub import Hub
 from giskard.hub.keys import KeyStore
 
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 WAIT_S = 30
+# Where test_screenshots_of_the_workers_and_jobs_pages saves them; docs/ for the README's.
+SCREENSHOTS = os.environ.get("GISKARD_CONSOLE_SCREENSHOTS")
 
 pytestmark = pytest.mark.skipif(
     not CHROMEDRIVER.exists(),
@@ -122,3 +127,32 @@ def test_a_worker_that_connects_appears_on_the_open_page_without_a_reload(
     row = (By.CSS_SELECTOR, 'tr.worker[data-name="newcomer"]')
     wait.until(expected_conditions.visibility_of_element_located(row))
     assert browser.execute_script("return window.__not_reloaded") == 1
+
+
+@pytest.mark.parametrize("hub", [{"console_port": 0}], indirect=True)
+def test_screenshots_of_the_workers_and_jobs_pages(
+    hub: Hub,
+    client: HubClient,
+    connected_worker: WorkerProcess,
+    iris: tuple,
+    browser: WebDriver,
+    tmp_path: Path,
+) -> None:
+    model, data = iris
+    for _ in range(3):
+        client.predict(model, data)
+    with pytest.raises(JobError):
+        client.predict(remote_models.FailingModel(), data)
+    (worker,) = client.workers()
+    browser.set_window_size(1600, 1000)
+    wait = log_in(browser, hub, hub.admin_key)
+    saved = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path
+    row = (By.CSS_SELECTOR, f'tr.worker[data-name="{worker["name"]}"]')
+    wait.until(expected_conditions.visibility_of_element_located(row))
+    assert browser.save_screenshot(str(saved / "console-workers.png"))
+    browser.get(f"http://127.0.0.1:{hub.console_port}/jobs")
+    ended = (By.CSS_SELECTOR, 'g.series[data-series="ended"] circle')
+    wait.until(expected_conditions.presence_of_element_located(ended))
+    assert browser.save_screenshot(str(saved / "console-jobs.png"))
+    for page in ("workers", "jobs"):
+        assert (saved / f"console-{page}.png").read_bytes().startswith(b"\x89PNG"), page

@@ -45,10 +45,10 @@ def line_chart(
         x = MARGIN + (at - start) / span_s * (WIDTH - 2 * MARGIN)
         y = HEIGHT - MARGIN - value / top * (HEIGHT - 2 * MARGIN)
         clock = datetime.datetime.fromtimestamp(at).strftime("%H:%M:%S")
-        return Point(x, y, f"{clock}: {value:g} {unit}")
+        return Point(x, y, f"{clock}: {value:.3g} {unit}")
 
     series = tuple(
         Series(name, tuple(point(at, value) for at, value in values))
         for name, values in named.items()
     )
-    return Chart(title, f"{top:g} {unit}", series)
+    return Chart(title, f"{top:.3g} {unit}", series)
