@@ -210,14 +210,18 @@ def test_a_session_ends_when_its_key_is_revoked(console_hub: Hub) -> None:
     assert (refused.status, refused.headers["location"]) == (303, "/login")
 
 
-@pytest.mark.parametrize("hub", [CONSOLE], indirect=True)
-def test_the_pages_show_the_workers_and_the_jobs_that_ended(
-    hub: Hub, client: HubClient, connected_worker: WorkerProcess, iris: tuple
-) -> None:
+def run_a_job_that_succeeds_and_one_that_fails(client: HubClient, iris: tuple) -> None:
     model, data = iris
     client.predict(model, data)
     with pytest.raises(JobError):
         client.predict(remote_models.FailingModel(), data)
+
+
+@pytest.mark.parametrize("hub", [CONSOLE], indirect=True)
+def test_the_pages_show_the_workers_and_the_jobs_that_ended(
+    hub: Hub, client: HubClient, connected_worker: WorkerProcess, iris: tuple
+) -> None:
+    run_a_job_that_succeeds_and_one_that_fails(client, iris)
     (worker,) = client.workers()
     session = log_in(hub.console_port, hub.admin_key)
     workers = request(hub.console_port, "/workers", headers={"Cookie": session}).body
@@ -280,10 +284,7 @@ def test_a_worker_that_left_stays_listed_greyed_with_when_and_why(
 def test_metrics_hold_a_latency_histogram_of_the_jobs_that_ran(
     hub: Hub, client: HubClient, connected_worker: WorkerProcess, iris: tuple
 ) -> None:
-    model, data = iris
-    client.predict(model, data)
-    with pytest.raises(JobError):
-        client.predict(remote_models.FailingModel(), data)
+    run_a_job_that_succeeds_and_one_that_fails(client, iris)
     kinds = {job["kind"] for job in client.status()["recent"]}
     scraped = metrics(hub, hub.admin_key)
     for histogram in ("giskard_hub_job_queue_wait_seconds", "giskard_hub_job_run_seconds"):
