@@ -52,7 +52,6 @@ from giskard.rpc.v1 import (
     worker_pb2,
 )
 from giskard.rpc_errors import describe_rpc_error
-from giskard.shared_memory import SealedBlob
 from giskard.shared_upload import sealed_input
 from giskard.tls import channel_security, explain_failure
 from giskard.worker.info import info_from_proto
@@ -413,41 +412,36 @@ class HubClient:
             return ref
         if not self._missing(ref):
             return ref
-        if self._local and shared_memory.worth_sharing(size):
-            self._shared_upload(ref, frames)
-        else:
+        if not (
+            self._local and shared_memory.worth_sharing(size) and self._shared_upload(ref, frames)
+        ):
             self._call(self._stub.UploadArtifact, _upload_messages(ref, frames))
         return ref
 
-    def _shared_upload(self, ref: common_pb2.ArtifactRef, frames: list[bytes | memoryview]) -> None:
+    def _shared_upload(self, ref: common_pb2.ArtifactRef, frames: list[bytes | memoryview]) -> bool:
         """Hand a big input to the hub on this machine in a sealed memfd, which the hub takes
-        as it is; held until the hub answers (it has its own by then)."""
+        as it is; held until the hub answers (it has its own by then). False when it could not
+        go so (no memfd here, a hub in another pid namespace or one that knows no shared
+        uploads): then it goes in chunks."""
         try:
             blob = sealed_input(frames)
-        except OSError as exc:  # out of memory or descriptors for memfds: chunks serve as well
+        except OSError as exc:  # out of memory or descriptors for memfds
             logger.debug("Uploading in chunks: no memfd for the input (%s)", exc)
-            self._call(self._stub.UploadArtifact, _upload_messages(ref, frames))
-            return
-        try:
-            self._upload_shared(ref, blob, frames)
-        finally:
-            blob.close()
-
-    def _upload_shared(
-        self, ref: common_pb2.ArtifactRef, blob: SealedBlob, frames: list[bytes | memoryview]
-    ) -> None:
+            return False
         offer = client_pb2.Upload(ref=ref, shared_path=blob.path, shared_inode=blob.inode)
         try:
             self._stub.UploadArtifact(iter([offer]), metadata=self._metadata)
         except grpc.RpcError as exc:
             if exc.code() not in _SHARED_REFUSALS:  # type: ignore[attr-defined]
                 raise self._error(exc) from None
-            # A hub of another pid namespace, or one that knows no shared uploads.
             logger.debug(
                 "Uploading in chunks: the hub did not take shared memory (%s)",
                 exc.details(),  # type: ignore[attr-defined]
             )
-            self._call(self._stub.UploadArtifact, _upload_messages(ref, frames))
+            return False
+        finally:
+            blob.close()
+        return True
 
     def _missing(self, ref: common_pb2.ArtifactRef) -> bool:
         """Whether the hub lacks the input."""
