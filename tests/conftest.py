@@ -192,6 +192,15 @@ def client(hub: Hub) -> Iterator[HubClient]:
 
 
 @pytest.fixture
+def browser() -> Iterator[object]:
+    """Debian's headless Chromium, driven through Selenium (the console's browser tests)."""
+    from console_browser import chromium  # Selenium: only the browser tests load it
+
+    with chromium() as driver:
+        yield driver
+
+
+@pytest.fixture
 def connected_worker(hub: Hub, start_worker: Callable[..., WorkerProcess]) -> WorkerProcess:
     worker = start_worker("-h", "127.0.0.1", "-p", str(hub.port))
     worker.wait_for_output(CONNECTED)

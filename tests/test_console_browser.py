@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import remote_models
 from conftest import CONNECTED, WorkerProcess
+from console_browser import WAIT_S, log_in, needs_chromium
 from console_http import one_time_login_path
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions
@@ -23,38 +22,10 @@ from giskard.errors import JobError
 from giskard.hub import Hub
 from giskard.hub.keys import KeyStore
 
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-WAIT_S = 30
 # Where test_screenshots_of_the_workers_and_jobs_pages saves them; docs/ for the README's.
 SCREENSHOTS = os.environ.get("GISKARD_CONSOLE_SCREENSHOTS")
 
-pytestmark = pytest.mark.skipif(
-    not CHROMEDRIVER.exists(),
-    reason=f"no {CHROMEDRIVER}: apt-get install chromium chromium-driver",
-)
-
-
-@pytest.fixture
-def browser() -> Iterator[WebDriver]:
-    options = webdriver.ChromeOptions()
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    driver.set_page_load_timeout(WAIT_S)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-def log_in(browser: WebDriver, hub: Hub, key: str) -> WebDriverWait:
-    """Log `browser` in to the hub's console with `key`; a wait with the tests' deadline."""
-    wait = WebDriverWait(browser, WAIT_S)
-    browser.get(f"http://127.0.0.1:{hub.console_port}/login")
-    browser.find_element(By.ID, "key").send_keys(key)
-    browser.find_element(By.ID, "login").click()
-    wait.until(expected_conditions.url_contains("/workers"))
-    return wait
+pytestmark = needs_chromium
 
 
 @pytest.mark.parametrize("hub", [{"console_port": 0}], indirect=True)
