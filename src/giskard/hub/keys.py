@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 ROLES = ("worker", "client", "admin")
 KEY_PREFIX = "gsk_"
+# A name says whose a key is, in lists, logs and pages; a page of text is not a name.
+NAME_MAX_CHARS = 64
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,9 @@ class KeyStore:
         self.path = path
         self._records: dict[str, KeyRecord] = {}
         self._loaded_mtime: float | None = None
+        # The local admin key's file, once ensure_local_admin_key has made or found the key:
+        # the key it holds is not revoked (every giskard command of this machine uses it).
+        self.local_admin_key_path: Path | None = None
         self._reload()
 
     def records(self) -> list[KeyRecord]:
@@ -54,6 +59,7 @@ class KeyStore:
             raise KeyManagementError(f"unknown role {role!r}: choose one of {', '.join(ROLES)}")
         self._reload()
         name = name or f"{role}-{secrets.token_hex(3)}"
+        _check_name(name)
         if name in self._records:
             raise KeyManagementError(f"a key named {name!r} exists already")
         key_id, secret = secrets.token_hex(4), secrets.token_urlsafe(32)
@@ -67,10 +73,26 @@ class KeyStore:
         self._reload()
         if name not in self._records:
             raise KeyManagementError(f"no key named {name!r}")
+        if name == self.local_admin_key_name():
+            raise KeyManagementError(
+                f"{name!r} is the local admin key, which the giskard commands on this machine"
+                f" use: to replace it, remove {self.local_admin_key_path} and restart the hub"
+                f" (it makes a new one), then revoke {name!r}"
+            )
         record = replace(self._records[name], revoked=True)
         self._records[name] = record
         self._save()
         return record
+
+    def local_admin_key_name(self) -> str | None:
+        """The name of the live key the local admin key file holds, if it holds one."""
+        if self.local_admin_key_path is None or not self.local_admin_key_path.exists():
+            return None
+        try:
+            record = self.verify(_read_key_file(self.local_admin_key_path))
+        except ConfigurationError:  # not a key: it protects none
+            return None
+        return None if record is None else record.name
 
     def verify(self, key: str) -> KeyRecord | None:
         """The live record of `key`, or None (unknown, malformed or revoked)."""
@@ -110,7 +132,9 @@ class KeyStore:
 
 
 def ensure_local_admin_key(store: KeyStore, key_path: Path) -> str:
-    """The admin key kept for same-user clients on this machine, created on first start."""
+    """The admin key kept for same-user clients on this machine, created on first start;
+    `store` refuses to revoke it from now on."""
+    store.local_admin_key_path = key_path
     if key_path.exists():
         key = _read_key_file(key_path)
         if store.verify(key) is not None:
@@ -149,6 +173,14 @@ _FIELD_TYPES = {
     "created_at": (int, float),
     "revoked": bool,
 }
+
+
+def _check_name(name: str) -> None:
+    if len(name) > NAME_MAX_CHARS or not name.isprintable() or name != name.strip():
+        raise KeyManagementError(
+            f"a key's name is 1 to {NAME_MAX_CHARS} printable characters, with no space at"
+            " either end"
+        )
 
 
 def _record(data: object) -> KeyRecord:
