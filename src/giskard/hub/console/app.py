@@ -17,6 +17,7 @@ from starlette.routing import Route
 from giskard.hub.console import actions
 from giskard.hub.console.charts import Chart, line_chart
 from giskard.hub.console.history import KEPT_S, History
+from giskard.hub.console.key_pages import KeyPages
 from giskard.hub.console.sessions import (
     LOGIN_ONCE_TTL_S,
     SESSION_TTL_S,
@@ -80,6 +81,14 @@ class Console:
         self._history = history
         self._sessions = Sessions(keys, once_ttl_s=login_once_s)
         self._secure_cookie = secure_cookie
+        self._key_pages = KeyPages(
+            keys,
+            self._sessions,
+            checked_post=self._checked_post,
+            page=_page,
+            main_section=_main_section,
+            cookie=COOKIE,
+        )
 
     def app(self) -> Starlette:
         return Starlette(
@@ -96,6 +105,10 @@ class Console:
                 Route("/jobs", self.jobs),
                 Route("/workers/{worker}/{action}", self.control_worker, methods=["POST"]),
                 Route("/jobs/{job_id}/cancel", self.cancel_job, methods=["POST"]),
+                Route("/keys", self._key_pages.list_keys, methods=["GET"]),
+                Route("/keys", self._key_pages.create, methods=["POST"]),
+                Route("/keys/new", self._key_pages.new_key_form, methods=["GET"]),
+                Route("/keys/revoke", self._key_pages.revoke, methods=["POST"]),
             ]
         )
 
