@@ -10,14 +10,15 @@ import logging
 import re
 import subprocess
 import uuid
+from collections.abc import Callable
 
 import pytest
-from conftest import giskard_command
+from conftest import CONNECTED, WorkerProcess, giskard_command
 from console_http import Reply, act, csrf_token, log_in, request
 
 from giskard.client import HubClient
 from giskard.credentials import hub_dir
-from giskard.errors import AuthenticationError
+from giskard.errors import AuthenticationError, ExitCode
 from giskard.hub import Hub
 from giskard.hub.keys import NAME_MAX_CHARS, KeyStore
 
@@ -99,6 +100,19 @@ def test_an_admin_revokes_a_key_and_hub_client_is_refused_with_it(hub: Hub) -> N
         pytest.raises(AuthenticationError, match="the API key was revoked"),
     ):
         platform.workers()
+
+
+def test_a_worker_key_revoked_in_the_console_closes_its_worker_session(
+    hub: Hub, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    session, csrf = admin(hub)
+    name = unique("worker")
+    key = created_key(create(hub, session, csrf, name, role="worker"))
+    worker = start_worker("-h", "127.0.0.1", "-p", str(hub.port), api_key=key)
+    worker.wait_for_output(CONNECTED)
+    assert act(hub.console_port, "/keys/revoke", session, csrf, form={"name": name}).status == 303
+    assert worker.process.wait(WAIT_S) == ExitCode.CONFIG
+    assert "the API key of this worker was revoked" in worker.output
 
 
 def test_revoking_a_key_ends_the_console_sessions_opened_with_it(hub: Hub) -> None:
