@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from conftest import free_port, giskard_command
@@ -12,6 +14,7 @@ from console_http import one_time_login_path, request
 from giskard.credentials import hub_dir
 from giskard.hub import Hub
 from giskard.hub.keys import KeyStore
+from giskard.tls import self_signed
 
 
 @pytest.fixture
@@ -61,3 +64,34 @@ def test_no_console_there_is_one_line_not_a_traceback() -> None:
     )
     assert refused.returncode == 1
     assert len(refused.stderr.splitlines()) == 1 and "console" in refused.stderr
+
+
+def test_under_tls_the_printed_url_is_https_and_logs_in(tmp_path: Path) -> None:
+    certificate = self_signed(tmp_path / "tls", "127.0.0.1")
+    with Hub(port=0, tls=certificate, console_port=0) as hub:
+        port, ca_file = hub.console_port, certificate.cert_file
+        printed = subprocess.run(
+            giskard_command(
+                "hub",
+                "console",
+                "-p",
+                str(port),
+                "--no-browser",
+                "--tls",
+                "--ca-file",
+                str(ca_file),
+            ),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert printed.returncode == 0, printed.stderr
+        found = re.search(
+            rf"https://127\.0\.0\.1:{port}(/login/once\?token=[\w-]+)", printed.stdout
+        )
+        assert found is not None, printed.stdout
+        used = request(port, found.group(1), ca_file=ca_file)
+        assert (used.status, used.headers["location"]) == (303, "/workers")
+        session = used.headers["set-cookie"].split(";", 1)[0]
+        page = request(port, "/workers", headers={"Cookie": session}, ca_file=ca_file)
+        assert page.status == 200 and "(admin)" in page.body
