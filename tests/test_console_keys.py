@@ -102,15 +102,19 @@ def test_an_admin_revokes_a_key_and_hub_client_is_refused_with_it(hub: Hub) -> N
         platform.workers()
 
 
-def test_a_worker_key_revoked_in_the_console_closes_its_worker_session(
-    hub: Hub, start_worker: Callable[..., WorkerProcess]
+def test_a_worker_key_revoked_in_the_console_closes_its_worker_session_at_once(
+    hub: Hub, start_worker: Callable[..., WorkerProcess], caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO)
     session, csrf = admin(hub)
     name = unique("worker")
     key = created_key(create(hub, session, csrf, name, role="worker"))
     worker = start_worker("-h", "127.0.0.1", "-p", str(hub.port), api_key=key)
     worker.wait_for_output(CONNECTED)
     assert act(hub.console_port, "/keys/revoke", session, csrf, form={"name": name}).status == 303
+    # Closed by the revocation itself, not seconds later by the hub's check of the key file.
+    assert f"Revoked the key '{name}', by console login" in caplog.text
+    assert "closed 1 live call(s)" in caplog.text
     assert worker.process.wait(WAIT_S) == ExitCode.CONFIG
     assert "the API key of this worker was revoked" in worker.output
 

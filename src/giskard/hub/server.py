@@ -134,7 +134,7 @@ class Hub:
             auth = self._add_services(server)
             await server.start()
             if console is not None:
-                await console.start(self._console_app(console))
+                await console.start(self._console_app(console, auth))
         except BaseException as exc:
             await _close(server, local_socket, console, grace_s=None)
             if isinstance(exc, OSError):  # its files: a read-only home, a file for a directory
@@ -174,7 +174,7 @@ class Hub:
         self.console_port = listening.port
         return listening
 
-    def _console_app(self, console: ConsoleServer) -> Starlette:
+    def _console_app(self, console: ConsoleServer, auth: Authenticator) -> Starlette:
         from giskard.client import status_from_reply
         from giskard.hub.console.app import console_app
         from giskard.hub.console.history import History
@@ -193,6 +193,7 @@ class Hub:
             history,
             secure_cookie=console.tls is not None,
             login_once_s=self.console_login_once_s,
+            close_revoked=auth.revoked,
         )
 
     def _add_services(self, server: grpc.aio.Server) -> Authenticator:

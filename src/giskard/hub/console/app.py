@@ -73,6 +73,7 @@ class Console:
         *,
         secure_cookie: bool,
         login_once_s: float,
+        close_revoked: Callable[[str], int],
     ) -> None:
         self._keys = keys
         self._status = status
@@ -88,6 +89,7 @@ class Console:
             page=_page,
             main_section=_main_section,
             cookie=COOKIE,
+            close_revoked=close_revoked,
         )
 
     def app(self) -> Starlette:
@@ -294,11 +296,12 @@ def console_app(
     history: History,
     *,
     secure_cookie: bool,
+    close_revoked: Callable[[str], int],
     login_once_s: float = LOGIN_ONCE_TTL_S,
 ) -> Starlette:
     """The console of a hub whose keys, status (as HubClient.status), workers and jobs these
     are, charting `history` (told of each job that ends); its one-time login URLs last
-    `login_once_s`."""
+    `login_once_s`; `close_revoked(name)` closes the hub's calls made with a key just revoked."""
     jobs.ended_observers.append(history.job_ended)
     return Console(
         keys,
@@ -308,4 +311,5 @@ def console_app(
         history,
         secure_cookie=secure_cookie,
         login_once_s=login_once_s,
+        close_revoked=close_revoked,
     ).app()

@@ -38,7 +38,8 @@ class KeyPages:
     `checked_post(request, admin=True)` is the console's check of an action's POST (its
     Origin, login, role and CSRF token); `page(template, status_code, **values)` renders a
     whole page, `main_section(template, **values)` the <main> a live page fetches again;
-    `cookie` is the session cookie's name.
+    `cookie` is the session cookie's name; `close_revoked(name)` closes the hub's calls
+    (worker sessions, job streams) made with key `name`, as its admin service does.
     """
 
     def __init__(
@@ -50,6 +51,7 @@ class KeyPages:
         page: Render,
         main_section: Render,
         cookie: str,
+        close_revoked: Callable[[str], int],
     ) -> None:
         self._keys = keys
         self._sessions = sessions
@@ -57,6 +59,7 @@ class KeyPages:
         self._page = page
         self._main_section = main_section
         self._cookie = cookie
+        self._close_revoked = close_revoked
 
     async def list_keys(self, request: Request) -> Response:
         login = self._admin(request)
@@ -112,7 +115,13 @@ class KeyPages:
             self._keys.revoke(name)
         except KeyManagementError as exc:  # the local admin key
             return PlainTextResponse(f"refused: {exc}", 409)
-        logger.info("Revoked the key %r, by console login %r", name, login.key_name)
+        closed = self._close_revoked(name)
+        logger.info(
+            "Revoked the key %r, by console login %r; closed %d live call(s)",
+            name,
+            login.key_name,
+            closed,
+        )
         if name == login.key_name:  # this session's own key: it has ended
             response = RedirectResponse("/login", status_code=303)
             response.delete_cookie(self._cookie)
