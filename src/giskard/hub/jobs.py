@@ -105,6 +105,9 @@ class JobBoard:
         self.ended_by_reason: Counter[common_pb2.EndReason.ValueType] = Counter()
         # Told of each job as it ends, with when (time.time()): the console's latency metrics.
         self.ended_observers: list[Callable[[Job, float], None]] = []
+        # Told of each job's end itself too (None: its client left), before its logs may be
+        # dropped for want of room: the console's job pages keep its error and logs.
+        self.end_observers: list[Callable[[Job, common_pb2.JobEnd | None, float], None]] = []
         self._reattach_grace_s = reattach_grace_s
         # Sessions whose connection dropped with jobs, each with the timer that fails them
         # and when it dropped (time.time()).
@@ -461,6 +464,8 @@ class JobBoard:
         ended_at = time.time()
         for observe in self.ended_observers:
             observe(job, ended_at)
+        for observe_end in self.end_observers:
+            observe_end(job, end, ended_at)
         self._recent.append(
             _EndedJob(
                 job.job_id, job.kind, job.worker_id, job.submitted_at, ended_at, reason, detail

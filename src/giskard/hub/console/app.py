@@ -17,6 +17,8 @@ from starlette.routing import Route
 from giskard.hub.console import actions
 from giskard.hub.console.charts import Chart, line_chart
 from giskard.hub.console.history import KEPT_S, History
+from giskard.hub.console.job_details import JobDetails
+from giskard.hub.console.job_pages import JobPages
 from giskard.hub.console.sessions import (
     LOGIN_ONCE_TTL_S,
     SESSION_TTL_S,
@@ -69,6 +71,7 @@ class Console:
         metrics: Callable[[], bytes],
         control: tuple[WorkerRegistry, JobBoard],
         history: History,
+        details: JobDetails,
         *,
         secure_cookie: bool,
         login_once_s: float,
@@ -80,6 +83,7 @@ class Console:
         self._history = history
         self._sessions = Sessions(keys, once_ttl_s=login_once_s)
         self._secure_cookie = secure_cookie
+        self._job_pages = JobPages(details, self._logged_in_page)
 
     def app(self) -> Starlette:
         return Starlette(
@@ -94,6 +98,7 @@ class Console:
                 Route("/", self.home),
                 Route("/workers", self.workers),
                 Route("/jobs", self.jobs),
+                Route("/jobs/{page_id}", self._job_pages.job),
                 Route("/workers/{worker}/{action}", self.control_worker, methods=["POST"]),
                 Route("/jobs/{job_id}/cancel", self.cancel_job, methods=["POST"]),
             ]
@@ -167,7 +172,9 @@ class Console:
         return self._logged_in_page(request, "workers.html.j2")
 
     async def jobs(self, request: Request) -> Response:
-        return self._logged_in_page(request, "jobs.html.j2", charts=self._charts())
+        return self._logged_in_page(
+            request, "jobs.html.j2", charts=self._charts(), **self._job_pages.listing()
+        )
 
     def _charts(self) -> list[Chart]:
         """Jobs ended and their latency per minute, and the queue length, over the last hour."""
@@ -235,14 +242,11 @@ class Console:
         login = self._sessions.login(request.cookies.get(COOKIE))
         if login is None:
             return RedirectResponse("/login", status_code=303)
-        status = self._status()
-        worker_names = {worker["worker_id"]: worker["name"] for worker in status["workers"]}
         render = _main_section if request.query_params.get("partial") else _page
         return render(
             template,
             login=login,
-            status=status,
-            worker_names=worker_names,
+            status=self._status(),
             departed=self._registry.departed()[::-1],
             actions=actions.WORKER_ACTIONS,
             **values,
@@ -284,15 +288,18 @@ def console_app(
     login_once_s: float = LOGIN_ONCE_TTL_S,
 ) -> Starlette:
     """The console of a hub whose keys, status (as HubClient.status), workers and jobs these
-    are, charting `history` (told of each job that ends); its one-time login URLs last
-    `login_once_s`."""
+    are, charting `history` (told of each job that ends) and showing the details of the jobs
+    that end; its one-time login URLs last `login_once_s`."""
     jobs.ended_observers.append(history.job_ended)
+    details = JobDetails(registry)
+    jobs.end_observers.append(details.job_ended)
     return Console(
         keys,
         status,
         hub_metrics(status, jobs),
         (registry, jobs),
         history,
+        details,
         secure_cookie=secure_cookie,
         login_once_s=login_once_s,
     ).app()
