@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import remote_models
 from conftest import WorkerProcess, wait_until
-from console_http import act, csrf_token, log_in, request
+from console_http import act, csrf_token, job_path, log_in, request
 
 from giskard.client import HubClient
 from giskard.credentials import hub_dir
@@ -71,7 +71,8 @@ def test_an_admin_cancels_a_running_job_and_its_client_hears_so(
 ) -> None:
     handle = slow_job_running(client, iris, tmp_path)
     session, csrf = admin(hub)
-    reply = act(hub.console_port, f"/jobs/{handle.job_id}/cancel", session, csrf)
+    path = job_path(hub.console_port, session, handle.job_id)
+    reply = act(hub.console_port, f"{path}/cancel", session, csrf)
     assert (reply.status, reply.headers["location"]) == (303, "/jobs")
     with pytest.raises(JobCancelledError):
         handle.result(timeout=WAIT_S)
@@ -98,7 +99,8 @@ def test_an_admin_cancels_a_job_waiting_for_a_worker(
     handle = client.submit_predict(model, data, wait_for_worker_s=600)
     wait_until(lambda: client.status()["waiting_for_worker"] == 1, WAIT_S, "the job to wait")
     session, csrf = admin(hub)
-    assert act(hub.console_port, f"/jobs/{handle.job_id}/cancel", session, csrf).status == 303
+    path = job_path(hub.console_port, session, handle.job_id)
+    assert act(hub.console_port, f"{path}/cancel", session, csrf).status == 303
     with pytest.raises(JobCancelledError):
         handle.result(timeout=WAIT_S)
 

@@ -1,21 +1,26 @@
 """The console's job pages over real HTTP, on a real hub with a real worker: a job's own page
-with its error, traceback and logs."""
+with its error, traceback and logs; the queued jobs, and an admin cancelling one of them."""
 
 from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
+import grpc
+import numpy as np
 import pytest
 import remote_models
-from conftest import WorkerProcess
-from console_http import job_path, log_in, request
+from conftest import CONNECTED, WorkerProcess, wait_until
+from console_http import act, csrf_token, job_path, log_in, request
 
 from giskard.client import HubClient
 from giskard.credentials import hub_dir
-from giskard.errors import JobError
+from giskard.errors import JobCancelledError, JobError
 from giskard.hub import Hub
 from giskard.hub.keys import KeyStore
+from giskard.rpc.v1 import client_pb2, client_pb2_grpc, common_pb2
 
 CONSOLE = {"console_port": 0}
 WAIT_S = 30
@@ -61,3 +66,77 @@ def test_a_client_key_reads_a_job_s_page(
     )
     assert page.status == 200 and "the weights look odd" in page.body
     assert key not in page.body
+
+
+def job_row(page: str, table: str, job_id: str) -> str:
+    """The row of the job its client knows as `job_id` in that table ("queued", "running") of
+    the /jobs page."""
+    row = re.search(rf'<tr class="{table}" data-job-id="{job_id}">.*?</tr>', page, re.S)
+    assert row is not None, page
+    return row.group(0)
+
+
+@pytest.mark.parametrize("hub", [CONSOLE], indirect=True)
+def test_an_admin_cancels_the_queued_job_and_the_running_one_goes_on(
+    hub: Hub,
+    client: HubClient,
+    start_worker: Callable[..., WorkerProcess],
+    iris: tuple,
+    tmp_path: Path,
+) -> None:
+    worker = start_worker("-h", "127.0.0.1", "-p", str(hub.port), "--concurrency", "1")
+    worker.wait_for_output(CONNECTED)
+    model, data = iris
+    marker = tmp_path / "started"
+    running = client.submit_predict(remote_models.SlowModel(marker, 5), data)
+    wait_until(marker.exists, WAIT_S, "the slow job to start")
+    # The worker holds one job ready beside its running one (its prefetch): the third queues.
+    ready = client.submit_predict(model, data)
+    queued = client.submit_predict(model, data)
+    wait_until(lambda: client.status()["queued"] == 1, WAIT_S, "the third job to queue")
+    session = log_in(hub.console_port, hub.admin_key)
+    page = request(hub.console_port, "/jobs", headers={"Cookie": session}).body
+    assert "a slot in its worker" in job_row(page, "running", ready.job_id)
+    row = job_row(page, "queued", queued.job_id)
+    assert "a worker slot" in row and "predict" in row
+    path = job_path(hub.console_port, session, queued.job_id)
+    own_page = request(hub.console_port, path, headers={"Cookie": session}).body
+    assert '<td class="state">queued</td>' in own_page
+    assert f'action="{path}/cancel"' in own_page
+    reply = act(hub.console_port, path + "/cancel", session, csrf_token(hub.console_port, session))
+    assert (reply.status, reply.headers["location"]) == (303, "/jobs")
+    with pytest.raises(JobCancelledError):
+        queued.result(timeout=WAIT_S)
+    np.testing.assert_array_equal(ready.result(timeout=WAIT_S), model.predict(data))
+    np.testing.assert_array_equal(running.result(timeout=WAIT_S), np.arange(len(data)))
+
+
+def waiting_job(stub: client_pb2_grpc.PlatformStub, key: str, job_id: str) -> Iterator:
+    """An info job of this id sent with `key` straight over gRPC (HubClient chooses its own
+    ids), waiting for a worker to connect: its events, the last its end."""
+    request = client_pb2.RunJobRequest(
+        spec=common_pb2.JobSpec(info=common_pb2.InfoJob()), job_id=job_id, wait_for_worker_s=600
+    )
+    return stub.RunJob(request, metadata=(("authorization", f"Bearer {key}"),), timeout=WAIT_S)
+
+
+@pytest.mark.parametrize("hub", [CONSOLE], indirect=True)
+def test_a_cancel_ends_one_job_where_two_keys_chose_the_same_id(
+    hub: Hub, client: HubClient
+) -> None:
+    _, other_key = KeyStore(hub_dir() / "keys.json").create("client")
+    with grpc.insecure_channel(hub.address) as channel:
+        stub = client_pb2_grpc.PlatformStub(channel)
+        calls = [waiting_job(stub, key, "same-id-0001") for key in (hub.admin_key, other_key)]
+        wait_until(lambda: client.status()["waiting_for_worker"] == 2, WAIT_S, "both to wait")
+        session = log_in(hub.console_port, hub.admin_key)
+        csrf = csrf_token(hub.console_port, session)
+        page = request(hub.console_port, "/jobs", headers={"Cookie": session}).body
+        paths = re.findall(r'data-job-id="same-id-0001">.*?href="(/jobs/[^"]+)"', page, re.S)
+        assert len(set(paths)) == 2, page
+        assert act(hub.console_port, paths[0] + "/cancel", session, csrf).status == 303
+        wait_until(lambda: client.status()["waiting_for_worker"] == 1, WAIT_S, "one to end")
+        assert act(hub.console_port, paths[1] + "/cancel", session, csrf).status == 303
+        for call in calls:
+            (end,) = [event.end for event in call if event.WhichOneof("kind") == "end"]
+            assert end.reason == common_pb2.END_REASON_CANCELLED

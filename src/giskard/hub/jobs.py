@@ -141,12 +141,14 @@ class JobBoard:
         """The last RECENT_JOBS jobs that ended, the latest last."""
         return [client_pb2.EndedJob(**ended._asdict()) for ended in self._recent]
 
-    def live(self, job_id: str) -> list[Job]:
-        """The jobs of this id (one per client key at most) not ended yet: waiting for a
-        worker, queued, or sent to one."""
-        sent = (job for session in self._registry.sessions for job in session.jobs.values())
-        found = itertools.chain(self._waiting, self._queue, self._slotless, sent)
-        return [job for job in found if job.job_id == job_id and job.state is not JobState.ENDED]
+    def live_jobs(self) -> list[Job]:
+        """The jobs not ended yet: waiting for a worker to connect, queued (in queue order),
+        then those sent to a worker, connected or away."""
+        # A session is detached just before the registry removes it: never listed twice.
+        sessions = dict.fromkeys(itertools.chain(self._registry.sessions, self._detached))
+        sent = (job for session in sessions for job in session.jobs.values())
+        found = itertools.chain(self._waiting, self._slotless, self._queue, sent)
+        return [job for job in found if not job.ended]
 
     def receive(self, job: Job, wait_for_worker_s: float, no_worker: Callable[[], str]) -> None:
         """The job arrived: its inputs are pinned from now until it ends. It is submitted once

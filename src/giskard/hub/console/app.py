@@ -83,7 +83,7 @@ class Console:
         self._history = history
         self._sessions = Sessions(keys, once_ttl_s=login_once_s)
         self._secure_cookie = secure_cookie
-        self._job_pages = JobPages(details, self._logged_in_page)
+        self._job_pages = JobPages(self._jobs, details, self._logged_in_page, self._checked_post)
 
     def app(self) -> Starlette:
         return Starlette(
@@ -100,7 +100,7 @@ class Console:
                 Route("/jobs", self.jobs),
                 Route("/jobs/{page_id}", self._job_pages.job),
                 Route("/workers/{worker}/{action}", self.control_worker, methods=["POST"]),
-                Route("/jobs/{job_id}/cancel", self.cancel_job, methods=["POST"]),
+                Route("/jobs/{page_id}/cancel", self._job_pages.cancel, methods=["POST"]),
             ]
         )
 
@@ -213,12 +213,6 @@ class Console:
         return actions.control_worker(
             self._registry, login, params["worker"], params["action"], force
         )
-
-    async def cancel_job(self, request: Request) -> Response:
-        acting = await self._checked_post(request, admin=True)
-        if isinstance(acting, Response):
-            return acting
-        return actions.cancel_job(self._jobs, acting[0], request.path_params["job_id"])
 
     async def _checked_post(
         self, request: Request, *, admin: bool

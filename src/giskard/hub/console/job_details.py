@@ -13,6 +13,7 @@ import itertools
 import secrets
 import weakref
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from giskard import end_reasons
@@ -79,6 +80,10 @@ class JobDetails:
         if page_id is None:
             page_id = self._ids[job] = f"{self._run}-{next(self._count)}"
         return page_id
+
+    def live_job(self, page_id: str, live: Iterable[Job]) -> Job | None:
+        """The job among `live` (JobBoard.live_jobs) that `page_id` names, if any."""
+        return next((job for job in live if self._ids.get(job) == page_id), None)
 
     def ended_job(self, page_id: str) -> EndedJobDetails | None:
         return next((ended for ended in self._ended if ended.page_id == page_id), None)
