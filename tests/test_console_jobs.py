@@ -1,5 +1,6 @@
 """The console's job pages over real HTTP, on a real hub with a real worker: a job's own page
-with its error, traceback and logs; the queued jobs, and an admin cancelling one of them."""
+with its error, traceback and logs; the queued jobs, and an admin cancelling one of them;
+the 404 page of what does not exist."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 import remote_models
 from conftest import CONNECTED, WorkerProcess, wait_until
-from console_http import act, csrf_token, job_path, log_in, request
+from console_http import Reply, act, csrf_token, job_path, log_in, request
 
 from giskard.client import HubClient
 from giskard.credentials import hub_dir
@@ -140,3 +141,39 @@ def test_a_cancel_ends_one_job_where_two_keys_chose_the_same_id(
         for call in calls:
             (end,) = [event.end for event in call if event.WhichOneof("kind") == "end"]
             assert end.reason == common_pb2.END_REASON_CANCELLED
+
+
+def assert_not_found(reply: Reply, what: str) -> None:
+    assert reply.status == 404, reply.body
+    assert reply.headers["content-type"].startswith("text/html")
+    assert f'<p id="not-found">{what}</p>' in reply.body
+    assert "Traceback" not in reply.body
+
+
+@pytest.mark.parametrize("hub", [CONSOLE], indirect=True)
+def test_what_does_not_exist_is_a_404_page_and_no_traceback(
+    hub: Hub, client: HubClient, connected_worker: WorkerProcess
+) -> None:
+    port = hub.console_port
+    session = log_in(port, hub.admin_key)
+    csrf = csrf_token(port, session)
+    read = {"Cookie": session}
+    assert_not_found(request(port, "/no/such/page", headers=read), "no such page")
+    assert_not_found(request(port, "/jobs/no-such-job", headers=read), "no such job")
+    assert_not_found(act(port, "/jobs/no-such-job/cancel", session, csrf), "no such job")
+    assert_not_found(act(port, "/workers/nobody/drain", session, csrf), "no such worker")
+    (worker,) = client.workers()
+    path = f"/workers/{worker['worker_id']}/explode"
+    assert_not_found(act(port, path, session, csrf), "no such page")
+
+
+@pytest.mark.parametrize("hub", [CONSOLE], indirect=True)
+def test_a_reader_not_logged_in_is_sent_to_log_in_even_for_a_job_that_does_not_exist(
+    hub: Hub, client: HubClient, connected_worker: WorkerProcess
+) -> None:
+    job_id = failed_job(client)
+    session = log_in(hub.console_port, hub.admin_key)
+    path = job_path(hub.console_port, session, job_id)
+    for page in (path, "/jobs/no-such-job"):
+        reply = request(hub.console_port, page)
+        assert (reply.status, reply.headers["location"]) == (303, "/login"), page

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
@@ -54,14 +55,14 @@ def control_worker(
     registry: WorkerRegistry, login: Login, worker: str, action: str, force: bool
 ) -> Response:
     if action not in WORKER_ACTIONS:
-        return PlainTextResponse(f"no action {action!r} on workers", 404)
+        raise HTTPException(404)  # the console's "no such page"
     order = Control(
         action=WORKER_ACTIONS[action], force=force, by=f"console login {login.key_name!r}"
     )
     try:
         control(registry, find_worker(registry, worker), order)
-    except UnknownWorkerError as exc:
-        return PlainTextResponse(str(exc), 404)
+    except UnknownWorkerError:
+        raise HTTPException(404, "no such worker") from None
     except WorkerNotReadingError as exc:
         return PlainTextResponse(str(exc), 503)
     return RedirectResponse("/workers", status_code=303)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import http
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -10,6 +11,7 @@ from urllib.parse import parse_qs
 
 import jinja2
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -37,6 +39,7 @@ logger = logging.getLogger(__name__)
 COOKIE = "giskard_console"
 INVALID_KEY = "invalid or revoked key"
 USED_LOGIN_URL = "this login URL was used already or has expired: ask for a new one"
+NO_SUCH_PAGE = "no such page"
 # A console form holds one key or one token (~60 characters): anything much longer is not one.
 FORM_MAX_BYTES = 4096
 
@@ -101,8 +104,21 @@ class Console:
                 Route("/jobs/{page_id}", self._job_pages.job),
                 Route("/workers/{worker}/{action}", self.control_worker, methods=["POST"]),
                 Route("/jobs/{page_id}/cancel", self._job_pages.cancel, methods=["POST"]),
-            ]
+            ],
+            exception_handlers={404: self.not_found},
         )
+
+    async def not_found(self, request: Request, exc: Exception) -> Response:
+        """Any 404: no such route, or a route's HTTPException(404, "no such job"). A small
+        page saying only that; a reader not logged in is sent to log in first, so that what
+        exists is not told to anyone."""
+        login = self._sessions.login(request.cookies.get(COOKIE))
+        if login is None and request.method == "GET":
+            return RedirectResponse("/login", status_code=303)
+        detail = exc.detail if isinstance(exc, HTTPException) else ""
+        default = http.HTTPStatus.NOT_FOUND.phrase  # the router's, for a path it does not know
+        what = detail if detail and detail != default else NO_SUCH_PAGE
+        return _page("not_found.html.j2", status_code=404, what=what)
 
     async def healthz(self, request: Request) -> Response:
         return PlainTextResponse("ok")
