@@ -27,21 +27,21 @@ CONSOLE = {"console_port": 0}
 WAIT_S = 30
 
 
-def failed_job(client: HubClient) -> str:
-    """The client's id of a job that printed, logged, then raised."""
+def failed_job_page(hub: Hub, client: HubClient, key: str) -> tuple[str, str, str]:
+    """A job that printed, logged, then raised: its client's id, a console session of `key`
+    and the path of the job's page."""
     handle = client.submit(remote_models.fail_loudly)
     with pytest.raises(JobError):
         handle.result(timeout=WAIT_S)
-    return handle.job_id
+    session = log_in(hub.console_port, key)
+    return handle.job_id, session, job_path(hub.console_port, session, handle.job_id)
 
 
 @pytest.mark.parametrize("hub", [CONSOLE], indirect=True)
 def test_a_failed_job_s_page_shows_its_error_traceback_and_logs(
     hub: Hub, client: HubClient, connected_worker: WorkerProcess
 ) -> None:
-    job_id = failed_job(client)
-    session = log_in(hub.console_port, hub.admin_key)
-    path = job_path(hub.console_port, session, job_id)
+    job_id, session, path = failed_job_page(hub, client, hub.admin_key)
     assert job_id not in path  # the console's own id: a client's is unique per key only
     page = request(hub.console_port, path, headers={"Cookie": session})
     assert page.status == 200
@@ -59,12 +59,9 @@ def test_a_failed_job_s_page_shows_its_error_traceback_and_logs(
 def test_a_client_key_reads_a_job_s_page(
     hub: Hub, client: HubClient, connected_worker: WorkerProcess
 ) -> None:
-    job_id = failed_job(client)
     _, key = KeyStore(hub_dir() / "keys.json").create("client")
-    session = log_in(hub.console_port, key)
-    page = request(
-        hub.console_port, job_path(hub.console_port, session, job_id), headers={"Cookie": session}
-    )
+    _, session, path = failed_job_page(hub, client, key)
+    page = request(hub.console_port, path, headers={"Cookie": session})
     assert page.status == 200 and "the weights look odd" in page.body
     assert key not in page.body
 
@@ -171,9 +168,7 @@ def test_what_does_not_exist_is_a_404_page_and_no_traceback(
 def test_a_reader_not_logged_in_is_sent_to_log_in_even_for_a_job_that_does_not_exist(
     hub: Hub, client: HubClient, connected_worker: WorkerProcess
 ) -> None:
-    job_id = failed_job(client)
-    session = log_in(hub.console_port, hub.admin_key)
-    path = job_path(hub.console_port, session, job_id)
+    _, _, path = failed_job_page(hub, client, hub.admin_key)
     for page in (path, "/jobs/no-such-job"):
         reply = request(hub.console_port, page)
         assert (reply.status, reply.headers["location"]) == (303, "/login"), page
