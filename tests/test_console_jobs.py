@@ -20,6 +20,7 @@ from giskard.client import HubClient
 from giskard.credentials import hub_dir
 from giskard.errors import JobCancelledError, JobError
 from giskard.hub import Hub
+from giskard.hub.console import job_pages
 from giskard.hub.keys import KeyStore
 from giskard.rpc.v1 import client_pb2, client_pb2_grpc, common_pb2
 
@@ -172,3 +173,18 @@ def test_a_reader_not_logged_in_is_sent_to_log_in_even_for_a_job_that_does_not_e
     for page in (path, "/jobs/no-such-job"):
         reply = request(hub.console_port, page)
         assert (reply.status, reply.headers["location"]) == (303, "/login"), page
+
+
+@pytest.mark.parametrize("hub", [CONSOLE], indirect=True)
+def test_a_long_queue_lists_its_first_jobs_and_counts_the_others(
+    hub: Hub, client: HubClient, iris: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(job_pages, "LISTED_MAX", 2)  # the hub runs in this process
+    model, data = iris
+    handles = [client.submit_predict(model, data, wait_for_worker_s=600) for _ in range(3)]
+    wait_until(lambda: client.status()["waiting_for_worker"] == 3, WAIT_S, "the jobs to wait")
+    session = log_in(hub.console_port, hub.admin_key)
+    page = request(hub.console_port, "/jobs", headers={"Cookie": session}).body
+    assert [job_row(page, "queued", handle.job_id) for handle in handles[:2]]
+    assert f'data-job-id="{handles[2].job_id}"' not in page
+    assert "and 1 more queued behind these." in page

@@ -19,6 +19,8 @@ from giskard.hub.job import Job, JobState
 from giskard.hub.jobs import JobBoard
 
 NO_SUCH_JOB = "no such job"
+# A page the console fetches every 2 s lists no more queued (or running) jobs than this.
+LISTED_MAX = 200
 
 # The console's page renderer (a logged-in reader's page, else the login redirect) and its
 # check of an action's POST (its login and form, else the reply refusing it).
@@ -60,11 +62,16 @@ class JobPages:
         self._checked_post = checked_post
 
     def listing(self) -> dict[str, Any]:
-        """The values /jobs shows: the queued and running jobs, then the ended, latest first."""
-        live = [self._live(job) for job in self._jobs.live_jobs()]
+        """The values /jobs shows: the first LISTED_MAX queued and running jobs (and how many
+        there are), then the ended, the latest first."""
+        live = self._jobs.live_jobs()
+        running = [job for job in live if job.state is JobState.RUNNING]
+        queued = [job for job in live if job.state is not JobState.RUNNING]
         return {
-            "queued_jobs": [job for job in live if job.state == "queued"],
-            "running_jobs": [job for job in live if job.state == "running"],
+            "queued_jobs": [self._live(job) for job in queued[:LISTED_MAX]],
+            "queued_total": len(queued),
+            "running_jobs": [self._live(job) for job in running[:LISTED_MAX]],
+            "running_total": len(running),
             "ended_jobs": self._details.ended[::-1],
         }
 
