@@ -102,7 +102,7 @@ class JobPages:
             in_worker = session is not None and job.job_id in session.waiting_jobs()
             waiting_for = "a slot in its worker" if in_worker else ""
         elif job.state is JobState.WAITING or job.no_worker_timer is not None:
-            waiting_for = "a worker it may go to, to connect"
+            waiting_for = "a matching worker to connect"
         else:
             waiting_for = "a worker slot"
         return LiveJob(
