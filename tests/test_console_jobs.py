@@ -188,3 +188,20 @@ def test_a_long_queue_lists_its_first_jobs_and_counts_the_others(
     assert [job_row(page, "queued", handle.job_id) for handle in handles[:2]]
     assert f'data-job-id="{handles[2].job_id}"' not in page
     assert "and 1 more queued behind these." in page
+
+
+@pytest.mark.parametrize("hub", [CONSOLE], indirect=True)
+def test_a_client_session_sees_the_queue_without_cancel_buttons_and_cannot_cancel(
+    hub: Hub, client: HubClient, iris: tuple
+) -> None:
+    model, data = iris
+    handle = client.submit_predict(model, data, wait_for_worker_s=600)
+    wait_until(lambda: client.status()["waiting_for_worker"] == 1, WAIT_S, "the job to wait")
+    _, key = KeyStore(hub_dir() / "keys.json").create("client")
+    session = log_in(hub.console_port, key)
+    page = request(hub.console_port, "/jobs", headers={"Cookie": session}).body
+    assert "/cancel" not in job_row(page, "queued", handle.job_id)
+    path = job_path(hub.console_port, session, handle.job_id)
+    forged = act(hub.console_port, path + "/cancel", session, csrf_token(hub.console_port, session))
+    assert forged.status == 403
+    assert client.status()["waiting_for_worker"] == 1
