@@ -22,6 +22,7 @@ from giskard.errors import JobCancelledError, JobError
 from giskard.hub import Hub
 from giskard.hub.console import job_pages
 from giskard.hub.keys import KeyStore
+from giskard.job_handle import JobHandle
 from giskard.rpc.v1 import client_pb2, client_pb2_grpc, common_pb2
 
 CONSOLE = {"console_port": 0}
@@ -175,14 +176,20 @@ def test_a_reader_not_logged_in_is_sent_to_log_in_even_for_a_job_that_does_not_e
         assert (reply.status, reply.headers["location"]) == (303, "/login"), page
 
 
+def jobs_waiting(client: HubClient, iris: tuple, count: int) -> list[JobHandle]:
+    """`count` jobs waiting for a worker to connect (none does)."""
+    model, data = iris
+    handles = [client.submit_predict(model, data, wait_for_worker_s=600) for _ in range(count)]
+    wait_until(lambda: client.status()["waiting_for_worker"] == count, WAIT_S, "jobs to wait")
+    return handles
+
+
 @pytest.mark.parametrize("hub", [CONSOLE], indirect=True)
 def test_a_long_queue_lists_its_first_jobs_and_counts_the_others(
     hub: Hub, client: HubClient, iris: tuple, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(job_pages, "LISTED_MAX", 2)  # the hub runs in this process
-    model, data = iris
-    handles = [client.submit_predict(model, data, wait_for_worker_s=600) for _ in range(3)]
-    wait_until(lambda: client.status()["waiting_for_worker"] == 3, WAIT_S, "the jobs to wait")
+    handles = jobs_waiting(client, iris, 3)
     session = log_in(hub.console_port, hub.admin_key)
     page = request(hub.console_port, "/jobs", headers={"Cookie": session}).body
     assert [job_row(page, "queued", handle.job_id) for handle in handles[:2]]
@@ -194,9 +201,7 @@ def test_a_long_queue_lists_its_first_jobs_and_counts_the_others(
 def test_a_client_session_sees_the_queue_without_cancel_buttons_and_cannot_cancel(
     hub: Hub, client: HubClient, iris: tuple
 ) -> None:
-    model, data = iris
-    handle = client.submit_predict(model, data, wait_for_worker_s=600)
-    wait_until(lambda: client.status()["waiting_for_worker"] == 1, WAIT_S, "the job to wait")
+    (handle,) = jobs_waiting(client, iris, 1)
     _, key = KeyStore(hub_dir() / "keys.json").create("client")
     session = log_in(hub.console_port, key)
     page = request(hub.console_port, "/jobs", headers={"Cookie": session}).body
