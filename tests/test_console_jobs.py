@@ -1,11 +1,12 @@
 """The console's job pages over real HTTP, on a real hub with a real worker: a job's own page
 with its error, traceback and logs; the queued jobs, and an admin cancelling one of them;
-the 404 page of what does not exist."""
+the 404 page of what does not exist; the bounds of the ended jobs' details the console keeps."""
 
 from __future__ import annotations
 
 import html
 import re
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,8 +21,12 @@ from giskard.client import HubClient
 from giskard.credentials import hub_dir
 from giskard.errors import JobCancelledError, JobError
 from giskard.hub import Hub
-from giskard.hub.console import job_pages
+from giskard.hub.console import job_details, job_pages
+from giskard.hub.console.job_details import JobDetails
+from giskard.hub.job import Job
+from giskard.hub.job_events import JobEvents, UnreadResults
 from giskard.hub.keys import KeyStore
+from giskard.hub.registry import WorkerRegistry
 from giskard.job_handle import JobHandle
 from giskard.rpc.v1 import client_pb2, client_pb2_grpc, common_pb2
 
@@ -210,3 +215,24 @@ def test_a_client_session_sees_the_queue_without_cancel_buttons_and_cannot_cance
     forged = act(hub.console_port, path + "/cancel", session, csrf_token(hub.console_port, session))
     assert forged.status == 403
     assert client.status()["waiting_for_worker"] == 1
+
+
+def ended_with_logs(details: JobDetails, job_id: str, logs: bytes) -> None:
+    job = Job(job_id, common_pb2.JobSpec(call={}), JobEvents(UnreadResults()))
+    end = common_pb2.JobEnd(job_id=job_id, reason=common_pb2.END_REASON_SUCCEEDED, logs=logs)
+    details.job_ended(job, end, time.time())
+
+
+def test_the_details_kept_are_the_latest_within_their_count_and_bytes() -> None:
+    details = JobDetails(WorkerRegistry())
+    for n in range(job_details.ENDED_KEPT + 1):
+        ended_with_logs(details, f"job-{n:04d}", b"")
+    kept = [ended.job_id for ended in details.ended]
+    assert kept == [f"job-{n:04d}" for n in range(1, job_details.ENDED_KEPT + 1)]
+    big = b"x" * (job_details.LOGS_KEPT_BYTES + 1)  # more than the console keeps of one job
+    for n in range(job_details.ENDED_MAX_BYTES // job_details.LOGS_KEPT_BYTES + 1):
+        ended_with_logs(details, f"big-{n:04d}", big)
+    assert sum(ended.size_bytes for ended in details.ended) <= job_details.ENDED_MAX_BYTES
+    latest = details.ended[-1]
+    assert (len(latest.logs), latest.logs_cut) == (job_details.LOGS_KEPT_BYTES, True)
+    assert details.ended_job(latest.page_id) == latest
