@@ -95,3 +95,13 @@ def one_time_login_path(port: int) -> str:
     assert found is not None, printed.stdout
     assert int(found.group(1)) == port
     return found.group(2)
+
+
+def job_path(port: int, session: str, job_id: str) -> str:
+    """The path of the console's page for the job its client knows as `job_id`, as linked
+    from /jobs."""
+    page = request(port, "/jobs", headers={"Cookie": session})
+    assert page.status == 200, page.body
+    found = re.search(rf'data-job-id="{re.escape(job_id)}".*?href="(/jobs/[^"]+)"', page.body, re.S)
+    assert found is not None, page.body
+    return found.group(1)

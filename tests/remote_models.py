@@ -16,6 +16,15 @@ class FailingModel:
         raise ValueError(f"cannot predict on {len(data)} rows")
 
 
+def fail_loudly() -> None:
+    """Prints, logs, then raises: what a failing job leaves for its reader."""
+    import logging
+
+    print("loading the <model> & its weights")
+    logging.getLogger("user.model").warning("the weights look odd")
+    raise ValueError("cannot go on with 'these' weights")
+
+
 class FrameModel:
     """Returns a DataFrame, as some wrappers do."""
 

@@ -105,6 +105,9 @@ class JobBoard:
         self.ended_by_reason: Counter[common_pb2.EndReason.ValueType] = Counter()
         # Told of each job as it ends, with when (time.time()): the console's latency metrics.
         self.ended_observers: list[Callable[[Job, float], None]] = []
+        # Told of each job's end itself too (None: its client left), before its logs may be
+        # dropped for want of room: the console's job pages keep its error and logs.
+        self.end_observers: list[Callable[[Job, common_pb2.JobEnd | None, float], None]] = []
         self._reattach_grace_s = reattach_grace_s
         # Sessions whose connection dropped with jobs, each with the timer that fails them
         # and when it dropped (time.time()).
@@ -138,12 +141,14 @@ class JobBoard:
         """The last RECENT_JOBS jobs that ended, the latest last."""
         return [client_pb2.EndedJob(**ended._asdict()) for ended in self._recent]
 
-    def live(self, job_id: str) -> list[Job]:
-        """The jobs of this id (one per client key at most) not ended yet: waiting for a
-        worker, queued, or sent to one."""
-        sent = (job for session in self._registry.sessions for job in session.jobs.values())
-        found = itertools.chain(self._waiting, self._queue, self._slotless, sent)
-        return [job for job in found if job.job_id == job_id and job.state is not JobState.ENDED]
+    def live_jobs(self) -> list[Job]:
+        """The jobs not ended yet: waiting for a worker to connect, queued (in queue order),
+        then those sent to a worker, connected or away."""
+        # A session is detached just before the registry removes it: never listed twice.
+        sessions = dict.fromkeys(itertools.chain(self._registry.sessions, self._detached))
+        sent = (job for session in sessions for job in session.jobs.values())
+        found = itertools.chain(self._waiting, self._slotless, self._queue, sent)
+        return [job for job in found if not job.ended]
 
     def receive(self, job: Job, wait_for_worker_s: float, no_worker: Callable[[], str]) -> None:
         """The job arrived: its inputs are pinned from now until it ends. It is submitted once
@@ -461,6 +466,8 @@ class JobBoard:
         ended_at = time.time()
         for observe in self.ended_observers:
             observe(job, ended_at)
+        for observe_end in self.end_observers:
+            observe_end(job, end, ended_at)
         self._recent.append(
             _EndedJob(
                 job.job_id, job.kind, job.worker_id, job.submitted_at, ended_at, reason, detail

@@ -1,18 +1,21 @@
 """The console's admin actions: POST forms that control a worker or cancel a job.
 
 They do what the admin gRPC service does (worker_control.control) and what a client's cancel
-does (JobBoard.cancel). Every action is refused (403) before anything when its Origin is
-foreign, its session is not an admin's, or its CSRF token is not the session's.
+does (JobBoard.cancel), on the one job a console page names (job_pages). Every action is
+refused (403) before anything when its Origin is foreign, its session is not an admin's, or
+its CSRF token is not the session's.
 """
 
 from __future__ import annotations
 
 import logging
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from giskard.hub.console.sessions import Login
+from giskard.hub.job import Job
 from giskard.hub.jobs import JobBoard
 from giskard.hub.registry import UnknownWorkerError, WorkerRegistry, find_worker
 from giskard.hub.worker_control import Control, WorkerNotReadingError, control
@@ -52,24 +55,21 @@ def control_worker(
     registry: WorkerRegistry, login: Login, worker: str, action: str, force: bool
 ) -> Response:
     if action not in WORKER_ACTIONS:
-        return PlainTextResponse(f"no action {action!r} on workers", 404)
+        raise HTTPException(404)  # the console's "no such page"
     order = Control(
         action=WORKER_ACTIONS[action], force=force, by=f"console login {login.key_name!r}"
     )
     try:
         control(registry, find_worker(registry, worker), order)
-    except UnknownWorkerError as exc:
-        return PlainTextResponse(str(exc), 404)
+    except UnknownWorkerError:
+        raise HTTPException(404, "no such worker") from None
     except WorkerNotReadingError as exc:
         return PlainTextResponse(str(exc), 503)
     return RedirectResponse("/workers", status_code=303)
 
 
-def cancel_job(jobs: JobBoard, login: Login, job_id: str) -> Response:
-    found = jobs.live(job_id)
-    if not found:
-        return PlainTextResponse(f"no queued or running job {job_id!r}", 404)
-    for job in found:
-        jobs.cancel(job)
-    logger.info("Cancelled job %s, by console login %r", job_id, login.key_name)
+def cancel_job(jobs: JobBoard, job: Job, login: Login) -> Response:
+    """Cancel a queued or running job, as its client's cancel does."""
+    jobs.cancel(job)
+    logger.info("Cancelled job %s, by console login %r", job.job_id, login.key_name)
     return RedirectResponse("/jobs", status_code=303)

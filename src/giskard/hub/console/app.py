@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import http
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -10,6 +11,7 @@ from urllib.parse import parse_qs
 
 import jinja2
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -17,6 +19,8 @@ from starlette.routing import Route
 from giskard.hub.console import actions
 from giskard.hub.console.charts import Chart, line_chart
 from giskard.hub.console.history import KEPT_S, History
+from giskard.hub.console.job_details import JobDetails
+from giskard.hub.console.job_pages import JobPages
 from giskard.hub.console.key_pages import KeyPages
 from giskard.hub.console.sessions import (
     LOGIN_ONCE_TTL_S,
@@ -36,6 +40,7 @@ logger = logging.getLogger(__name__)
 COOKIE = "giskard_console"
 INVALID_KEY = "invalid or revoked key"
 USED_LOGIN_URL = "this login URL was used already or has expired: ask for a new one"
+NO_SUCH_PAGE = "no such page"
 # A console form holds one key or one token (~60 characters): anything much longer is not one.
 FORM_MAX_BYTES = 4096
 
@@ -70,6 +75,7 @@ class Console:
         metrics: Callable[[], bytes],
         control: tuple[WorkerRegistry, JobBoard],
         history: History,
+        details: JobDetails,
         *,
         secure_cookie: bool,
         login_once_s: float,
@@ -91,6 +97,7 @@ class Console:
             cookie=COOKIE,
             close_revoked=close_revoked,
         )
+        self._job_pages = JobPages(self._jobs, details, self._logged_in_page, self._checked_post)
 
     def app(self) -> Starlette:
         return Starlette(
@@ -105,14 +112,28 @@ class Console:
                 Route("/", self.home),
                 Route("/workers", self.workers),
                 Route("/jobs", self.jobs),
+                Route("/jobs/{page_id}", self._job_pages.job),
                 Route("/workers/{worker}/{action}", self.control_worker, methods=["POST"]),
-                Route("/jobs/{job_id}/cancel", self.cancel_job, methods=["POST"]),
                 Route("/keys", self._key_pages.list_keys, methods=["GET"]),
                 Route("/keys", self._key_pages.create, methods=["POST"]),
                 Route("/keys/new", self._key_pages.new_key_form, methods=["GET"]),
                 Route("/keys/revoke", self._key_pages.revoke, methods=["POST"]),
-            ]
+                Route("/jobs/{page_id}/cancel", self._job_pages.cancel, methods=["POST"]),
+            ],
+            exception_handlers={404: self.not_found},
         )
+
+    async def not_found(self, request: Request, exc: Exception) -> Response:
+        """Any 404: no such route, or a route's HTTPException(404, "no such job"). A small
+        page saying only that; a reader not logged in is sent to log in first, so that what
+        exists is not told to anyone."""
+        login = self._sessions.login(request.cookies.get(COOKIE))
+        if login is None and request.method == "GET":
+            return RedirectResponse("/login", status_code=303)
+        detail = exc.detail if isinstance(exc, HTTPException) else ""
+        default = http.HTTPStatus.NOT_FOUND.phrase  # the router's, for a path it does not know
+        what = detail if detail and detail != default else NO_SUCH_PAGE
+        return _page("not_found.html.j2", status_code=404, what=what)
 
     async def healthz(self, request: Request) -> Response:
         return PlainTextResponse("ok")
@@ -182,7 +203,9 @@ class Console:
         return self._logged_in_page(request, "workers.html.j2")
 
     async def jobs(self, request: Request) -> Response:
-        return self._logged_in_page(request, "jobs.html.j2", charts=self._charts())
+        return self._logged_in_page(
+            request, "jobs.html.j2", charts=self._charts(), **self._job_pages.listing()
+        )
 
     def _charts(self) -> list[Chart]:
         """Jobs ended and their latency per minute, and the queue length, over the last hour."""
@@ -222,12 +245,6 @@ class Console:
             self._registry, login, params["worker"], params["action"], force
         )
 
-    async def cancel_job(self, request: Request) -> Response:
-        acting = await self._checked_post(request, admin=True)
-        if isinstance(acting, Response):
-            return acting
-        return actions.cancel_job(self._jobs, acting[0], request.path_params["job_id"])
-
     async def _checked_post(
         self, request: Request, *, admin: bool
     ) -> tuple[Login, dict[str, list[str]]] | Response:
@@ -250,14 +267,11 @@ class Console:
         login = self._sessions.login(request.cookies.get(COOKIE))
         if login is None:
             return RedirectResponse("/login", status_code=303)
-        status = self._status()
-        worker_names = {worker["worker_id"]: worker["name"] for worker in status["workers"]}
         render = _main_section if request.query_params.get("partial") else _page
         return render(
             template,
             login=login,
-            status=status,
-            worker_names=worker_names,
+            status=self._status(),
             departed=self._registry.departed()[::-1],
             actions=actions.WORKER_ACTIONS,
             **values,
@@ -300,15 +314,19 @@ def console_app(
     login_once_s: float = LOGIN_ONCE_TTL_S,
 ) -> Starlette:
     """The console of a hub whose keys, status (as HubClient.status), workers and jobs these
-    are, charting `history` (told of each job that ends); its one-time login URLs last
-    `login_once_s`; `close_revoked(name)` closes the hub's calls made with a key just revoked."""
+    are, charting `history` (told of each job that ends) and showing the details of the jobs
+    that end; its one-time login URLs last `login_once_s`; `close_revoked(name)` closes the
+    hub's calls made with a key just revoked."""
     jobs.ended_observers.append(history.job_ended)
+    details = JobDetails(registry)
+    jobs.end_observers.append(details.job_ended)
     return Console(
         keys,
         status,
         hub_metrics(status, jobs),
         (registry, jobs),
         history,
+        details,
         secure_cookie=secure_cookie,
         login_once_s=login_once_s,
         close_revoked=close_revoked,
