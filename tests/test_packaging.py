@@ -1,17 +1,38 @@
-"""packaging/: the sdist and wheel `make dist` builds, and the check that guards their contents."""
+"""packaging/: the sdist and wheel `make dist` builds, the check that guards their contents, and
+the container recipes. No container engine runs here (and no base image could be pulled), so
+the recipes are not built: they are linted, and the worker's entrypoint runs in this venv."""
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
+from conftest import CONNECTED, WorkerProcess
+from sklearn.datasets import load_wine
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from giskard.address import DEFAULT_PORT
+from giskard.client import HubClient
+from giskard.errors import ExitCode
+from giskard.hub import Hub
+from giskard.hub.console import DEFAULT_CONSOLE_PORT
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECK_DIST = ROOT / "packaging" / "check_dist.py"
+CONTAINER = ROOT / "packaging" / "container"
+WORKER_IMAGE, HUB_IMAGE = CONTAINER / "Containerfile", CONTAINER / "Containerfile.hub"
+# Where the worker image expects its key: a secret mounted as a file, never ENV or argv.
+KEY_MOUNT = "/run/secrets/giskard/api-key"
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +88,96 @@ def test_check_dist_refuses_an_sdist_with_ci_scripts(dist: Path, tmp_path: Path)
     assert result.stderr.splitlines() == [
         f"{sdist.name}: holds .ci (only .gitignore, LICENSE, PKG-INFO, README.md, proto,"
         " pyproject.toml, src)"
+    ]
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("recipe", [WORKER_IMAGE, HUB_IMAGE], ids=lambda path: path.name)
+def test_container_recipe_lint_without_building_it(recipe: Path, dist: Path) -> None:
+    instructions = _instructions(recipe)
+    assert instructions[:2] == [("ARG", "BASE=python:3.11-slim"), ("FROM", "${BASE}")]
+    for name, value in instructions:
+        if name == "COPY":
+            *sources, _ = value.split()
+            for source in sources:
+                assert list(dist.glob(source)), f"COPY {source}: not in the build context"
+    users = [value for name, value in instructions if name == "USER"]
+    assert users and users[-1].split(":")[0] not in ("root", "0"), "it must run unprivileged"
+    for name, value in instructions:
+        if name in ("ENV", "ARG"):
+            assert not re.search(r"KEY|SECRET|TOKEN|PASSWORD", value, re.IGNORECASE), value
+    # Exec form, so that the runtime's SIGTERM reaches giskard, not a shell.
+    entrypoint = json.loads(dict(instructions)["ENTRYPOINT"])
+    json.loads(dict(instructions)["CMD"])
+    assert entrypoint[0] == "giskard"
+
+
+def test_worker_image_reads_its_key_from_a_mounted_file() -> None:
+    entrypoint = _entrypoint(WORKER_IMAGE)
+    assert entrypoint[:3] == ["giskard", "worker", "start"]
+    assert entrypoint[entrypoint.index("--api-key-file") + 1] == KEY_MOUNT
+
+
+def test_hub_image_exposes_the_workers_port_and_the_consoles() -> None:
+    instructions = _instructions(HUB_IMAGE)
+    assert dict(instructions)["EXPOSE"].split() == [str(DEFAULT_PORT), str(DEFAULT_CONSOLE_PORT)]
+    entrypoint = _entrypoint(HUB_IMAGE)
+    assert entrypoint[entrypoint.index("--console-port") + 1] == str(DEFAULT_CONSOLE_PORT)
+
+
+def test_worker_image_entrypoint_in_a_plain_venv_predicts_with_the_key_from_a_file(
+    hub: Hub, client: HubClient, start_worker: Callable[..., WorkerProcess], tmp_path: Path
+) -> None:
+    _, key = client.create_key("worker", "container")
+    secret = tmp_path / "secrets" / "api-key"
+    secret.parent.mkdir()
+    secret.write_text(key + "\n")
+    secret.chmod(0o400)
+    # As `podman run IMAGE -h HOST -p PORT`: the image's entrypoint, the user's arguments.
+    worker = start_worker(
+        argv=[*_venv_entrypoint(secret), "-h", "127.0.0.1", "-p", str(hub.port)], api_key=""
+    )
+    worker.wait_for_output(CONNECTED, timeout_s=30)
+    data = load_wine(as_frame=True)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    model.fit(data.data, data.target)
+    predictions = client.predict(model, data.data, wait_for_worker_s=30)
+    assert np.array_equal(predictions, model.predict(data.data))
+    assert worker.stop() == 0
+
+
+def test_worker_image_without_its_secret_says_so_and_exits_78(
+    start_worker: Callable[..., WorkerProcess], tmp_path: Path
+) -> None:
+    missing = tmp_path / "secrets" / "api-key"
+    worker = start_worker(argv=[*_venv_entrypoint(missing), "-h", "127.0.0.1"], api_key="")
+    assert worker.process.wait(30) == ExitCode.CONFIG
+    assert f"cannot read the API key file {missing}" in worker.output
+    assert "Traceback" not in worker.output
+
+
+def _venv_entrypoint(secret: Path) -> list[str]:
+    """The worker image's entrypoint as this venv runs it, the secret mounted at `secret`."""
+    entrypoint = _entrypoint(WORKER_IMAGE)
+    assert entrypoint[0] == "giskard"
+    command = [sys.executable, "-m", "giskard.cli", *entrypoint[1:]]
+    return [str(secret) if arg == KEY_MOUNT else arg for arg in command]
+
+
+def _entrypoint(recipe: Path) -> list[str]:
+    return json.loads(dict(_instructions(recipe))["ENTRYPOINT"])
+
+
+def _instructions(recipe: Path) -> list[tuple[str, str]]:
+    """The recipe's instructions, (NAME, arguments), continuation lines joined."""
+    text = "\n".join(
+        line for line in recipe.read_text().splitlines() if not line.lstrip().startswith("#")
+    )
+    logical = re.sub(r"\\\n", " ", text).splitlines()
+    return [
+        (name.upper(), rest.strip())
+        for name, _, rest in (line.strip().partition(" ") for line in logical)
+        if name
     ]
 
 
