@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import urllib.request
@@ -15,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import CONNECTED, PipeLines, free_port, wait_until
+from conftest import CONNECTED, WorkerProcess, free_port, wait_until
 
 from giskard import __version__
 from giskard.protocol import PROTOCOL_VERSION
@@ -85,16 +84,18 @@ def test_the_installed_wheel_predicts_through_its_own_hub_and_worker(
     port, console_port = free_port(), free_port()
     hub_args = ["hub", "start", "-p", str(port), "--console-port", str(console_port)]
     with _started(venv, hub_args, env, tmp_path) as hub:
-        hub.wait_for("Hub listening on", timeout_s=60)
+        hub.wait_for_output("Hub listening on", timeout_s=60)
         # The console came with the `hub` extra.
         wait_until(lambda: _healthy(console_port), 30, "the console's /healthz")
         worker_args = ["worker", "start", "-h", "127.0.0.1", "-p", str(port)]
         with _started(venv, worker_args, env, tmp_path) as worker:
-            worker.wait_for(CONNECTED, timeout_s=60)
+            worker.wait_for_output(CONNECTED, timeout_s=60)
             script = tmp_path / "predict.py"
             script.write_text(PREDICT)
             command = [str(venv / "bin" / "python"), str(script), f"127.0.0.1:{port}"]
             result = json.loads(_run(command, tmp_path, 180, env).splitlines()[-1])
+            assert worker.stop() == 0, worker.output
+        assert hub.stop() == 0, hub.output
     assert result["equal"] and result["rows"] == 150
     assert result["giskard"].startswith(str(venv)), "the wheel's giskard, not the checkout's"
 
@@ -135,29 +136,29 @@ def _venv_env(venv: Path, home: Path) -> dict[str, str]:
 
 
 @contextmanager
-def _started(venv: Path, args: list[str], env: dict[str, str], cwd: Path) -> Iterator[PipeLines]:
-    """`giskard ARGS` from the venv, its stderr's lines; SIGTERMed (then killed) on the way out."""
-    with subprocess.Popen(
-        [str(venv / "bin" / "giskard"), *args],
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as process:
-        assert process.stderr is not None
-        lines = PipeLines(process.stderr)
+def _started(
+    venv: Path, args: list[str], env: dict[str, str], cwd: Path
+) -> Iterator[WorkerProcess]:
+    """`giskard ARGS` from the venv, its stderr in a file; stopped (SIGTERM) on the way out."""
+    stderr_path = cwd / f"{args[0]}.stderr"
+    with stderr_path.open("wb") as stderr:
+        process = subprocess.Popen(
+            [str(venv / "bin" / "giskard"), *args],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    started = WorkerProcess(process, stderr_path, Path(env["GISKARD_HOME"]))
+    try:
+        yield started
+    finally:
         try:
-            yield lines
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
-        lines.rest(timeout_s=10)  # to the pipe's end, before closing it
+            started.stop(timeout_s=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
 
 
 def _healthy(port: int) -> bool:
