@@ -5,6 +5,7 @@ the recipes are not built: they are linted, and the worker's entrypoint runs in 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CONNECTED, WorkerProcess
+from conftest import CONNECTED, WorkerProcess, free_port, giskard_command
 from sklearn.datasets import load_wine
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -129,10 +130,7 @@ def test_worker_image_entrypoint_in_a_plain_venv_predicts_with_the_key_from_a_fi
     hub: Hub, client: HubClient, start_worker: Callable[..., WorkerProcess], tmp_path: Path
 ) -> None:
     _, key = client.create_key("worker", "container")
-    secret = tmp_path / "secrets" / "api-key"
-    secret.parent.mkdir()
-    secret.write_text(key + "\n")
-    secret.chmod(0o400)
+    secret = _mounted_secret(tmp_path, key + "\n")
     # As `podman run IMAGE -h HOST -p PORT`: the image's entrypoint, the user's arguments.
     worker = start_worker(
         argv=[*_venv_entrypoint(secret), "-h", "127.0.0.1", "-p", str(hub.port)], api_key=""
@@ -146,6 +144,35 @@ def test_worker_image_entrypoint_in_a_plain_venv_predicts_with_the_key_from_a_fi
     assert worker.stop() == 0
 
 
+def test_hub_image_entrypoint_in_a_plain_venv_serves_the_worker_image_over_tls(
+    start_worker: Callable[..., WorkerProcess], tmp_path: Path
+) -> None:
+    """The containers' documented flow, without containers: the hub image's exact command
+    (its own certificate), a worker key made by `giskard hub keys create` beside it, and the
+    worker image's entrypoint verifying the hub against the certificate copied from it."""
+    hub_home, port, console_port = tmp_path / "hub-home", free_port(), free_port()
+    # Free ports, not the image's own, which other hubs here may hold (the last one given wins).
+    ports = ["-p", str(port), "--console-port", str(console_port)]
+    hub = start_worker(argv=[*_venv_command(HUB_IMAGE), *ports], home=hub_home, api_key="")
+    hub.wait_for_output("Hub listening on", timeout_s=30)
+    key = subprocess.run(
+        giskard_command(
+            "hub", "keys", "create", "--role", "worker", "--name", "pool", "-p", str(port)
+        ),
+        env={**os.environ, "GISKARD_HOME": str(hub_home), "GISKARD_API_KEY": ""},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout.strip()
+    secret = _mounted_secret(tmp_path, key)
+    certificate = hub_home / "hub" / "tls" / "hub.crt"
+    address = ["-h", "127.0.0.1", "-p", str(port), "--ca-file", str(certificate)]
+    worker = start_worker(argv=[*_venv_entrypoint(secret), *address], api_key="")
+    worker.wait_for_output(CONNECTED, timeout_s=30)
+    assert worker.stop() == 0 and hub.stop() == 0
+
+
 def test_worker_image_without_its_secret_says_so_and_exits_78(
     start_worker: Callable[..., WorkerProcess], tmp_path: Path
 ) -> None:
@@ -156,12 +183,29 @@ def test_worker_image_without_its_secret_says_so_and_exits_78(
     assert "Traceback" not in worker.output
 
 
+def _mounted_secret(tmp_path: Path, key: str) -> Path:
+    """The key in a read-only file, as a secret mount gives it to the container."""
+    secret = tmp_path / "secrets" / "api-key"
+    secret.parent.mkdir()
+    secret.write_text(key)
+    secret.chmod(0o400)
+    return secret
+
+
 def _venv_entrypoint(secret: Path) -> list[str]:
     """The worker image's entrypoint as this venv runs it, the secret mounted at `secret`."""
     entrypoint = _entrypoint(WORKER_IMAGE)
     assert entrypoint[0] == "giskard"
-    command = [sys.executable, "-m", "giskard.cli", *entrypoint[1:]]
+    command = giskard_command(*entrypoint[1:])
     return [str(secret) if arg == KEY_MOUNT else arg for arg in command]
+
+
+def _venv_command(recipe: Path) -> list[str]:
+    """The recipe's ENTRYPOINT and CMD, as `podman run IMAGE` runs them, run by this venv."""
+    instructions = dict(_instructions(recipe))
+    command = json.loads(instructions["ENTRYPOINT"]) + json.loads(instructions["CMD"])
+    assert command[0] == "giskard"
+    return giskard_command(*command[1:])
 
 
 def _entrypoint(recipe: Path) -> list[str]:
