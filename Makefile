@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint format protos bench clean
+.PHONY: setup demo test lint format protos bench dist clean
 
 setup: $(VENV)/.installed
 
@@ -30,6 +30,13 @@ protos: setup
 bench: setup
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+# The release artifacts (packaging/README.md): built as a release would be, from a clean dist/.
+dist: setup
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+	$(BIN)/twine check --strict dist/*
+	$(BIN)/python packaging/check_dist.py dist
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .ruff_cache

@@ -65,12 +65,13 @@ def test_bad_arguments_give_one_line_and_exit_2(args: list[str], message: str) -
     assert "Traceback" not in result.stderr
 
 
-def test_help_does_not_import_heavy_modules() -> None:
+@pytest.mark.parametrize("option", ["--help", "--version"])
+def test_help_and_version_do_not_import_heavy_modules(option: str) -> None:
     code = (
         "import sys\n"
         "from giskard.cli import main\n"
         "try:\n"
-        "    main(['--help'])\n"
+        f"    main([{option!r}])\n"
         "except SystemExit:\n"
         "    pass\n"
         "heavy = {'grpc', 'pandas', 'cloudpickle', 'numpy'} & set(sys.modules)\n"
@@ -93,10 +94,20 @@ def test_python_dash_m_and_console_script_agree() -> None:
     assert via_script.stdout == run("worker", "--help").stdout
 
 
-def test_version() -> None:
-    from giskard import __version__
+def test_version_names_the_package_python_and_protocol() -> None:
+    import platform
 
-    assert run("--version").stdout.strip() == f"giskard-worker {__version__}"
+    from giskard import __version__
+    from giskard.protocol import PROTOCOL_VERSION
+
+    result = run("--version")
+    assert result.returncode == 0, result.stderr
+    python = f"{platform.python_version()} ({platform.python_implementation()}, {sys.executable})"
+    assert result.stdout.splitlines() == [
+        f"giskard-worker {__version__}",
+        f"protocol {PROTOCOL_VERSION}",
+        f"Python {python}",
+    ]
 
 
 def test_hub_workers_json(hub: Hub, connected_worker: WorkerProcess) -> None:

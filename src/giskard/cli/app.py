@@ -26,14 +26,29 @@ app.add_typer(hub_app, name="hub")
 
 def _print_version(value: bool) -> None:
     if value:
-        typer.echo(f"giskard-worker {__version__}")
+        typer.echo("\n".join(version_lines()))
         raise typer.Exit()
+
+
+def version_lines() -> list[str]:
+    """What `giskard --version` prints: what a bug report needs to say which worker it was."""
+    import platform
+    import sys
+
+    from giskard.protocol import PROTOCOL_VERSION
+
+    python = f"{platform.python_version()} ({platform.python_implementation()}, {sys.executable})"
+    return [f"giskard-worker {__version__}", f"protocol {PROTOCOL_VERSION}", f"Python {python}"]
 
 
 @app.callback()
 def root(
     version: bool = typer.Option(
-        False, "--version", callback=_print_version, is_eager=True, help="Print the version."
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        help="Print the versions of giskard-worker, its protocol and Python.",
     ),
 ) -> None:
     """Giskard ML worker: run an ML platform's jobs in your own Python environment."""
