@@ -24,6 +24,7 @@ from giskard.hub.console.sessions import (
     Sessions,
     is_bearer_allowed,
 )
+from giskard.hub.console.worker_pages import WorkerPages
 from giskard.hub.jobs import JobBoard
 from giskard.hub.keys import KeyStore
 from giskard.hub.metrics import CONTENT_TYPE, hub_metrics
@@ -80,6 +81,7 @@ class Console:
         self._history = history
         self._sessions = Sessions(keys, once_ttl_s=login_once_s)
         self._secure_cookie = secure_cookie
+        self._worker_pages = WorkerPages(status, self._registry, self._logged_in_page)
 
     def app(self) -> Starlette:
         return Starlette(
@@ -94,6 +96,7 @@ class Console:
                 Route("/", self.home),
                 Route("/workers", self.workers),
                 Route("/jobs", self.jobs),
+                Route("/workers/{worker}", self._worker_pages.worker),
                 Route("/workers/{worker}/{action}", self.control_worker, methods=["POST"]),
                 Route("/jobs/{job_id}/cancel", self.cancel_job, methods=["POST"]),
             ]
