@@ -9,9 +9,11 @@ import re
 import pytest
 from conftest import WorkerProcess, wait_until
 from console_http import log_in, request
+from test_hub_hardening import ScriptedRogue, refusal_of
 
 from giskard.client import HubClient
 from giskard.hub import Hub
+from giskard.rpc.v1 import worker_pb2
 
 CONSOLE = {"console_port": 0}
 
@@ -84,3 +86,48 @@ def test_the_page_of_a_worker_that_left_says_when_and_why(
     assert '<table id="worker" class="departed">' in body
     assert re.search(r"left \d{4}-\d\d-\d\d \d\d:\d\d:\d\d: shut down", body), body
     assert "scikit-learn" in listed_packages(body)
+
+
+def cache_rows(body: str) -> dict[str, tuple[int, str]]:
+    """The inputs the page lists in the worker's cache: short address -> (bytes, last used)."""
+    found = re.search(r'<table id="cache-largest">(.*?)</table>', body, re.DOTALL)
+    assert found is not None, body
+    return {
+        prefix: (int(size), used)
+        for prefix, size, used in re.findall(
+            r'<td><code>(\w+)</code></td>\s*<td data-bytes="(\d+)">[^<]*</td>\s*<td>([^<]*)</td>',
+            found.group(1),
+        )
+    }
+
+
+@pytest.mark.parametrize("hub", [CONSOLE], indirect=True)
+def test_a_workers_page_lists_what_its_cache_holds_after_a_predict(
+    hub: Hub, client: HubClient, connected_worker: WorkerProcess, breast_cancer: tuple
+) -> None:
+    model, data = breast_cancer
+    stored = [client.put(model), client.put(data)]
+    client.predict(stored[0], stored[1])
+    (worker,) = client.workers()
+    path = f"/workers/{worker['name']}"
+
+    def listed() -> dict[str, tuple[int, str]]:
+        return cache_rows(page(hub, path))
+
+    wait_until(lambda: len(listed()) == 2, 10.0, "the model and the data in the worker's cache")
+    rows = listed()
+    for input_ in stored:
+        size, used = rows[input_.address[:12]]
+        assert size == input_.size
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", used), used
+    body = page(hub, path)
+    total = sum(input_.size for input_ in stored)
+    assert re.search(rf'2 inputs, <span data-bytes="{total}">', body), body
+
+
+def test_a_cache_report_far_bigger_than_a_real_one_ends_the_session(hub: Hub) -> None:
+    listed = [worker_pb2.CachedInput(blake3="ab" * 32, size=1)] * 1000
+    report = worker_pb2.CacheReport(entries=1000, largest=listed)
+    with ScriptedRogue(hub, lambda job_id: []) as rogue:
+        rogue.send(worker_pb2.WorkerMessage(cache=report))
+        assert "a cache report of" in refusal_of(rogue).message

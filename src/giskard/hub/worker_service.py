@@ -40,6 +40,8 @@ MAX_RESULT_BYTES = 16 * 1024**3
 SESSION_RESULT_MAX_BYTES = 4 * CHUNK_SIZE
 # A worker's info, packages included, is a few tens of KB; the hub keeps it for each worker.
 MAX_HELLO_BYTES = 256 * 1024
+# A worker's cache report lists a few inputs (20 at most: 2 KB); the hub keeps the latest.
+MAX_CACHE_REPORT_BYTES = 16 * 1024
 # More slots than this would only let one worker hold the whole queue.
 MAX_CONCURRENCY = 256
 
@@ -128,6 +130,7 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
             reattach_grace_s=self._jobs.reattach_grace_s,
             accepts_batches=True,
             compression=session.compression,
+            accepts_cache_reports=True,
         )
         return worker_pb2.HubMessage(welcome=welcome)
 
@@ -214,6 +217,10 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
         elif kind == "draining":
             logger.info("Worker %s is shutting down; no more jobs for it", session.describe())
             self._registry.drain(session)
+        elif kind == "cache":
+            if message.cache.ByteSize() > MAX_CACHE_REPORT_BYTES:
+                raise ProtocolViolation(f"a cache report of {message.cache.ByteSize()} bytes")
+            session.remember_cache(message.cache)
         else:
             # A batch inside a batch lands here too: batches are never nested.
             where = "in a batch" if kind == "batch" else "after the hello"

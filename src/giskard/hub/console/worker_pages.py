@@ -11,9 +11,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from giskard.hub.registry import WorkerRegistry
+from giskard.rpc.v1 import worker_pb2
+from giskard.sizes import format_size
 from giskard.worker.info import info_from_proto
 
 NO_SUCH_WORKER = "no such worker"
+# What the page lists of a worker's cache report, whatever the worker sent.
+CACHED_LISTED = 10
+ADDRESS_SHOWN = 12  # hex digits of an input's BLAKE3: enough to tell it from the others
 
 # The console's page renderer: a logged-in reader's page, else the login redirect.
 PageRenderer = Callable[..., Response]
@@ -45,7 +50,16 @@ class WorkerPages:
             worker=worker,
             query=query,
             packages=matching_packages(worker["packages"], query),
+            cache=self._cache(worker),
         )
+
+    def _cache(self, worker: dict[str, Any]) -> dict[str, Any] | None:
+        """What the connected worker's caches held when it last said; None if it never did
+        (an older worker, one that left)."""
+        session = self._registry.named(worker["name"])
+        if session is None or session.info.worker_id != worker["worker_id"]:
+            return None
+        return cache_view(session.cache) if session.cache is not None else None
 
     def _find(self, ref: str) -> dict[str, Any] | None:
         """The listed worker that `ref` names (its name or worker_id), else the latest one
@@ -68,3 +82,26 @@ def matching_packages(packages: dict[str, str], query: str) -> dict[str, str]:
     """The packages whose name holds `query`, case aside (the page's box does the same)."""
     query = query.strip().lower()
     return {name: version for name, version in packages.items() if query in name.lower()}
+
+
+def cache_view(report: worker_pb2.CacheReport) -> dict[str, Any]:
+    """A worker's cache report as its page shows it."""
+    return {
+        "entries": report.entries,
+        "size": _size(report.size_bytes),
+        "limit": _size(report.limit_bytes),
+        "largest": [_cached(item) for item in report.largest[:CACHED_LISTED]],
+        "latest": [_cached(item) for item in report.latest[:CACHED_LISTED]],
+    }
+
+
+def _cached(item: worker_pb2.CachedInput) -> dict[str, Any]:
+    return {
+        "address": item.blake3[:ADDRESS_SHOWN],
+        "size": _size(item.size),
+        "last_used_at": item.last_used_at,
+    }
+
+
+def _size(size: int) -> dict[str, Any]:
+    return {"bytes": size, "text": format_size(size)}
