@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import html
 import re
+import time
+from collections.abc import Callable
+from types import SimpleNamespace
 
 import pytest
-from conftest import WorkerProcess, wait_until
+from conftest import CONNECTED, WorkerProcess, wait_until
 from console_http import log_in, request
 from test_hub_hardening import ScriptedRogue, refusal_of
 
 from giskard.client import HubClient
 from giskard.hub import Hub
+from giskard.hub.console import history
 from giskard.rpc.v1 import worker_pb2
 
 CONSOLE = {"console_port": 0}
@@ -131,3 +135,43 @@ def test_a_cache_report_far_bigger_than_a_real_one_ends_the_session(hub: Hub) ->
     with ScriptedRogue(hub, lambda job_id: []) as rogue:
         rogue.send(worker_pb2.WorkerMessage(cache=report))
         assert "a cache report of" in refusal_of(rogue).message
+
+
+def ended_per_minute(body: str) -> int:
+    """How many jobs the page's "ended" series counts, over its minutes."""
+    group = re.search(r'<g class="series ended".*?</g>', body, re.DOTALL)
+    assert group is not None, body
+    titles = re.findall(r"<circle [^>]*><title>ended \d\d:\d\d:\d\d: (\d+) jobs</title>", group[0])
+    return sum(int(count) for count in titles)
+
+
+@pytest.mark.parametrize("hub", [CONSOLE], indirect=True)
+def test_each_workers_page_charts_its_own_jobs(
+    hub: Hub, client: HubClient, start_worker: Callable[..., WorkerProcess], iris: tuple
+) -> None:
+    model, data = iris
+    address = ("-h", "127.0.0.1", "-p", str(hub.port))
+    for name in ("one", "two"):
+        start_worker(*address, "--name", name).wait_for_output(CONNECTED)
+    ran = {"one": 1, "two": 3}
+    for name, count in ran.items():
+        for _ in range(count):
+            client.predict(model, data, worker=name)
+    for name, count in ran.items():
+        body = page(hub, f"/workers/{name}")
+        assert ended_per_minute(body) == count, name
+        assert '<g class="series p50"' in body and '<g class="series p95"' in body
+
+
+def test_the_history_keeps_the_workers_whose_jobs_ended_last(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(history, "WORKERS_KEPT", 2)
+    kept = history.History(lambda: 0)
+    now = time.time()
+    for worker_id in ("a", "b", "a", "c"):  # "b" ended longest ago when "c" comes
+        kept.job_ended(SimpleNamespace(worker_id=worker_id, submitted_at=now - 1), now)
+    kept.job_ended(SimpleNamespace(worker_id="", submitted_at=now), now)  # never sent
+    ended = {w: sum(m.ended for m in kept.per_minute(w)) for w in ("a", "b", "c")}
+    assert ended == {"a": 2, "b": 0, "c": 1}
+    assert sum(m.ended for m in kept.per_minute()) == 5

@@ -15,7 +15,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 
 from giskard.hub.console import actions
-from giskard.hub.console.charts import Chart, line_chart
+from giskard.hub.console.charts import Chart, job_charts, line_chart
 from giskard.hub.console.history import KEPT_S, History
 from giskard.hub.console.sessions import (
     LOGIN_ONCE_TTL_S,
@@ -81,7 +81,7 @@ class Console:
         self._history = history
         self._sessions = Sessions(keys, once_ttl_s=login_once_s)
         self._secure_cookie = secure_cookie
-        self._worker_pages = WorkerPages(status, self._registry, self._logged_in_page)
+        self._worker_pages = WorkerPages(status, self._registry, history, self._logged_in_page)
 
     def app(self) -> Starlette:
         return Starlette(
@@ -174,23 +174,8 @@ class Console:
 
     def _charts(self) -> list[Chart]:
         """Jobs ended and their latency per minute, and the queue length, over the last hour."""
-        minutes = self._history.per_minute()
         return [
-            line_chart(
-                "Jobs ended per minute",
-                "jobs",
-                {"ended": [(m.start, m.ended) for m in minutes]},
-                KEPT_S,
-            ),
-            line_chart(
-                "Latency per minute (submitted to ended)",
-                "s",
-                {
-                    "p50": [(m.start, m.p50_s) for m in minutes],
-                    "p95": [(m.start, m.p95_s) for m in minutes],
-                },
-                KEPT_S,
-            ),
+            *job_charts(self._history.per_minute(), KEPT_S),
             line_chart(
                 "Queue length",
                 "jobs",

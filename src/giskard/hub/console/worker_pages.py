@@ -1,5 +1,5 @@
 """The console's worker pages: /workers/<name or worker_id> shows one worker, its identity and
-environment, its packages (searchable) and what it reported lately."""
+environment, its packages (searchable), what its cache holds and its jobs of the last hour."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from giskard.hub.console.charts import job_charts
+from giskard.hub.console.history import KEPT_S, History
 from giskard.hub.registry import WorkerRegistry
 from giskard.rpc.v1 import worker_pb2
 from giskard.sizes import format_size
@@ -26,17 +28,19 @@ PageRenderer = Callable[..., Response]
 
 class WorkerPages:
     """One worker's page, from the hub's status (`status`, as HubClient.status) or, for a
-    worker that left lately, from what the registry remembers of it; `page` renders a
-    logged-in reader's page."""
+    worker that left lately, from what the registry remembers of it, with its jobs of the
+    last hour from `history`; `page` renders a logged-in reader's page."""
 
     def __init__(
         self,
         status: Callable[[], dict[str, Any]],
         registry: WorkerRegistry,
+        history: History,
         page: PageRenderer,
     ) -> None:
         self._status = status
         self._registry = registry
+        self._history = history
         self._page = page
 
     async def worker(self, request: Request) -> Response:
@@ -51,6 +55,7 @@ class WorkerPages:
             query=query,
             packages=matching_packages(worker["packages"], query),
             cache=self._cache(worker),
+            charts=job_charts(self._history.per_minute(worker["worker_id"]), KEPT_S),
         )
 
     def _cache(self, worker: dict[str, Any]) -> dict[str, Any] | None:
