@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 from conftest import CONNECTED, WorkerProcess, wait_until
 from console_http import log_in, request
+from test_console import metrics
 from test_hub_hardening import ScriptedRogue, refusal_of
 
 from giskard.client import HubClient
@@ -175,3 +176,21 @@ def test_the_history_keeps_the_workers_whose_jobs_ended_last(
     ended = {w: sum(m.ended for m in kept.per_minute(w)) for w in ("a", "b", "c")}
     assert ended == {"a": 2, "b": 0, "c": 1}
     assert sum(m.ended for m in kept.per_minute()) == 5
+
+
+@pytest.mark.parametrize("hub", [CONSOLE], indirect=True)
+def test_metrics_count_the_bytes_moved_each_way(
+    hub: Hub, client: HubClient, connected_worker: WorkerProcess, breast_cancer: tuple
+) -> None:
+    model, data = breast_cancer
+    stored = [client.put(model), client.put(data)]
+    predictions = client.predict(stored[0], stored[1])
+    moved = {
+        dict(labels)["direction"]: value
+        for (name, labels), value in metrics(hub, hub.admin_key).items()
+        if name == "giskard_hub_bytes_moved_total"
+    }
+    inputs = sum(input_.size for input_ in stored)
+    assert moved["upload"] >= inputs
+    assert moved["to_worker"] >= inputs  # the worker had neither: both went to it
+    assert moved["result"] >= predictions.nbytes > 0

@@ -17,7 +17,7 @@ from giskard.hub.artifacts import ArtifactStore
 from giskard.hub.auth import Authenticator
 from giskard.hub.decoding import UNDECODABLE
 from giskard.hub.job import Job
-from giskard.hub.jobs import JobBoard
+from giskard.hub.jobs import TO_WORKER, JobBoard
 from giskard.hub.registry import NameTaken, WorkerRegistry, WorkerSession, put_evicting
 from giskard.hub.shared_artifacts import shared_answer
 from giskard.labels import check_labels, check_name
@@ -298,9 +298,10 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
         session = await self._caller_session(context, "download an artifact")
         # Only the inputs of the caller's own jobs: another job's inputs are none of its
         # business. Refused as absent, so that the answer does not tell what the hub holds.
-        mine = any(request.blake3 in job.inputs for job in session.jobs.values())
+        mine = [job for job in session.jobs.values() if request.blake3 in job.inputs]
         shared = await shared_answer(self._store, request, context.peer()) if mine else None
         if shared is not None:
+            self._jobs.bytes_moved[TO_WORKER] += mine[0].input_sizes.get(request.blake3, 0)
             yield shared
             return
         blob = self._store.get(request.blake3) if mine else None
@@ -308,6 +309,7 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no artifact {request.blake3}")
             return
         view = memoryview(blob)
+        self._jobs.bytes_moved[TO_WORKER] += len(view)
         if session.compression:
             async for chunk in _compressed_chunks(view, ChunkCompressor(session.compression)):
                 yield chunk
