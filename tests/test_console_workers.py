@@ -8,6 +8,7 @@ import re
 import time
 from collections.abc import Callable
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from conftest import CONNECTED, WorkerProcess, wait_until
@@ -15,7 +16,7 @@ from console_http import log_in, request
 from test_console import metrics
 from test_hub_hardening import ScriptedRogue, refusal_of
 
-from giskard.client import HubClient
+from giskard.client import HubClient, Stored
 from giskard.hub import Hub
 from giskard.hub.console import history
 from giskard.rpc.v1 import worker_pb2
@@ -88,9 +89,17 @@ def test_the_page_of_a_worker_that_left_says_when_and_why(
     assert connected_worker.stop() == 0
     wait_until(lambda: not client.workers(), 10.0, "the worker gone from the hub")
     body = page(hub, f"/workers/{worker['name']}")
-    assert '<table id="worker" class="departed">' in body
+    assert '<table id="worker" class="departed"' in body
     assert re.search(r"left \d{4}-\d\d-\d\d \d\d:\d\d:\d\d: shut down", body), body
     assert "scikit-learn" in listed_packages(body)
+
+
+def predict_with_stored_inputs(client: HubClient, fitted: tuple) -> tuple[list[Stored], Any]:
+    """Predict with the model and data `fitted`, put first: the inputs as the client sent them
+    (address, size), and the predictions."""
+    model, data = fitted
+    stored = [client.put(model), client.put(data)]
+    return stored, client.predict(stored[0], stored[1])
 
 
 def cache_rows(body: str) -> dict[str, tuple[int, str]]:
@@ -110,9 +119,7 @@ def cache_rows(body: str) -> dict[str, tuple[int, str]]:
 def test_a_workers_page_lists_what_its_cache_holds_after_a_predict(
     hub: Hub, client: HubClient, connected_worker: WorkerProcess, breast_cancer: tuple
 ) -> None:
-    model, data = breast_cancer
-    stored = [client.put(model), client.put(data)]
-    client.predict(stored[0], stored[1])
+    stored, _ = predict_with_stored_inputs(client, breast_cancer)
     (worker,) = client.workers()
     path = f"/workers/{worker['name']}"
 
@@ -182,9 +189,7 @@ def test_the_history_keeps_the_workers_whose_jobs_ended_last(
 def test_metrics_count_the_bytes_moved_each_way(
     hub: Hub, client: HubClient, connected_worker: WorkerProcess, breast_cancer: tuple
 ) -> None:
-    model, data = breast_cancer
-    stored = [client.put(model), client.put(data)]
-    predictions = client.predict(stored[0], stored[1])
+    stored, predictions = predict_with_stored_inputs(client, breast_cancer)
     moved = {
         dict(labels)["direction"]: value
         for (name, labels), value in metrics(hub, hub.admin_key).items()
