@@ -1,15 +1,19 @@
 """The console's worker pages over real HTTP, with a real hub and real worker processes: one
-worker's identity, environment and packages (filtered by ?q=)."""
+worker's identity, environment and packages (filtered by ?q=), what its cache holds, its
+jobs per minute; the bytes the hub moved, on /metrics."""
 
 from __future__ import annotations
 
 import html
+import queue
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent import futures
 from types import SimpleNamespace
 from typing import Any
 
+import grpc
 import pytest
 from conftest import CONNECTED, WorkerProcess, wait_until
 from console_http import log_in, request
@@ -19,7 +23,8 @@ from test_hub_hardening import ScriptedRogue, refusal_of
 from giskard.client import HubClient, Stored
 from giskard.hub import Hub
 from giskard.hub.console import history
-from giskard.rpc.v1 import worker_pb2
+from giskard.protocol import PROTOCOL_VERSION
+from giskard.rpc.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 
 CONSOLE = {"console_port": 0}
 
@@ -199,3 +204,49 @@ def test_metrics_count_the_bytes_moved_each_way(
     assert moved["upload"] >= inputs
     assert moved["to_worker"] >= inputs  # the worker had neither: both went to it
     assert moved["result"] >= predictions.nbytes > 0
+
+
+class OneJobHub(worker_pb2_grpc.WorkerHubServicer):
+    """A hub that welcomes a worker (taking cache reports or not, as an older hub), sends it
+    an info job and records the kinds of message it gets until that job's end."""
+
+    def __init__(self, accepts_cache_reports: bool) -> None:
+        self.accepts_cache_reports = accepts_cache_reports
+        self.kinds: queue.Queue[list[str]] = queue.Queue()
+
+    def Connect(
+        self, request_iterator: Iterator[worker_pb2.WorkerMessage], context: grpc.ServicerContext
+    ) -> Iterator[worker_pb2.HubMessage]:
+        next(request_iterator)  # the hello
+        welcome = worker_pb2.Welcome(
+            protocol_version=PROTOCOL_VERSION,
+            active=True,
+            accepts_cache_reports=self.accepts_cache_reports,
+        )
+        yield worker_pb2.HubMessage(welcome=welcome)
+        info = common_pb2.JobSpec(info=common_pb2.InfoJob())
+        yield worker_pb2.HubMessage(job=worker_pb2.Job(job_id="info", spec=info))
+        kinds = []
+        for message in request_iterator:
+            kinds.append(message.WhichOneof("kind"))
+            if kinds[-1] == "end":
+                break
+        self.kinds.put(kinds)
+
+
+@pytest.mark.parametrize("accepts", [True, False])
+def test_a_worker_reports_its_cache_only_to_a_hub_that_takes_the_reports(
+    start_worker: Callable[..., WorkerProcess], accepts: bool
+) -> None:
+    hub = OneJobHub(accepts)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    worker_pb2_grpc.add_WorkerHubServicer_to_server(hub, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        start_worker("-h", "127.0.0.1", "-p", str(port))
+        kinds = hub.kinds.get(timeout=30)
+    finally:
+        server.stop(0)
+    # The first report goes as the session starts, long before the info job can end.
+    assert ("cache" in kinds) is accepts, kinds
