@@ -49,11 +49,16 @@ from giskard.hub.job import (
 )
 from giskard.hub.registry import WorkerRegistry, WorkerSession
 from giskard.hub.routing import Constraint, incompatibilities, may_run, route
+from giskard.job_inputs import job_inputs
 from giskard.rpc.v1 import client_pb2, common_pb2, worker_pb2
 from giskard.sizes import format_size
 
 logger = logging.getLogger(__name__)
 
+# The ways bytes move through the hub (JobBoard.bytes_moved): inputs from clients, inputs
+# to workers, results from workers.
+UPLOAD, TO_WORKER, RESULT = "upload", "to_worker", "result"
+BYTES_MOVED = (UPLOAD, TO_WORKER, RESULT)
 # A worker asked to stop a job answers at once; past this, the hub gives up on it.
 STOP_GRACE_S = 3.0
 # Queued jobs wait this long for a worker when none that may run them is connected (one
@@ -103,6 +108,10 @@ class JobBoard:
         self._recent: deque[_EndedJob] = deque(maxlen=RECENT_JOBS)
         # Every job that ended since the hub started, by end reason (the console's /metrics).
         self.ended_by_reason: Counter[common_pb2.EndReason.ValueType] = Counter()
+        # Bytes of inputs and results the hub took in or handed out since it started, by
+        # direction (BYTES_MOVED): each counted in full, however it went (chunks, compressed,
+        # inline, shared memory). For the console's /metrics.
+        self.bytes_moved: Counter[str] = Counter()
         # Told of each job as it ends, with when (time.time()): the console's latency metrics.
         self.ended_observers: list[Callable[[Job, float], None]] = []
         # Told of each job's end itself too (None: its client left), before its logs may be
@@ -201,6 +210,7 @@ class JobBoard:
         for address in job.inputs:
             self._store.pin(address)
         job.state, job.submitted_at = JobState.WAITING, time.time()
+        self.bytes_moved[UPLOAD] += _inline_bytes(job)  # the others were uploaded before
 
     def _wait_over(self, job: Job) -> None:
         if job.state is JobState.WAITING:
@@ -244,6 +254,7 @@ class JobBoard:
     def output(self, job: Job, output: common_pb2.JobOutput) -> bool:
         """A piece of its result from its worker, for its client. False if the job takes no
         more: it ended, or the hub holds as much unread result as it may (the job fails)."""
+        self.bytes_moved[RESULT] += len(output.chunk)
         if job.state is not JobState.RUNNING:
             return False
         job.received_bytes += len(output.chunk)
@@ -263,6 +274,7 @@ class JobBoard:
 
     def worker_ended(self, job: Job, end: common_pb2.JobEnd) -> None:
         """Its worker says the job is over: its slot is free."""
+        self.bytes_moved[RESULT] += len(end.success.result.inline)
         self._free_slot(job)
         # Queued behind the output, never instead of it: dropping a chunk to make room
         # would corrupt the result.
@@ -417,6 +429,7 @@ class JobBoard:
             self._end(job, lost)
             return
         del self._queue_of(job)[job]
+        self.bytes_moved[TO_WORKER] += _inline_bytes(job)  # the worker fetches the others
         job.state, job.session, job.sent_at = JobState.RUNNING, session, time.time()
         job.worker_id = session.info.worker_id
         job.differences = session.differences(job.constraint.requirements)
@@ -598,3 +611,8 @@ def _stop_timers(job: Job) -> None:
     for timer in job.timers:
         timer.cancel()
     job.timers.clear()
+
+
+def _inline_bytes(job: Job) -> int:
+    """The bytes of the inputs that travel within the job's spec."""
+    return sum(len(ref.inline) for ref, _ in job_inputs(job.spec))

@@ -16,7 +16,7 @@ from prometheus_client.registry import Collector
 from giskard import end_reasons
 from giskard.errors import EndReason
 from giskard.hub.job import Job
-from giskard.hub.jobs import JobBoard
+from giskard.hub.jobs import BYTES_MOVED, JobBoard
 from giskard.hub.worker_states import WORKER_STATES, worker_state
 
 
@@ -36,6 +36,7 @@ class HubCollector(Collector):
             status["queued"],
         )
         yield self._ended()
+        yield self._bytes_moved()
         store = status["store"]
         yield GaugeMetricFamily(
             "giskard_hub_artifact_store_bytes",
@@ -57,6 +58,17 @@ class HubCollector(Collector):
         counts = {end_reasons.from_proto(r): n for r, n in self._jobs.ended_by_reason.items()}
         for reason in EndReason:
             family.add_metric([reason.value], counts.get(reason, 0))
+        return family
+
+    def _bytes_moved(self) -> CounterMetricFamily:
+        family = CounterMetricFamily(
+            "giskard_hub_bytes_moved",
+            "Bytes of job inputs and results the hub took in or handed out since it started, by"
+            " direction: upload (from clients), to_worker, result (from workers).",
+            labels=["direction"],
+        )
+        for direction in BYTES_MOVED:
+            family.add_metric([direction], self._jobs.bytes_moved[direction])
         return family
 
 

@@ -19,7 +19,7 @@ from giskard.hub.decoding import UNDECODABLE
 from giskard.hub.job import Job
 from giskard.hub.job_events import JobEvents, UnreadResults
 from giskard.hub.job_stream import JobStream, Refusal
-from giskard.hub.jobs import JobBoard
+from giskard.hub.jobs import UPLOAD, JobBoard
 from giskard.hub.keys import KeyRecord
 from giskard.hub.registry import WorkerRegistry, WorkerSession
 from giskard.hub.routing import Constraint
@@ -88,10 +88,12 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
     ) -> common_pb2.ArtifactRef:
         await self._auth.require(context, ["client"], "submit jobs")
         try:
-            return await self._receive_upload(request_iterator, context)
+            stored = await self._receive_upload(request_iterator, context)
         except DecodeError:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, UNDECODABLE)
             raise  # not reached: abort raises
+        self._jobs.bytes_moved[UPLOAD] += stored.size
+        return stored
 
     async def _receive_upload(
         self, request_iterator: AsyncIterator[client_pb2.Upload], context: grpc.aio.ServicerContext

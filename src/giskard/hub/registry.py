@@ -74,6 +74,8 @@ class WorkerSession:
     compression: str = ""
     # BLAKE3 -> size of the inputs sent to it lately, the latest last (routing by cache).
     sent_inputs: OrderedDict[str, int] = field(default_factory=OrderedDict)
+    # What its caches held when it last said (WorkerMessage.cache); None: it never said.
+    cache: worker_pb2.CacheReport | None = None
     # Its differences from each of the requirements its jobs had (`differences`).
     _judged: dict[compat.Requirements, tuple[compat.Difference, ...]] = field(
         default_factory=dict, repr=False
@@ -120,6 +122,10 @@ class WorkerSession:
             self.sent_inputs.move_to_end(address)
         while len(self.sent_inputs) > SENT_INPUTS_REMEMBERED:
             self.sent_inputs.popitem(last=False)
+
+    def remember_cache(self, report: worker_pb2.CacheReport) -> None:
+        """The one writer of `cache`: the latest report replaces the one before."""
+        self.cache = report
 
     @property
     def takes_jobs(self) -> bool:

@@ -17,7 +17,7 @@ from giskard.hub.artifacts import ArtifactStore
 from giskard.hub.auth import Authenticator
 from giskard.hub.decoding import UNDECODABLE
 from giskard.hub.job import Job
-from giskard.hub.jobs import JobBoard
+from giskard.hub.jobs import TO_WORKER, JobBoard
 from giskard.hub.registry import NameTaken, WorkerRegistry, WorkerSession, put_evicting
 from giskard.hub.shared_artifacts import shared_answer
 from giskard.labels import check_labels, check_name
@@ -40,6 +40,8 @@ MAX_RESULT_BYTES = 16 * 1024**3
 SESSION_RESULT_MAX_BYTES = 4 * CHUNK_SIZE
 # A worker's info, packages included, is a few tens of KB; the hub keeps it for each worker.
 MAX_HELLO_BYTES = 256 * 1024
+# A worker's cache report lists a few inputs (20 at most: 2 KB); the hub keeps the latest.
+MAX_CACHE_REPORT_BYTES = 16 * 1024
 # More slots than this would only let one worker hold the whole queue.
 MAX_CONCURRENCY = 256
 
@@ -128,6 +130,7 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
             reattach_grace_s=self._jobs.reattach_grace_s,
             accepts_batches=True,
             compression=session.compression,
+            accepts_cache_reports=True,
         )
         return worker_pb2.HubMessage(welcome=welcome)
 
@@ -214,6 +217,10 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
         elif kind == "draining":
             logger.info("Worker %s is shutting down; no more jobs for it", session.describe())
             self._registry.drain(session)
+        elif kind == "cache":
+            if message.cache.ByteSize() > MAX_CACHE_REPORT_BYTES:
+                raise ProtocolViolation(f"a cache report of {message.cache.ByteSize()} bytes")
+            session.remember_cache(message.cache)
         else:
             # A batch inside a batch lands here too: batches are never nested.
             where = "in a batch" if kind == "batch" else "after the hello"
@@ -291,9 +298,10 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
         session = await self._caller_session(context, "download an artifact")
         # Only the inputs of the caller's own jobs: another job's inputs are none of its
         # business. Refused as absent, so that the answer does not tell what the hub holds.
-        mine = any(request.blake3 in job.inputs for job in session.jobs.values())
+        mine = [job for job in session.jobs.values() if request.blake3 in job.inputs]
         shared = await shared_answer(self._store, request, context.peer()) if mine else None
         if shared is not None:
+            self._jobs.bytes_moved[TO_WORKER] += mine[0].input_sizes.get(request.blake3, 0)
             yield shared
             return
         blob = self._store.get(request.blake3) if mine else None
@@ -301,6 +309,7 @@ class WorkerHubService(worker_pb2_grpc.WorkerHubServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no artifact {request.blake3}")
             return
         view = memoryview(blob)
+        self._jobs.bytes_moved[TO_WORKER] += len(view)
         if session.compression:
             async for chunk in _compressed_chunks(view, ChunkCompressor(session.compression)):
                 yield chunk

@@ -13,8 +13,10 @@ from typing import Any
 from giskard.channel import open_aio_channel, uses_local_socket
 from giskard.credentials import Credentials
 from giskard.errors import AuthenticationError, GiskardError
+from giskard.rpc.v1 import worker_pb2
 from giskard.tls import explain_failure
 from giskard.worker.backoff import Backoff
+from giskard.worker.cache_report import CacheReports
 from giskard.worker.config import WorkerConfig
 from giskard.worker.execution import JobExecution
 from giskard.worker.info import collect_info, info_to_proto
@@ -25,6 +27,8 @@ from giskard.worker.session import ConnectionLost, Session
 logger = logging.getLogger(__name__)
 
 JOBS_REPORT_INTERVAL_S = 1.0
+# What the worker's caches hold now, for the hub (see cache_report).
+Report = Callable[[], worker_pb2.CacheReport]
 
 
 class Worker:
@@ -88,7 +92,7 @@ class Worker:
         reporter = asyncio.create_task(self._report_jobs(execution))
         closer = asyncio.create_task(_close_on(stopping, pool))
         try:
-            await self._serve(link, stopping)
+            await self._serve(link, stopping, CacheReports(pool).current)
         finally:
             reporter.cancel()
             closer.cancel()
@@ -105,7 +109,7 @@ class Worker:
             self.on_jobs(execution.running)
             await asyncio.sleep(JOBS_REPORT_INTERVAL_S)
 
-    async def _serve(self, link: JobLink, stopping: asyncio.Event) -> None:
+    async def _serve(self, link: JobLink, stopping: asyncio.Event, cache_report: Report) -> None:
         backoff = Backoff(self.config.backoff_initial_s, self.config.backoff_max_s)
         info = info_to_proto(self._info())
         logger.info(
@@ -118,7 +122,7 @@ class Worker:
         )
         while not stopping.is_set():
             try:
-                await self._one_session(link, info, stopping, backoff)
+                await self._one_session(link, info, stopping, backoff, cache_report)
                 return
             except ConnectionLost as lost:
                 self.on_disconnected()
@@ -161,7 +165,12 @@ class Worker:
         )
 
     async def _one_session(
-        self, link: JobLink, info: object, stopping: asyncio.Event, backoff: Backoff
+        self,
+        link: JobLink,
+        info: object,
+        stopping: asyncio.Event,
+        backoff: Backoff,
+        cache_report: Report,
     ) -> None:
         def connected(active: bool) -> None:
             backoff.reset()
@@ -181,6 +190,7 @@ class Worker:
                 connected,
                 self.on_paused,
                 stopped_by=lambda: self._stopped_by,
+                cache_report=cache_report,
             )
             try:
                 await session.run(stopping)

@@ -1,9 +1,12 @@
-"""The executor's cache of deserialised inputs (models, functions, datasets) by content hash."""
+"""The executor's cache of deserialised inputs (models, functions, datasets) by content hash,
+and the worker's view of it."""
 
 from __future__ import annotations
 
+import heapq
 from collections import OrderedDict
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable, KeysView, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 # Many tiny entries (a call's small arguments) cost bookkeeping, not memory: cap their count.
@@ -90,3 +93,72 @@ class ObjectCache:
         changes = (self._added, self._evicted)
         self._added, self._evicted = [], []
         return changes
+
+
+@dataclass(frozen=True)
+class CachedInput:
+    address: str
+    size: int
+    last_used_at: float  # time.time()
+
+
+class CacheMirror:
+    """The worker's view of one executor's ObjectCache, from the changes the executor reports
+    as each job ends: which inputs it holds (those are not sent again), their sizes and when a
+    job last used each."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, CachedInput] = {}
+        self.changes = 0  # how many jobs changed it: a report is built only after one did
+
+    @property
+    def addresses(self) -> KeysView[str]:
+        return self._entries.keys()
+
+    @property
+    def entries(self) -> Iterable[CachedInput]:
+        return self._entries.values()
+
+    def job_ended(
+        self, inputs: Mapping[str, int], changes: Mapping[str, Any], ended_at: float
+    ) -> None:
+        """A job with these `inputs` (address -> size) ended, the executor's cache having
+        changed as its answer says (ObjectCache.take_changes: "added", "evicted"): those of
+        its inputs the cache holds were used at `ended_at`."""
+        for address in changes.get("evicted", ()):
+            self._entries.pop(address, None)
+        held = {*changes.get("added", ()), *(a for a in inputs if a in self._entries)}
+        for address in held:
+            self._entries[address] = CachedInput(address, inputs.get(address, 0), ended_at)
+        self.changes += 1
+
+
+@dataclass(frozen=True)
+class CacheSummary:
+    """What several executors' caches hold, with the biggest and the latest used inputs."""
+
+    entries: int
+    size_bytes: int
+    limit_bytes: int
+    largest: tuple[CachedInput, ...]
+    latest: tuple[CachedInput, ...]
+
+
+def summarize(mirrors: Iterable[CacheMirror], limit_bytes: int, listed: int) -> CacheSummary:
+    """The caches of `mirrors` together, listing at most `listed` inputs of each kind (an input
+    held twice is listed once, as last used)."""
+    held: dict[str, CachedInput] = {}
+    entries = size = 0
+    for mirror in mirrors:
+        for entry in mirror.entries:
+            entries += 1
+            size += entry.size
+            if entry.address not in held or held[entry.address].last_used_at < entry.last_used_at:
+                held[entry.address] = entry
+    return CacheSummary(
+        entries,
+        size,
+        limit_bytes,
+        tuple(heapq.nlargest(listed, held.values(), key=lambda e: e.size)),
+        tuple(heapq.nlargest(listed, held.values(), key=lambda e: e.last_used_at)),
+    )

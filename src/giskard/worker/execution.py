@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -184,6 +185,8 @@ class JobExecution:
             await executor.send(header)
             await send_inputs(executor, [i.ref for i in to_send], hub.chunks, delivery)
             end, answer = await _relay_answer(executor, running.job_id, emit, hub)
+            used = {i.ref.blake3: i.ref.size for i in inputs}
+            executor.cache.job_ended(used, answer, time.time())
             broken = bool(answer.get("replace"))
             logger.info(
                 "Job %s: %s %s; %d of %d input(s) cached, %s",
@@ -312,7 +315,6 @@ async def _relay_answer(
             )
             await emit(worker_pb2.WorkerMessage(progress=progress))
             continue
-        executor.apply_cache_changes(header)
         if kind == "failure":
             fields = {k: header.get(k, "") for k in ("type", "message", "traceback")}
             reason = EndReason(header.get("reason", EndReason.MODEL_ERROR))

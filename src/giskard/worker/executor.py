@@ -8,11 +8,13 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import KeysView
 from dataclasses import dataclass
 from typing import Any
 
 from giskard.janitor import Janitor
 from giskard.process_tree import kill_tree
+from giskard.worker.cache import CacheMirror
 from giskard.worker.job_output import ExecutorOutput
 from giskard.worker.pipe import Buffer, PipeClosed, read_message, write_message
 
@@ -54,7 +56,7 @@ class ExecutorProcess:
         self._reader = reader
         self._writer = writer
         # What the executor's cache holds, mirrored from its answers: inputs it has are not sent.
-        self.cached: set[str] = set()
+        self.cache = CacheMirror()
         # A child the job forked may hold the pipe open after the executor died: its exit,
         # not the pipe's end, says it is gone.
         self._exit = asyncio.ensure_future(process.wait())
@@ -134,9 +136,10 @@ class ExecutorProcess:
     async def receive(self) -> tuple[dict[str, Any], bytes]:
         return await read_message(self._reader)
 
-    def apply_cache_changes(self, answer: dict[str, Any]) -> None:
-        self.cached.difference_update(answer.get("evicted", ()))
-        self.cached.update(answer.get("added", ()))
+    @property
+    def cached(self) -> KeysView[str]:
+        """The addresses of the inputs its cache holds."""
+        return self.cache.addresses
 
     def kill(self) -> None:
         """SIGKILL to the executor and what it started: whatever the job does stops now.

@@ -8,6 +8,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from giskard.janitor import Janitor
+from giskard.worker.cache import CacheMirror
 from giskard.worker.executor import ExecutorOptions, ExecutorProcess
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,15 @@ class ExecutorPool:
                 self._start(slot)
         slot.busy = False
         self._free.release()
+
+    @property
+    def caches(self) -> list[CacheMirror]:
+        """The worker's views of its running executors' caches."""
+        return [slot.executor.cache for slot in self._slots if slot.executor is not None]
+
+    @property
+    def cache_limit_bytes(self) -> int:
+        return self._options.cache_bytes * self.size
 
     @property
     def pids(self) -> list[int]:

@@ -21,6 +21,8 @@ from giskard.worker.job_link import CLOSE_TIMEOUT_S, JobLink, end_tasks
 logger = logging.getLogger(__name__)
 
 CONNECTED_MESSAGE = "Connected to Giskard server."
+# How often the worker looks whether its caches changed, to tell the hub (a report is small).
+CACHE_REPORT_INTERVAL_S = 1.0
 
 
 class ConnectionLost(Exception):
@@ -43,9 +45,11 @@ class Session:
         on_connected: Callable[[bool], None] = lambda active: None,
         on_paused: Callable[[bool], None] = lambda paused: None,
         stopped_by: Callable[[], str] = lambda: "Stopped",
+        cache_report: Callable[[], worker_pb2.CacheReport] = worker_pb2.CacheReport,
     ) -> None:
         """`link` holds the worker's jobs, which outlive this session; `stopped_by` says who
-        stopped the worker (for the jobs it drains), unless the hub's admin did."""
+        stopped the worker (for the jobs it drains), unless the hub's admin did;
+        `cache_report` what its caches hold now."""
         self._config = config
         self._stub = worker_pb2_grpc.WorkerHubStub(channel)
         self._link = link
@@ -58,6 +62,8 @@ class Session:
         # Batches once the hub's welcome says it accepts them.
         self._outbox_reader = OutboxReader(self._outbox, worker_batch)
         self._stopped_by = stopped_by
+        self._cache_report = cache_report
+        self._reports_cache = False  # the hub's welcome says whether it takes the reports
         self._stopping = asyncio.Event()
         # How long the running jobs may take to finish once stopping; None: as long as they run.
         self._drain_grace_s: float | None = config.drain_grace_s
@@ -118,6 +124,7 @@ class Session:
         active = welcome.active
         # Before the jobs may write to the outbox (attach below): only the hello was in it.
         self._outbox_reader.batching = welcome.accepts_batches
+        self._reports_cache = welcome.accepts_cache_reports
         # A job's calls beside the session (SendResult, FetchArtifact) name the session.
         session_id = (SESSION_METADATA_KEY, welcome.session_id)
         self._metadata = (*self._metadata, session_id)
@@ -141,11 +148,13 @@ class Session:
     async def _serve(self, call: grpc.aio.StreamStreamCall, stopping: asyncio.Event) -> None:
         reader = asyncio.create_task(self._read(call))
         stop_waiter = asyncio.create_task(stopping.wait())
+        reporter = asyncio.create_task(self._report_cache())
         try:
             await asyncio.wait({reader, stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
             if reader.done():
                 reader.result()  # raises ConnectionLost
                 raise ConnectionLost("the server closed the session", was_connected=True)
+            await end_tasks(reporter)  # nothing more after the drain closes the stream
             await self._drain(reader)
             # The hub ends the session once it has read everything we sent; cancelling the
             # call before then could drop the last results.
@@ -154,7 +163,17 @@ class Session:
             except (TimeoutError, ConnectionLost):
                 logger.debug("the server did not close the session cleanly")
         finally:
-            await end_tasks(stop_waiter, reader)
+            await end_tasks(stop_waiter, reader, reporter)
+
+    async def _report_cache(self) -> None:
+        """Tell the hub what the caches hold, as the session starts and whenever it changes."""
+        sent = None
+        while self._reports_cache:
+            report = self._cache_report()
+            if report != sent:
+                await self._outbox.put(worker_pb2.WorkerMessage(cache=report))
+                sent = report
+            await asyncio.sleep(CACHE_REPORT_INTERVAL_S)
 
     async def _read(self, call: grpc.aio.StreamStreamCall) -> None:
         try:

@@ -17,7 +17,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 
 from giskard.hub.console import actions
-from giskard.hub.console.charts import Chart, line_chart
+from giskard.hub.console.charts import Chart, job_charts, line_chart
 from giskard.hub.console.history import KEPT_S, History
 from giskard.hub.console.job_details import JobDetails
 from giskard.hub.console.job_pages import JobPages
@@ -29,6 +29,7 @@ from giskard.hub.console.sessions import (
     Sessions,
     is_bearer_allowed,
 )
+from giskard.hub.console.worker_pages import WorkerPages
 from giskard.hub.jobs import JobBoard
 from giskard.hub.keys import KeyStore
 from giskard.hub.metrics import CONTENT_TYPE, hub_metrics
@@ -98,6 +99,7 @@ class Console:
             close_revoked=close_revoked,
         )
         self._job_pages = JobPages(self._jobs, details, self._logged_in_page, self._checked_post)
+        self._worker_pages = WorkerPages(status, self._registry, history, self._logged_in_page)
 
     def app(self) -> Starlette:
         return Starlette(
@@ -113,6 +115,7 @@ class Console:
                 Route("/workers", self.workers),
                 Route("/jobs", self.jobs),
                 Route("/jobs/{page_id}", self._job_pages.job),
+                Route("/workers/{worker}", self._worker_pages.worker),
                 Route("/workers/{worker}/{action}", self.control_worker, methods=["POST"]),
                 Route("/keys", self._key_pages.list_keys, methods=["GET"]),
                 Route("/keys", self._key_pages.create, methods=["POST"]),
@@ -209,23 +212,8 @@ class Console:
 
     def _charts(self) -> list[Chart]:
         """Jobs ended and their latency per minute, and the queue length, over the last hour."""
-        minutes = self._history.per_minute()
         return [
-            line_chart(
-                "Jobs ended per minute",
-                "jobs",
-                {"ended": [(m.start, m.ended) for m in minutes]},
-                KEPT_S,
-            ),
-            line_chart(
-                "Latency per minute (submitted to ended)",
-                "s",
-                {
-                    "p50": [(m.start, m.p50_s) for m in minutes],
-                    "p95": [(m.start, m.p95_s) for m in minutes],
-                },
-                KEPT_S,
-            ),
+            *job_charts(self._history.per_minute(), KEPT_S),
             line_chart(
                 "Queue length",
                 "jobs",

@@ -6,6 +6,8 @@ import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from giskard.hub.console.history import Minute
+
 WIDTH, HEIGHT, MARGIN = 600, 160, 30
 
 
@@ -52,3 +54,24 @@ def line_chart(
         for name, values in named.items()
     )
     return Chart(title, f"{top:.3g} {unit}", series)
+
+
+def job_charts(minutes: Sequence[Minute], span_s: float) -> list[Chart]:
+    """The jobs that ended per minute, and their latency per minute (p50 and p95)."""
+    return [
+        line_chart(
+            "Jobs ended per minute",
+            "jobs",
+            {"ended": [(m.start, m.ended) for m in minutes]},
+            span_s,
+        ),
+        line_chart(
+            "Latency per minute (submitted to ended)",
+            "s",
+            {
+                "p50": [(m.start, m.p50_s) for m in minutes],
+                "p95": [(m.start, m.p95_s) for m in minutes],
+            },
+            span_s,
+        ),
+    ]

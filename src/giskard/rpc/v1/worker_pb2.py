@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from giskard.rpc.v1 import common_pb2 as giskard_dot_rpc_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bgiskard/rpc/v1/worker.proto\x12\x0egiskard.rpc.v1\x1a\x1bgiskard/rpc/v1/common.proto\"+\n\x0bResultChunk\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\x10\n\x0eResultReceived\"\xa0\x02\n\rWorkerMessage\x12&\n\x05hello\x18\x01 \x01(\x0b\x32\x15.giskard.rpc.v1.HelloH\x00\x12+\n\x06output\x18\x02 \x01(\x0b\x32\x19.giskard.rpc.v1.JobOutputH\x00\x12%\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x16.giskard.rpc.v1.JobEndH\x00\x12,\n\x08\x64raining\x18\x04 \x01(\x0b\x32\x18.giskard.rpc.v1.DrainingH\x00\x12/\n\x08progress\x18\x05 \x01(\x0b\x32\x1b.giskard.rpc.v1.JobProgressH\x00\x12,\n\x05\x62\x61tch\x18P \x01(\x0b\x32\x1b.giskard.rpc.v1.WorkerBatchH\x00\x42\x06\n\x04kind\"\xba\x02\n\nHubMessage\x12*\n\x07welcome\x18\x01 \x01(\x0b\x32\x17.giskard.rpc.v1.WelcomeH\x00\x12*\n\x07refusal\x18\x02 \x01(\x0b\x32\x17.giskard.rpc.v1.RefusalH\x00\x12\"\n\x03job\x18\x03 \x01(\x0b\x32\x13.giskard.rpc.v1.JobH\x00\x12$\n\x04role\x18\x04 \x01(\x0b\x32\x14.giskard.rpc.v1.RoleH\x00\x12+\n\x06\x63\x61ncel\x18\x05 \x01(\x0b\x32\x19.giskard.rpc.v1.CancelJobH\x00\x12*\n\x07\x63ontrol\x18( \x01(\x0b\x32\x17.giskard.rpc.v1.ControlH\x00\x12)\n\x05\x62\x61tch\x18P \x01(\x0b\x32\x18.giskard.rpc.v1.HubBatchH\x00\x42\x06\n\x04kind\">\n\x0bWorkerBatch\x12/\n\x08messages\x18\x01 \x03(\x0b\x32\x1d.giskard.rpc.v1.WorkerMessage\"8\n\x08HubBatch\x12,\n\x08messages\x18\x01 \x03(\x0b\x32\x1a.giskard.rpc.v1.HubMessage\"\xc7\x01\n\x05Hello\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12(\n\x04info\x18\x02 \x01(\x0b\x32\x1a.giskard.rpc.v1.WorkerInfo\x12\x13\n\x0b\x63oncurrency\x18\x03 \x01(\r\x12\x10\n\x08prefetch\x18\x04 \x01(\r\x12\x11\n\theld_jobs\x18< \x03(\t\x12\x12\n\nreattaches\x18= \x01(\x08\x12\x17\n\x0f\x61\x63\x63\x65pts_batches\x18P \x01(\x08\x12\x13\n\x0b\x63ompression\x18\x64 \x03(\t\"\xb8\x01\n\x07Welcome\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x13\n\x0bhub_version\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tive\x18\x03 \x01(\x08\x12\x12\n\nsession_id\x18\x04 \x01(\t\x12\x12\n\nreattached\x18< \x03(\t\x12\x18\n\x10reattach_grace_s\x18> \x01(\x01\x12\x17\n\x0f\x61\x63\x63\x65pts_batches\x18P \x01(\x08\x12\x13\n\x0b\x63ompression\x18\x64 \x01(\t\"\xd2\x01\n\x07Refusal\x12.\n\x06reason\x18\x01 \x01(\x0e\x32\x1e.giskard.rpc.v1.Refusal.Reason\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x85\x01\n\x06Reason\x12\x16\n\x12REASON_UNSPECIFIED\x10\x00\x12\x14\n\x10PROTOCOL_VERSION\x10\x01\x12\r\n\tBAD_HELLO\x10\x02\x12\x0f\n\x0bKEY_REVOKED\x10\x03\x12\x0f\n\x0b\x42\x41\x44_MESSAGE\x10\x04\x12\x0e\n\nNAME_TAKEN\x10\x14\x12\x0c\n\x08REPLACED\x10\x15\"\'\n\x04Role\x12\x0e\n\x06\x61\x63tive\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\"<\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12%\n\x04spec\x18\x02 \x01(\x0b\x32\x17.giskard.rpc.v1.JobSpec\"\x1b\n\tCancelJob\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\xa2\x01\n\x07\x43ontrol\x12.\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x1e.giskard.rpc.v1.Control.Action\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\x12\n\n\x02\x62y\x18\x03 \x01(\t\"L\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\t\n\x05PAUSE\x10\x01\x12\n\n\x06RESUME\x10\x02\x12\t\n\x05\x44RAIN\x10\x03\x12\x08\n\x04STOP\x10\x04\"\n\n\x08\x44raining\"K\n\x14\x46\x65tchArtifactRequest\x12\x0e\n\x06\x62lake3\x18\x02 \x01(\t\x12\x15\n\rshared_memory\x18Z \x01(\x08J\x04\x08\x01\x10\x02R\x06sha256\"U\n\x05\x43hunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x13\n\x0b\x63ompression\x18\x64 \x01(\t\x12\x13\n\x0bshared_path\x18Z \x01(\t\x12\x14\n\x0cshared_inode\x18[ \x01(\x04\x32\xf2\x01\n\tWorkerHub\x12H\n\x07\x43onnect\x12\x1d.giskard.rpc.v1.WorkerMessage\x1a\x1a.giskard.rpc.v1.HubMessage(\x01\x30\x01\x12N\n\rFetchArtifact\x12$.giskard.rpc.v1.FetchArtifactRequest\x1a\x15.giskard.rpc.v1.Chunk0\x01\x12K\n\nSendResult\x12\x1b.giskard.rpc.v1.ResultChunk\x1a\x1e.giskard.rpc.v1.ResultReceived(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bgiskard/rpc/v1/worker.proto\x12\x0egiskard.rpc.v1\x1a\x1bgiskard/rpc/v1/common.proto\"+\n\x0bResultChunk\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\x10\n\x0eResultReceived\"\xce\x02\n\rWorkerMessage\x12&\n\x05hello\x18\x01 \x01(\x0b\x32\x15.giskard.rpc.v1.HelloH\x00\x12+\n\x06output\x18\x02 \x01(\x0b\x32\x19.giskard.rpc.v1.JobOutputH\x00\x12%\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x16.giskard.rpc.v1.JobEndH\x00\x12,\n\x08\x64raining\x18\x04 \x01(\x0b\x32\x18.giskard.rpc.v1.DrainingH\x00\x12/\n\x08progress\x18\x05 \x01(\x0b\x32\x1b.giskard.rpc.v1.JobProgressH\x00\x12,\n\x05\x62\x61tch\x18P \x01(\x0b\x32\x1b.giskard.rpc.v1.WorkerBatchH\x00\x12,\n\x05\x63\x61\x63he\x18n \x01(\x0b\x32\x1b.giskard.rpc.v1.CacheReportH\x00\x42\x06\n\x04kind\"\xba\x02\n\nHubMessage\x12*\n\x07welcome\x18\x01 \x01(\x0b\x32\x17.giskard.rpc.v1.WelcomeH\x00\x12*\n\x07refusal\x18\x02 \x01(\x0b\x32\x17.giskard.rpc.v1.RefusalH\x00\x12\"\n\x03job\x18\x03 \x01(\x0b\x32\x13.giskard.rpc.v1.JobH\x00\x12$\n\x04role\x18\x04 \x01(\x0b\x32\x14.giskard.rpc.v1.RoleH\x00\x12+\n\x06\x63\x61ncel\x18\x05 \x01(\x0b\x32\x19.giskard.rpc.v1.CancelJobH\x00\x12*\n\x07\x63ontrol\x18( \x01(\x0b\x32\x17.giskard.rpc.v1.ControlH\x00\x12)\n\x05\x62\x61tch\x18P \x01(\x0b\x32\x18.giskard.rpc.v1.HubBatchH\x00\x42\x06\n\x04kind\">\n\x0bWorkerBatch\x12/\n\x08messages\x18\x01 \x03(\x0b\x32\x1d.giskard.rpc.v1.WorkerMessage\"8\n\x08HubBatch\x12,\n\x08messages\x18\x01 \x03(\x0b\x32\x1a.giskard.rpc.v1.HubMessage\"\xc7\x01\n\x05Hello\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12(\n\x04info\x18\x02 \x01(\x0b\x32\x1a.giskard.rpc.v1.WorkerInfo\x12\x13\n\x0b\x63oncurrency\x18\x03 \x01(\r\x12\x10\n\x08prefetch\x18\x04 \x01(\r\x12\x11\n\theld_jobs\x18< \x03(\t\x12\x12\n\nreattaches\x18= \x01(\x08\x12\x17\n\x0f\x61\x63\x63\x65pts_batches\x18P \x01(\x08\x12\x13\n\x0b\x63ompression\x18\x64 \x03(\t\"\xd7\x01\n\x07Welcome\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x13\n\x0bhub_version\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tive\x18\x03 \x01(\x08\x12\x12\n\nsession_id\x18\x04 \x01(\t\x12\x12\n\nreattached\x18< \x03(\t\x12\x18\n\x10reattach_grace_s\x18> \x01(\x01\x12\x17\n\x0f\x61\x63\x63\x65pts_batches\x18P \x01(\x08\x12\x13\n\x0b\x63ompression\x18\x64 \x01(\t\x12\x1d\n\x15\x61\x63\x63\x65pts_cache_reports\x18n \x01(\x08\"\xa2\x01\n\x0b\x43\x61\x63heReport\x12\x0f\n\x07\x65ntries\x18\x01 \x01(\x04\x12\x12\n\nsize_bytes\x18\x02 \x01(\x04\x12\x13\n\x0blimit_bytes\x18\x03 \x01(\x04\x12,\n\x07largest\x18\x04 \x03(\x0b\x32\x1b.giskard.rpc.v1.CachedInput\x12+\n\x06latest\x18\x05 \x03(\x0b\x32\x1b.giskard.rpc.v1.CachedInput\"A\n\x0b\x43\x61\x63hedInput\x12\x0e\n\x06\x62lake3\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x14\n\x0clast_used_at\x18\x03 \x01(\x01\"\xd2\x01\n\x07Refusal\x12.\n\x06reason\x18\x01 \x01(\x0e\x32\x1e.giskard.rpc.v1.Refusal.Reason\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x85\x01\n\x06Reason\x12\x16\n\x12REASON_UNSPECIFIED\x10\x00\x12\x14\n\x10PROTOCOL_VERSION\x10\x01\x12\r\n\tBAD_HELLO\x10\x02\x12\x0f\n\x0bKEY_REVOKED\x10\x03\x12\x0f\n\x0b\x42\x41\x44_MESSAGE\x10\x04\x12\x0e\n\nNAME_TAKEN\x10\x14\x12\x0c\n\x08REPLACED\x10\x15\"\'\n\x04Role\x12\x0e\n\x06\x61\x63tive\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\"<\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12%\n\x04spec\x18\x02 \x01(\x0b\x32\x17.giskard.rpc.v1.JobSpec\"\x1b\n\tCancelJob\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\xa2\x01\n\x07\x43ontrol\x12.\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x1e.giskard.rpc.v1.Control.Action\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\x12\n\n\x02\x62y\x18\x03 \x01(\t\"L\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\t\n\x05PAUSE\x10\x01\x12\n\n\x06RESUME\x10\x02\x12\t\n\x05\x44RAIN\x10\x03\x12\x08\n\x04STOP\x10\x04\"\n\n\x08\x44raining\"K\n\x14\x46\x65tchArtifactRequest\x12\x0e\n\x06\x62lake3\x18\x02 \x01(\t\x12\x15\n\rshared_memory\x18Z \x01(\x08J\x04\x08\x01\x10\x02R\x06sha256\"U\n\x05\x43hunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x13\n\x0b\x63ompression\x18\x64 \x01(\t\x12\x13\n\x0bshared_path\x18Z \x01(\t\x12\x14\n\x0cshared_inode\x18[ \x01(\x04\x32\xf2\x01\n\tWorkerHub\x12H\n\x07\x43onnect\x12\x1d.giskard.rpc.v1.WorkerMessage\x1a\x1a.giskard.rpc.v1.HubMessage(\x01\x30\x01\x12N\n\rFetchArtifact\x12$.giskard.rpc.v1.FetchArtifactRequest\x1a\x15.giskard.rpc.v1.Chunk0\x01\x12K\n\nSendResult\x12\x1b.giskard.rpc.v1.ResultChunk\x1a\x1e.giskard.rpc.v1.ResultReceived(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,37 +37,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RESULTRECEIVED']._serialized_start=121
   _globals['_RESULTRECEIVED']._serialized_end=137
   _globals['_WORKERMESSAGE']._serialized_start=140
-  _globals['_WORKERMESSAGE']._serialized_end=428
-  _globals['_HUBMESSAGE']._serialized_start=431
-  _globals['_HUBMESSAGE']._serialized_end=745
-  _globals['_WORKERBATCH']._serialized_start=747
-  _globals['_WORKERBATCH']._serialized_end=809
-  _globals['_HUBBATCH']._serialized_start=811
-  _globals['_HUBBATCH']._serialized_end=867
-  _globals['_HELLO']._serialized_start=870
-  _globals['_HELLO']._serialized_end=1069
-  _globals['_WELCOME']._serialized_start=1072
-  _globals['_WELCOME']._serialized_end=1256
-  _globals['_REFUSAL']._serialized_start=1259
-  _globals['_REFUSAL']._serialized_end=1469
-  _globals['_REFUSAL_REASON']._serialized_start=1336
-  _globals['_REFUSAL_REASON']._serialized_end=1469
-  _globals['_ROLE']._serialized_start=1471
-  _globals['_ROLE']._serialized_end=1510
-  _globals['_JOB']._serialized_start=1512
-  _globals['_JOB']._serialized_end=1572
-  _globals['_CANCELJOB']._serialized_start=1574
-  _globals['_CANCELJOB']._serialized_end=1601
-  _globals['_CONTROL']._serialized_start=1604
-  _globals['_CONTROL']._serialized_end=1766
-  _globals['_CONTROL_ACTION']._serialized_start=1690
-  _globals['_CONTROL_ACTION']._serialized_end=1766
-  _globals['_DRAINING']._serialized_start=1768
-  _globals['_DRAINING']._serialized_end=1778
-  _globals['_FETCHARTIFACTREQUEST']._serialized_start=1780
-  _globals['_FETCHARTIFACTREQUEST']._serialized_end=1855
-  _globals['_CHUNK']._serialized_start=1857
-  _globals['_CHUNK']._serialized_end=1942
-  _globals['_WORKERHUB']._serialized_start=1945
-  _globals['_WORKERHUB']._serialized_end=2187
+  _globals['_WORKERMESSAGE']._serialized_end=474
+  _globals['_HUBMESSAGE']._serialized_start=477
+  _globals['_HUBMESSAGE']._serialized_end=791
+  _globals['_WORKERBATCH']._serialized_start=793
+  _globals['_WORKERBATCH']._serialized_end=855
+  _globals['_HUBBATCH']._serialized_start=857
+  _globals['_HUBBATCH']._serialized_end=913
+  _globals['_HELLO']._serialized_start=916
+  _globals['_HELLO']._serialized_end=1115
+  _globals['_WELCOME']._serialized_start=1118
+  _globals['_WELCOME']._serialized_end=1333
+  _globals['_CACHEREPORT']._serialized_start=1336
+  _globals['_CACHEREPORT']._serialized_end=1498
+  _globals['_CACHEDINPUT']._serialized_start=1500
+  _globals['_CACHEDINPUT']._serialized_end=1565
+  _globals['_REFUSAL']._serialized_start=1568
+  _globals['_REFUSAL']._serialized_end=1778
+  _globals['_REFUSAL_REASON']._serialized_start=1645
+  _globals['_REFUSAL_REASON']._serialized_end=1778
+  _globals['_ROLE']._serialized_start=1780
+  _globals['_ROLE']._serialized_end=1819
+  _globals['_JOB']._serialized_start=1821
+  _globals['_JOB']._serialized_end=1881
+  _globals['_CANCELJOB']._serialized_start=1883
+  _globals['_CANCELJOB']._serialized_end=1910
+  _globals['_CONTROL']._serialized_start=1913
+  _globals['_CONTROL']._serialized_end=2075
+  _globals['_CONTROL_ACTION']._serialized_start=1999
+  _globals['_CONTROL_ACTION']._serialized_end=2075
+  _globals['_DRAINING']._serialized_start=2077
+  _globals['_DRAINING']._serialized_end=2087
+  _globals['_FETCHARTIFACTREQUEST']._serialized_start=2089
+  _globals['_FETCHARTIFACTREQUEST']._serialized_end=2164
+  _globals['_CHUNK']._serialized_start=2166
+  _globals['_CHUNK']._serialized_end=2251
+  _globals['_WORKERHUB']._serialized_start=2254
+  _globals['_WORKERHUB']._serialized_end=2496
 # @@protoc_insertion_point(module_scope)

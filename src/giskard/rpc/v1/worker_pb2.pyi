@@ -21,20 +21,22 @@ class ResultReceived(_message.Message):
     def __init__(self) -> None: ...
 
 class WorkerMessage(_message.Message):
-    __slots__ = ("hello", "output", "end", "draining", "progress", "batch")
+    __slots__ = ("hello", "output", "end", "draining", "progress", "batch", "cache")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
     DRAINING_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
+    CACHE_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     output: _common_pb2.JobOutput
     end: _common_pb2.JobEnd
     draining: Draining
     progress: _common_pb2.JobProgress
     batch: WorkerBatch
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., output: _Optional[_Union[_common_pb2.JobOutput, _Mapping]] = ..., end: _Optional[_Union[_common_pb2.JobEnd, _Mapping]] = ..., draining: _Optional[_Union[Draining, _Mapping]] = ..., progress: _Optional[_Union[_common_pb2.JobProgress, _Mapping]] = ..., batch: _Optional[_Union[WorkerBatch, _Mapping]] = ...) -> None: ...
+    cache: CacheReport
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., output: _Optional[_Union[_common_pb2.JobOutput, _Mapping]] = ..., end: _Optional[_Union[_common_pb2.JobEnd, _Mapping]] = ..., draining: _Optional[_Union[Draining, _Mapping]] = ..., progress: _Optional[_Union[_common_pb2.JobProgress, _Mapping]] = ..., batch: _Optional[_Union[WorkerBatch, _Mapping]] = ..., cache: _Optional[_Union[CacheReport, _Mapping]] = ...) -> None: ...
 
 class HubMessage(_message.Message):
     __slots__ = ("welcome", "refusal", "job", "role", "cancel", "control", "batch")
@@ -87,7 +89,7 @@ class Hello(_message.Message):
     def __init__(self, protocol_version: _Optional[int] = ..., info: _Optional[_Union[_common_pb2.WorkerInfo, _Mapping]] = ..., concurrency: _Optional[int] = ..., prefetch: _Optional[int] = ..., held_jobs: _Optional[_Iterable[str]] = ..., reattaches: _Optional[bool] = ..., accepts_batches: _Optional[bool] = ..., compression: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("protocol_version", "hub_version", "active", "session_id", "reattached", "reattach_grace_s", "accepts_batches", "compression")
+    __slots__ = ("protocol_version", "hub_version", "active", "session_id", "reattached", "reattach_grace_s", "accepts_batches", "compression", "accepts_cache_reports")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     HUB_VERSION_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_FIELD_NUMBER: _ClassVar[int]
@@ -96,6 +98,7 @@ class Welcome(_message.Message):
     REATTACH_GRACE_S_FIELD_NUMBER: _ClassVar[int]
     ACCEPTS_BATCHES_FIELD_NUMBER: _ClassVar[int]
     COMPRESSION_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTS_CACHE_REPORTS_FIELD_NUMBER: _ClassVar[int]
     protocol_version: int
     hub_version: str
     active: bool
@@ -104,7 +107,32 @@ class Welcome(_message.Message):
     reattach_grace_s: float
     accepts_batches: bool
     compression: str
-    def __init__(self, protocol_version: _Optional[int] = ..., hub_version: _Optional[str] = ..., active: _Optional[bool] = ..., session_id: _Optional[str] = ..., reattached: _Optional[_Iterable[str]] = ..., reattach_grace_s: _Optional[float] = ..., accepts_batches: _Optional[bool] = ..., compression: _Optional[str] = ...) -> None: ...
+    accepts_cache_reports: bool
+    def __init__(self, protocol_version: _Optional[int] = ..., hub_version: _Optional[str] = ..., active: _Optional[bool] = ..., session_id: _Optional[str] = ..., reattached: _Optional[_Iterable[str]] = ..., reattach_grace_s: _Optional[float] = ..., accepts_batches: _Optional[bool] = ..., compression: _Optional[str] = ..., accepts_cache_reports: _Optional[bool] = ...) -> None: ...
+
+class CacheReport(_message.Message):
+    __slots__ = ("entries", "size_bytes", "limit_bytes", "largest", "latest")
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    LARGEST_FIELD_NUMBER: _ClassVar[int]
+    LATEST_FIELD_NUMBER: _ClassVar[int]
+    entries: int
+    size_bytes: int
+    limit_bytes: int
+    largest: _containers.RepeatedCompositeFieldContainer[CachedInput]
+    latest: _containers.RepeatedCompositeFieldContainer[CachedInput]
+    def __init__(self, entries: _Optional[int] = ..., size_bytes: _Optional[int] = ..., limit_bytes: _Optional[int] = ..., largest: _Optional[_Iterable[_Union[CachedInput, _Mapping]]] = ..., latest: _Optional[_Iterable[_Union[CachedInput, _Mapping]]] = ...) -> None: ...
+
+class CachedInput(_message.Message):
+    __slots__ = ("blake3", "size", "last_used_at")
+    BLAKE3_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    LAST_USED_AT_FIELD_NUMBER: _ClassVar[int]
+    blake3: str
+    size: int
+    last_used_at: float
+    def __init__(self, blake3: _Optional[str] = ..., size: _Optional[int] = ..., last_used_at: _Optional[float] = ...) -> None: ...
 
 class Refusal(_message.Message):
     __slots__ = ("reason", "message")
