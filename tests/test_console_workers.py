@@ -183,8 +183,8 @@ def test_the_history_keeps_the_workers_whose_jobs_ended_last(
     kept = history.History(lambda: 0)
     now = time.time()
     for worker_id in ("a", "b", "a", "c"):  # "b" ended longest ago when "c" comes
-        kept.job_ended(SimpleNamespace(worker_id=worker_id, submitted_at=now - 1), now)
-    kept.job_ended(SimpleNamespace(worker_id="", submitted_at=now), now)  # never sent
+        kept.job_ended(SimpleNamespace(worker_id=worker_id, submitted_at=now - 1), None, now)
+    kept.job_ended(SimpleNamespace(worker_id="", submitted_at=now), None, now)  # never sent
     ended = {w: sum(m.ended for m in kept.per_minute(w)) for w in ("a", "b", "c")}
     assert ended == {"a": 2, "b": 0, "c": 1}
     assert sum(m.ended for m in kept.per_minute()) == 5

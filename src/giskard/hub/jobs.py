@@ -112,11 +112,10 @@ class JobBoard:
         # direction (BYTES_MOVED): each counted in full, however it went (chunks, compressed,
         # inline, shared memory). For the console's /metrics.
         self.bytes_moved: Counter[str] = Counter()
-        # Told of each job as it ends, with when (time.time()): the console's latency metrics.
-        self.ended_observers: list[Callable[[Job, float], None]] = []
-        # Told of each job's end itself too (None: its client left), before its logs may be
-        # dropped for want of room: the console's job pages keep its error and logs.
-        self.end_observers: list[Callable[[Job, common_pb2.JobEnd | None, float], None]] = []
+        # Told of each job as it ends, with its end (None: its client left) and when
+        # (time.time()), before its logs may be dropped for want of room: the console's
+        # latency metrics, charts and job pages.
+        self.ended_observers: list[Callable[[Job, common_pb2.JobEnd | None, float], None]] = []
         self._reattach_grace_s = reattach_grace_s
         # Sessions whose connection dropped with jobs, each with the timer that fails them
         # and when it dropped (time.time()).
@@ -478,9 +477,7 @@ class JobBoard:
         self.ended_by_reason[reason] += 1
         ended_at = time.time()
         for observe in self.ended_observers:
-            observe(job, ended_at)
-        for observe_end in self.end_observers:
-            observe_end(job, end, ended_at)
+            observe(job, end, ended_at)
         self._recent.append(
             _EndedJob(
                 job.job_id, job.kind, job.worker_id, job.submitted_at, ended_at, reason, detail

@@ -18,6 +18,7 @@ from giskard.errors import EndReason
 from giskard.hub.job import Job
 from giskard.hub.jobs import BYTES_MOVED, JobBoard
 from giskard.hub.worker_states import WORKER_STATES, worker_state
+from giskard.rpc.v1 import common_pb2
 
 
 class HubCollector(Collector):
@@ -100,7 +101,7 @@ class JobLatency:
             registry=registry,
         )
 
-    def observe(self, job: Job, ended_at: float) -> None:
+    def observe(self, job: Job, end: common_pb2.JobEnd | None, ended_at: float) -> None:
         """A job that was never sent waited until its end, and did not run."""
         sent_at = job.sent_at or ended_at
         self._queue_wait.labels(job.kind).observe(max(0.0, sent_at - job.submitted_at))

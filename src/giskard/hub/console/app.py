@@ -307,7 +307,7 @@ def console_app(
     hub's calls made with a key just revoked."""
     jobs.ended_observers.append(history.job_ended)
     details = JobDetails(registry)
-    jobs.end_observers.append(details.job_ended)
+    jobs.ended_observers.append(details.job_ended)
     return Console(
         keys,
         status,

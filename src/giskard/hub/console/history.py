@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from giskard.hub.job import Job
+from giskard.rpc.v1 import common_pb2
 
 KEPT_S = 3600.0
 SAMPLE_S = 10.0
@@ -46,7 +47,7 @@ class History:
         self._worker_ends: OrderedDict[str, Ends] = OrderedDict()
         self._queue: deque[tuple[float, int]] = deque(maxlen=int(KEPT_S // SAMPLE_S))
 
-    def job_ended(self, job: Job, ended_at: float) -> None:
+    def job_ended(self, job: Job, end: common_pb2.JobEnd | None, ended_at: float) -> None:
         """Its latency: from submitted to ended; on its worker's too, if it was sent to one."""
         end = (ended_at, max(0.0, ended_at - job.submitted_at))
         _keep(self._ends, end)

@@ -62,7 +62,7 @@ class EndedJobDetails:
 
 class JobDetails:
     """Console ids for the hub's jobs (`page_id`), and the details of the jobs that ended, as
-    JobBoard.end_observers tells them (`job_ended`)."""
+    JobBoard.ended_observers tells them (`job_ended`)."""
 
     def __init__(self, registry: WorkerRegistry) -> None:
         self._registry = registry
