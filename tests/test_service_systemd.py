@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import CONNECTED, free_port, wait_until
-from service_user import ServiceUser, start_session, stop_session, unavailable_reason
+from service_user import ServiceUser, user_session
 
 from giskard.client import HubClient
 from giskard.hub import Hub
@@ -21,16 +21,8 @@ UNIT = "giskard-worker"
 
 @pytest.fixture(scope="module")
 def user() -> Iterator[ServiceUser]:
-    reason = unavailable_reason()
-    if reason is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"the systemd tests must run in CI: {reason}")
-        pytest.skip(reason)
-    session = start_session()
-    try:
+    with user_session() as session:
         yield session
-    finally:
-        stop_session()
 
 
 @pytest.fixture(autouse=True)
