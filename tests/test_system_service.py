@@ -330,7 +330,7 @@ def test_status_system_reads_the_instances_from_their_files(system_root: Path) -
     assert (row["interpreter"], row["hub"]) == (the_spec.interpreter, "10.0.0.7:41000")
 
 
-@pytest.mark.parametrize("command", ["logs", "restart"])
+@pytest.mark.parametrize("command", ["logs", "restart", "upgrade"])
 def test_commands_on_a_missing_system_service_say_so(system_root: Path, command: str) -> None:
     result = run_cli(system_root, "worker", command, "--system", "-h", "10.0.0.9")
     assert result.returncode == 1

@@ -290,3 +290,25 @@ def logs(
     for line in backend.log_lines(name, lines):
         typer.echo(line)
 
+
+@worker_app.command()
+def upgrade(
+    host: str = HOST,
+    port: int = PORT,
+    system: bool = SYSTEM,
+    requirement: str = typer.Option(
+        "giskard-worker",
+        "--requirement",
+        help="What pip installs: a requirement (giskard-worker==1.2) or a wheel's path.",
+    ),
+) -> None:
+    """Upgrade the worker service for this hub in its own Python environment: stop it (it
+    drains), `pip install -U` there, start it again; a failed install leaves the version
+    it ran."""
+    from giskard.installer.upgrade import upgrade_service
+
+    report = upgrade_service(HubAddress(host, port), requirement, system=system)
+    if report.old == report.new:
+        typer.echo(f"{report.service}: {report.new}, unchanged (pip found nothing newer).")
+    else:
+        typer.echo(f"Upgraded {report.service}: {report.old} -> {report.new}.")
