@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 SESSION_SCRIPT = ROOT / ".ci" / "systemd-user-session.sh"
 VENV_NAME = "venvs/py 100% giskard"
@@ -119,8 +121,6 @@ def start_session() -> ServiceUser:
 @contextlib.contextmanager
 def user_session() -> Iterator[ServiceUser]:
     """The session for a test module: skipped where it cannot run, except in CI."""
-    import pytest
-
     reason = unavailable_reason()
     if reason is not None:
         if os.environ.get("CI"):
@@ -131,6 +131,24 @@ def user_session() -> Iterator[ServiceUser]:
         yield session
     finally:
         stop_session()
+
+
+def session_fixtures() -> tuple[object, object]:
+    """For a test module: `user`, the session (module scope), and `clean`, which after each
+    test stops every worker of the user's and removes their state."""
+
+    @pytest.fixture(scope="module")
+    def user() -> Iterator[ServiceUser]:
+        with user_session() as session:
+            yield session
+
+    @pytest.fixture(autouse=True)
+    def clean(user: ServiceUser) -> Iterator[None]:
+        yield
+        user.giskard("worker", "stop", "-a")
+        user.run("rm", "-rf", str(user.home / "giskard-home"), str(user.home / "broken-home"))
+
+    return user, clean
 
 
 def stop_session() -> None:

@@ -6,12 +6,10 @@ import json
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from conftest import CONNECTED, free_port, wait_until
-from service_user import ServiceUser, user_session
+from service_user import ServiceUser, session_fixtures
 
 from giskard.client import HubClient
 from giskard.hub import Hub
@@ -19,17 +17,7 @@ from giskard.hub import Hub
 UNIT = "giskard-worker"
 
 
-@pytest.fixture(scope="module")
-def user() -> Iterator[ServiceUser]:
-    with user_session() as session:
-        yield session
-
-
-@pytest.fixture(autouse=True)
-def clean(user: ServiceUser) -> Iterator[None]:
-    yield
-    user.giskard("worker", "stop", "-a")
-    user.run("rm", "-rf", str(user.home / "giskard-home"), str(user.home / "broken-home"))
+user, clean = session_fixtures()
 
 
 def unit_file(user: ServiceUser, name: str = UNIT) -> Path:

@@ -29,7 +29,13 @@ from giskard.hub import Hub
 from giskard.installer.base import ServiceSpec
 from giskard.installer.commands import Result
 from giskard.installer.naming import service_name
-from giskard.installer.system import SYSTEM_ROOT_ENV, SystemServiceBackend, system_manager_problem
+from giskard.installer.system import (
+    SYSTEM_ROOT_ENV,
+    SystemServiceBackend,
+    install_instance,
+    stop_system_service,
+    system_manager_problem,
+)
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -299,6 +305,36 @@ def test_install_stop_and_logs_run_these_commands_without_a_system_manager(
     ]
     # The last instance gone, nothing of it stays: drop-in, key, template.
     assert [p for p in etc.rglob("*") if p.is_file()] == []
+
+
+def test_a_new_key_alone_restarts_the_instance_without_a_system_manager(tmp_path: Path) -> None:
+    systemctl = RecordingSystemctl()
+    backend = SystemServiceBackend(runner=systemctl, root=tmp_path)
+    unit = "giskard-worker@giskard-worker.service"
+    assert install_instance(backend, spec(), "k-1").action.name == "INSTALLED"
+    systemctl.calls.clear()
+    assert install_instance(backend, spec(), "k-1").action.name == "UNCHANGED"
+    assert systemctl.commands() == []
+    assert install_instance(backend, spec(), "k-2").action.name == "UPDATED"
+    assert systemctl.commands() == [
+        ["systemctl", "--no-pager", "reset-failed", unit],
+        ["systemctl", "--no-pager", "restart", unit],
+    ]
+    assert backend.key_path(spec().name).read_text() == "k-2\n"
+
+
+def test_stop_all_stops_every_instance_without_a_system_manager(tmp_path: Path) -> None:
+    systemctl = RecordingSystemctl()
+    backend = SystemServiceBackend(runner=systemctl, root=tmp_path)
+    specs = [spec(), spec("10.0.0.7", 41000)]
+    for the_spec in specs:
+        install_instance(backend, the_spec, "k-1")
+    assert stop_system_service(HubAddress("10.0.0.9", 40051), backend) == []
+    stopped = stop_system_service(None, backend)
+    assert stopped == [f"system service {backend.unit(s.name)}" for s in specs]
+    disabled = [call[-1] for call in systemctl.calls if "disable" in call]
+    assert disabled == [backend.unit(s.name) for s in specs]
+    assert backend.names() == [] and list((tmp_path / "etc").rglob("*.*")) == []
 
 
 def test_halt_and_restart_for_an_upgrade_without_a_system_manager(tmp_path: Path) -> None:

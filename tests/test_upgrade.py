@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import free_port, wait_until
-from service_user import ROOT, ServiceUser, install_project, user_session
+from service_user import ROOT, ServiceUser, install_project, session_fixtures
 
 from giskard import __version__
 from giskard.client import HubClient
@@ -24,17 +24,7 @@ NEW_VERSION = f"{__version__}.post1"
 MISSING_WHEEL = "/nonexistent/giskard_worker-99.0.0-py3-none-any.whl"
 
 
-@pytest.fixture(scope="module")
-def user() -> Iterator[ServiceUser]:
-    with user_session() as session:
-        yield session
-
-
-@pytest.fixture(autouse=True)
-def clean(user: ServiceUser) -> Iterator[None]:
-    yield
-    user.giskard("worker", "stop", "-a")
-    user.run("rm", "-rf", str(user.home / "giskard-home"))
+user, clean = session_fixtures()
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from giskard.credentials import Credentials
 from giskard.errors import ConfigurationError, ExitCode, InstallerError
 from giskard.installer.base import Action, InstallOutcome, ServiceSpec, current_spec
 from giskard.installer.commands import run_tool
+from giskard.installer.detect import manager_problem
 from giskard.installer.files import write_secret
 from giskard.installer.naming import SERVICE_PREFIX, is_worker_service, service_name
 from giskard.installer.render import render
@@ -153,14 +154,19 @@ def start_system_service(
     problem = system_manager_problem()
     if problem:
         raise InstallerError(f"cannot install a system service: {problem}")
-    new_key = backend.store_key(spec.name, credentials.key)
+    return SystemStartReport(backend, spec, install_instance(backend, spec, credentials.key))
+
+
+def install_instance(backend: SystemServiceBackend, spec: ServiceSpec, key: str) -> InstallOutcome:
+    """Store the key and converge the instance; a new key alone restarts it too, since
+    systemd hands a credential over at start only."""
+    new_key = backend.store_key(spec.name, key)
     outcome = backend.install(spec)
     if new_key and outcome.action is Action.UNCHANGED:
-        # systemd hands the credential over at start: a running worker has the old key.
         backend.restart(spec.name)
         status = backend.status(spec.name)
         outcome = InstallOutcome(Action.UPDATED, pid=status.pid if status else None)
-    return SystemStartReport(backend, spec, outcome)
+    return outcome
 
 
 def account(user: str) -> tuple[str, str]:
@@ -182,14 +188,7 @@ def system_manager_problem() -> str | None:
     """Why systemd's system manager cannot be used here, or None when it can."""
     if not Path("/run/systemd/system").is_dir():
         return "systemd is not running on this machine"
-    try:
-        state = run_tool(["systemctl", "is-system-running"], timeout_s=10).stdout.strip()
-    except InstallerError as exc:
-        return str(exc)
-    # It exits 1 for "degraded" too (some unit failed), which is still a usable manager.
-    if state not in ("running", "degraded", "starting", "initializing"):
-        return f"the systemd system manager is not reachable ({state or 'no answer'})"
-    return None
+    return manager_problem((), "the systemd system manager")
 
 
 def system_statuses() -> list[WorkerStatus]:
@@ -200,10 +199,12 @@ def system_statuses() -> list[WorkerStatus]:
     return [WorkerStatus(status, None, None) for status in found if status is not None]
 
 
-def stop_system_service(address: HubAddress | None) -> list[str]:
+def stop_system_service(
+    address: HubAddress | None, backend: SystemServiceBackend | None = None
+) -> list[str]:
     """Stop and remove the instance for `address`, or every instance when None; what was
     stopped."""
-    backend = SystemServiceBackend()
+    backend = backend or SystemServiceBackend()
     names = backend.names() if address is None else [service_name(address)]
     present = set(backend.names())
     return [
