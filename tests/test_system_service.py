@@ -337,6 +337,21 @@ def test_stop_all_stops_every_instance_without_a_system_manager(tmp_path: Path) 
     assert backend.names() == [] and list((tmp_path / "etc").rglob("*.*")) == []
 
 
+def test_logs_fall_back_to_the_instances_own_log_without_a_system_manager(
+    tmp_path: Path,
+) -> None:
+    def empty_journal(argv: Sequence[str], **_: object) -> Result:
+        return Result(tuple(argv), 0, "-- No entries --\n", "")
+
+    backend = SystemServiceBackend(runner=empty_journal, root=tmp_path)
+    log = tmp_path / "var" / "lib" / "giskard-worker" / "giskard-worker" / "run" / "ml-worker.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("first\nWARNING giskard.worker: Cannot reach the Giskard server\n")
+    first, *rest = backend.log_lines("giskard-worker", 10)
+    assert first == f"(the journal has no entries for it; showing {log})"
+    assert rest == ["first", "WARNING giskard.worker: Cannot reach the Giskard server"]
+
+
 def test_halt_and_restart_for_an_upgrade_without_a_system_manager(tmp_path: Path) -> None:
     systemctl = RecordingSystemctl()
     backend = SystemServiceBackend(runner=systemctl, root=tmp_path)

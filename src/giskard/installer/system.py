@@ -29,6 +29,7 @@ from giskard.installer.naming import SERVICE_PREFIX, is_worker_service, service_
 from giskard.installer.render import render
 from giskard.installer.service import WorkerStatus
 from giskard.installer.systemd import Runner, SystemdBackend
+from giskard.paths import WORKER_LOG_NAME
 from giskard.tls import ChannelSecurity
 
 # Where /etc is: tests install under a directory of theirs, never into the machine's /etc.
@@ -53,6 +54,7 @@ class SystemServiceBackend(SystemdBackend):
         root = root or system_root()
         self.unit_dir = root / "etc" / "systemd" / "system"
         self.key_dir = root / "etc" / "giskard-worker"
+        self.state_dir = root / "var" / "lib" / "giskard-worker"  # the units' StateDirectory=
 
     @property
     def template_path(self) -> Path:
@@ -69,6 +71,9 @@ class SystemServiceBackend(SystemdBackend):
     def unit_path(self, name: str) -> Path:
         """The instance's drop-in: the user, interpreter and hub of this instance alone."""
         return self.unit_dir / f"{self.unit(name)}.d" / DROP_IN
+
+    def log_file(self, name: str) -> Path:
+        return self.state_dir / name / "run" / WORKER_LOG_NAME
 
     def key_path(self, name: str) -> Path:
         return self.key_dir / f"{name}.key"

@@ -60,6 +60,10 @@ class SystemdBackend(Backend):
     def remove_files(self, name: str) -> None:
         self.unit_path(name).unlink(missing_ok=True)
 
+    def log_file(self, name: str) -> Path:
+        """The worker's own log, read where the journal has nothing."""
+        return worker_log_path()
+
     def render_unit(self, spec: ServiceSpec) -> str:
         return render(
             "systemd.service.j2",
@@ -172,15 +176,16 @@ class SystemdBackend(Backend):
         problem, output = self._journal(name, lines)
         if problem is None:
             return output
-        return [f"({problem}; showing {worker_log_path()})", *read_tail(worker_log_path(), lines)]
+        log_file = self.log_file(name)
+        return [f"({problem}; showing {log_file})", *read_tail(log_file, lines)]
 
     def follow_logs(self, name: str, lines: int) -> int:
         problem, _ = self._journal(name, 1)
         if problem is not None:
             from giskard.installer.files import follow_file
 
-            print(f"({problem}; following {worker_log_path()})", flush=True)
-            return follow_file(worker_log_path(), lines)
+            print(f"({problem}; following {self.log_file(name)})", flush=True)
+            return follow_file(self.log_file(name), lines)
         argv = ["journalctl", *self.scope, "-u", self.unit(name), "-f", "-n", str(lines)]
         try:
             return subprocess.run(
@@ -213,14 +218,18 @@ class SystemdBackend(Backend):
         argv = ["journalctl", *self.scope, "-u", self.unit(name), "-n", str(lines), "--no-pager"]
         result = self._runner([*argv, "-o", "short-iso"], timeout_s=20)
         text = (result.stderr + result.stdout).strip()
-        journal = "the user journal" if self.scope else "the journal"
+        # Per-user journal files exist only where journald stores them persistently.
+        journal, why = ("the user journal", "journald keeps no per-user files here")
+        if not self.scope:
+            journal, why = ("the journal", "not root, nor in the systemd-journal group")
         if "insufficient permissions" in text or "No journal files" in text:
-            return f"{journal} is not readable (journald keeps no per-user files here)", []
+            return f"{journal} is not readable ({why})", []
         if not result.ok:
             return f"journalctl failed: {result.first_error_line()}", []
         entries = [line for line in result.stdout.splitlines() if not line.startswith("-- ")]
         if not entries:
-            return f"{journal} has no entries for it (journald may keep no user files)", []
+            maybe = " (journald may keep no user files)" if self.scope else ""
+            return f"{journal} has no entries for it{maybe}", []
         return None, entries
 
     def _show(self, name: str, properties: str = _SHOW_PROPERTIES, *, unix: bool = False) -> dict:
