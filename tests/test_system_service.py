@@ -169,27 +169,37 @@ START = ("worker", "start", "-d", "-h", "hub.example.com")
     ("args", "env", "code", "message"),
     [
         (
-            (*START[:2], "--system", "--run-as", "root"),
+            (*START[:2], "--system", "--run-as", "nobody"),
             {},
             2,
             "--system installs a service: add -d",
         ),
         ((*START, "--system"), {}, 2, "--system needs --run-as USER"),
-        ((*START, "--run-as", "root"), {}, 2, "--run-as is for the system-wide service"),
+        ((*START, "--run-as", "nobody"), {}, 2, "--run-as is for the system-wide service"),
         ((*START, "--system", "--run-as", "no-such-user-42"), {}, 78, "no such user"),
+        ((*START, "--system", "--run-as", "root"), {}, 78, "must run as an unprivileged user"),
         (
-            ("worker", "start", "-d", "-h", "hub\x1bexample.com", "--system", "--run-as", "root"),
+            ("worker", "start", "-d", "-h", "hub\x1bexample.com", "--system", "--run-as", "nobody"),
             {},
             2,
             "it has a control character",
         ),
         (
-            ("worker", "start", "-d", "-h", "hub\nExecStartPre=/x", "--system", "--run-as", "root"),
+            (
+                "worker",
+                "start",
+                "-d",
+                "-h",
+                "hub\nExecStartPre=/x",
+                "--system",
+                "--run-as",
+                "nobody",
+            ),
             {},
             2,
             "invalid host",
         ),
-        ((*START, "--system", "--run-as", "root"), {"GISKARD_API_KEY": ""}, 78, "API key"),
+        ((*START, "--system", "--run-as", "nobody"), {"GISKARD_API_KEY": ""}, 78, "API key"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(
@@ -208,7 +218,7 @@ def test_system_without_root_is_refused_and_writes_nothing(system_root: Path) ->
         if subprocess.run(["unshare", "--user", "true"], check=False).returncode != 0:
             pytest.skip("user namespaces are not available to stand in for a non-root user")
         prefix = ("unshare", "--user")
-    result = run_cli(system_root, *START, "--system", "--run-as", "root", prefix=prefix)
+    result = run_cli(system_root, *START, "--system", "--run-as", "nobody", prefix=prefix)
     assert result.returncode == 78, result.stderr
     assert result.stderr.strip() == (
         "giskard: error: --system installs a system-wide service: run it as root (sudo)"
@@ -220,7 +230,7 @@ def test_no_system_manager_is_refused_and_writes_nothing(system_root: Path) -> N
     problem = system_manager_problem()
     if problem is None or os.geteuid() != 0:
         pytest.skip("needs root on a machine whose systemd is not PID 1")
-    result = run_cli(system_root, *START, "--system", "--run-as", "root")
+    result = run_cli(system_root, *START, "--system", "--run-as", "nobody")
     assert result.returncode == 1
     assert result.stderr.strip() == f"giskard: error: cannot install a system service: {problem}"
     assert written(system_root) == []

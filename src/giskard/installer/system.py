@@ -176,13 +176,16 @@ def install_instance(backend: SystemServiceBackend, spec: ServiceSpec, key: str)
 
 def account(user: str) -> tuple[str, str]:
     """`user` and the name of its primary group; ConfigurationError when there is no such
-    user here."""
+    user here, or when it is root."""
     try:
         entry = pwd.getpwnam(user)
     except KeyError:
         raise ConfigurationError(
             f"--run-as {user}: there is no such user on this machine"
         ) from None
+    if entry.pw_uid == 0:
+        # Jobs run whatever code the hub's clients send: never as root.
+        raise ConfigurationError(f"--run-as {user}: the worker must run as an unprivileged user")
     try:
         return entry.pw_name, grp.getgrgid(entry.pw_gid).gr_name
     except KeyError:
