@@ -5,7 +5,9 @@ bad input refused before anything is written, and the commands the CLI runs.
 A real system manager cannot run here: systemd is installed but is not PID 1, and systemd
 started as PID 1 of a PID namespace shares this machine's cgroup tree (it creates its
 init.scope at the root) without answering systemctl. The tests that would need one check
-the exact systemctl and journalctl command lines instead and say so in their names.
+the exact systemctl and journalctl command lines instead and say so in their names; the
+rendered units run for real, but for their user switch, under the user manager of
+test_service_systemd.py.
 """
 
 from __future__ import annotations
