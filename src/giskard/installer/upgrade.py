@@ -57,7 +57,8 @@ def upgrade_service(
 
 def installed_version(interpreter: str) -> str:
     """The giskard version `interpreter` imports."""
-    result = run_tool([interpreter, "-c", _VERSION_CODE], timeout_s=60)
+    # -P: not a `giskard` directory where the command runs, only what is installed.
+    result = run_tool([interpreter, "-P", "-c", _VERSION_CODE], timeout_s=60)
     if not result.ok:
         raise InstallerError(f"{interpreter} cannot import giskard: {result.first_error_line()}")
     return result.stdout.strip()
