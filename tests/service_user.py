@@ -7,14 +7,18 @@ systemd is installed but not PID 1 (CI, the project's VMs).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SESSION_SCRIPT = ROOT / ".ci" / "systemd-user-session.sh"
@@ -110,15 +114,48 @@ def start_session() -> ServiceUser:
         runtime_dir=Path(values["GISKARD_SVC_RUNTIME_DIR"]),
         venv=home / VENV_NAME,
     )
-    _install_project(user)
+    install_project(user)
     return user
+
+
+@contextlib.contextmanager
+def user_session() -> Iterator[ServiceUser]:
+    """The session for a test module: skipped where it cannot run, except in CI."""
+    reason = unavailable_reason()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"the systemd tests must run in CI: {reason}")
+        pytest.skip(reason)
+    session = start_session()
+    try:
+        yield session
+    finally:
+        stop_session()
+
+
+def session_fixtures() -> tuple[object, object]:
+    """For a test module: `user`, the session (module scope), and `clean`, which after each
+    test stops every worker of the user's and removes their state."""
+
+    @pytest.fixture(scope="module")
+    def user() -> Iterator[ServiceUser]:
+        with user_session() as session:
+            yield session
+
+    @pytest.fixture(autouse=True)
+    def clean(user: ServiceUser) -> Iterator[None]:
+        yield
+        user.giskard("worker", "stop", "-a")
+        user.run("rm", "-rf", str(user.home / "giskard-home"), str(user.home / "broken-home"))
+
+    return user, clean
 
 
 def stop_session() -> None:
     subprocess.run(["bash", str(SESSION_SCRIPT), "stop"], capture_output=True, timeout=120)
 
 
-def _install_project(user: ServiceUser) -> None:
+def install_project(user: ServiceUser) -> None:
     """A venv the user owns, with this checkout installed (its dependencies kept between runs)."""
     with tempfile.TemporaryDirectory() as wheels:
         os.chmod(wheels, 0o755)

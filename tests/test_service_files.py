@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from giskard.address import HubAddress
-from giskard.errors import InstallerError
+from giskard.errors import UsageError
 from giskard.installer.base import ServiceSpec
 from giskard.installer.launchd import LaunchdBackend
 from giskard.installer.naming import launchd_label, name_of_label, service_name
@@ -87,9 +87,9 @@ def test_an_executable_systemd_cannot_quote_goes_through_env() -> None:
     assert systemd_command(['/we"ird/py', "-m"]) == '"/usr/bin/env" "/we\\"ird/py" "-m"'
 
 
-@pytest.mark.parametrize("value", ["a\nb", "a\rb", "a\0b"])
-def test_line_breaks_are_refused(value: str) -> None:
-    with pytest.raises(InstallerError, match="line break"):
+@pytest.mark.parametrize("value", ["a\nb", "a\rb", "a\0b", "a\x1bb", "a\x7fb"])
+def test_control_characters_are_refused(value: str) -> None:
+    with pytest.raises(UsageError, match="control character"):
         systemd_quote(value)
 
 

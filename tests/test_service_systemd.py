@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
-from collections.abc import Iterator
+import tempfile
 from pathlib import Path
 
-import pytest
 from conftest import CONNECTED, free_port, wait_until
-from service_user import ServiceUser, start_session, stop_session, unavailable_reason
+from service_user import ServiceUser, session_fixtures
 
 from giskard.client import HubClient
 from giskard.hub import Hub
@@ -19,25 +19,7 @@ from giskard.hub import Hub
 UNIT = "giskard-worker"
 
 
-@pytest.fixture(scope="module")
-def user() -> Iterator[ServiceUser]:
-    reason = unavailable_reason()
-    if reason is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"the systemd tests must run in CI: {reason}")
-        pytest.skip(reason)
-    session = start_session()
-    try:
-        yield session
-    finally:
-        stop_session()
-
-
-@pytest.fixture(autouse=True)
-def clean(user: ServiceUser) -> Iterator[None]:
-    yield
-    user.giskard("worker", "stop", "-a")
-    user.run("rm", "-rf", str(user.home / "giskard-home"), str(user.home / "broken-home"))
+user, clean = session_fixtures()
 
 
 def unit_file(user: ServiceUser, name: str = UNIT) -> Path:
@@ -321,3 +303,57 @@ def test_logs_fall_back_to_the_log_file_when_the_journal_is_unreadable(
     assert first.startswith("(the user journal is not readable")
     assert "ml-worker.log" in first
     assert any("Cannot reach the Giskard server" in line for line in rest)
+
+
+def test_the_system_template_runs_for_real_but_for_its_user_switch(user: ServiceUser) -> None:
+    """The system service's template and drop-in under the user's manager, which is real:
+    only User= and Group= are left out (a user manager cannot switch users, and no system
+    manager runs here). The worker gets its key through LoadCredential= and connects."""
+    from giskard.address import HubAddress
+    from giskard.installer.base import ServiceSpec
+    from giskard.installer.system import SystemServiceBackend
+
+    root = Path(tempfile.mkdtemp(prefix="giskard-system-root-"))
+    root.chmod(0o755)
+    units = user.home / ".config" / "systemd" / "user"
+    with Hub(host="127.0.0.1", port=free_port()) as hub, HubClient(hub.address) as client:
+        backend = SystemServiceBackend(root=root)
+        spec = ServiceSpec(
+            address=HubAddress("127.0.0.1", hub.port),
+            interpreter=user.python,
+            verbose=False,
+            path=f"{Path(user.python).parent}:/usr/bin:/bin",
+            home=str(user.home),
+            giskard_home="-",
+            run_as=user.name,
+            run_as_group=user.name,
+        )
+        unit = backend.unit(spec.name)
+        try:
+            for path, text in backend.files(spec).items():
+                kept = [
+                    line for line in text.splitlines() if not line.startswith(("User=", "Group="))
+                ]
+                target = units / path.relative_to(backend.unit_dir)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text("\n".join(kept) + "\n")
+            backend.store_key(spec.name, hub.admin_key)
+            shutil.chown(backend.key_dir, user.name)  # the user's manager reads it here
+            shutil.chown(backend.key_path(spec.name), user.name)
+            assert user.systemctl("daemon-reload").returncode == 0
+            started = user.systemctl("start", unit)
+            assert started.returncode == 0, started.stderr
+            pid = main_pid(user, unit)
+            wait_until(lambda: [w["pid"] for w in client.workers()] == [pid], 20, "a connection")
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            assert not any(hub.admin_key.encode() in entry for entry in environ)
+            assert any(entry.startswith(b"CREDENTIALS_DIRECTORY=") for entry in environ)
+            home = next(e for e in environ if e.startswith(b"GISKARD_HOME=")).decode()
+            assert home.endswith(f"/giskard-worker/{spec.name}")
+            assert "Connected to the Giskard server" in user.show(unit, "StatusText")
+        finally:
+            user.systemctl("stop", unit)
+            for path in units.glob("giskard-worker@*"):
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+            user.systemctl("daemon-reload")
+            shutil.rmtree(root)

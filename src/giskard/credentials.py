@@ -1,7 +1,8 @@
 """Which API key to present to a hub, and where it came from.
 
 Precedence: a key passed explicitly (argv or `HubClient(api_key=...)`), then a key file,
-then $GISKARD_API_KEY, then — for a hub on this machine — the local admin key that a hub of
+then the credential `api-key` that systemd passed to this service (LoadCredential=), then
+$GISKARD_API_KEY, then — for a hub on this machine — the local admin key that a hub of
 the same user's GISKARD_HOME created (0600, so other users cannot read it). The local admin
 key is only ever sent over that hub's private socket (see giskard.channel).
 """
@@ -20,6 +21,10 @@ from giskard.paths import giskard_home
 logger = logging.getLogger(__name__)
 
 API_KEY_ENV = "GISKARD_API_KEY"
+# systemd puts a service's credentials (LoadCredential=) in this directory, readable by the
+# service alone; the system-wide worker service finds its key there.
+CREDENTIALS_DIRECTORY_ENV = "CREDENTIALS_DIRECTORY"
+SYSTEMD_CREDENTIAL = "api-key"
 LOCAL_ADMIN_KEY = "local admin key"
 METADATA_KEY = "authorization"
 
@@ -76,11 +81,20 @@ def resolve(
         return Credentials(_not_blank(api_key, "--api-key"), "--api-key")
     if api_key_file:
         return Credentials(read_key_file(Path(api_key_file)), f"file {api_key_file}")
+    credential = _systemd_credential()
+    if credential is not None:
+        return Credentials(read_key_file(credential), f"systemd credential {credential}")
     # Empty means unset (`GISKARD_API_KEY= giskard ...`); blank is a mistake to point out.
     if os.environ.get(API_KEY_ENV):
         source = f"${API_KEY_ENV}"
         return Credentials(_not_blank(os.environ[API_KEY_ENV], source), source)
     return _local(host)
+
+
+def _systemd_credential() -> Path | None:
+    directory = os.environ.get(CREDENTIALS_DIRECTORY_ENV)
+    path = Path(directory) / SYSTEMD_CREDENTIAL if directory else None
+    return path if path is not None and path.exists() else None
 
 
 def _local(host: str) -> Credentials:

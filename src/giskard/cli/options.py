@@ -50,3 +50,8 @@ WORKER_NAME = typer.Option(
 WORKER_LABELS = typer.Option(
     None, "--label", help="KEY=VALUE that jobs may ask for (repeatable), e.g. gpu=a100."
 )
+SYSTEM = typer.Option(
+    False,
+    "--system",
+    help="The system-wide service (systemd, as root) instead of this user's.",
+)

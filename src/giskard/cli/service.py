@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import typer
@@ -30,9 +32,8 @@ def start_daemon(
     job_args: list[str],
 ) -> None:
     from giskard.installer.service import start_service
-    from giskard.installer.systemd import ServiceFailedError
 
-    try:
+    with _last_lines_on_failure():
         report = start_service(
             address,
             credentials,
@@ -42,11 +43,6 @@ def start_daemon(
             enable_linger=enable_linger,
             job_args=job_args,
         )
-    except ServiceFailedError as exc:
-        typer.echo("Last log lines:", err=True)
-        for line in exc.log_lines:
-            typer.echo(f"  {line}", err=True)
-        raise
     spec, outcome = report.spec, report.outcome
     why = f" (no service manager: {report.fallback_reason})" if report.fallback_reason else ""
     typer.echo(f"Backend: {report.backend.name}{why}")
@@ -76,12 +72,52 @@ def start_daemon(
     typer.echo(f"Stop: giskard worker stop{spec.stop_args()}")
 
 
-def print_status(*, as_json: bool) -> None:
+def start_system_daemon(
+    address: HubAddress,
+    credentials: Credentials,
+    security: ChannelSecurity,
+    run_as: str,
+    verbose: bool,
+    job_args: list[str],
+) -> None:
+    from giskard.installer.system import start_system_service
+
+    with _last_lines_on_failure():
+        report = start_system_service(
+            address, credentials, security, run_as=run_as, verbose=verbose, job_args=tuple(job_args)
+        )
+    backend, spec, outcome = report.backend, report.spec, report.outcome
+    pid = f", pid {outcome.pid}" if outcome.pid else ""
+    typer.echo("Backend: systemd, system-wide")
+    typer.echo(f"Service {backend.unit(spec.name)}: {outcome.action.value}{pid}")
+    typer.echo(f"  Runs {spec.interpreter} as {spec.run_as}, for the hub at {address}.")
+    typer.echo(f"  Its API key: {backend.key_path(spec.name)} (root only, via LoadCredential=)")
+    typer.echo(f"Logs: {backend.logs_hint(spec.name)}")
+    typer.echo(f"Stop: giskard worker stop --system{spec.stop_args()}")
+
+
+@contextlib.contextmanager
+def _last_lines_on_failure() -> Iterator[None]:
+    """A service that did not start: show its last log lines before the error line."""
+    from giskard.installer.systemd import ServiceFailedError
+
+    try:
+        yield
+    except ServiceFailedError as exc:
+        typer.echo("Last log lines:", err=True)
+        for line in exc.log_lines:
+            typer.echo(f"  {line}", err=True)
+        raise
+
+
+def print_status(*, as_json: bool, system: bool = False) -> None:
+    """Every worker of this user; with `system`, every instance of the system service."""
     from giskard.installer.service import statuses
+    from giskard.installer.system import system_statuses
     from giskard.instance import stop_records
 
-    found = statuses()
-    reasons, stopped = _match_stops(found, stop_records())
+    found = system_statuses() if system else statuses()
+    reasons, stopped = _match_stops(found, [] if system else stop_records())
     if as_json:
         rows = [
             {

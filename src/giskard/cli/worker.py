@@ -16,13 +16,14 @@ from giskard.cli.options import (
     HOST,
     INSECURE,
     PORT,
+    SYSTEM,
     TLS,
     VERBOSE,
     WORKER_LABELS,
     WORKER_NAME,
     credentials_for,
 )
-from giskard.errors import FATAL_EXIT_CODE_ENV, ExitCode, GiskardError
+from giskard.errors import FATAL_EXIT_CODE_ENV, ExitCode, GiskardError, UsageError
 
 if TYPE_CHECKING:
     from giskard.worker.config import WorkerConfig
@@ -54,6 +55,14 @@ def start(
         "--enable-linger",
         help="With -d under systemd: keep the worker running after logout.",
     ),
+    system: bool = typer.Option(
+        False,
+        "--system",
+        help="With -d, as root: a system-wide systemd service for fleets (needs --run-as).",
+    ),
+    run_as: str | None = typer.Option(
+        None, "--run-as", help="With --system: the unprivileged user the worker runs as."
+    ),
     api_key_file: str | None = API_KEY_FILE,
     api_key: str | None = API_KEY,
     tls: bool = TLS,
@@ -79,6 +88,7 @@ def start(
     In the foreground, logs go to stderr and to $GISKARD_HOME/run/ml-worker.log
     (default ~/giskard-home). With -d, the OS runs it and keeps its logs.
     """
+    _check_system_options(daemon=daemon, system=system, run_as=run_as)
     address = HubAddress(host, port)
     job_limits = _job_limits(concurrency, max_job_memory, cache_size)
     identity = _identity(name, labels)
@@ -87,6 +97,13 @@ def start(
     quiet_grpc_logs()
     credentials = credentials_for(address.host, api_key, api_key_file)
     security = channel_security(address.host, tls=tls, ca_file=ca_file, insecure=insecure)
+    job_args = _job_args(concurrency, max_job_memory, cache_size) + _identity_args(name, labels)
+    if system:
+        from giskard.cli.service import start_system_daemon
+
+        assert run_as is not None  # checked above
+        start_system_daemon(address, credentials, security, run_as, verbose, job_args)
+        return
     if daemon:
         from giskard.cli.service import start_daemon
 
@@ -97,8 +114,7 @@ def start(
             verbose=verbose,
             backend=backend,
             enable_linger=enable_linger,
-            job_args=_job_args(concurrency, max_job_memory, cache_size)
-            + _identity_args(name, labels),
+            job_args=job_args,
         )
         return
     from giskard.worker.config import WorkerConfig
@@ -107,6 +123,16 @@ def start(
         address=address, credentials=credentials, security=security, **job_limits, **identity
     )
     _run_foreground(config, verbose=verbose, log_stderr=log_stderr)
+
+
+def _check_system_options(*, daemon: bool, system: bool, run_as: str | None) -> None:
+    # --run-as is required: a system service that ran as root would give every job root.
+    if system and not daemon:
+        raise UsageError("--system installs a service: add -d")
+    if system and not run_as:
+        raise UsageError("--system needs --run-as USER, the unprivileged user the worker runs as")
+    if run_as and not system:
+        raise UsageError("--run-as is for the system-wide service: add --system (as root)")
 
 
 def _job_limits(concurrency: int, max_job_memory: str | None, cache_size: str) -> dict[str, int]:
@@ -206,12 +232,18 @@ def stop(
     all_workers: bool = typer.Option(
         False, "-a", "--all", help="Stop every worker of this user, on every backend."
     ),
+    system: bool = SYSTEM,
 ) -> None:
     """Stop the worker service started with `start -d` (same -h/-p), and remove it."""
     from giskard.installer.service import stop_all, stop_service
 
     address = HubAddress(host, port)
-    stopped = stop_all() if all_workers else stop_service(address)
+    if system:
+        from giskard.installer.system import stop_system_service
+
+        stopped = stop_system_service(None if all_workers else address)
+    else:
+        stopped = stop_all() if all_workers else stop_service(address)
     for what in stopped:
         typer.echo(f"Stopped {what}.")
     if not stopped:
@@ -220,22 +252,23 @@ def stop(
 
 
 @worker_app.command()
-def restart(host: str = HOST, port: int = PORT) -> None:
+def restart(host: str = HOST, port: int = PORT, system: bool = SYSTEM) -> None:
     """Restart the worker service for this hub."""
     from giskard.installer.service import restart_service
 
-    typer.echo(f"Restarted {restart_service(HubAddress(host, port))}.")
+    typer.echo(f"Restarted {restart_service(HubAddress(host, port), system=system)}.")
 
 
 @worker_app.command()
 def status(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    system: bool = SYSTEM,
 ) -> None:
     """Show every worker of this user, managed by a service or not: backend, name, hub,
-    interpreter, state, connection."""
+    interpreter, state, connection. With --system: the system-wide service's instances."""
     from giskard.cli.service import print_status
 
-    print_status(as_json=as_json)
+    print_status(as_json=as_json, system=system)
 
 
 @worker_app.command()
@@ -244,14 +277,38 @@ def logs(
     port: int = PORT,
     follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing new lines."),
     lines: int = typer.Option(50, "-n", "--lines", min=1, help="How many lines to show."),
+    system: bool = SYSTEM,
 ) -> None:
     """Show the logs of the worker service for this hub."""
     from giskard.installer.naming import service_name
     from giskard.installer.service import find_backend
 
     address = HubAddress(host, port)
-    backend, name = find_backend(address), service_name(address)
+    backend, name = find_backend(address, system=system), service_name(address)
     if follow:
         raise typer.Exit(backend.follow_logs(name, lines))
     for line in backend.log_lines(name, lines):
         typer.echo(line)
+
+
+@worker_app.command()
+def upgrade(
+    host: str = HOST,
+    port: int = PORT,
+    system: bool = SYSTEM,
+    requirement: str = typer.Option(
+        "giskard-worker",
+        "--requirement",
+        help="What pip installs: a requirement (giskard-worker==1.2) or a wheel's path.",
+    ),
+) -> None:
+    """Upgrade the worker service for this hub in its own Python environment: stop it (it
+    drains), `pip install -U` there, start it again; a failed install leaves the version
+    it ran."""
+    from giskard.installer.upgrade import upgrade_service
+
+    report = upgrade_service(HubAddress(host, port), requirement, system=system)
+    if report.old == report.new:
+        typer.echo(f"{report.service}: {report.new}, unchanged (pip found nothing newer).")
+    else:
+        typer.echo(f"Upgraded {report.service}: {report.old} -> {report.new}.")

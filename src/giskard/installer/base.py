@@ -35,6 +35,9 @@ class ServiceSpec:
     api_key_file: str | None = None
     # Options of the worker command that say how to reach the hub (--tls, --ca-file...).
     extra_args: tuple[str, ...] = ()
+    # The system-wide service runs as this user and group; a per-user one as its user.
+    run_as: str | None = None
+    run_as_group: str | None = None
 
     @property
     def name(self) -> str:
@@ -157,6 +160,12 @@ class Backend(ABC):
 
     @abstractmethod
     def restart(self, name: str) -> None: ...
+
+    def halt(self, name: str) -> None:
+        """Stop the service for a while, leaving it installed: `restart` starts it again.
+        Where stopping would forget how to start it again (the process fallback, launchd's
+        bootout), it keeps running and `restart` replaces its worker."""
+        return None
 
     @abstractmethod
     def status(self, name: str) -> ServiceStatus | None:

@@ -45,13 +45,18 @@ def systemd_problem() -> str | None:
         return f"no user session of this user ({runtime_dir} belongs to uid {owner})"
     # systemctl --user finds the manager through this variable; su/sudo often drop it.
     os.environ["XDG_RUNTIME_DIR"] = runtime_dir
+    return manager_problem(("--user",), "the systemd user manager")
+
+
+def manager_problem(scope: tuple[str, ...], manager: str) -> str | None:
+    """Why the manager systemctl reaches with `scope` does not answer, or None."""
     try:
-        state = run_tool(["systemctl", "--user", "is-system-running"], timeout_s=10).stdout.strip()
+        state = run_tool(["systemctl", *scope, "is-system-running"], timeout_s=10).stdout.strip()
     except InstallerError as exc:
         return str(exc)
     # It exits 1 for "degraded" too (some unit failed), which is still a usable manager.
     if state not in ("running", "degraded", "starting", "initializing"):
-        return f"the systemd user manager is not reachable ({state or 'no answer'})"
+        return f"{manager} is not reachable ({state or 'no answer'})"
     return None
 
 

@@ -7,6 +7,8 @@ import time
 from collections import deque
 from pathlib import Path
 
+from giskard.errors import InstallerError
+
 
 def write_atomically(path: Path, text: str, *, mode: int) -> None:
     """Write via a temporary file and a rename, so a reader never sees half a file."""
@@ -18,6 +20,16 @@ def write_atomically(path: Path, text: str, *, mode: int) -> None:
         file.write(text)
     temporary.chmod(mode)  # O_CREAT's mode is filtered by the umask
     os.replace(temporary, path)
+
+
+def write_secret(path: Path, text: str) -> None:
+    """Write a secret readable by its owner alone: 0600 in a 0700 directory."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(path.parent, 0o700)
+        write_atomically(path, text, mode=0o600)
+    except OSError as exc:
+        raise InstallerError(f"cannot store the API key in {path.parent}: {exc.strerror}") from None
 
 
 def read_tail(path: Path, lines: int) -> list[str]:

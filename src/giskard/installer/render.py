@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from giskard.errors import InstallerError
+from giskard.errors import InstallerError, UsageError
 
 _FORBIDDEN_IN_SYSTEMD_EXECUTABLE = set("\"'\\")
 
@@ -45,8 +45,10 @@ def one_line(value: str) -> str:
 
 
 def _refuse_control(value: str) -> None:
-    if "\n" in value or "\r" in value or "\0" in value:
-        raise InstallerError(f"cannot write {value!r} into a service file: it has a line break")
+    # Unit files are lines of text: a line break would start a new setting, and other
+    # control characters reach terminals verbatim through `systemctl cat`.
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise UsageError(f"cannot write {value!r} into a service file: it has a control character")
 
 
 def render(template_name: str, context: Mapping[str, Any]) -> str:

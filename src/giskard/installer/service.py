@@ -24,7 +24,7 @@ from giskard.installer.base import (
     secrets_dir,
 )
 from giskard.installer.detect import all_backends, choose_backend
-from giskard.installer.files import write_atomically
+from giskard.installer.files import write_secret
 from giskard.installer.naming import service_name
 from giskard.instance import InstanceState, find_running, remove_stale, running_instances
 from giskard.tls import ChannelSecurity
@@ -143,14 +143,7 @@ def _store_key(name: str, credentials: Credentials) -> str | None:
         with contextlib.suppress(OSError):  # a key stored by an earlier start -d
             key_file_of(name).unlink()
         return None
-    try:
-        secrets_dir().mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(secrets_dir(), 0o700)
-        write_atomically(key_file_of(name), credentials.key + "\n", mode=0o600)
-    except OSError as exc:
-        raise InstallerError(
-            f"cannot store the API key in {secrets_dir()}: {exc.strerror}"
-        ) from None
+    write_secret(key_file_of(name), credentials.key + "\n")
     return str(key_file_of(name))
 
 
@@ -189,13 +182,10 @@ def stop_all() -> list[str]:
     return stopped
 
 
-def restart_service(address: HubAddress) -> str:
-    name = service_name(address)
-    for backend in all_backends():
-        if name in backend.names():
-            backend.restart(name)
-            return f"{backend.name} service {name}"
-    raise InstallerError(f"no worker service for {address}; start one with -d")
+def restart_service(address: HubAddress, *, system: bool = False) -> str:
+    backend = find_backend(address, system=system)
+    backend.restart(service_name(address))
+    return f"{backend.name} service {service_name(address)}"
 
 
 @dataclass(frozen=True)
@@ -239,13 +229,22 @@ def statuses() -> list[WorkerStatus]:
     return found
 
 
-def find_backend(address: HubAddress) -> Backend:
-    """The backend holding the service for `address`."""
+def find_backend(address: HubAddress, *, system: bool = False) -> Backend:
+    """The backend holding the service for `address`: this user's, or with `system` the
+    system-wide service."""
     name = service_name(address)
-    for backend in all_backends():
+    if system:
+        from giskard.installer.system import SystemServiceBackend
+
+        candidates: list[Backend] = [SystemServiceBackend()]
+    else:
+        candidates = all_backends()
+    for backend in candidates:
         if name in backend.names():
             return backend
-    raise InstallerError(f"no worker service for {address} (see `giskard worker status`)")
+    where = " system-wide" if system else ""
+    status = "giskard worker status" + (" --system" if system else "")
+    raise InstallerError(f"no{where} worker service for {address} (see `{status}`)")
 
 
 def _unmanaged_status(state: InstanceState) -> ServiceStatus:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from giskard.errors import ExitCode, InstallerError
@@ -20,6 +21,8 @@ from giskard.paths import worker_log_path
 START_TIMEOUT_S = 90.0
 _SHOW_PROPERTIES = "LoadState,ActiveState,SubState,MainPID,Result,ExecMainStatus,FragmentPath"
 
+Runner = Callable[..., Result]
+
 
 class ServiceFailedError(InstallerError):
     """The service did not start; carries the last log lines for the user."""
@@ -30,14 +33,36 @@ class ServiceFailedError(InstallerError):
 
 
 class SystemdBackend(Backend):
-    name = "systemd"
+    """Per-user units of the user's own manager; the system-wide service (system.py)
+    changes only where its files live, its unit names and the manager it talks to."""
 
-    def __init__(self) -> None:
+    name = "systemd"
+    # The arguments of systemctl and journalctl that choose the manager.
+    scope: tuple[str, ...] = ("--user",)
+
+    def __init__(self, runner: Runner = run_tool) -> None:
         config_home = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
         self.unit_dir = Path(config_home) / "systemd" / "user"
+        self._runner = runner
+
+    def unit(self, name: str) -> str:
+        """The unit that runs the service `name`."""
+        return f"{name}.service"
 
     def unit_path(self, name: str) -> Path:
+        """The file that holds the service's own settings (its `# Interpreter:` line)."""
         return self.unit_dir / f"{name}.service"
+
+    def files(self, spec: ServiceSpec) -> dict[Path, str]:
+        """Every file `install` writes, with its text."""
+        return {self.unit_path(spec.name): self.render_unit(spec)}
+
+    def remove_files(self, name: str) -> None:
+        self.unit_path(name).unlink(missing_ok=True)
+
+    def log_file(self, name: str) -> Path:
+        """The worker's own log, read where the journal has nothing."""
+        return worker_log_path()
 
     def render_unit(self, spec: ServiceSpec) -> str:
         return render(
@@ -53,25 +78,30 @@ class SystemdBackend(Backend):
         )
 
     def install(self, spec: ServiceSpec) -> InstallOutcome:
-        path, text = self.unit_path(spec.name), self.render_unit(spec)
-        previous_text = path.read_text() if path.exists() else None
+        files = self.files(spec)
+        previous = {path: path.read_text() if path.exists() else None for path in files}
         shown = self._show(spec.name)
-        if previous_text == text and shown.get("ActiveState") == "active":
+        if previous == files and shown.get("ActiveState") == "active":
             return InstallOutcome(Action.UNCHANGED, pid=_pid(shown))
-        write_atomically(path, text, mode=0o644)
+        for path, text in files.items():
+            write_atomically(path, text, mode=0o644)
+        unit = self.unit(spec.name)
         self._systemctl("daemon-reload", check=True)
         # A unit that hit its start limit refuses to start until this is reset.
-        self._systemctl("reset-failed", f"{spec.name}.service")
-        self._systemctl("enable", f"{spec.name}.service", check=True)
-        result = self._systemctl("restart", f"{spec.name}.service", timeout_s=START_TIMEOUT_S)
+        self._systemctl("reset-failed", unit)
+        self._systemctl("enable", unit, check=True)
+        result = self._systemctl("restart", unit, timeout_s=START_TIMEOUT_S)
         shown = self._show(spec.name)
         if not result.ok or shown.get("ActiveState") != "active":
             raise ServiceFailedError(
                 f"the service {spec.name} failed to start ({_failure(shown, result)})",
                 self.log_lines(spec.name, 15),
             )
-        previous = _interpreter_of(previous_text) if previous_text else None
-        return InstallOutcome(_action(previous_text, text, previous, spec), _pid(shown), previous)
+        path = self.unit_path(spec.name)
+        previous_text, text = previous[path], files[path]
+        interpreter = _interpreter_of(previous_text) if previous_text else None
+        action = _action(previous_text, text, interpreter, spec)
+        return InstallOutcome(action, _pid(shown), interpreter)
 
     def stop(self, name: str) -> bool:
         path = self.unit_path(name)
@@ -81,22 +111,29 @@ class SystemdBackend(Backend):
         loaded = running or shown.get("LoadState") not in (None, "", "not-found")
         if not loaded and not path.exists():
             return False
+        unit = self.unit(name)
         if loaded:
-            result = self._systemctl("disable", "--now", f"{name}.service", timeout_s=60)
+            result = self._systemctl("disable", "--now", unit, timeout_s=60)
             if not result.ok and not path.exists():  # disable needs the file; stop does not
-                result = self._systemctl("stop", f"{name}.service", timeout_s=60)
+                result = self._systemctl("stop", unit, timeout_s=60)
             if not result.ok:
                 raise InstallerError(f"cannot stop {name}: {result.first_error_line()}")
-        path.unlink(missing_ok=True)
+        self.remove_files(name)
         self._systemctl("daemon-reload", check=True)
-        self._systemctl("reset-failed", f"{name}.service")
+        self._systemctl("reset-failed", unit)
         return True
+
+    def halt(self, name: str) -> None:
+        """Stop the service (the worker drains) and leave it installed and enabled."""
+        result = self._systemctl("stop", self.unit(name), timeout_s=60)
+        if not result.ok:
+            raise InstallerError(f"cannot stop {name}: {result.first_error_line()}")
 
     def restart(self, name: str) -> None:
         if not self.unit_path(name).exists():
             raise InstallerError(f"no systemd service {name}")
-        self._systemctl("reset-failed", f"{name}.service")
-        result = self._systemctl("restart", f"{name}.service", timeout_s=START_TIMEOUT_S)
+        self._systemctl("reset-failed", self.unit(name))
+        result = self._systemctl("restart", self.unit(name), timeout_s=START_TIMEOUT_S)
         if not result.ok:
             shown = self._show(name)
             raise ServiceFailedError(
@@ -123,28 +160,33 @@ class SystemdBackend(Backend):
 
     def names(self) -> list[str]:
         found = {p.stem for p in self.unit_dir.glob(f"{SERVICE_PREFIX}*.service")}
-        listed = self._systemctl(
-            "list-units", "--all", "--plain", "--no-legend", f"{SERVICE_PREFIX}*.service"
+        return sorted(
+            n
+            for n in found | self._listed(f"{SERVICE_PREFIX}*.service", "")
+            if is_worker_service(n)
         )
-        for line in listed.stdout.splitlines():
-            unit = line.split()[0] if line.split() else ""
-            found.add(unit.removesuffix(".service"))
-        return sorted(n for n in found if is_worker_service(n))
+
+    def _listed(self, pattern: str, prefix: str) -> set[str]:
+        """The services whose units the manager knows (running ones whose file is gone too)."""
+        listed = self._systemctl("list-units", "--all", "--plain", "--no-legend", pattern)
+        units = (line.split()[0] for line in listed.stdout.splitlines() if line.split())
+        return {u.removeprefix(prefix).removesuffix(".service") for u in units}
 
     def log_lines(self, name: str, lines: int) -> list[str]:
         problem, output = self._journal(name, lines)
         if problem is None:
             return output
-        return [f"({problem}; showing {worker_log_path()})", *read_tail(worker_log_path(), lines)]
+        log_file = self.log_file(name)
+        return [f"({problem}; showing {log_file})", *read_tail(log_file, lines)]
 
     def follow_logs(self, name: str, lines: int) -> int:
         problem, _ = self._journal(name, 1)
         if problem is not None:
             from giskard.installer.files import follow_file
 
-            print(f"({problem}; following {worker_log_path()})", flush=True)
-            return follow_file(worker_log_path(), lines)
-        argv = ["journalctl", "--user", "-u", f"{name}.service", "-f", "-n", str(lines)]
+            print(f"({problem}; following {self.log_file(name)})", flush=True)
+            return follow_file(self.log_file(name), lines)
+        argv = ["journalctl", *self.scope, "-u", self.unit(name), "-f", "-n", str(lines)]
         try:
             return subprocess.run(
                 [*argv, "--no-pager"], stdin=subprocess.DEVNULL, check=False
@@ -153,7 +195,7 @@ class SystemdBackend(Backend):
             return 0
 
     def logs_hint(self, name: str) -> str:
-        return f"journalctl --user -u {name}"
+        return " ".join(["journalctl", *self.scope, "-u", self.unit(name).removesuffix(".service")])
 
     def linger(self) -> str | None:
         """ "yes", "no", or None when logind cannot tell."""
@@ -173,20 +215,25 @@ class SystemdBackend(Backend):
             raise InstallerError(f"could not enable linger: {result.first_error_line()}")
 
     def _journal(self, name: str, lines: int) -> tuple[str | None, list[str]]:
-        argv = ["journalctl", "--user", "-u", f"{name}.service", "-n", str(lines), "--no-pager"]
-        result = run_tool([*argv, "-o", "short-iso"], timeout_s=20)
+        argv = ["journalctl", *self.scope, "-u", self.unit(name), "-n", str(lines), "--no-pager"]
+        result = self._runner([*argv, "-o", "short-iso"], timeout_s=20)
         text = (result.stderr + result.stdout).strip()
+        # Per-user journal files exist only where journald stores them persistently.
+        journal, why = ("the user journal", "journald keeps no per-user files here")
+        if not self.scope:
+            journal, why = ("the journal", "not root, nor in the systemd-journal group")
         if "insufficient permissions" in text or "No journal files" in text:
-            return "the user journal is not readable (journald keeps no per-user files here)", []
+            return f"{journal} is not readable ({why})", []
         if not result.ok:
             return f"journalctl failed: {result.first_error_line()}", []
         entries = [line for line in result.stdout.splitlines() if not line.startswith("-- ")]
         if not entries:
-            return "the user journal has no entries for it (journald may keep no user files)", []
+            maybe = " (journald may keep no user files)" if self.scope else ""
+            return f"{journal} has no entries for it{maybe}", []
         return None, entries
 
     def _show(self, name: str, properties: str = _SHOW_PROPERTIES, *, unix: bool = False) -> dict:
-        argv = ["show", f"{name}.service", "-p", properties]
+        argv = ["show", self.unit(name), "-p", properties]
         if unix:
             argv.append("--timestamp=unix")
         result = self._systemctl(*argv)
@@ -194,9 +241,8 @@ class SystemdBackend(Backend):
         return {key: value for key, _, value in pairs if key}
 
     def _systemctl(self, *args: str, check: bool = False, timeout_s: float = 30.0) -> Result:
-        return run_tool(
-            ["systemctl", "--user", "--no-pager", *args], check=check, timeout_s=timeout_s
-        )
+        argv = ["systemctl", *self.scope, "--no-pager", *args]
+        return self._runner(argv, check=check, timeout_s=timeout_s)
 
 
 def _action(

@@ -1,0 +1,70 @@
+"""`giskard worker upgrade`: a new giskard-worker in a service's own environment.
+
+The service is stopped first (its worker drains), so that pip never replaces the files of
+a running worker, and started again whatever pip did: a failed install leaves the version
+that ran, and it runs again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from giskard.address import HubAddress
+from giskard.errors import InstallerError
+from giskard.installer.commands import Result, run_tool
+from giskard.installer.naming import service_name
+from giskard.installer.service import find_backend
+
+# pip may build or download large wheels (numpy, torch) when the new version needs them.
+PIP_TIMEOUT_S = 900.0
+_VERSION_CODE = "import giskard; print(giskard.__version__)"
+
+
+@dataclass(frozen=True)
+class UpgradeReport:
+    service: str
+    old: str
+    new: str
+
+
+def upgrade_service(
+    address: HubAddress, requirement: str, *, system: bool = False
+) -> UpgradeReport:
+    """Upgrade the service for `address` to what pip installs for `requirement` (a
+    requirement or a wheel's path), in the interpreter the service runs."""
+    name = service_name(address)
+    backend = find_backend(address, system=system)
+    status = backend.status(name)
+    interpreter = status.interpreter if status else None
+    if not interpreter:
+        raise InstallerError(f"cannot tell which Python the service {name} runs")
+    old = installed_version(interpreter)
+    backend.halt(name)
+    try:
+        pip = run_tool(
+            [interpreter, "-m", "pip", "install", "--upgrade", requirement],
+            timeout_s=PIP_TIMEOUT_S,
+        )
+    finally:
+        backend.restart(name)
+    if not pip.ok:
+        raise InstallerError(
+            f"pip could not install {requirement}: {_pip_error(pip)}"
+            f" ({name} runs giskard-worker {old} again)"
+        )
+    return UpgradeReport(name, old, installed_version(interpreter))
+
+
+def installed_version(interpreter: str) -> str:
+    """The giskard version `interpreter` imports."""
+    # -P: not a `giskard` directory where the command runs, only what is installed.
+    result = run_tool([interpreter, "-P", "-c", _VERSION_CODE], timeout_s=60)
+    if not result.ok:
+        raise InstallerError(f"{interpreter} cannot import giskard: {result.first_error_line()}")
+    return result.stdout.strip()
+
+
+def _pip_error(result: Result) -> str:
+    """pip's own error line: its last line starting with ERROR, else its last line."""
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR:")]
+    return errors[-1].removeprefix("ERROR:").strip() if errors else result.first_error_line()

@@ -1,0 +1,411 @@
+"""The system-wide service for fleets: its template unit and per-instance drop-in (golden
+files, `systemd-analyze verify`), the worker finding its key where LoadCredential= puts it,
+bad input refused before anything is written, and the commands the CLI runs.
+
+A real system manager cannot run here: systemd is installed but is not PID 1, and systemd
+started as PID 1 of a PID namespace shares this machine's cgroup tree (it creates its
+init.scope at the root) without answering systemctl. The tests that would need one check
+the exact systemctl and journalctl command lines instead and say so in their names; the
+rendered units run for real, but for their user switch, under the user manager of
+test_service_systemd.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+from conftest import giskard_command, wait_until
+
+from giskard.address import HubAddress
+from giskard.client import HubClient
+from giskard.hub import Hub
+from giskard.installer.base import ServiceSpec
+from giskard.installer.commands import Result
+from giskard.installer.naming import service_name
+from giskard.installer.system import (
+    SYSTEM_ROOT_ENV,
+    SystemServiceBackend,
+    install_instance,
+    stop_system_service,
+    system_manager_problem,
+)
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def check_golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("GISKARD_UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert text == path.read_text(), f"{name} changed; set GISKARD_UPDATE_GOLDEN=1 to accept"
+
+
+def spec(
+    host: str = "localhost",
+    port: int = 40051,
+    interpreter: str = "/opt/giskard/venv/bin/python",
+    user: str = "svc-giskard",
+) -> ServiceSpec:
+    return ServiceSpec(
+        address=HubAddress(host, port),
+        interpreter=interpreter,
+        verbose=False,
+        path="/opt/giskard/venv/bin:/usr/bin:/bin",
+        home="/root",
+        giskard_home="/root/giskard-home",
+        extra_args=("--concurrency=2", "--cache-size=2G"),
+        run_as=user,
+        run_as_group=user,
+    )
+
+
+def test_system_template_unit_golden() -> None:
+    template = SystemServiceBackend(root=Path("/")).render_template()
+    check_golden("giskard-worker@.service", template)
+    settings = [line for line in template.splitlines() if not line.startswith("#")]
+    assert "LoadCredential=api-key:/etc/giskard-worker/%i.key" in settings
+    for hardening in ("NoNewPrivileges=yes", "ProtectSystem=full", "PrivateTmp=yes"):
+        assert hardening in settings
+    # Named in a comment saying why it is left out, and never set: JITs need it off.
+    assert not any("MemoryDenyWriteExecute" in line for line in settings)
+    assert "MemoryDenyWriteExecute" in template
+
+
+def test_system_instance_drop_in_golden() -> None:
+    backend = SystemServiceBackend(root=Path("/"))
+    the_spec = spec("10.0.0.7", 41000, "/opt/my envs/100% py/bin/python")
+    drop_in = backend.render_unit(the_spec)
+    check_golden("giskard-worker@giskard-worker-10.0.0.7-41000.service.d.conf", drop_in)
+    assert "User=svc-giskard\nGroup=svc-giskard\n" in drop_in
+    assert 'ExecStart="/opt/my envs/100%% py/bin/python" "-m" "giskard.cli"' in drop_in
+    # The key is a credential; the home and the service name come from the template.
+    assert "api-key" not in drop_in and "GISKARD_HOME" not in drop_in
+    path = backend.unit_path(the_spec.name)
+    assert str(path) == (
+        "/etc/systemd/system/giskard-worker@giskard-worker-10.0.0.7-41000.service.d/giskard.conf"
+    )
+
+
+@pytest.mark.parametrize(
+    ("host", "port"), [("localhost", 40051), ("10.0.0.7", 41000), ("2001:db8::1", 40051)]
+)
+def test_rendered_system_units_pass_systemd_analyze_verify(
+    tmp_path: Path, host: str, port: int
+) -> None:
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed")
+    backend = SystemServiceBackend(root=tmp_path)
+    user = pwd.getpwuid(os.getuid()).pw_name
+    the_spec = spec(host, port, interpreter=sys.executable, user=user)
+    for path, text in backend.files(the_spec).items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    unit = backend.unit(the_spec.name)
+    # Our directory first, then systemd's own (for network-online.target and the like).
+    verify = subprocess.run(
+        ["systemd-analyze", "verify", unit],
+        env={**os.environ, "SYSTEMD_UNIT_PATH": f"{backend.unit_dir}:"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (verify.returncode, verify.stderr.strip()) == (0, "")
+
+
+def test_the_worker_reads_its_key_from_the_systemd_credentials_directory(
+    tmp_path: Path, hub: Hub, client: HubClient, start_worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    credentials = tmp_path / "credentials"
+    credentials.mkdir(mode=0o700)
+    (credentials / "api-key").write_text(hub.admin_key + "\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    worker = start_worker("-h", "127.0.0.1", "-p", str(hub.port), api_key="")
+    wait_until(client.workers, 20, "the worker to connect with the credential's key")
+    assert [w["pid"] for w in client.workers()] == [worker.process.pid]
+
+
+@pytest.fixture
+def system_root() -> Iterator[Path]:
+    """Where the CLI's /etc goes in these tests; writable by anyone, so that a command run
+    without root would leave its files there, to be seen."""
+    root = Path(tempfile.mkdtemp(prefix="giskard-system-root-"))
+    root.chmod(0o777)
+    yield root
+    shutil.rmtree(root)
+
+
+def run_cli(
+    root: Path, *args: str, env: dict[str, str] | None = None, prefix: Sequence[str] = ()
+) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, SYSTEM_ROOT_ENV: str(root), "GISKARD_API_KEY": "k-123"}
+    return subprocess.run(
+        [*prefix, *giskard_command(*args)],
+        env={**environment, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+def written(root: Path) -> list[Path]:
+    home = Path(os.environ["GISKARD_HOME"])
+    return [*root.rglob("*"), *(home / "secrets").glob("*")]
+
+
+START = ("worker", "start", "-d", "-h", "hub.example.com")
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "code", "message"),
+    [
+        (
+            (*START[:2], "--system", "--run-as", "nobody"),
+            {},
+            2,
+            "--system installs a service: add -d",
+        ),
+        ((*START, "--system"), {}, 2, "--system needs --run-as USER"),
+        ((*START, "--run-as", "nobody"), {}, 2, "--run-as is for the system-wide service"),
+        ((*START, "--system", "--run-as", "no-such-user-42"), {}, 78, "no such user"),
+        ((*START, "--system", "--run-as", "root"), {}, 78, "must run as an unprivileged user"),
+        (
+            ("worker", "start", "-d", "-h", "hub\x1bexample.com", "--system", "--run-as", "nobody"),
+            {},
+            2,
+            "it has a control character",
+        ),
+        (
+            (
+                "worker",
+                "start",
+                "-d",
+                "-h",
+                "hub\nExecStartPre=/x",
+                "--system",
+                "--run-as",
+                "nobody",
+            ),
+            {},
+            2,
+            "invalid host",
+        ),
+        ((*START, "--system", "--run-as", "nobody"), {"GISKARD_API_KEY": ""}, 78, "API key"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(
+    system_root: Path, args: tuple[str, ...], env: dict[str, str], code: int, message: str
+) -> None:
+    result = run_cli(system_root, *args, env=env)
+    assert result.returncode == code, result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("giskard: error:") and message in line
+    assert written(system_root) == []
+
+
+def test_system_without_root_is_refused_and_writes_nothing(system_root: Path) -> None:
+    prefix: tuple[str, ...] = ()
+    if os.geteuid() == 0:  # as root, a user namespace runs the command as an unmapped user
+        if subprocess.run(["unshare", "--user", "true"], check=False).returncode != 0:
+            pytest.skip("user namespaces are not available to stand in for a non-root user")
+        prefix = ("unshare", "--user")
+    result = run_cli(system_root, *START, "--system", "--run-as", "nobody", prefix=prefix)
+    assert result.returncode == 78, result.stderr
+    assert result.stderr.strip() == (
+        "giskard: error: --system installs a system-wide service: run it as root (sudo)"
+    )
+    assert written(system_root) == []
+
+
+def test_no_system_manager_is_refused_and_writes_nothing(system_root: Path) -> None:
+    problem = system_manager_problem()
+    if problem is None or os.geteuid() != 0:
+        pytest.skip("needs root on a machine whose systemd is not PID 1")
+    result = run_cli(system_root, *START, "--system", "--run-as", "nobody")
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"giskard: error: cannot install a system service: {problem}"
+    assert written(system_root) == []
+
+
+class RecordingSystemctl:
+    """Stands in for systemctl and journalctl where no system manager runs: records each
+    command line and answers like the manager would."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+        self.active: set[str] = set()
+
+    def __call__(
+        self, argv: Sequence[str], *, check: bool = False, timeout_s: float = 30
+    ) -> Result:
+        self.calls.append(list(argv))
+        tool, *rest = argv
+        if tool == "journalctl":
+            return Result(
+                tuple(argv), 0, "2026-11-29T00:00:00+0000 host giskard-worker[7]: hi\n", ""
+            )
+        command, unit = rest[1], rest[-1]
+        if command == "show":
+            unit = rest[2]
+            active = unit in self.active
+            state = "ActiveState=active\nMainPID=4242\n" if active else "ActiveState=inactive\n"
+            return Result(tuple(argv), 0, f"LoadState=loaded\n{state}", "")
+        if command == "restart":
+            self.active.add(unit)
+        if command in ("stop", "disable"):
+            self.active.discard(unit)
+        return Result(tuple(argv), 0, "", "")
+
+    def commands(self) -> list[list[str]]:
+        """The calls, without the `show` queries between them."""
+        return [call for call in self.calls if "show" not in call]
+
+
+def test_install_stop_and_logs_run_these_commands_without_a_system_manager(
+    tmp_path: Path,
+) -> None:
+    systemctl = RecordingSystemctl()
+    backend = SystemServiceBackend(runner=systemctl, root=tmp_path)
+    the_spec = spec("10.0.0.7", 41000)
+    name = the_spec.name
+    unit = "giskard-worker@giskard-worker-10.0.0.7-41000.service"
+    backend.store_key(name, "k-123")
+    outcome = backend.install(the_spec)
+    assert (outcome.action.name, outcome.pid) == ("INSTALLED", 4242)
+    assert systemctl.commands() == [
+        ["systemctl", "--no-pager", "daemon-reload"],
+        ["systemctl", "--no-pager", "reset-failed", unit],
+        ["systemctl", "--no-pager", "enable", unit],
+        ["systemctl", "--no-pager", "restart", unit],
+    ]
+    etc = tmp_path / "etc"
+    assert oct((etc / "giskard-worker").stat().st_mode & 0o777) == "0o700"
+    assert oct((etc / "giskard-worker" / f"{name}.key").stat().st_mode & 0o777) == "0o600"
+    assert (etc / "systemd" / "system" / "giskard-worker@.service").exists()
+    assert backend.names() == [name]
+    status = backend.status(name)
+    assert status is not None and status.state == "running"
+    assert (status.interpreter, status.hub) == (the_spec.interpreter, "10.0.0.7:41000")
+
+    systemctl.calls.clear()
+    assert backend.install(the_spec).action.name == "UNCHANGED"
+    assert systemctl.commands() == []
+
+    assert backend.log_lines(name, 20) == ["2026-11-29T00:00:00+0000 host giskard-worker[7]: hi"]
+    assert systemctl.calls[-1] == [
+        "journalctl", "-u", unit, "-n", "20", "--no-pager", "-o", "short-iso",
+    ]  # fmt: skip
+    assert backend.logs_hint(name) == "journalctl -u giskard-worker@giskard-worker-10.0.0.7-41000"
+
+    systemctl.calls.clear()
+    assert backend.stop(name) is True
+    assert systemctl.commands() == [
+        ["systemctl", "--no-pager", "disable", "--now", unit],
+        ["systemctl", "--no-pager", "daemon-reload"],
+        ["systemctl", "--no-pager", "reset-failed", unit],
+    ]
+    # The last instance gone, nothing of it stays: drop-in, key, template.
+    assert [p for p in etc.rglob("*") if p.is_file()] == []
+
+
+def test_a_new_key_alone_restarts_the_instance_without_a_system_manager(tmp_path: Path) -> None:
+    systemctl = RecordingSystemctl()
+    backend = SystemServiceBackend(runner=systemctl, root=tmp_path)
+    unit = "giskard-worker@giskard-worker.service"
+    assert install_instance(backend, spec(), "k-1").action.name == "INSTALLED"
+    systemctl.calls.clear()
+    assert install_instance(backend, spec(), "k-1").action.name == "UNCHANGED"
+    assert systemctl.commands() == []
+    assert install_instance(backend, spec(), "k-2").action.name == "UPDATED"
+    assert systemctl.commands() == [
+        ["systemctl", "--no-pager", "reset-failed", unit],
+        ["systemctl", "--no-pager", "restart", unit],
+    ]
+    assert backend.key_path(spec().name).read_text() == "k-2\n"
+
+
+def test_stop_all_stops_every_instance_without_a_system_manager(tmp_path: Path) -> None:
+    systemctl = RecordingSystemctl()
+    backend = SystemServiceBackend(runner=systemctl, root=tmp_path)
+    specs = [spec(), spec("10.0.0.7", 41000)]
+    for the_spec in specs:
+        install_instance(backend, the_spec, "k-1")
+    assert stop_system_service(HubAddress("10.0.0.9", 40051), backend) == []
+    stopped = stop_system_service(None, backend)
+    assert stopped == [f"system service {backend.unit(s.name)}" for s in specs]
+    disabled = [call[-1] for call in systemctl.calls if "disable" in call]
+    assert disabled == [backend.unit(s.name) for s in specs]
+    assert backend.names() == [] and list((tmp_path / "etc").rglob("*.*")) == []
+
+
+def test_logs_fall_back_to_the_instances_own_log_without_a_system_manager(
+    tmp_path: Path,
+) -> None:
+    def empty_journal(argv: Sequence[str], **_: object) -> Result:
+        return Result(tuple(argv), 0, "-- No entries --\n", "")
+
+    backend = SystemServiceBackend(runner=empty_journal, root=tmp_path)
+    log = tmp_path / "var" / "lib" / "giskard-worker" / "giskard-worker" / "run" / "ml-worker.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("first\nWARNING giskard.worker: Cannot reach the Giskard server\n")
+    first, *rest = backend.log_lines("giskard-worker", 10)
+    assert first == f"(the journal has no entries for it; showing {log})"
+    assert rest == ["first", "WARNING giskard.worker: Cannot reach the Giskard server"]
+
+
+def test_halt_and_restart_for_an_upgrade_without_a_system_manager(tmp_path: Path) -> None:
+    systemctl = RecordingSystemctl()
+    backend = SystemServiceBackend(runner=systemctl, root=tmp_path)
+    name = spec().name
+    backend.install(spec())
+    systemctl.calls.clear()
+    backend.halt(name)
+    backend.restart(name)
+    unit = "giskard-worker@giskard-worker.service"
+    assert systemctl.commands() == [
+        ["systemctl", "--no-pager", "stop", unit],
+        ["systemctl", "--no-pager", "reset-failed", unit],
+        ["systemctl", "--no-pager", "restart", unit],
+    ]
+
+
+def test_status_system_reads_the_instances_from_their_files(system_root: Path) -> None:
+    backend = SystemServiceBackend(root=system_root)
+    the_spec = spec("10.0.0.7", 41000)
+    for path, text in backend.files(the_spec).items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    result = run_cli(system_root, "worker", "status", "--system", "--json")
+    assert result.returncode == 0, result.stderr
+    [row] = json.loads(result.stdout)
+    assert (row["backend"], row["name"]) == ("system", the_spec.name)
+    assert (row["interpreter"], row["hub"]) == (the_spec.interpreter, "10.0.0.7:41000")
+
+
+@pytest.mark.parametrize("command", ["logs", "restart", "upgrade"])
+def test_commands_on_a_missing_system_service_say_so(system_root: Path, command: str) -> None:
+    result = run_cli(system_root, "worker", command, "--system", "-h", "10.0.0.9")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "giskard: error: no system-wide worker service for 10.0.0.9:40051"
+        " (see `giskard worker status --system`)"
+    )
+    assert written(system_root) == []
+
+
+def test_instance_names_are_the_service_names() -> None:
+    backend = SystemServiceBackend(root=Path("/"))
+    for host in ("localhost", "Hub.Example.COM", "2001:db8::1", "a_b"):
+        name = service_name(HubAddress(host, 40051))
+        assert backend.unit(name) == f"giskard-worker@{name}.service"

@@ -1,0 +1,129 @@
+"""`giskard worker upgrade` against a real systemd user manager (see service_user.py): the
+service's own environment gets the new version and runs it; a failed install leaves the
+version it ran, running."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import free_port, wait_until
+from service_user import ROOT, ServiceUser, install_project, session_fixtures
+
+from giskard import __version__
+from giskard.client import HubClient
+from giskard.hub import Hub
+
+NEW_VERSION = f"{__version__}.post1"
+MISSING_WHEEL = "/nonexistent/giskard_worker-99.0.0-py3-none-any.whl"
+
+
+user, clean = session_fixtures()
+
+
+@pytest.fixture
+def new_wheel(tmp_path_factory: pytest.TempPathFactory, user: ServiceUser) -> Iterator[Path]:
+    """A wheel of this checkout whose version is NEW_VERSION; the user's venv gets this
+    checkout back afterwards."""
+    tree = tmp_path_factory.mktemp("tree")
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    for name in listed.stdout.splitlines():
+        if (ROOT / name).is_file():
+            (tree / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, tree / name)
+    init = tree / "src" / "giskard" / "__init__.py"
+    init.write_text(
+        re.sub(r'__version__ = ".*"', f'__version__ = "{NEW_VERSION}"', init.read_text())
+    )
+    wheels = Path(tempfile.mkdtemp(prefix="giskard-upgrade-"))
+    wheels.chmod(0o755)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(tree)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = wheels.glob("*.whl")
+    wheel.chmod(0o644)
+    try:
+        yield wheel
+    finally:
+        shutil.rmtree(wheels)
+        (user.venv / ".giskard-wheel").unlink(missing_ok=True)  # reinstall this checkout
+        install_project(user)
+
+
+def versions(client: HubClient) -> list[str]:
+    return [worker["giskard_version"] for worker in client.workers()]
+
+
+def test_upgrade_installs_the_new_version_in_the_services_environment_and_runs_it(
+    user: ServiceUser, new_wheel: Path
+) -> None:
+    with Hub(host="127.0.0.1", port=free_port()) as hub, HubClient(hub.address) as client:
+        args = ("-h", "127.0.0.1", "-p", str(hub.port))
+        name = f"giskard-worker-localhost-{hub.port}"
+        assert user.giskard("worker", "start", "-d", *args).returncode == 0
+        wait_until(lambda: versions(client) == [__version__], 15, "the worker to connect")
+        result = user.giskard(
+            "worker", "upgrade", *args, "--requirement", str(new_wheel), timeout_s=600
+        )
+        assert result.returncode == 0, result.stderr
+        assert f"Upgraded {name}: {__version__} -> {NEW_VERSION}." in result.stdout
+        assert user.show(name, "ActiveState") == "active"
+        wait_until(lambda: versions(client) == [NEW_VERSION], 30, "the new version to connect")
+
+
+def test_a_failed_upgrade_leaves_the_old_version_running(user: ServiceUser) -> None:
+    with Hub(host="127.0.0.1", port=free_port()) as hub, HubClient(hub.address) as client:
+        args = ("-h", "127.0.0.1", "-p", str(hub.port))
+        name = f"giskard-worker-localhost-{hub.port}"
+        assert user.giskard("worker", "start", "-d", *args).returncode == 0
+        [before] = wait_until(client.workers, 15, "the worker to connect")
+        result = user.giskard("worker", "upgrade", *args, "--requirement", MISSING_WHEEL)
+        assert result.returncode == 1
+        [line] = result.stderr.splitlines()
+        assert line.startswith(f"giskard: error: pip could not install {MISSING_WHEEL}: ")
+        assert line.endswith(f"({name} runs giskard-worker {__version__} again)")
+        assert user.show(name, "ActiveState") == "active"
+
+        def back() -> bool:
+            workers = client.workers()
+            return [(w["giskard_version"], w["pid"] != before["pid"]) for w in workers] == [
+                (__version__, True)
+            ]
+
+        wait_until(back, 30, "the same version, restarted, to connect again")
+
+
+def test_a_failed_upgrade_of_a_detached_process_leaves_it_running(user: ServiceUser) -> None:
+    args = ("-h", "127.0.0.1", "-p", str(free_port()))  # no hub: the worker waits
+    started = user.giskard("worker", "start", "-d", "--backend", "process", *args)
+    assert started.returncode == 0, started.stderr
+    result = user.giskard("worker", "upgrade", *args, "--requirement", MISSING_WHEEL)
+    assert result.returncode == 1
+    assert "giskard: error: pip could not install" in result.stderr
+    status = user.giskard("worker", "status", "--json").stdout
+    assert '"backend": "process"' in status and '"state": "running"' in status
+
+
+def test_upgrade_without_a_service_says_so_and_does_nothing(user: ServiceUser) -> None:
+    port = str(free_port())
+    result = user.giskard("worker", "upgrade", "-p", port, "--requirement", MISSING_WHEEL)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"giskard: error: no worker service for localhost:{port} (see `giskard worker status`)"
+    )
