@@ -176,18 +176,37 @@ def test_each_workers_page_charts_its_own_jobs(
         assert '<g class="series p50"' in body and '<g class="series p95"' in body
 
 
-def test_the_history_keeps_the_workers_whose_jobs_ended_last(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(history, "WORKERS_KEPT", 2)
+def ended_on(kept: history.History, worker_id: str = "") -> int:
+    return sum(minute.ended for minute in kept.per_minute(worker_id))
+
+
+def test_the_history_counts_each_workers_ends_and_jobs_never_sent() -> None:
     kept = history.History(lambda: 0)
     now = time.time()
-    for worker_id in ("a", "b", "a", "c"):  # "b" ended longest ago when "c" comes
+    for worker_id in ("a", "b", "a", "c", ""):  # "": never sent
         kept.job_ended(SimpleNamespace(worker_id=worker_id, submitted_at=now - 1), None, now)
-    kept.job_ended(SimpleNamespace(worker_id="", submitted_at=now), None, now)  # never sent
-    ended = {w: sum(m.ended for m in kept.per_minute(w)) for w in ("a", "b", "c")}
-    assert ended == {"a": 2, "b": 0, "c": 1}
-    assert sum(m.ended for m in kept.per_minute()) == 5
+    assert {w: ended_on(kept, w) for w in ("a", "b", "c", "nobody")} == {
+        "a": 2,
+        "b": 1,
+        "c": 1,
+        "nobody": 0,
+    }
+    assert ended_on(kept) == 5
+
+
+def test_the_history_keeps_one_bounded_store_however_many_workers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(history, "ENDS_KEPT", 10)
+    kept = history.History(lambda: 0)
+    now = time.time()
+    workers = [f"worker-{n:04d}" for n in range(1000)]
+    for worker_id in workers:
+        kept.job_ended(SimpleNamespace(worker_id=worker_id, submitted_at=now - 1), None, now)
+    assert ended_on(kept) == 10
+    # The latest ends, each on its own worker: no more than the hub keeps in all.
+    assert sum(ended_on(kept, worker_id) for worker_id in workers) == 10
+    assert [ended_on(kept, worker_id) for worker_id in workers[-10:]] == [1] * 10
 
 
 @pytest.mark.parametrize("hub", [CONSOLE], indirect=True)
