@@ -161,3 +161,10 @@ def print_lines(prefix: str, count: int) -> int:
     for i in range(count):
         sys.stdout.write(f"{prefix} {i:08d}\n")
     return count
+
+
+def raise_with_a_long_type_name(chars: int) -> None:
+    """Raises an exception whose class name is `chars` characters long: what a worker says of
+    a failure is its own word, of any size."""
+    kind = type("E" * chars, (Exception,), {})
+    raise kind("its type name is longer than any real one")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 import re
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -234,5 +235,60 @@ def test_the_details_kept_are_the_latest_within_their_count_and_bytes() -> None:
         ended_with_logs(details, f"big-{n:04d}", big)
     assert sum(ended.size_bytes for ended in details.ended) <= job_details.ENDED_MAX_BYTES
     latest = details.ended[-1]
-    assert (len(latest.logs), latest.logs_cut) == (job_details.LOGS_KEPT_BYTES, True)
+    assert (len(latest.logs), latest.cut) == (job_details.LOGS_KEPT_BYTES, ("logs",))
     assert details.ended_job(latest.page_id) == latest
+
+
+# Well past what the console keeps, and within what a worker's executor may send (its pipe).
+LONG_TYPE_CHARS = 200 * 1024
+
+
+@pytest.mark.parametrize("hub", [CONSOLE], indirect=True)
+def test_a_failure_s_huge_type_name_is_kept_cut_and_the_page_says_so(
+    hub: Hub, client: HubClient, connected_worker: WorkerProcess
+) -> None:
+    handle = client.submit(remote_models.raise_with_a_long_type_name, LONG_TYPE_CHARS)
+    with pytest.raises(JobError) as raised:
+        handle.result(timeout=WAIT_S)
+    assert len(raised.value.remote_type) > LONG_TYPE_CHARS  # its client has it all
+    session = log_in(hub.console_port, hub.admin_key)
+    page = request(
+        hub.console_port,
+        job_path(hub.console_port, session, handle.job_id),
+        headers={"Cookie": session},
+    ).body
+    error = re.search(r'<p class="error" id="error">(.*?)</p>', page, re.S)
+    assert error is not None, page[:2000]
+    shown_type = html.unescape(error.group(1)).split(":", 1)[0]
+    assert len(shown_type) == job_details.FAILURE_TYPE_KEPT_CHARS
+    assert "its type name is longer than any real one" in error.group(1)
+    cut = re.search(r'<p class="muted" id="cut">(.*?)</p>', page, re.S)
+    assert cut is not None and "error type" in cut.group(1), page[-4000:]
+    (recent,) = client.status()["recent"]
+    assert len(recent["detail"]) == job_details.FAILURE_TYPE_KEPT_CHARS
+
+
+def huge_failure(details: JobDetails, job_id: str, chars: int) -> None:
+    """A job that failed with a type name, a message and a traceback of `chars` characters."""
+    job = Job(job_id, common_pb2.JobSpec(call={}), JobEvents(UnreadResults()))
+    failure = common_pb2.JobFailure(type="T" * chars, message="m" * chars, traceback="t" * chars)
+    end = common_pb2.JobEnd(job_id=job_id, reason=common_pb2.END_REASON_MODEL_ERROR)
+    end.failure.CopyFrom(failure)
+    details.job_ended(job, end, time.time())
+
+
+def test_the_details_kept_stay_within_their_bytes_whatever_a_worker_sends() -> None:
+    details = JobDetails(WorkerRegistry())
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(job_details.ENDED_KEPT):
+            huge_failure(details, f"job-{n:04d}", 512 * 1024)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held <= job_details.ENDED_MAX_BYTES
+    assert sum(ended.size_bytes for ended in details.ended) <= job_details.ENDED_MAX_BYTES
+    latest = details.ended[-1]
+    assert len(latest.error_type) == job_details.FAILURE_TYPE_KEPT_CHARS
+    assert set(latest.cut) == {"error type", "error message", "traceback"}

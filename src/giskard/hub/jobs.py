@@ -66,6 +66,9 @@ STOP_GRACE_S = 3.0
 NO_WORKER_GRACE_S = 30.0
 # How many ended jobs the hub remembers for its status (`giskard hub workers`).
 RECENT_JOBS = 100
+# What the hub keeps of a failure's type name (a worker's word, of any size; real ones are far
+# shorter) beyond the end its client gets: in its status, and the console's job pages.
+FAILURE_TYPE_KEPT_CHARS = 256
 # How long the jobs of a worker whose connection dropped wait for it to come back.
 REATTACH_GRACE_S = 30.0
 
@@ -473,7 +476,7 @@ class JobBoard:
         if end is None:
             reason, detail = common_pb2.END_REASON_CANCELLED, "ClientLeft"
         else:
-            reason, detail = end.reason, end.failure.type
+            reason, detail = end.reason, end.failure.type[:FAILURE_TYPE_KEPT_CHARS]
         self.ended_by_reason[reason] += 1
         ended_at = time.time()
         for observe in self.ended_observers:

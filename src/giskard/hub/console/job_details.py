@@ -4,30 +4,44 @@ A client's job id is unique per API key only, and a job's dispatch id is new eac
 sent (and missing while it waits): the console names each job it shows by an id of its own,
 for its URLs (/jobs/<id>), the same from queued to ended. An ended job's details (its error,
 traceback and the logs its worker captured) are kept for the last ENDED_KEPT jobs, in at most
-ENDED_MAX_BYTES: a busy hub keeps the latest.
+ENDED_MAX_BYTES: a busy hub keeps the latest. What a worker says of a job is its own word, of
+any size: the console keeps only so much of each part, and its page says which were cut.
 """
 
 from __future__ import annotations
 
 import itertools
 import secrets
+import sys
 import weakref
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from giskard import end_reasons
 from giskard.hub.job import Job
+from giskard.hub.jobs import FAILURE_TYPE_KEPT_CHARS
 from giskard.hub.registry import WorkerRegistry
 from giskard.rpc.v1 import common_pb2
 
 ENDED_KEPT = 200
 # A job's logs are up to 1 MiB (JOB_LOG_MAX_BYTES): the console keeps the last LOGS_KEPT_BYTES
-# of each and TRACEBACK_KEPT_CHARS of its traceback, so that one job cannot push out the others.
+# of each, the end of its traceback and the start of its error's message and type name
+# (FAILURE_TYPE_KEPT_CHARS, as the hub's status), so that one job cannot push out the others.
 LOGS_KEPT_BYTES = 256 * 1024
 TRACEBACK_KEPT_CHARS = 64 * 1024
 MESSAGE_KEPT_CHARS = 8 * 1024
 ENDED_MAX_BYTES = 16 * 1024 * 1024
+# What the console keeps of each part a worker says of a job's end: its start, or its end.
+_KEPT = {
+    "error type": slice(None, FAILURE_TYPE_KEPT_CHARS),
+    "error message": slice(None, MESSAGE_KEPT_CHARS),
+    "traceback": slice(-TRACEBACK_KEPT_CHARS, None),
+    "logs": slice(-LOGS_KEPT_BYTES, None),
+}
+# What an EndedJobDetails holds besides its strings (the object, its numbers, its tuple).
+DETAILS_OVERHEAD_BYTES = 512
 # Said in place of the reason of an end this version does not know.
 UNKNOWN_REASON = "unknown"
 
@@ -48,7 +62,7 @@ class EndedJobDetails:
     error_message: str
     traceback: str
     logs: str
-    logs_cut: bool  # only their end is kept
+    cut: tuple[str, ...]  # the parts kept only in part: "error type", "logs"...
 
     @property
     def duration_s(self) -> float:
@@ -56,8 +70,20 @@ class EndedJobDetails:
 
     @property
     def size_bytes(self) -> int:
-        """About what it holds in memory, for ENDED_MAX_BYTES."""
-        return 512 + len(self.error_message) + len(self.traceback) + len(self.logs)
+        """About what it holds in memory, for ENDED_MAX_BYTES: its strings, as Python
+        stores them (up to 4 bytes a character), and the rest."""
+        strings = (
+            self.page_id,
+            self.job_id,
+            self.kind,
+            self.worker,
+            self.reason,
+            self.error_type,
+            self.error_message,
+            self.traceback,
+            self.logs,
+        )
+        return DETAILS_OVERHEAD_BYTES + sum(sys.getsizeof(text) for text in strings)
 
 
 class JobDetails:
@@ -108,6 +134,7 @@ class JobDetails:
             end.failure.type = "ClientLeft"
             end.failure.message = "its client left before the job ended"
         reason = end_reasons.from_proto(end.reason)
+        kept, cut = _kept(end)
         return EndedJobDetails(
             page_id=self.page_id(job),
             job_id=job.job_id,
@@ -117,11 +144,11 @@ class JobDetails:
             sent_at=job.sent_at,
             ended_at=ended_at,
             reason=reason.value if reason is not None else UNKNOWN_REASON,
-            error_type=end.failure.type,
-            error_message=end.failure.message[:MESSAGE_KEPT_CHARS],
-            traceback=end.failure.traceback[-TRACEBACK_KEPT_CHARS:],
-            logs=end.logs[-LOGS_KEPT_BYTES:].decode(errors="replace"),
-            logs_cut=len(end.logs) > LOGS_KEPT_BYTES,
+            error_type=kept["error type"],
+            error_message=kept["error message"],
+            traceback=kept["traceback"],
+            logs=kept["logs"].decode(errors="replace"),
+            cut=cut,
         )
 
     def _worker_name(self, worker_id: str) -> str:
@@ -136,3 +163,17 @@ class JobDetails:
             if departed.info.worker_id == worker_id:
                 return departed.info.name
         return worker_id[:8]
+
+
+def _kept(end: common_pb2.JobEnd) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """What the console keeps of each part of the failure and logs `end` tells (by name), and
+    the names of those it cut."""
+    failure = end.failure
+    sent = {
+        "error type": failure.type,
+        "error message": failure.message,
+        "traceback": failure.traceback,
+        "logs": end.logs,
+    }
+    kept = {part: whole[_KEPT[part]] for part, whole in sent.items()}
+    return kept, tuple(part for part, whole in sent.items() if len(kept[part]) < len(whole))
