@@ -6,6 +6,8 @@ import ast
 import logging
 import pickle
 import queue
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent import futures
@@ -158,10 +160,27 @@ def _unpickling_calls(tree: ast.AST) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "path", [*sorted((SRC / "hub").glob("*.py")), SRC / "codec.py"], ids=lambda p: p.name
+    "path",
+    [*sorted((SRC / "hub").rglob("*.py")), SRC / "codec.py"],
+    ids=lambda p: str(p.relative_to(SRC)),
 )
 def test_hub_and_decoder_import_no_pickle_module(path: Path) -> None:
     assert not PICKLE_MODULES & _imported_modules(ast.parse(path.read_text()))
+
+
+# What runs a worker's jobs: the hub and its console load none of it, not even indirectly.
+WORKER_EXECUTION = ["cloudpickle", "giskard.worker.executor", "giskard.worker.agent"]
+
+
+def test_the_hub_and_its_console_load_no_unpickler_nor_the_worker_s_execution() -> None:
+    code = (
+        "import sys, giskard.hub.console.app, giskard.hub\n"
+        f"print(sorted(set({WORKER_EXECUTION!r}) & set(sys.modules)))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert loaded.stdout.strip() == "[]", loaded.stdout
 
 
 def test_the_client_only_pickles_never_unpickles() -> None:

@@ -1,4 +1,4 @@
-"""What a worker tells the hub about its environment."""
+"""What a worker tells the hub about its environment (as the wire carries it: worker_info)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,12 @@ from typing import Any
 
 from giskard import __version__
 from giskard.identity import environment
+from giskard.worker_info import info_from_proto, info_to_proto
 
 WORKER_ID = uuid.uuid4().hex
 _IMPORTED_AT = time.time()
+
+__all__ = ["collect_info", "info_from_proto", "info_to_proto", "installed_packages"]
 
 
 def _process_start_time() -> float:
@@ -63,36 +66,4 @@ def collect_info(
         "name": name,
         "labels": dict(labels or {}),
         "environment": str(environment()),
-    }
-
-
-def info_to_proto(info: dict[str, Any]) -> Any:
-    """The `WorkerInfo` message for a dict made by `collect_info`."""
-    from giskard.rpc.v1 import common_pb2
-
-    return common_pb2.WorkerInfo(
-        **{k: v for k, v in info.items() if k != "uname"}, uname=common_pb2.Uname(**info["uname"])
-    )
-
-
-def info_from_proto(message: Any) -> dict[str, Any]:
-    """The inverse of `info_to_proto`."""
-    uname = message.uname
-    return {
-        "worker_id": message.worker_id,
-        "interpreter": message.interpreter,
-        "python_version": message.python_version,
-        "platform": message.platform,
-        "uname": {
-            f: getattr(uname, f) for f in ("system", "node", "release", "version", "machine")
-        },
-        "pid": message.pid,
-        "started_at": message.started_at,
-        "hostname": message.hostname,
-        "giskard_version": message.giskard_version,
-        "packages": dict(sorted(message.packages.items(), key=lambda item: item[0].lower())),
-        "hub_address": message.hub_address,
-        "name": message.name,
-        "labels": dict(sorted(message.labels.items())),
-        "environment": message.environment,
     }

@@ -15,7 +15,7 @@ from giskard.hub.console.history import KEPT_S, History
 from giskard.hub.registry import WorkerRegistry
 from giskard.rpc.v1 import worker_pb2
 from giskard.sizes import format_size
-from giskard.worker.info import info_from_proto
+from giskard.worker_info import info_from_proto
 
 NO_SUCH_WORKER = "no such worker"
 # What the page lists of a worker's cache report, whatever the worker sent.
