@@ -15,15 +15,17 @@ from typing import Any
 
 import grpc
 import pytest
+import remote_models
 from conftest import CONNECTED, WorkerProcess, wait_until
 from console_http import log_in, request
 from test_console import metrics
 from test_hub_hardening import ScriptedRogue, refusal_of
 
+from giskard import codec
 from giskard.client import HubClient, Stored
 from giskard.hub import Hub
 from giskard.hub.console import history
-from giskard.protocol import PROTOCOL_VERSION
+from giskard.protocol import PROTOCOL_VERSION, digest_of
 from giskard.rpc.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 
 CONSOLE = {"console_port": 0}
@@ -209,20 +211,54 @@ def test_the_history_keeps_one_bounded_store_however_many_workers(
     assert [ended_on(kept, worker_id) for worker_id in workers[-10:]] == [1] * 10
 
 
-@pytest.mark.parametrize("hub", [CONSOLE], indirect=True)
-def test_metrics_count_the_bytes_moved_each_way(
-    hub: Hub, client: HubClient, connected_worker: WorkerProcess, breast_cancer: tuple
-) -> None:
-    stored, predictions = predict_with_stored_inputs(client, breast_cancer)
-    moved = {
+def bytes_moved(hub: Hub) -> dict[str, float]:
+    return {
         dict(labels)["direction"]: value
         for (name, labels), value in metrics(hub, hub.admin_key).items()
         if name == "giskard_hub_bytes_moved_total"
     }
-    inputs = sum(input_.size for input_ in stored)
-    assert moved["upload"] >= inputs
-    assert moved["to_worker"] >= inputs  # the worker had neither: both went to it
-    assert moved["result"] >= predictions.nbytes > 0
+
+
+@pytest.mark.parametrize("hub", [CONSOLE], indirect=True)
+def test_metrics_count_the_bytes_moved_each_way_exactly(
+    hub: Hub, client: HubClient, connected_worker: WorkerProcess, breast_cancer: tuple
+) -> None:
+    stored, predictions = predict_with_stored_inputs(client, breast_cancer)
+    inputs = sum(input_.size for input_ in stored)  # uploaded, or inline in the job
+    assert any(input_.ref.inline for input_ in stored)  # the model: small enough
+    assert not all(input_.ref.inline for input_ in stored)  # the data: uploaded
+    # The worker had neither: each went to it once; the result came back once.
+    assert bytes_moved(hub) == {
+        "upload": inputs,
+        "to_worker": inputs,
+        "result": len(codec.encode_to_bytes(predictions)),
+    }
+
+
+def job_received(rogue: ScriptedRogue) -> str:
+    """The id of the next job the rogue worker receives."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        message = rogue.received.get(timeout=30)
+        if message.WhichOneof("kind") == "job":
+            return message.job.job_id
+    raise AssertionError("no job came")
+
+
+@pytest.mark.parametrize("hub", [CONSOLE], indirect=True)
+def test_result_bytes_a_job_no_longer_takes_are_not_counted(hub: Hub) -> None:
+    with ScriptedRogue(hub, lambda job_id: []) as rogue, HubClient(hub.address) as reader:
+        with HubClient(hub.address) as leaving:
+            leaving.submit(remote_models.print_lines, "late", 1)
+            job_id = job_received(rogue)
+        # Its client left: the job ended, and waits for its worker to stop it.
+        wait_until(lambda: reader.status()["recent"], 30, "the job to end without its client")
+        late = b"a result nobody takes any more"
+        result = common_pb2.ArtifactRef(blake3=digest_of([late])[0], size=len(late), inline=late)
+        end = common_pb2.JobEnd(job_id=job_id, success=common_pb2.JobSuccess(result=result))
+        rogue.send(worker_pb2.WorkerMessage(end=end))
+        wait_until(lambda: not reader.workers()[0]["running"], 30, "the worker to end the job")
+    assert bytes_moved(hub)["result"] == 0
 
 
 class OneJobHub(worker_pb2_grpc.WorkerHubServicer):

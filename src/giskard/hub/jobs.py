@@ -112,8 +112,9 @@ class JobBoard:
         # Every job that ended since the hub started, by end reason (the console's /metrics).
         self.ended_by_reason: Counter[common_pb2.EndReason.ValueType] = Counter()
         # Bytes of inputs and results the hub took in or handed out since it started, by
-        # direction (BYTES_MOVED): each counted in full, however it went (chunks, compressed,
-        # inline, shared memory). For the console's /metrics.
+        # direction (BYTES_MOVED): each movement counted in full, however it went (chunks,
+        # compressed, inline, shared memory): an input a worker fetches again counts again; a
+        # result piece the hub refuses, not. For the console's /metrics.
         self.bytes_moved: Counter[str] = Counter()
         # Told of each job as it ends, with its end (None: its client left) and when
         # (time.time()), before its logs may be dropped for want of room: the console's
@@ -255,13 +256,14 @@ class JobBoard:
 
     def output(self, job: Job, output: common_pb2.JobOutput) -> bool:
         """A piece of its result from its worker, for its client. False if the job takes no
-        more: it ended, or the hub holds as much unread result as it may (the job fails)."""
-        self.bytes_moved[RESULT] += len(output.chunk)
+        more: it ended, or the hub holds as much unread result as it may (the job fails).
+        Only the pieces it takes count as moved."""
         if job.state is not JobState.RUNNING:
             return False
         job.received_bytes += len(output.chunk)
         output.job_id = job.job_id  # its client's id, not its dispatch id
         if job.events.put_output(output):
+            self.bytes_moved[RESULT] += len(output.chunk)
             return True
         limit = format_size(job.events.unread.max_bytes)
         message = (
@@ -275,8 +277,10 @@ class JobBoard:
         return False
 
     def worker_ended(self, job: Job, end: common_pb2.JobEnd) -> None:
-        """Its worker says the job is over: its slot is free."""
-        self.bytes_moved[RESULT] += len(end.success.result.inline)
+        """Its worker says the job is over: its slot is free. A result inline in the end
+        counts as moved if the job still takes it (its client did not leave)."""
+        if job.state is JobState.RUNNING:
+            self.bytes_moved[RESULT] += len(end.success.result.inline)
         self._free_slot(job)
         # Queued behind the output, never instead of it: dropping a chunk to make room
         # would corrupt the result.
@@ -431,7 +435,11 @@ class JobBoard:
             self._end(job, lost)
             return
         del self._queue_of(job)[job]
-        self.bytes_moved[TO_WORKER] += _inline_bytes(job)  # the worker fetches the others
+        if not job.sent_at:
+            # Its inline inputs leave the hub once: a job sent again was taken back from an
+            # outbox its worker never read (_take_back_unsent). The others are counted as
+            # workers fetch them.
+            self.bytes_moved[TO_WORKER] += _inline_bytes(job)
         job.state, job.session, job.sent_at = JobState.RUNNING, session, time.time()
         job.worker_id = session.info.worker_id
         job.differences = session.differences(job.constraint.requirements)

@@ -65,7 +65,9 @@ class HubCollector(Collector):
         family = CounterMetricFamily(
             "giskard_hub_bytes_moved",
             "Bytes of job inputs and results the hub took in or handed out since it started, by"
-            " direction: upload (from clients), to_worker, result (from workers).",
+            " direction: upload (from clients), to_worker, result (from workers). Each movement"
+            " counts: an input a worker fetches again counts again; a job's inline inputs count"
+            " once; result bytes the hub refuses (a job that ended) do not count.",
             labels=["direction"],
         )
         for direction in BYTES_MOVED:
