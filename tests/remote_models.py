@@ -45,6 +45,25 @@ class SlowModel:
         return np.arange(len(data))
 
 
+class HeldModel:
+    """Announces that it started (a file), then runs until the test lets it end by creating
+    `release`: one number per row then, or an error past `cap_s` (a test that forgot it)."""
+
+    def __init__(self, started_marker: Path, release: Path, cap_s: float = 120) -> None:
+        self.started_marker = started_marker
+        self.release = release
+        self.cap_s = cap_s
+
+    def predict(self, data: pd.DataFrame) -> np.ndarray:
+        self.started_marker.write_text(str(os.getpid()))
+        deadline = time.monotonic() + self.cap_s
+        while not self.release.exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not released within {self.cap_s:g} s")
+            time.sleep(0.05)
+        return np.arange(len(data))
+
+
 class UnsendableResultModel:
     def predict(self, data: pd.DataFrame) -> object:
         return {1, 2, 3}

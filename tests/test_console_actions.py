@@ -27,12 +27,12 @@ def admin(hub: Hub) -> tuple[str, str]:
     return session, csrf_token(hub.console_port, session)
 
 
-def slow_job_running(client: HubClient, iris: tuple, tmp_path: Path) -> JobHandle:
-    """A job that runs for 10 minutes, once it has started on the worker."""
+def held_job_running(client: HubClient, iris: tuple, tmp_path: Path) -> JobHandle:
+    """A job running on the worker until it is cancelled (nothing releases it)."""
     _, data = iris
     marker = tmp_path / "started"
-    handle = client.submit_predict(remote_models.SlowModel(marker, 600), data)
-    wait_until(marker.exists, WAIT_S, "the slow job to start")
+    handle = client.submit_predict(remote_models.HeldModel(marker, tmp_path / "release"), data)
+    wait_until(marker.exists, WAIT_S, "the held job to start")
     return handle
 
 
@@ -69,7 +69,7 @@ def test_an_admin_pauses_then_resumes_a_worker(
 def test_an_admin_cancels_a_running_job_and_its_client_hears_so(
     hub: Hub, client: HubClient, connected_worker: WorkerProcess, iris: tuple, tmp_path: Path
 ) -> None:
-    handle = slow_job_running(client, iris, tmp_path)
+    handle = held_job_running(client, iris, tmp_path)
     session, csrf = admin(hub)
     path = job_path(hub.console_port, session, handle.job_id)
     reply = act(hub.console_port, f"{path}/cancel", session, csrf)
@@ -82,7 +82,7 @@ def test_an_admin_cancels_a_running_job_and_its_client_hears_so(
 def test_an_admin_force_stops_a_worker_and_its_running_job_is_cancelled(
     hub: Hub, client: HubClient, connected_worker: WorkerProcess, iris: tuple, tmp_path: Path
 ) -> None:
-    handle = slow_job_running(client, iris, tmp_path)
+    handle = held_job_running(client, iris, tmp_path)
     session, csrf = admin(hub)
     path = f"/workers/{the_worker(client)['worker_id']}/stop"
     assert act(hub.console_port, path, session, csrf, form={"force": "yes"}).status == 303

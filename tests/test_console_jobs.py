@@ -93,9 +93,9 @@ def test_an_admin_cancels_the_queued_job_and_the_running_one_goes_on(
     worker = start_worker("-h", "127.0.0.1", "-p", str(hub.port), "--concurrency", "1")
     worker.wait_for_output(CONNECTED)
     model, data = iris
-    marker = tmp_path / "started"
-    running = client.submit_predict(remote_models.SlowModel(marker, 5), data)
-    wait_until(marker.exists, WAIT_S, "the slow job to start")
+    marker, release = tmp_path / "started", tmp_path / "release"
+    running = client.submit_predict(remote_models.HeldModel(marker, release), data)
+    wait_until(marker.exists, WAIT_S, "the held job to start")
     # The worker holds one job ready beside its running one (its prefetch): the third queues.
     ready = client.submit_predict(model, data)
     queued = client.submit_predict(model, data)
@@ -113,8 +113,9 @@ def test_an_admin_cancels_the_queued_job_and_the_running_one_goes_on(
     assert (reply.status, reply.headers["location"]) == (303, "/jobs")
     with pytest.raises(JobCancelledError):
         queued.result(timeout=WAIT_S)
-    np.testing.assert_array_equal(ready.result(timeout=WAIT_S), model.predict(data))
+    release.touch()  # the running job held its slot until now, whatever the steps above took
     np.testing.assert_array_equal(running.result(timeout=WAIT_S), np.arange(len(data)))
+    np.testing.assert_array_equal(ready.result(timeout=WAIT_S), model.predict(data))
 
 
 def waiting_job(stub: client_pb2_grpc.PlatformStub, key: str, job_id: str) -> Iterator:
