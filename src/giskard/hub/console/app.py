@@ -22,6 +22,7 @@ from giskard.hub.console.history import KEPT_S, History
 from giskard.hub.console.job_details import JobDetails
 from giskard.hub.console.job_pages import JobPages
 from giskard.hub.console.key_pages import KeyPages
+from giskard.hub.console.pages import Form
 from giskard.hub.console.sessions import (
     LOGIN_ONCE_TTL_S,
     SESSION_TTL_S,
@@ -42,6 +43,7 @@ COOKIE = "giskard_console"
 INVALID_KEY = "invalid or revoked key"
 USED_LOGIN_URL = "this login URL was used already or has expired: ask for a new one"
 NO_SUCH_PAGE = "no such page"
+ADMINS_ONLY = "refused: only an admin key may see this page; this session is a client's"
 # A console form holds one key or one token (~60 characters): anything much longer is not one.
 FORM_MAX_BYTES = 4096
 
@@ -91,10 +93,9 @@ class Console:
         self._secure_cookie = secure_cookie
         self._key_pages = KeyPages(
             keys,
-            self._sessions,
+            page=self._logged_in_page,
             checked_post=self._checked_post,
-            page=_page,
-            main_section=_main_section,
+            render=_page,
             cookie=COOKIE,
             close_revoked=close_revoked,
         )
@@ -235,9 +236,8 @@ class Console:
 
     async def _checked_post(
         self, request: Request, *, admin: bool
-    ) -> tuple[Login, dict[str, list[str]]] | Response:
-        """The login and form of a POST from one of this console's pages (an admin's, if
-        `admin`), or the reply refusing it."""
+    ) -> tuple[Login, Form] | Response:
+        """As pages.PostChecker says."""
         form = await _small_form(request)
         if form is None:
             return PlainTextResponse("a console form is much smaller than that", 413)
@@ -251,10 +251,15 @@ class Console:
         assert login is not None  # refusal() refuses a POST without a login
         return login, form
 
-    def _logged_in_page(self, request: Request, template: str, **values: Any) -> Response:
+    def _logged_in_page(
+        self, request: Request, template: str, *, admin: bool = False, **values: Any
+    ) -> Response:
+        """As pages.PageRenderer says."""
         login = self._sessions.login(request.cookies.get(COOKIE))
         if login is None:
             return RedirectResponse("/login", status_code=303)
+        if admin and login.role != "admin":
+            return PlainTextResponse(ADMINS_ONLY, 403)
         render = _main_section if request.query_params.get("partial") else _page
         return render(
             template,
@@ -266,7 +271,7 @@ class Console:
         )
 
 
-async def _small_form(request: Request) -> dict[str, list[str]] | None:
+async def _small_form(request: Request) -> Form | None:
     """The URL-encoded form of `request`; None past FORM_MAX_BYTES, read no further."""
     body = bytearray()
     async for chunk in request.stream():

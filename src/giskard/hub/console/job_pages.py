@@ -4,7 +4,6 @@ ended; an admin cancels a queued or running one from either."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,18 +13,13 @@ from starlette.responses import Response
 
 from giskard.hub.console import actions
 from giskard.hub.console.job_details import JobDetails
-from giskard.hub.console.sessions import Login
+from giskard.hub.console.pages import PageRenderer, PostChecker
 from giskard.hub.job import Job, JobState
 from giskard.hub.jobs import JobBoard
 
 NO_SUCH_JOB = "no such job"
 # A page the console fetches every 2 s lists no more queued (or running) jobs than this.
 LISTED_MAX = 200
-
-# The console's page renderer (a logged-in reader's page, else the login redirect) and its
-# check of an action's POST (its login and form, else the reply refusing it).
-PageRenderer = Callable[..., Response]
-PostChecker = Callable[..., Awaitable[tuple[Login, dict[str, list[str]]] | Response]]
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ a client key reads the fleet, not who else holds keys.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -17,67 +17,61 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
 from giskard.errors import KeyManagementError
-from giskard.hub.console.sessions import Login, Sessions
+from giskard.hub.console.pages import Form, PageRenderer, PostChecker
+from giskard.hub.console.sessions import Login
 from giskard.hub.keys import NAME_MAX_CHARS, ROLES, KeyStore
 
 logger = logging.getLogger(__name__)
 
-ADMINS_ONLY = "refused: only an admin key may see and manage the keys; this session is a client's"
 NO_NAME = "a key needs a name: it is how the list shows it and how it is revoked"
 # The reply that shows a new key: kept by no cache, the browser's included.
 NOT_STORED = {"Cache-Control": "no-store"}
+# What the new key's form offers, however it is shown.
+_FORM = {"roles": ROLES, "name_max": NAME_MAX_CHARS}
 
-Form = dict[str, list[str]]
-CheckedPost = Callable[..., Awaitable["tuple[Login, Form] | Response"]]
 Render = Callable[..., HTMLResponse]
 
 
 class KeyPages:
     """GET /keys (the list), GET /keys/new (the form), POST /keys (create), POST /keys/revoke.
 
-    `checked_post(request, admin=True)` is the console's check of an action's POST (its
-    Origin, login, role and CSRF token); `page(template, status_code, **values)` renders a
-    whole page, `main_section(template, **values)` the <main> a live page fetches again;
-    `cookie` is the session cookie's name; `close_revoked(name)` closes the hub's calls
-    (worker sessions, job streams) made with key `name`, as its admin service does.
+    `page` renders an admin's page (the console's, for logged-in readers), `checked_post`
+    checks an action's POST (its Origin, login, role and CSRF token); `render(template,
+    status_code, **values)` renders the reply to a POST; `cookie` is the session cookie's
+    name; `close_revoked(name)` closes the hub's calls (worker sessions, job streams) made
+    with key `name`, as its admin service does.
     """
 
     def __init__(
         self,
         keys: KeyStore,
-        sessions: Sessions,
         *,
-        checked_post: CheckedPost,
-        page: Render,
-        main_section: Render,
+        page: PageRenderer,
+        checked_post: PostChecker,
+        render: Render,
         cookie: str,
         close_revoked: Callable[[str], int],
     ) -> None:
         self._keys = keys
-        self._sessions = sessions
-        self._checked_post = checked_post
         self._page = page
-        self._main_section = main_section
+        self._checked_post = checked_post
+        self._render = render
         self._cookie = cookie
         self._close_revoked = close_revoked
 
     async def list_keys(self, request: Request) -> Response:
-        login = self._admin(request)
-        if isinstance(login, Response):
-            return login
-        render = self._main_section if request.query_params.get("partial") else self._page
-        return render(
+        return self._page(
+            request,
             "keys.html.j2",
-            login=login,
+            admin=True,
             keys=self._keys.records()[::-1],
             local_admin=self._keys.local_admin_key_name(),
         )
 
     async def new_key_form(self, request: Request) -> Response:
-        login = self._admin(request)
-        if isinstance(login, Response):
-            return login
-        return self._form(login, name="", role="client", error="")
+        return self._page(
+            request, "key_new.html.j2", admin=True, name="", role="client", error="", **_FORM
+        )
 
     async def create(self, request: Request) -> Response:
         acting = await self._checked_post(request, admin=True)
@@ -99,7 +93,7 @@ class KeyPages:
         )
         # The key goes in this reply only: not in a URL (no redirect to a page showing it), a
         # log, nor a cache; and the page does not fetch itself again.
-        response = self._page("key_created.html.j2", login=login, record=record, key=key)
+        response = self._render("key_created.html.j2", login=login, record=record, key=key)
         response.headers.update(NOT_STORED)
         return response
 
@@ -128,25 +122,9 @@ class KeyPages:
             return response
         return RedirectResponse("/keys", status_code=303)
 
-    def _admin(self, request: Request) -> Login | Response:
-        """The admin logged in by `request`'s cookie, or the reply refusing the page."""
-        login = self._sessions.login(request.cookies.get(self._cookie))
-        if login is None:
-            return RedirectResponse("/login", status_code=303)
-        if login.role != "admin":
-            return PlainTextResponse(ADMINS_ONLY, 403)
-        return login
-
-    def _form(self, login: Login, status_code: int = 200, **values: Any) -> Response:
-        """The new key's form, with what was typed and why it was refused."""
-        return self._page(
-            "key_new.html.j2",
-            status_code,
-            login=login,
-            roles=ROLES,
-            name_max=NAME_MAX_CHARS,
-            **values,
-        )
+    def _form(self, login: Login, status_code: int, **values: Any) -> Response:
+        """The new key's form again, with what was typed and why it was refused."""
+        return self._render("key_new.html.j2", status_code, login=login, **values, **_FORM)
 
 
 def _field(form: Form, name: str) -> str:

@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from giskard.hub.console.charts import job_charts
 from giskard.hub.console.history import KEPT_S, History
+from giskard.hub.console.pages import PageRenderer
 from giskard.hub.registry import WorkerRegistry
 from giskard.rpc.v1 import worker_pb2
 from giskard.sizes import format_size
@@ -21,9 +22,6 @@ NO_SUCH_WORKER = "no such worker"
 # What the page lists of a worker's cache report, whatever the worker sent.
 CACHED_LISTED = 10
 ADDRESS_SHOWN = 12  # hex digits of an input's BLAKE3: enough to tell it from the others
-
-# The console's page renderer: a logged-in reader's page, else the login redirect.
-PageRenderer = Callable[..., Response]
 
 
 class WorkerPages:
