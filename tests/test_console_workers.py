@@ -4,6 +4,7 @@ jobs per minute; the bytes the hub moved, on /metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import html
 import queue
 import re
@@ -24,7 +25,12 @@ from test_hub_hardening import ScriptedRogue, refusal_of
 from giskard import codec
 from giskard.client import HubClient, Stored
 from giskard.hub import Hub
+from giskard.hub.artifacts import ArtifactStore
 from giskard.hub.console import history
+from giskard.hub.job import Job
+from giskard.hub.job_events import JobEvents, UnreadResults
+from giskard.hub.jobs import JobBoard
+from giskard.hub.registry import WorkerRegistry, WorkerSession
 from giskard.protocol import PROTOCOL_VERSION, digest_of
 from giskard.rpc.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 
@@ -259,6 +265,29 @@ def test_result_bytes_a_job_no_longer_takes_are_not_counted(hub: Hub) -> None:
         rogue.send(worker_pb2.WorkerMessage(end=end))
         wait_until(lambda: not reader.workers()[0]["running"], 30, "the worker to end the job")
     assert bytes_moved(hub)["result"] == 0
+
+
+def test_a_job_its_worker_never_read_counts_its_inline_inputs_once_when_sent_again() -> None:
+    inline = b"x" * 1000
+    ref = common_pb2.ArtifactRef(blake3=digest_of([inline])[0], size=len(inline), inline=inline)
+    spec = common_pb2.JobSpec(call=common_pb2.CallJob(function=ref))
+
+    async def scenario() -> dict[str, int]:
+        registry = WorkerRegistry()
+        board = JobBoard(registry, ArtifactStore())
+        first = WorkerSession(info=common_pb2.WorkerInfo(worker_id="w1", name="one"), peer="p")
+        registry.add(first)
+        job = Job("job-0001", spec, JobEvents(UnreadResults()))
+        board.submit(job)  # sent: its message waits in the outbox
+        board.detach(first, "the connection dropped")  # never read: the job is queued again
+        registry.remove(first)
+        second = WorkerSession(info=common_pb2.WorkerInfo(worker_id="w2", name="two"), peer="p")
+        registry.add(second)  # sent again, to a worker that reads it
+        assert job.session is second and second.outbox.qsize() == 1
+        return dict(board.bytes_moved)
+
+    moved = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert moved == {"upload": len(inline), "to_worker": len(inline)}
 
 
 class OneJobHub(worker_pb2_grpc.WorkerHubServicer):
