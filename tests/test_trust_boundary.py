@@ -183,6 +183,18 @@ def test_the_hub_and_its_console_load_no_unpickler_nor_the_worker_s_execution() 
     assert loaded.stdout.strip() == "[]", loaded.stdout
 
 
+def test_the_client_loads_none_of_the_worker_s_execution() -> None:
+    """A platform imports HubClient: it needs the worker's info, not what runs jobs."""
+    code = (
+        "import sys, giskard.client\n"
+        "print(sorted(m for m in sys.modules if m.startswith('giskard.worker.')))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert loaded.stdout.strip() == "[]", loaded.stdout
+
+
 def test_the_client_only_pickles_never_unpickles() -> None:
     tree = ast.parse((SRC / "client.py").read_text())
     assert _unpickling_calls(tree) == []

@@ -54,7 +54,7 @@ from giskard.rpc.v1 import (
 from giskard.rpc_errors import describe_rpc_error
 from giskard.shared_upload import sealed_input
 from giskard.tls import channel_security, explain_failure
-from giskard.worker.info import info_from_proto
+from giskard.worker_info import info_from_proto
 
 logger = logging.getLogger(__name__)
 
