@@ -187,3 +187,9 @@ def raise_with_a_long_type_name(chars: int) -> None:
     a failure is its own word, of any size."""
     kind = type("E" * chars, (Exception,), {})
     raise kind("its type name is longer than any real one")
+
+
+def raise_a_huge_message(chars: int) -> None:
+    """Raises a ValueError whose message is `chars` characters of text that JSON escapes to
+    six bytes each, after a marker that must survive."""
+    raise ValueError("the start of a huge message " + "\x01" * chars)

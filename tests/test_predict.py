@@ -9,7 +9,12 @@ import remote_models
 from conftest import WorkerProcess
 
 from giskard.client import HubClient
-from giskard.errors import JobError
+from giskard.errors import EndReason, JobError
+from giskard.worker.jobs import (
+    CUT_MARK,
+    FAILURE_MESSAGE_MAX_CHARS,
+    FAILURE_TRACEBACK_MAX_CHARS,
+)
 
 pytestmark = pytest.mark.usefixtures("connected_worker")
 
@@ -65,6 +70,23 @@ def test_a_failing_model_fails_its_job_only(
     assert "in predict" in failure.value.remote_traceback
     # The worker is still connected and serves the next job.
     np.testing.assert_array_equal(client.predict(model, data), model.predict(data))
+    assert connected_worker.process.poll() is None
+
+
+def test_an_exception_of_any_size_fails_its_job_as_a_model_error_cut_to_its_limits(
+    client: HubClient, connected_worker: WorkerProcess
+) -> None:
+    # 400,000 control characters: 2.4 MB once JSON-escaped on the executor's pipe.
+    with pytest.raises(JobError) as failure:
+        client.submit(remote_models.raise_a_huge_message, 400_000).result(timeout=60)
+    assert failure.value.reason is EndReason.MODEL_ERROR, failure.value
+    assert failure.value.remote_type == "ValueError"
+    message = failure.value.remote_message
+    assert message.startswith("the start of a huge message")
+    assert len(message) == FAILURE_MESSAGE_MAX_CHARS and message.endswith(CUT_MARK)
+    trace = failure.value.remote_traceback
+    assert "raise_a_huge_message" in trace  # the frames survive the message's cut
+    assert len(trace) <= FAILURE_TRACEBACK_MAX_CHARS + len(CUT_MARK)
     assert connected_worker.process.poll() is None
 
 

@@ -114,19 +114,38 @@ def encode_result(value: Any) -> list[bytes | memoryview]:
         ) from None
 
 
+# What a failure's fields keep of an exception, in characters: its message and traceback
+# are the job's own text, of any size, and go to the worker in one pipe header, which must
+# stay well under pipe.MAX_HEADER_BYTES however JSON escapes them (up to 12 bytes a char).
+FAILURE_TYPE_MAX_CHARS = 256
+FAILURE_MESSAGE_MAX_CHARS = 8 * 1024
+FAILURE_TRACEBACK_MAX_CHARS = 32 * 1024
+CUT_MARK = " [... cut]"
+
+
 def failure_from(exc: BaseException) -> dict[str, str]:
-    """The fields of a JobFailure for an exception raised by a job."""
+    """The fields of a JobFailure for an exception raised by a job, cut to their limits."""
     kind = type(exc)
     name = (
         kind.__qualname__
         if kind.__module__ == "builtins"
         else f"{kind.__module__}.{kind.__qualname__}"
     )
+    # Each part (a frame, an exception's line) is cut first, so that a huge message does
+    # not push the frames out; then the whole keeps its end, where the raise is.
+    parts = [_cut(part, FAILURE_MESSAGE_MAX_CHARS) for part in traceback.format_exception(exc)]
+    trace = "".join(parts)
+    if len(trace) > FAILURE_TRACEBACK_MAX_CHARS:
+        trace = CUT_MARK.strip() + "\n" + trace[-FAILURE_TRACEBACK_MAX_CHARS:]
     return {
-        "type": name,
-        "message": str(exc),
-        "traceback": "".join(traceback.format_exception(exc)),
+        "type": _cut(name, FAILURE_TYPE_MAX_CHARS),
+        "message": _cut(str(exc), FAILURE_MESSAGE_MAX_CHARS),
+        "traceback": trace,
     }
+
+
+def _cut(text: str, max_chars: int) -> str:
+    return text if len(text) <= max_chars else text[: max_chars - len(CUT_MARK)] + CUT_MARK
 
 
 def _row_count(data: Any) -> int:
