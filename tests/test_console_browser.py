@@ -22,7 +22,7 @@ from giskard.errors import JobError
 from giskard.hub import Hub
 from giskard.hub.keys import KeyStore
 
-# Where test_screenshots_of_the_workers_and_jobs_pages saves them; docs/ for the README's.
+# Where test_screenshots_of_the_workers_jobs_and_worker_pages saves them; docs/ for the README's.
 SCREENSHOTS = os.environ.get("GISKARD_CONSOLE_SCREENSHOTS")
 
 pytestmark = needs_chromium
@@ -101,7 +101,7 @@ def test_a_worker_that_connects_appears_on_the_open_page_without_a_reload(
 
 
 @pytest.mark.parametrize("hub", [{"console_port": 0}], indirect=True)
-def test_screenshots_of_the_workers_and_jobs_pages(
+def test_screenshots_of_the_workers_jobs_and_worker_pages(
     hub: Hub,
     client: HubClient,
     connected_worker: WorkerProcess,
@@ -113,9 +113,9 @@ def test_screenshots_of_the_workers_and_jobs_pages(
     for _ in range(3):
         client.predict(model, data)
     with pytest.raises(JobError):
-        client.predict(remote_models.FailingModel(), data)
+        client.submit(remote_models.fail_loudly).result(timeout=WAIT_S)
     (worker,) = client.workers()
-    browser.set_window_size(1600, 1000)
+    browser.set_window_size(1600, 1700)  # the pages whole, their tables below the charts
     wait = log_in(browser, hub, hub.admin_key)
     saved = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path
     row = (By.CSS_SELECTOR, f'tr.worker[data-name="{worker["name"]}"]')
@@ -125,5 +125,13 @@ def test_screenshots_of_the_workers_and_jobs_pages(
     ended = (By.CSS_SELECTOR, 'g.series[data-series="ended"] circle')
     wait.until(expected_conditions.presence_of_element_located(ended))
     assert browser.save_screenshot(str(saved / "console-jobs.png"))
-    for page in ("workers", "jobs"):
+    browser.find_element(By.CSS_SELECTOR, "tr.ended.model_error a").click()  # fail_loudly
+    traceback = (By.ID, "traceback")
+    wait.until(expected_conditions.visibility_of_element_located(traceback))
+    assert browser.save_screenshot(str(saved / "console-job.png"))
+    browser.get(f"http://127.0.0.1:{hub.console_port}/workers/{worker['name']}")
+    packages = (By.CSS_SELECTOR, "#packages li")
+    wait.until(expected_conditions.visibility_of_element_located(packages))
+    assert browser.save_screenshot(str(saved / "console-worker.png"))
+    for page in ("workers", "jobs", "job", "worker"):
         assert (saved / f"console-{page}.png").read_bytes().startswith(b"\x89PNG"), page
