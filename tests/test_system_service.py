@@ -202,6 +202,18 @@ START = ("worker", "start", "-d", "-h", "hub.example.com")
             "invalid host",
         ),
         ((*START, "--system", "--run-as", "nobody"), {"GISKARD_API_KEY": ""}, 78, "API key"),
+        (
+            (*START, "--system", "--run-as", "nobody", "--backend", "process"),
+            {},
+            2,
+            "--backend is for a per-user service",
+        ),
+        (
+            (*START, "--system", "--run-as", "nobody", "--enable-linger"),
+            {},
+            2,
+            "--enable-linger is for a per-user service",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(

@@ -88,7 +88,9 @@ def start(
     In the foreground, logs go to stderr and to $GISKARD_HOME/run/ml-worker.log
     (default ~/giskard-home). With -d, the OS runs it and keeps its logs.
     """
-    _check_system_options(daemon=daemon, system=system, run_as=run_as)
+    _check_system_options(
+        daemon=daemon, system=system, run_as=run_as, backend=backend, enable_linger=enable_linger
+    )
     address = HubAddress(host, port)
     job_limits = _job_limits(concurrency, max_job_memory, cache_size)
     identity = _identity(name, labels)
@@ -125,7 +127,9 @@ def start(
     _run_foreground(config, verbose=verbose, log_stderr=log_stderr)
 
 
-def _check_system_options(*, daemon: bool, system: bool, run_as: str | None) -> None:
+def _check_system_options(
+    *, daemon: bool, system: bool, run_as: str | None, backend: str, enable_linger: bool
+) -> None:
     # --run-as is required: a system service that ran as root would give every job root.
     if system and not daemon:
         raise UsageError("--system installs a service: add -d")
@@ -133,6 +137,12 @@ def _check_system_options(*, daemon: bool, system: bool, run_as: str | None) -> 
         raise UsageError("--system needs --run-as USER, the unprivileged user the worker runs as")
     if run_as and not system:
         raise UsageError("--run-as is for the system-wide service: add --system (as root)")
+    # The system-wide service is systemd's system manager, which has no linger: an option
+    # of the per-user service would be ignored, so it is refused.
+    if system and backend != "auto":
+        raise UsageError("--backend is for a per-user service: --system is always systemd's")
+    if system and enable_linger:
+        raise UsageError("--enable-linger is for a per-user service: --system runs at boot")
 
 
 def _job_limits(concurrency: int, max_job_memory: str | None, cache_size: str) -> dict[str, int]:

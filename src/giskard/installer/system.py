@@ -32,7 +32,9 @@ from giskard.installer.systemd import Runner, SystemdBackend
 from giskard.paths import WORKER_LOG_NAME
 from giskard.tls import ChannelSecurity
 
-# Where /etc is: tests install under a directory of theirs, never into the machine's /etc.
+# Where /etc and /var are: for tests only, which install under a directory of theirs, never
+# into the machine's. Not a setting for users: sudo resets the environment, so it would not
+# reach a real `sudo giskard worker start -d --system` anyway.
 SYSTEM_ROOT_ENV = "GISKARD_SYSTEM_ROOT"
 TEMPLATE = f"{SERVICE_PREFIX}@"
 DROP_IN = "giskard.conf"
