@@ -72,7 +72,7 @@ def test_system_template_unit_golden() -> None:
     template = SystemServiceBackend(root=Path("/")).render_template()
     check_golden("giskard-worker@.service", template)
     settings = [line for line in template.splitlines() if not line.startswith("#")]
-    assert "LoadCredential=api-key:/etc/giskard-worker/%i.key" in settings
+    assert "LoadCredential=giskard-api-key:/etc/giskard-worker/%i.key" in settings
     for hardening in ("NoNewPrivileges=yes", "ProtectSystem=full", "PrivateTmp=yes"):
         assert hardening in settings
     # Named in a comment saying why it is left out, and never set: JITs need it off.
@@ -127,11 +127,26 @@ def test_the_worker_reads_its_key_from_the_systemd_credentials_directory(
 ) -> None:
     credentials = tmp_path / "credentials"
     credentials.mkdir(mode=0o700)
-    (credentials / "api-key").write_text(hub.admin_key + "\n")
+    (credentials / "giskard-api-key").write_text(hub.admin_key + "\n")
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
     worker = start_worker("-h", "127.0.0.1", "-p", str(hub.port), api_key="")
     wait_until(client.workers, 20, "the worker to connect with the credential's key")
     assert [w["pid"] for w in client.workers()] == [worker.process.pid]
+
+
+def test_a_client_under_another_unit_ignores_its_credentials(
+    tmp_path: Path, hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the worker reads the service's credential: a HubClient or CLI run by another
+    unit that has credentials of its own keeps using $GISKARD_API_KEY."""
+    credentials = tmp_path / "credentials"
+    credentials.mkdir(mode=0o700)
+    for name in ("api-key", "giskard-api-key"):
+        (credentials / name).write_text("not-this-hubs-key\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    monkeypatch.setenv("GISKARD_API_KEY", hub.admin_key)
+    with HubClient(f"127.0.0.1:{hub.port}") as client:
+        assert client.workers() == []
 
 
 @pytest.fixture

@@ -97,7 +97,10 @@ def start(
     from giskard.tls import channel_security, quiet_grpc_logs
 
     quiet_grpc_logs()
-    credentials = credentials_for(address.host, api_key, api_key_file)
+    # The worker a service runs (in the foreground) may find its key in a systemd credential.
+    credentials = credentials_for(
+        address.host, api_key, api_key_file, service_credential=not daemon
+    )
     security = channel_security(address.host, tls=tls, ca_file=ca_file, insecure=insecure)
     job_args = _job_args(concurrency, max_job_memory, cache_size) + _identity_args(name, labels)
     if system:
