@@ -241,13 +241,21 @@ def test_bad_input_is_one_line_and_writes_nothing(
     assert written(system_root) == []
 
 
-def test_system_without_root_is_refused_and_writes_nothing(system_root: Path) -> None:
-    prefix: tuple[str, ...] = ()
-    if os.geteuid() == 0:  # as root, a user namespace runs the command as an unmapped user
-        if subprocess.run(["unshare", "--user", "true"], check=False).returncode != 0:
-            pytest.skip("user namespaces are not available to stand in for a non-root user")
-        prefix = ("unshare", "--user")
-    result = run_cli(system_root, *START, "--system", "--run-as", "nobody", prefix=prefix)
+@pytest.fixture
+def not_root() -> tuple[str, ...]:
+    """What runs a command as a user who is not root: nothing when the tests are not root;
+    as root, a user namespace, where the command runs as an unmapped user."""
+    if os.geteuid() != 0:
+        return ()
+    if subprocess.run(["unshare", "--user", "true"], check=False).returncode != 0:
+        pytest.skip("user namespaces are not available to stand in for a non-root user")
+    return ("unshare", "--user")
+
+
+def test_system_without_root_is_refused_and_writes_nothing(
+    system_root: Path, not_root: tuple[str, ...]
+) -> None:
+    result = run_cli(system_root, *START, "--system", "--run-as", "nobody", prefix=not_root)
     assert result.returncode == 78, result.stderr
     assert result.stderr.strip() == (
         "giskard: error: --system installs a system-wide service: run it as root (sudo)"
@@ -389,6 +397,29 @@ def test_logs_fall_back_to_the_instances_own_log_without_a_system_manager(
     first, *rest = backend.log_lines("giskard-worker", 10)
     assert first == f"(the journal has no entries for it; showing {log})"
     assert rest == ["first", "WARNING giskard.worker: Cannot reach the Giskard server"]
+
+
+@pytest.mark.parametrize("follow", [(), ("-f",)])
+def test_logs_of_an_unreadable_instance_log_say_who_can_read_it(
+    system_root: Path, not_root: tuple[str, ...], follow: tuple[str, ...]
+) -> None:
+    backend = SystemServiceBackend(root=system_root)
+    the_spec = spec("10.0.0.7", 41000)
+    for path, text in backend.files(the_spec).items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    log = backend.log_file(the_spec.name)
+    log.parent.mkdir(parents=True, mode=0o700)
+    log.write_text("a line only root may read\n")
+    # Mode 0: in a user namespace, the file's owner may be this very process from outside.
+    log.chmod(0)
+    args = ("worker", "logs", "--system", "-h", "10.0.0.7", "-p", "41000", *follow)
+    result = run_cli(system_root, *args, prefix=not_root)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip() == (
+        f"giskard: error: cannot read {log}: run as root (or as a member of systemd-journal,"
+        " journalctl -u giskard-worker@giskard-worker-10.0.0.7-41000)"
+    )
 
 
 def test_halt_and_restart_for_an_upgrade_without_a_system_manager(tmp_path: Path) -> None:

@@ -77,6 +77,10 @@ class SystemServiceBackend(SystemdBackend):
     def log_file(self, name: str) -> Path:
         return self.state_dir / name / "run" / WORKER_LOG_NAME
 
+    def log_file_denied(self, name: str) -> str:
+        # The state directory is the service user's alone (StateDirectoryMode=0700).
+        return f"run as root (or as a member of systemd-journal, {self.logs_hint(name)})"
+
     def key_path(self, name: str) -> Path:
         return self.key_dir / f"{name}.key"
 
