@@ -303,8 +303,8 @@ class RecordingSystemctl:
         return Result(tuple(argv), 0, "", "")
 
     def commands(self) -> list[list[str]]:
-        """The calls, without the `show` queries between them."""
-        return [call for call in self.calls if "show" not in call]
+        """The calls, without the queries (`show`, `list-units`) between them."""
+        return [call for call in self.calls if not {"show", "list-units"} & set(call)]
 
 
 def test_install_stop_and_logs_run_these_commands_without_a_system_manager(
@@ -368,6 +368,37 @@ def test_a_new_key_alone_restarts_the_instance_without_a_system_manager(tmp_path
         ["systemctl", "--no-pager", "restart", unit],
     ]
     assert backend.key_path(spec().name).read_text() == "k-2\n"
+
+
+def test_a_new_template_restarts_the_other_running_instances_without_a_system_manager(
+    tmp_path: Path,
+) -> None:
+    """Every instance runs the one template: when an install rewrites it, the instances
+    running the old one are restarted, or a later start of theirs would say "unchanged"."""
+    systemctl = RecordingSystemctl()
+    backend = SystemServiceBackend(runner=systemctl, root=tmp_path)
+    first, running, stopped = spec(), spec("10.0.0.7", 41000), spec("10.0.0.8", 41000)
+    for the_spec in (first, running, stopped):
+        install_instance(backend, the_spec, "k-1")
+    systemctl.active.discard(backend.unit(stopped.name))
+    # What an older giskard-worker wrote.
+    old = backend.render_template().replace("RestartSec=5", "RestartSec=1")
+    backend.template_path.write_text(old)
+    systemctl.calls.clear()
+    outcome = install_instance(backend, first, "k-1")
+    unit, other = backend.unit(first.name), backend.unit(running.name)
+    assert systemctl.commands() == [
+        ["systemctl", "--no-pager", "daemon-reload"],
+        ["systemctl", "--no-pager", "reset-failed", unit],
+        ["systemctl", "--no-pager", "enable", unit],
+        ["systemctl", "--no-pager", "restart", unit],
+        ["systemctl", "--no-pager", "reset-failed", other],
+        ["systemctl", "--no-pager", "restart", other],
+    ]
+    assert (outcome.action.name, outcome.also_restarted) == ("UPDATED", (other,))
+    systemctl.calls.clear()
+    assert install_instance(backend, running, "k-1").action.name == "UNCHANGED"
+    assert systemctl.commands() == []
 
 
 def test_stop_all_stops_every_instance_without_a_system_manager(tmp_path: Path) -> None:

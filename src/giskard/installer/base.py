@@ -127,6 +127,8 @@ class InstallOutcome:
     action: Action
     pid: int | None = None
     previous_interpreter: str | None = None
+    # Other services restarted because a file they share changed (the system template).
+    also_restarted: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

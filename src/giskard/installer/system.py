@@ -107,6 +107,26 @@ class SystemServiceBackend(SystemdBackend):
     def files(self, spec: ServiceSpec) -> dict[Path, str]:
         return {self.template_path: self.render_template(), **super().files(spec)}
 
+    def install(self, spec: ServiceSpec) -> InstallOutcome:
+        """Converge the instance; when that rewrites the template every instance shares,
+        restart the other running instances too: they would keep the old settings, and a
+        later start of theirs would find its files as written and say "unchanged"."""
+        path = self.template_path
+        before = path.read_text() if path.exists() else None
+        outcome = super().install(spec)  # writes the template and reloads the manager
+        if before is None or before == self.render_template():
+            return outcome
+        others = [name for name in self.names() if name != spec.name and self._active(name)]
+        for name in others:
+            self.restart(name)
+        # Its own drop-in may be as it was: the template's change is an update all the same.
+        action = Action.UPDATED if outcome.action is Action.RESTARTED else outcome.action
+        restarted = tuple(map(self.unit, others))
+        return dataclasses.replace(outcome, action=action, also_restarted=restarted)
+
+    def _active(self, name: str) -> bool:
+        return self._show(name, "ActiveState").get("ActiveState") in ("active", "activating")
+
     def remove_files(self, name: str) -> None:
         drop_in = self.unit_path(name)
         drop_in.unlink(missing_ok=True)
