@@ -18,6 +18,7 @@ import pwd
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -87,6 +88,7 @@ def test_system_instance_drop_in_golden() -> None:
     check_golden("giskard-worker@giskard-worker-10.0.0.7-41000.service.d.conf", drop_in)
     assert "User=svc-giskard\nGroup=svc-giskard\n" in drop_in
     assert 'ExecStart="/opt/my envs/100%% py/bin/python" "-m" "giskard.cli"' in drop_in
+    assert 'ReadOnlyPaths="/opt/my envs/100%% py"\n' in drop_in
     # The key is a credential; the home and the service name come from the template.
     assert "api-key" not in drop_in and "GISKARD_HOME" not in drop_in
     path = backend.unit_path(the_spec.name)
@@ -160,11 +162,15 @@ def system_root() -> Iterator[Path]:
 
 
 def run_cli(
-    root: Path, *args: str, env: dict[str, str] | None = None, prefix: Sequence[str] = ()
+    root: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    prefix: Sequence[str] = (),
+    python: str = sys.executable,
 ) -> subprocess.CompletedProcess[str]:
     environment = {**os.environ, SYSTEM_ROOT_ENV: str(root), "GISKARD_API_KEY": "k-123"}
     return subprocess.run(
-        [*prefix, *giskard_command(*args)],
+        [*prefix, *giskard_command(*args, python=python)],
         env={**environment, **(env or {})},
         capture_output=True,
         text=True,
@@ -271,6 +277,65 @@ def test_no_system_manager_is_refused_and_writes_nothing(system_root: Path) -> N
     assert result.returncode == 1
     assert result.stderr.strip() == f"giskard: error: cannot install a system service: {problem}"
     assert written(system_root) == []
+
+
+def environment_of_another_user(where: Path, how: str) -> Path:
+    """A venv that runs this project, which a user other than root may change (`how`:
+    "owner" it belongs to nobody, "group-writable" its site-packages); at its every start
+    it writes the file `ran-as-root` where it is: what anyone with its .pth could run."""
+    venv = where / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    (site_packages,) = venv.glob("lib/python*/site-packages")
+    project = sysconfig.get_paths()["purelib"]
+    marker = where / "ran-as-root"
+    (site_packages / "project.pth").write_text(
+        f"import site; site.addsitedir({project!r})\n"
+        f"import os; os.geteuid() == 0 and open({str(marker)!r}, 'w').close()\n"
+    )
+    if how == "owner":
+        for path in (venv, *venv.rglob("*")):
+            os.lchown(path, pwd.getpwnam("nobody").pw_uid, -1)
+    else:
+        site_packages.chmod(0o775)
+    return venv
+
+
+@pytest.mark.parametrize(
+    ("how", "problem"),
+    [("owner", "venv belongs to nobody, not root"), ("group-writable", "is writable by its group")],
+)
+def test_start_refuses_an_environment_root_does_not_own_alone(
+    system_root: Path, tmp_path: Path, how: str, problem: str
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root, as --system does, to give a file to another user")
+    venv = environment_of_another_user(tmp_path, how)
+    python = str(venv / "bin" / "python")
+    result = run_cli(system_root, *START, "--system", "--run-as", "nobody", python=python)
+    assert result.returncode == 78, result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"giskard: error: root would run {python}, which others can change: ")
+    assert problem in line
+    assert written(system_root) == []
+
+
+def test_upgrade_refuses_an_environment_root_does_not_own_alone_and_runs_nothing(
+    system_root: Path, tmp_path: Path
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root, as --system does, to give a file to another user")
+    venv = environment_of_another_user(tmp_path, "owner")
+    backend = SystemServiceBackend(root=system_root)
+    the_spec = spec("10.0.0.7", 41000, interpreter=str(venv / "bin" / "python"))
+    for path, text in backend.files(the_spec).items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    args = ("worker", "upgrade", "--system", "-h", "10.0.0.7", "-p", "41000")
+    result = run_cli(system_root, *args, "--requirement", "giskard-worker")
+    assert result.returncode == 78, result.stderr
+    [line] = result.stderr.splitlines()
+    assert "venv belongs to nobody, not root" in line
+    assert not (tmp_path / "ran-as-root").exists()
 
 
 class RecordingSystemctl:

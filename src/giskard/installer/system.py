@@ -26,6 +26,7 @@ from giskard.installer.commands import run_tool
 from giskard.installer.detect import manager_problem
 from giskard.installer.files import write_secret
 from giskard.installer.naming import SERVICE_PREFIX, is_worker_service, service_name
+from giskard.installer.ownership import environment_prefixes, environment_problem
 from giskard.installer.render import render
 from giskard.installer.service import WorkerStatus
 from giskard.installer.systemd import Runner, SystemdBackend
@@ -101,6 +102,8 @@ class SystemServiceBackend(SystemdBackend):
             "group": spec.run_as_group,
             "argv": spec.argv(log_to_stderr=True),
             "environment": environment,
+            # The worker, and the jobs it runs, may not change the code root runs there.
+            "read_only": [str(path) for path in environment_prefixes(spec.interpreter)],
         }
         return render("systemd-system-instance.conf.j2", context)
 
@@ -182,10 +185,22 @@ def start_system_service(
         )
     if os.geteuid() != 0:
         raise ConfigurationError("--system installs a system-wide service: run it as root (sudo)")
+    check_root_may_run(spec.interpreter)
     problem = system_manager_problem()
     if problem:
         raise InstallerError(f"cannot install a system service: {problem}")
     return SystemStartReport(backend, spec, install_instance(backend, spec, credentials.key))
+
+
+def check_root_may_run(interpreter: str) -> None:
+    """Refuse an environment that someone other than root may change: root runs its code
+    (`upgrade` reads its version and runs pip there)."""
+    problem = environment_problem(interpreter)
+    if problem:
+        raise ConfigurationError(
+            f"root would run {interpreter}, which others can change: {problem}"
+            " (give the service an environment that only root can write)"
+        )
 
 
 def install_instance(backend: SystemServiceBackend, spec: ServiceSpec, key: str) -> InstallOutcome:

@@ -38,6 +38,10 @@ def upgrade_service(
     interpreter = status.interpreter if status else None
     if not interpreter:
         raise InstallerError(f"cannot tell which Python the service {name} runs")
+    if system:  # what follows runs the service's environment as root
+        from giskard.installer.system import check_root_may_run
+
+        check_root_may_run(interpreter)
     old = installed_version(interpreter)
     backend.halt(name)
     try:
