@@ -31,6 +31,18 @@ user, clean = session_fixtures()
 def new_wheel(tmp_path_factory: pytest.TempPathFactory, user: ServiceUser) -> Iterator[Path]:
     """A wheel of this checkout whose version is NEW_VERSION; the user's venv gets this
     checkout back afterwards."""
+    yield from wheel_of_this_checkout(tmp_path_factory, user)
+
+
+@pytest.fixture
+def broken_wheel(tmp_path_factory: pytest.TempPathFactory, user: ServiceUser) -> Iterator[Path]:
+    """The same, but its worker exits at once: it installs, and its service cannot start."""
+    yield from wheel_of_this_checkout(tmp_path_factory, user, broken=True)
+
+
+def wheel_of_this_checkout(
+    tmp_path_factory: pytest.TempPathFactory, user: ServiceUser, *, broken: bool = False
+) -> Iterator[Path]:
     tree = tmp_path_factory.mktemp("tree")
     listed = subprocess.run(
         ["git", "ls-files", "-co", "--exclude-standard"],
@@ -48,6 +60,9 @@ def new_wheel(tmp_path_factory: pytest.TempPathFactory, user: ServiceUser) -> It
     init.write_text(
         re.sub(r'__version__ = ".*"', f'__version__ = "{NEW_VERSION}"', init.read_text())
     )
+    if broken:
+        worker_cli = tree / "src" / "giskard" / "cli" / "worker.py"
+        worker_cli.write_text(worker_cli.read_text() + "\nraise SystemExit('broken')\n")
     wheels = Path(tempfile.mkdtemp(prefix="giskard-upgrade-"))
     wheels.chmod(0o755)
     subprocess.run(
@@ -107,6 +122,21 @@ def test_a_failed_upgrade_leaves_the_old_version_running(user: ServiceUser) -> N
             ]
 
         wait_until(back, 30, "the same version, restarted, to connect again")
+
+
+def test_a_service_that_cannot_start_again_after_pip_says_both(
+    user: ServiceUser, broken_wheel: Path
+) -> None:
+    args = ("-h", "127.0.0.1", "-p", str(free_port()))  # no hub: the worker waits
+    name = f"giskard-worker-localhost-{args[-1]}"
+    assert user.giskard("worker", "start", "-d", *args).returncode == 0
+    result = user.giskard(
+        "worker", "upgrade", *args, "--requirement", str(broken_wheel), timeout_s=600
+    )
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"giskard: error: pip installed {broken_wheel}, but the service ")
+    assert f"{name} failed to restart" in line
 
 
 def test_a_failed_upgrade_of_a_detached_process_leaves_it_running(user: ServiceUser) -> None:
