@@ -4,12 +4,16 @@ version it ran, running."""
 
 from __future__ import annotations
 
+import contextlib
+import http.server
+import json
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -137,6 +141,47 @@ def test_a_service_that_cannot_start_again_after_pip_says_both(
     [line] = result.stderr.splitlines()
     assert line.startswith(f"giskard: error: pip installed {broken_wheel}, but the service ")
     assert f"{name} failed to restart" in line
+
+
+@contextlib.contextmanager
+def package_index(on_request: Callable[[], None]) -> Iterator[str]:
+    """A URL pip downloads a wheel from: it calls `on_request` while pip waits for the
+    answer, then answers 404."""
+
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # http.server calls it by this name
+            on_request()
+            self.send_error(404)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/giskard_worker-99.0-py3-none-any.whl"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def running_services(user: ServiceUser) -> list[str]:
+    rows = json.loads(user.giskard("worker", "status", "--json").stdout)
+    return [row["backend"] for row in rows if row["state"] == "running"]
+
+
+@pytest.mark.parametrize("backend", ["systemd", "process"])
+def test_upgrade_stops_the_worker_while_pip_runs(user: ServiceUser, backend: str) -> None:
+    args = ("-h", "127.0.0.1", "-p", str(free_port()))  # no hub: the worker waits
+    started = user.giskard("worker", "start", "-d", "--backend", backend, *args)
+    assert started.returncode == 0, started.stderr
+    assert running_services(user) == [backend]
+    during_pip: list[list[str]] = []
+    with package_index(lambda: during_pip.append(running_services(user))) as wheel_url:
+        result = user.giskard("worker", "upgrade", *args, "--requirement", wheel_url)
+    assert result.returncode == 1
+    assert "giskard: error: pip could not install" in result.stderr
+    assert during_pip and all(running == [] for running in during_pip)
+    assert running_services(user) == [backend]
 
 
 def test_a_failed_upgrade_of_a_detached_process_leaves_it_running(user: ServiceUser) -> None:

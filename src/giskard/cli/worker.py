@@ -316,8 +316,8 @@ def upgrade(
     ),
 ) -> None:
     """Upgrade the worker service for this hub in its own Python environment: stop it (it
-    drains), `pip install -U` there, start it again; a failed install leaves the version
-    it ran."""
+    drains; under launchd it keeps running), `pip install -U` there, start it again; a
+    failed install leaves the version it ran."""
     from giskard.installer.upgrade import upgrade_service
 
     report = upgrade_service(HubAddress(host, port), requirement, system=system)

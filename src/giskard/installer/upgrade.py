@@ -2,7 +2,8 @@
 
 The service is stopped first (its worker drains), so that pip never replaces the files of
 a running worker, and started again whatever happened meanwhile: a failed install leaves
-the version that ran, and it runs again.
+the version that ran, and it runs again. Stopping first is systemd's and the detached
+process's; under launchd the worker keeps running while pip runs, and is restarted after.
 """
 
 from __future__ import annotations
