@@ -45,8 +45,10 @@ def _trusted_paths(interpreter: str) -> Iterator[tuple[Path, bool]]:
         yield prefix / "bin", False
         for site_packages in sorted(prefix.glob("lib*/python*/site-packages")):
             yield site_packages, False
-            for startup in sorted(site_packages.glob("*.pth")):
-                yield startup, False
+            # Its .pth files, and the packages as installed (not each file within: a
+            # tree given to another user shows at its top).
+            for entry in sorted(site_packages.iterdir()):
+                yield entry, False
 
 
 def _not_roots_alone(path: Path, *, sticky_allowed: bool) -> str | None:
