@@ -18,6 +18,7 @@ import pwd
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -72,7 +73,7 @@ def test_system_template_unit_golden() -> None:
     template = SystemServiceBackend(root=Path("/")).render_template()
     check_golden("giskard-worker@.service", template)
     settings = [line for line in template.splitlines() if not line.startswith("#")]
-    assert "LoadCredential=api-key:/etc/giskard-worker/%i.key" in settings
+    assert "LoadCredential=giskard-api-key:/etc/giskard-worker/%i.key" in settings
     for hardening in ("NoNewPrivileges=yes", "ProtectSystem=full", "PrivateTmp=yes"):
         assert hardening in settings
     # Named in a comment saying why it is left out, and never set: JITs need it off.
@@ -87,6 +88,7 @@ def test_system_instance_drop_in_golden() -> None:
     check_golden("giskard-worker@giskard-worker-10.0.0.7-41000.service.d.conf", drop_in)
     assert "User=svc-giskard\nGroup=svc-giskard\n" in drop_in
     assert 'ExecStart="/opt/my envs/100%% py/bin/python" "-m" "giskard.cli"' in drop_in
+    assert 'ReadOnlyPaths="/opt/my envs/100%% py"\n' in drop_in
     # The key is a credential; the home and the service name come from the template.
     assert "api-key" not in drop_in and "GISKARD_HOME" not in drop_in
     path = backend.unit_path(the_spec.name)
@@ -127,11 +129,26 @@ def test_the_worker_reads_its_key_from_the_systemd_credentials_directory(
 ) -> None:
     credentials = tmp_path / "credentials"
     credentials.mkdir(mode=0o700)
-    (credentials / "api-key").write_text(hub.admin_key + "\n")
+    (credentials / "giskard-api-key").write_text(hub.admin_key + "\n")
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
     worker = start_worker("-h", "127.0.0.1", "-p", str(hub.port), api_key="")
     wait_until(client.workers, 20, "the worker to connect with the credential's key")
     assert [w["pid"] for w in client.workers()] == [worker.process.pid]
+
+
+def test_a_client_under_another_unit_ignores_its_credentials(
+    tmp_path: Path, hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the worker reads the service's credential: a HubClient or CLI run by another
+    unit that has credentials of its own keeps using $GISKARD_API_KEY."""
+    credentials = tmp_path / "credentials"
+    credentials.mkdir(mode=0o700)
+    for name in ("api-key", "giskard-api-key"):
+        (credentials / name).write_text("not-this-hubs-key\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    monkeypatch.setenv("GISKARD_API_KEY", hub.admin_key)
+    with HubClient(f"127.0.0.1:{hub.port}") as client:
+        assert client.workers() == []
 
 
 @pytest.fixture
@@ -145,11 +162,15 @@ def system_root() -> Iterator[Path]:
 
 
 def run_cli(
-    root: Path, *args: str, env: dict[str, str] | None = None, prefix: Sequence[str] = ()
+    root: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    prefix: Sequence[str] = (),
+    python: str = sys.executable,
 ) -> subprocess.CompletedProcess[str]:
     environment = {**os.environ, SYSTEM_ROOT_ENV: str(root), "GISKARD_API_KEY": "k-123"}
     return subprocess.run(
-        [*prefix, *giskard_command(*args)],
+        [*prefix, *giskard_command(*args, python=python)],
         env={**environment, **(env or {})},
         capture_output=True,
         text=True,
@@ -202,6 +223,18 @@ START = ("worker", "start", "-d", "-h", "hub.example.com")
             "invalid host",
         ),
         ((*START, "--system", "--run-as", "nobody"), {"GISKARD_API_KEY": ""}, 78, "API key"),
+        (
+            (*START, "--system", "--run-as", "nobody", "--backend", "process"),
+            {},
+            2,
+            "--backend is for a per-user service",
+        ),
+        (
+            (*START, "--system", "--run-as", "nobody", "--enable-linger"),
+            {},
+            2,
+            "--enable-linger is for a per-user service",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(
@@ -214,13 +247,21 @@ def test_bad_input_is_one_line_and_writes_nothing(
     assert written(system_root) == []
 
 
-def test_system_without_root_is_refused_and_writes_nothing(system_root: Path) -> None:
-    prefix: tuple[str, ...] = ()
-    if os.geteuid() == 0:  # as root, a user namespace runs the command as an unmapped user
-        if subprocess.run(["unshare", "--user", "true"], check=False).returncode != 0:
-            pytest.skip("user namespaces are not available to stand in for a non-root user")
-        prefix = ("unshare", "--user")
-    result = run_cli(system_root, *START, "--system", "--run-as", "nobody", prefix=prefix)
+@pytest.fixture
+def not_root() -> tuple[str, ...]:
+    """What runs a command as a user who is not root: nothing when the tests are not root;
+    as root, a user namespace, where the command runs as an unmapped user."""
+    if os.geteuid() != 0:
+        return ()
+    if subprocess.run(["unshare", "--user", "true"], check=False).returncode != 0:
+        pytest.skip("user namespaces are not available to stand in for a non-root user")
+    return ("unshare", "--user")
+
+
+def test_system_without_root_is_refused_and_writes_nothing(
+    system_root: Path, not_root: tuple[str, ...]
+) -> None:
+    result = run_cli(system_root, *START, "--system", "--run-as", "nobody", prefix=not_root)
     assert result.returncode == 78, result.stderr
     assert result.stderr.strip() == (
         "giskard: error: --system installs a system-wide service: run it as root (sudo)"
@@ -236,6 +277,65 @@ def test_no_system_manager_is_refused_and_writes_nothing(system_root: Path) -> N
     assert result.returncode == 1
     assert result.stderr.strip() == f"giskard: error: cannot install a system service: {problem}"
     assert written(system_root) == []
+
+
+def environment_of_another_user(where: Path, how: str) -> Path:
+    """A venv that runs this project, which a user other than root may change (`how`:
+    "owner" it belongs to nobody, "group-writable" its site-packages); at its every start
+    it writes the file `ran-as-root` where it is: what anyone with its .pth could run."""
+    venv = where / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    (site_packages,) = venv.glob("lib/python*/site-packages")
+    project = sysconfig.get_paths()["purelib"]
+    marker = where / "ran-as-root"
+    (site_packages / "project.pth").write_text(
+        f"import site; site.addsitedir({project!r})\n"
+        f"import os; os.geteuid() == 0 and open({str(marker)!r}, 'w').close()\n"
+    )
+    if how == "owner":
+        for path in (venv, *venv.rglob("*")):
+            os.lchown(path, pwd.getpwnam("nobody").pw_uid, -1)
+    else:
+        site_packages.chmod(0o775)
+    return venv
+
+
+@pytest.mark.parametrize(
+    ("how", "problem"),
+    [("owner", "venv belongs to nobody, not root"), ("group-writable", "is writable by its group")],
+)
+def test_start_refuses_an_environment_root_does_not_own_alone(
+    system_root: Path, tmp_path: Path, how: str, problem: str
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root, as --system does, to give a file to another user")
+    venv = environment_of_another_user(tmp_path, how)
+    python = str(venv / "bin" / "python")
+    result = run_cli(system_root, *START, "--system", "--run-as", "nobody", python=python)
+    assert result.returncode == 78, result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"giskard: error: root would run {python}, which others can change: ")
+    assert problem in line
+    assert written(system_root) == []
+
+
+def test_upgrade_refuses_an_environment_root_does_not_own_alone_and_runs_nothing(
+    system_root: Path, tmp_path: Path
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root, as --system does, to give a file to another user")
+    venv = environment_of_another_user(tmp_path, "owner")
+    backend = SystemServiceBackend(root=system_root)
+    the_spec = spec("10.0.0.7", 41000, interpreter=str(venv / "bin" / "python"))
+    for path, text in backend.files(the_spec).items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    args = ("worker", "upgrade", "--system", "-h", "10.0.0.7", "-p", "41000")
+    result = run_cli(system_root, *args, "--requirement", "giskard-worker")
+    assert result.returncode == 78, result.stderr
+    [line] = result.stderr.splitlines()
+    assert "venv belongs to nobody, not root" in line
+    assert not (tmp_path / "ran-as-root").exists()
 
 
 class RecordingSystemctl:
@@ -268,8 +368,8 @@ class RecordingSystemctl:
         return Result(tuple(argv), 0, "", "")
 
     def commands(self) -> list[list[str]]:
-        """The calls, without the `show` queries between them."""
-        return [call for call in self.calls if "show" not in call]
+        """The calls, without the queries (`show`, `list-units`) between them."""
+        return [call for call in self.calls if not {"show", "list-units"} & set(call)]
 
 
 def test_install_stop_and_logs_run_these_commands_without_a_system_manager(
@@ -335,6 +435,37 @@ def test_a_new_key_alone_restarts_the_instance_without_a_system_manager(tmp_path
     assert backend.key_path(spec().name).read_text() == "k-2\n"
 
 
+def test_a_new_template_restarts_the_other_running_instances_without_a_system_manager(
+    tmp_path: Path,
+) -> None:
+    """Every instance runs the one template: when an install rewrites it, the instances
+    running the old one are restarted, or a later start of theirs would say "unchanged"."""
+    systemctl = RecordingSystemctl()
+    backend = SystemServiceBackend(runner=systemctl, root=tmp_path)
+    first, running, stopped = spec(), spec("10.0.0.7", 41000), spec("10.0.0.8", 41000)
+    for the_spec in (first, running, stopped):
+        install_instance(backend, the_spec, "k-1")
+    systemctl.active.discard(backend.unit(stopped.name))
+    # What an older giskard-worker wrote.
+    old = backend.render_template().replace("RestartSec=5", "RestartSec=1")
+    backend.template_path.write_text(old)
+    systemctl.calls.clear()
+    outcome = install_instance(backend, first, "k-1")
+    unit, other = backend.unit(first.name), backend.unit(running.name)
+    assert systemctl.commands() == [
+        ["systemctl", "--no-pager", "daemon-reload"],
+        ["systemctl", "--no-pager", "reset-failed", unit],
+        ["systemctl", "--no-pager", "enable", unit],
+        ["systemctl", "--no-pager", "restart", unit],
+        ["systemctl", "--no-pager", "reset-failed", other],
+        ["systemctl", "--no-pager", "restart", other],
+    ]
+    assert (outcome.action.name, outcome.also_restarted) == ("UPDATED", (other,))
+    systemctl.calls.clear()
+    assert install_instance(backend, running, "k-1").action.name == "UNCHANGED"
+    assert systemctl.commands() == []
+
+
 def test_stop_all_stops_every_instance_without_a_system_manager(tmp_path: Path) -> None:
     systemctl = RecordingSystemctl()
     backend = SystemServiceBackend(runner=systemctl, root=tmp_path)
@@ -362,6 +493,29 @@ def test_logs_fall_back_to_the_instances_own_log_without_a_system_manager(
     first, *rest = backend.log_lines("giskard-worker", 10)
     assert first == f"(the journal has no entries for it; showing {log})"
     assert rest == ["first", "WARNING giskard.worker: Cannot reach the Giskard server"]
+
+
+@pytest.mark.parametrize("follow", [(), ("-f",)])
+def test_logs_of_an_unreadable_instance_log_say_who_can_read_it(
+    system_root: Path, not_root: tuple[str, ...], follow: tuple[str, ...]
+) -> None:
+    backend = SystemServiceBackend(root=system_root)
+    the_spec = spec("10.0.0.7", 41000)
+    for path, text in backend.files(the_spec).items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    log = backend.log_file(the_spec.name)
+    log.parent.mkdir(parents=True, mode=0o700)
+    log.write_text("a line only root may read\n")
+    # Mode 0: in a user namespace, the file's owner may be this very process from outside.
+    log.chmod(0)
+    args = ("worker", "logs", "--system", "-h", "10.0.0.7", "-p", "41000", *follow)
+    result = run_cli(system_root, *args, prefix=not_root)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip() == (
+        f"giskard: error: cannot read {log}: run as root (or as a member of systemd-journal,"
+        " journalctl -u giskard-worker@giskard-worker-10.0.0.7-41000)"
+    )
 
 
 def test_halt_and_restart_for_an_upgrade_without_a_system_manager(tmp_path: Path) -> None:

@@ -4,12 +4,16 @@ version it ran, running."""
 
 from __future__ import annotations
 
+import contextlib
+import http.server
+import json
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -31,6 +35,18 @@ user, clean = session_fixtures()
 def new_wheel(tmp_path_factory: pytest.TempPathFactory, user: ServiceUser) -> Iterator[Path]:
     """A wheel of this checkout whose version is NEW_VERSION; the user's venv gets this
     checkout back afterwards."""
+    yield from wheel_of_this_checkout(tmp_path_factory, user)
+
+
+@pytest.fixture
+def broken_wheel(tmp_path_factory: pytest.TempPathFactory, user: ServiceUser) -> Iterator[Path]:
+    """The same, but its worker exits at once: it installs, and its service cannot start."""
+    yield from wheel_of_this_checkout(tmp_path_factory, user, broken=True)
+
+
+def wheel_of_this_checkout(
+    tmp_path_factory: pytest.TempPathFactory, user: ServiceUser, *, broken: bool = False
+) -> Iterator[Path]:
     tree = tmp_path_factory.mktemp("tree")
     listed = subprocess.run(
         ["git", "ls-files", "-co", "--exclude-standard"],
@@ -48,6 +64,9 @@ def new_wheel(tmp_path_factory: pytest.TempPathFactory, user: ServiceUser) -> It
     init.write_text(
         re.sub(r'__version__ = ".*"', f'__version__ = "{NEW_VERSION}"', init.read_text())
     )
+    if broken:
+        worker_cli = tree / "src" / "giskard" / "cli" / "worker.py"
+        worker_cli.write_text(worker_cli.read_text() + "\nraise SystemExit('broken')\n")
     wheels = Path(tempfile.mkdtemp(prefix="giskard-upgrade-"))
     wheels.chmod(0o755)
     subprocess.run(
@@ -107,6 +126,62 @@ def test_a_failed_upgrade_leaves_the_old_version_running(user: ServiceUser) -> N
             ]
 
         wait_until(back, 30, "the same version, restarted, to connect again")
+
+
+def test_a_service_that_cannot_start_again_after_pip_says_both(
+    user: ServiceUser, broken_wheel: Path
+) -> None:
+    args = ("-h", "127.0.0.1", "-p", str(free_port()))  # no hub: the worker waits
+    name = f"giskard-worker-localhost-{args[-1]}"
+    assert user.giskard("worker", "start", "-d", *args).returncode == 0
+    result = user.giskard(
+        "worker", "upgrade", *args, "--requirement", str(broken_wheel), timeout_s=600
+    )
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"giskard: error: pip installed {broken_wheel}, but the service ")
+    assert f"{name} failed to restart" in line
+
+
+@contextlib.contextmanager
+def package_index(on_request: Callable[[], None]) -> Iterator[str]:
+    """A URL pip downloads a wheel from: it calls `on_request` while pip waits for the
+    answer, then answers 404."""
+
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # http.server calls it by this name
+            on_request()
+            self.send_error(404)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/giskard_worker-99.0-py3-none-any.whl"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def running_services(user: ServiceUser) -> list[str]:
+    rows = json.loads(user.giskard("worker", "status", "--json").stdout)
+    return [row["backend"] for row in rows if row["state"] == "running"]
+
+
+@pytest.mark.parametrize("backend", ["systemd", "process"])
+def test_upgrade_stops_the_worker_while_pip_runs(user: ServiceUser, backend: str) -> None:
+    args = ("-h", "127.0.0.1", "-p", str(free_port()))  # no hub: the worker waits
+    started = user.giskard("worker", "start", "-d", "--backend", backend, *args)
+    assert started.returncode == 0, started.stderr
+    assert running_services(user) == [backend]
+    during_pip: list[list[str]] = []
+    with package_index(lambda: during_pip.append(running_services(user))) as wheel_url:
+        result = user.giskard("worker", "upgrade", *args, "--requirement", wheel_url)
+    assert result.returncode == 1
+    assert "giskard: error: pip could not install" in result.stderr
+    assert during_pip and all(running == [] for running in during_pip)
+    assert running_services(user) == [backend]
 
 
 def test_a_failed_upgrade_of_a_detached_process_leaves_it_running(user: ServiceUser) -> None:

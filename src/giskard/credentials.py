@@ -1,10 +1,11 @@
 """Which API key to present to a hub, and where it came from.
 
 Precedence: a key passed explicitly (argv or `HubClient(api_key=...)`), then a key file,
-then the credential `api-key` that systemd passed to this service (LoadCredential=), then
-$GISKARD_API_KEY, then — for a hub on this machine — the local admin key that a hub of
-the same user's GISKARD_HOME created (0600, so other users cannot read it). The local admin
-key is only ever sent over that hub's private socket (see giskard.channel).
+then, for the worker alone, the credential `giskard-api-key` that systemd passed to its
+service (LoadCredential=), then $GISKARD_API_KEY, then — for a hub on this machine — the
+local admin key that a hub of the same user's GISKARD_HOME created (0600, so other users
+cannot read it). The local admin key is only ever sent over that hub's private socket (see
+giskard.channel).
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ logger = logging.getLogger(__name__)
 
 API_KEY_ENV = "GISKARD_API_KEY"
 # systemd puts a service's credentials (LoadCredential=) in this directory, readable by the
-# service alone; the system-wide worker service finds its key there.
+# service alone; the system-wide worker service finds its key there. Only the worker looks:
+# every process of any unit with credentials sees the variable, and a client or a notebook
+# there must keep the key it was given ($GISKARD_API_KEY), not take the unit's.
 CREDENTIALS_DIRECTORY_ENV = "CREDENTIALS_DIRECTORY"
-SYSTEMD_CREDENTIAL = "api-key"
+SYSTEMD_CREDENTIAL = "giskard-api-key"
 LOCAL_ADMIN_KEY = "local admin key"
 METADATA_KEY = "authorization"
 
@@ -74,14 +77,19 @@ class Credentials:
 
 
 def resolve(
-    host: str, *, api_key: str | None = None, api_key_file: str | Path | None = None
+    host: str,
+    *,
+    api_key: str | None = None,
+    api_key_file: str | Path | None = None,
+    service_credential: bool = False,
 ) -> Credentials:
-    """The key to use for the hub at `host`."""
+    """The key to use for the hub at `host`; `service_credential` for the worker, which a
+    system-wide service runs with its key in a systemd credential."""
     if api_key:
         return Credentials(_not_blank(api_key, "--api-key"), "--api-key")
     if api_key_file:
         return Credentials(read_key_file(Path(api_key_file)), f"file {api_key_file}")
-    credential = _systemd_credential()
+    credential = _systemd_credential() if service_credential else None
     if credential is not None:
         return Credentials(read_key_file(credential), f"systemd credential {credential}")
     # Empty means unset (`GISKARD_API_KEY= giskard ...`); blank is a mistake to point out.

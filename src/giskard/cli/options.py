@@ -20,10 +20,14 @@ API_KEY = typer.Option(
 )
 
 
-def credentials_for(host: str, api_key: str | None, api_key_file: str | None) -> Credentials:
+def credentials_for(
+    host: str, api_key: str | None, api_key_file: str | None, *, service_credential: bool = False
+) -> Credentials:
     """The key to present, warning when it was given on the command line."""
     warn_if_key_in_argv(api_key)
-    return resolve(host, api_key=api_key, api_key_file=api_key_file)
+    return resolve(
+        host, api_key=api_key, api_key_file=api_key_file, service_credential=service_credential
+    )
 
 
 def warn_if_key_in_argv(api_key: str | None) -> None:

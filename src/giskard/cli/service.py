@@ -90,6 +90,9 @@ def start_system_daemon(
     pid = f", pid {outcome.pid}" if outcome.pid else ""
     typer.echo("Backend: systemd, system-wide")
     typer.echo(f"Service {backend.unit(spec.name)}: {outcome.action.value}{pid}")
+    if outcome.also_restarted:
+        restarted = ", ".join(outcome.also_restarted)
+        typer.echo(f"  Its template changed: restarted the other running instances, {restarted}")
     typer.echo(f"  Runs {spec.interpreter} as {spec.run_as}, for the hub at {address}.")
     typer.echo(f"  Its API key: {backend.key_path(spec.name)} (root only, via LoadCredential=)")
     typer.echo(f"Logs: {backend.logs_hint(spec.name)}")

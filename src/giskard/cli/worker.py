@@ -88,14 +88,19 @@ def start(
     In the foreground, logs go to stderr and to $GISKARD_HOME/run/ml-worker.log
     (default ~/giskard-home). With -d, the OS runs it and keeps its logs.
     """
-    _check_system_options(daemon=daemon, system=system, run_as=run_as)
+    _check_system_options(
+        daemon=daemon, system=system, run_as=run_as, backend=backend, enable_linger=enable_linger
+    )
     address = HubAddress(host, port)
     job_limits = _job_limits(concurrency, max_job_memory, cache_size)
     identity = _identity(name, labels)
     from giskard.tls import channel_security, quiet_grpc_logs
 
     quiet_grpc_logs()
-    credentials = credentials_for(address.host, api_key, api_key_file)
+    # The worker a service runs (in the foreground) may find its key in a systemd credential.
+    credentials = credentials_for(
+        address.host, api_key, api_key_file, service_credential=not daemon
+    )
     security = channel_security(address.host, tls=tls, ca_file=ca_file, insecure=insecure)
     job_args = _job_args(concurrency, max_job_memory, cache_size) + _identity_args(name, labels)
     if system:
@@ -125,7 +130,9 @@ def start(
     _run_foreground(config, verbose=verbose, log_stderr=log_stderr)
 
 
-def _check_system_options(*, daemon: bool, system: bool, run_as: str | None) -> None:
+def _check_system_options(
+    *, daemon: bool, system: bool, run_as: str | None, backend: str, enable_linger: bool
+) -> None:
     # --run-as is required: a system service that ran as root would give every job root.
     if system and not daemon:
         raise UsageError("--system installs a service: add -d")
@@ -133,6 +140,12 @@ def _check_system_options(*, daemon: bool, system: bool, run_as: str | None) -> 
         raise UsageError("--system needs --run-as USER, the unprivileged user the worker runs as")
     if run_as and not system:
         raise UsageError("--run-as is for the system-wide service: add --system (as root)")
+    # The system-wide service is systemd's system manager, which has no linger: an option
+    # of the per-user service would be ignored, so it is refused.
+    if system and backend != "auto":
+        raise UsageError("--backend is for a per-user service: --system is always systemd's")
+    if system and enable_linger:
+        raise UsageError("--enable-linger is for a per-user service: --system runs at boot")
 
 
 def _job_limits(concurrency: int, max_job_memory: str | None, cache_size: str) -> dict[str, int]:
@@ -303,8 +316,8 @@ def upgrade(
     ),
 ) -> None:
     """Upgrade the worker service for this hub in its own Python environment: stop it (it
-    drains), `pip install -U` there, start it again; a failed install leaves the version
-    it ran."""
+    drains; under launchd it keeps running), `pip install -U` there, start it again; a
+    failed install leaves the version it ran."""
     from giskard.installer.upgrade import upgrade_service
 
     report = upgrade_service(HubAddress(host, port), requirement, system=system)

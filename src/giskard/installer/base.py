@@ -127,6 +127,8 @@ class InstallOutcome:
     action: Action
     pid: int | None = None
     previous_interpreter: str | None = None
+    # Other services restarted because a file they share changed (the system template).
+    also_restarted: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -163,8 +165,8 @@ class Backend(ABC):
 
     def halt(self, name: str) -> None:
         """Stop the service for a while, leaving it installed: `restart` starts it again.
-        Where stopping would forget how to start it again (the process fallback, launchd's
-        bootout), it keeps running and `restart` replaces its worker."""
+        Where stopping would forget how to start it again (launchd's bootout), it keeps
+        running and `restart` replaces its worker."""
         return None
 
     @abstractmethod

@@ -6,6 +6,7 @@ import os
 import time
 from collections import deque
 from pathlib import Path
+from typing import TextIO
 
 from giskard.errors import InstallerError
 
@@ -32,19 +33,21 @@ def write_secret(path: Path, text: str) -> None:
         raise InstallerError(f"cannot store the API key in {path.parent}: {exc.strerror}") from None
 
 
-def read_tail(path: Path, lines: int) -> list[str]:
+def read_tail(path: Path, lines: int, *, denied: str = "permission denied") -> list[str]:
+    """The last `lines` lines of `path`; InstallerError saying `denied` when this user may
+    not read it."""
     try:
-        with path.open(errors="replace") as file:
+        with _open_log(path, denied) as file:
             return [line.rstrip("\n") for line in deque(file, maxlen=lines)]
     except FileNotFoundError:
         return [f"({path} does not exist yet)"]
 
 
-def follow_file(path: Path, lines: int) -> int:
+def follow_file(path: Path, lines: int, *, denied: str = "permission denied") -> int:
     """`tail -F`: print the last lines, then what is appended, until Ctrl-C; follows the
     log across rotation (a new file at the same path)."""
     try:
-        file = path.open(errors="replace")
+        file = _open_log(path, denied)
     except FileNotFoundError:
         print(f"({path} does not exist yet)", flush=True)
         return 1
@@ -59,13 +62,20 @@ def follow_file(path: Path, lines: int) -> int:
                 print(line, end="", flush=True)
             elif _rotated(path, file):
                 file.close()
-                file = path.open(errors="replace")
+                file = _open_log(path, denied)
             else:
                 time.sleep(0.2)
     except KeyboardInterrupt:
         return 0
     finally:
         file.close()
+
+
+def _open_log(path: Path, denied: str) -> TextIO:
+    try:
+        return path.open(errors="replace")
+    except PermissionError:
+        raise InstallerError(f"cannot read {path}: {denied}") from None
 
 
 def _rotated(path: Path, file: object) -> bool:

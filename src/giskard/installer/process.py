@@ -40,6 +40,10 @@ def services_dir() -> Path:
 class ProcessBackend(Backend):
     name = "process"
 
+    def __init__(self) -> None:
+        # What `halt` stopped, by service: the command and environment to start it again.
+        self._halted: dict[str, dict] = {}
+
     def paths(self, name: str) -> tuple[Path, Path, Path]:
         """Lock, state and early-output files of a service."""
         # Not with_suffix: names contain dots (giskard-worker-10.0.0.1-40051).
@@ -54,17 +58,19 @@ class ProcessBackend(Backend):
         previous = current.get("argv", [None])[0] if current else None
         if current:
             self.stop(spec.name)
-        pid = self._spawn(spec, argv)
+        pid = self._spawn(spec.name, argv, spec.environment())
         if previous is None:
             action = Action.INSTALLED
         else:
             action = Action.REBOUND if previous != spec.interpreter else Action.UPDATED
         return InstallOutcome(action, pid=pid, previous_interpreter=previous)
 
-    def _spawn(self, spec: ServiceSpec, argv: list[str]) -> int:
-        lock, _, output = self.paths(spec.name)
+    def _spawn(self, name: str, argv: list[str], environment: dict[str, str]) -> int:
+        """Start the supervisor of `name`, running the worker command `argv` (its first
+        word is the interpreter) with the service's `environment`; its pid."""
+        lock, _, output = self.paths(name)
         services_dir().mkdir(parents=True, exist_ok=True, mode=0o700)
-        supervisor = [spec.interpreter, "-m", "giskard.installer.supervisor", spec.name, *argv]
+        supervisor = [argv[0], "-m", "giskard.installer.supervisor", name, *argv]
         # Truncated at each start: it only catches what happens before logging is set up.
         with open(os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
             process = subprocess.Popen(
@@ -74,15 +80,15 @@ class ProcessBackend(Backend):
                 stderr=out,
                 start_new_session=True,
                 close_fds=True,
-                cwd=spec.home,
+                cwd=Path.home(),
                 # The key reaches the worker through its file, not through the environment.
-                env={**_without(os.environ, API_KEY_ENV), **spec.environment()},
+                env={**_without(os.environ, API_KEY_ENV), **environment},
             )
         deadline = time.monotonic() + START_TIMEOUT_S
         while not is_held(lock):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise ServiceFailedError(
-                    f"the worker process for {spec.name} did not start", read_tail(output, 15)
+                    f"the worker process for {name} did not start", read_tail(output, 15)
                 )
             time.sleep(0.02)
         # Not ours to wait for: the supervisor outlives this command by design.
@@ -111,7 +117,19 @@ class ProcessBackend(Backend):
         if not _wait_released(lock, 5.0):
             raise InstallerError(f"process {pid} survived SIGKILL")
 
+    def halt(self, name: str) -> None:
+        """Stop the supervisor (its worker drains), keeping the command it ran: `restart`
+        starts it again with it."""
+        state = self._running_state(name)
+        if state:
+            self.stop(name)
+            self._halted[name] = state
+
     def restart(self, name: str) -> None:
+        halted = self._halted.pop(name, None)
+        if halted is not None:
+            self._spawn(name, halted["argv"], halted["env"])
+            return
         state = self._running_state(name)
         if not state:
             raise InstallerError(f"the worker process {name} is not running; start it with -d")

@@ -26,13 +26,16 @@ from giskard.installer.commands import run_tool
 from giskard.installer.detect import manager_problem
 from giskard.installer.files import write_secret
 from giskard.installer.naming import SERVICE_PREFIX, is_worker_service, service_name
+from giskard.installer.ownership import environment_prefixes, environment_problem
 from giskard.installer.render import render
 from giskard.installer.service import WorkerStatus
 from giskard.installer.systemd import Runner, SystemdBackend
 from giskard.paths import WORKER_LOG_NAME
 from giskard.tls import ChannelSecurity
 
-# Where /etc is: tests install under a directory of theirs, never into the machine's /etc.
+# Where /etc and /var are: for tests only, which install under a directory of theirs, never
+# into the machine's. Not a setting for users: sudo resets the environment, so it would not
+# reach a real `sudo giskard worker start -d --system` anyway.
 SYSTEM_ROOT_ENV = "GISKARD_SYSTEM_ROOT"
 TEMPLATE = f"{SERVICE_PREFIX}@"
 DROP_IN = "giskard.conf"
@@ -75,6 +78,10 @@ class SystemServiceBackend(SystemdBackend):
     def log_file(self, name: str) -> Path:
         return self.state_dir / name / "run" / WORKER_LOG_NAME
 
+    def log_file_denied(self, name: str) -> str:
+        # The state directory is the service user's alone (StateDirectoryMode=0700).
+        return f"run as root (or as a member of systemd-journal, {self.logs_hint(name)})"
+
     def key_path(self, name: str) -> Path:
         return self.key_dir / f"{name}.key"
 
@@ -95,11 +102,33 @@ class SystemServiceBackend(SystemdBackend):
             "group": spec.run_as_group,
             "argv": spec.argv(log_to_stderr=True),
             "environment": environment,
+            # The worker, and the jobs it runs, may not change the code root runs there.
+            "read_only": [str(path) for path in environment_prefixes(spec.interpreter)],
         }
         return render("systemd-system-instance.conf.j2", context)
 
     def files(self, spec: ServiceSpec) -> dict[Path, str]:
         return {self.template_path: self.render_template(), **super().files(spec)}
+
+    def install(self, spec: ServiceSpec) -> InstallOutcome:
+        """Converge the instance; when that rewrites the template every instance shares,
+        restart the other running instances too: they would keep the old settings, and a
+        later start of theirs would find its files as written and say "unchanged"."""
+        path = self.template_path
+        before = path.read_text() if path.exists() else None
+        outcome = super().install(spec)  # writes the template and reloads the manager
+        if before is None or before == self.render_template():
+            return outcome
+        others = [name for name in self.names() if name != spec.name and self._active(name)]
+        for name in others:
+            self.restart(name)
+        # Its own drop-in may be as it was: the template's change is an update all the same.
+        action = Action.UPDATED if outcome.action is Action.RESTARTED else outcome.action
+        restarted = tuple(map(self.unit, others))
+        return dataclasses.replace(outcome, action=action, also_restarted=restarted)
+
+    def _active(self, name: str) -> bool:
+        return self._show(name, "ActiveState").get("ActiveState") in ("active", "activating")
 
     def remove_files(self, name: str) -> None:
         drop_in = self.unit_path(name)
@@ -156,10 +185,22 @@ def start_system_service(
         )
     if os.geteuid() != 0:
         raise ConfigurationError("--system installs a system-wide service: run it as root (sudo)")
+    check_root_may_run(spec.interpreter)
     problem = system_manager_problem()
     if problem:
         raise InstallerError(f"cannot install a system service: {problem}")
     return SystemStartReport(backend, spec, install_instance(backend, spec, credentials.key))
+
+
+def check_root_may_run(interpreter: str) -> None:
+    """Refuse an environment that someone other than root may change: root runs its code
+    (`upgrade` reads its version and runs pip there)."""
+    problem = environment_problem(interpreter)
+    if problem:
+        raise ConfigurationError(
+            f"root would run {interpreter}, which others can change: {problem}"
+            " (give the service an environment that only root can write)"
+        )
 
 
 def install_instance(backend: SystemServiceBackend, spec: ServiceSpec, key: str) -> InstallOutcome:

@@ -177,7 +177,8 @@ class SystemdBackend(Backend):
         if problem is None:
             return output
         log_file = self.log_file(name)
-        return [f"({problem}; showing {log_file})", *read_tail(log_file, lines)]
+        tail = read_tail(log_file, lines, denied=self.log_file_denied(name))
+        return [f"({problem}; showing {log_file})", *tail]
 
     def follow_logs(self, name: str, lines: int) -> int:
         problem, _ = self._journal(name, 1)
@@ -185,7 +186,7 @@ class SystemdBackend(Backend):
             from giskard.installer.files import follow_file
 
             print(f"({problem}; following {self.log_file(name)})", flush=True)
-            return follow_file(self.log_file(name), lines)
+            return follow_file(self.log_file(name), lines, denied=self.log_file_denied(name))
         argv = ["journalctl", *self.scope, "-u", self.unit(name), "-f", "-n", str(lines)]
         try:
             return subprocess.run(
@@ -196,6 +197,10 @@ class SystemdBackend(Backend):
 
     def logs_hint(self, name: str) -> str:
         return " ".join(["journalctl", *self.scope, "-u", self.unit(name).removesuffix(".service")])
+
+    def log_file_denied(self, name: str) -> str:
+        """Why this user may not read the worker's own log: it is theirs, so a mode."""
+        return "permission denied"
 
     def linger(self) -> str | None:
         """ "yes", "no", or None when logind cannot tell."""

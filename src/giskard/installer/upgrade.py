@@ -1,8 +1,9 @@
 """`giskard worker upgrade`: a new giskard-worker in a service's own environment.
 
 The service is stopped first (its worker drains), so that pip never replaces the files of
-a running worker, and started again whatever pip did: a failed install leaves the version
-that ran, and it runs again.
+a running worker, and started again whatever happened meanwhile: a failed install leaves
+the version that ran, and it runs again. Stopping first is systemd's and the detached
+process's; under launchd the worker keeps running while pip runs, and is restarted after.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 
 from giskard.address import HubAddress
 from giskard.errors import InstallerError
+from giskard.installer.base import Backend
 from giskard.installer.commands import Result, run_tool
 from giskard.installer.naming import service_name
 from giskard.installer.service import find_backend
@@ -38,21 +40,46 @@ def upgrade_service(
     interpreter = status.interpreter if status else None
     if not interpreter:
         raise InstallerError(f"cannot tell which Python the service {name} runs")
+    if system:  # what follows runs the service's environment as root
+        from giskard.installer.system import check_root_may_run
+
+        check_root_may_run(interpreter)
     old = installed_version(interpreter)
-    backend.halt(name)
+    failure: str | None = None
     try:
+        failure = _halt_and_install(backend, name, interpreter, requirement)
+    finally:  # whatever happened, Ctrl-C included, the service runs again
+        restart_failure = _restart(backend, name)
+    if restart_failure:
+        done = failure or f"pip installed {requirement}"
+        raise InstallerError(f"{done}, but {restart_failure}")
+    if failure:
+        raise InstallerError(f"{failure} ({name} runs giskard-worker {old} again)")
+    return UpgradeReport(name, old, installed_version(interpreter))
+
+
+def _halt_and_install(
+    backend: Backend, name: str, interpreter: str, requirement: str
+) -> str | None:
+    """Stop the service and run pip; what went wrong, or None. A service that does not
+    stop is not installed over."""
+    try:
+        backend.halt(name)
         pip = run_tool(
             [interpreter, "-m", "pip", "install", "--upgrade", requirement],
             timeout_s=PIP_TIMEOUT_S,
         )
-    finally:
+    except InstallerError as exc:  # the stop failed, or pip did not answer in time
+        return str(exc)
+    return None if pip.ok else f"pip could not install {requirement}: {_pip_error(pip)}"
+
+
+def _restart(backend: Backend, name: str) -> str | None:
+    try:
         backend.restart(name)
-    if not pip.ok:
-        raise InstallerError(
-            f"pip could not install {requirement}: {_pip_error(pip)}"
-            f" ({name} runs giskard-worker {old} again)"
-        )
-    return UpgradeReport(name, old, installed_version(interpreter))
+    except InstallerError as exc:
+        return str(exc)
+    return None
 
 
 def installed_version(interpreter: str) -> str:
