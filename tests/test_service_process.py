@@ -190,6 +190,26 @@ def test_one_worker_per_interpreter_and_hub(home: Path, hub: Hub) -> None:
             running.wait(30)
 
 
+def test_a_refused_start_d_stores_no_key(home: Path, hub: Hub, client: HubClient) -> None:
+    key_file = home.parent / "worker.key"
+    key_file.write_text(client.create_key("worker", "refused-start")[1] + "\n")
+    with subprocess.Popen(
+        giskard_command("worker", "start", *hub_args(hub)),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    ) as running:
+        try:
+            wait_until(lambda: worker_status(home), 10, "the foreground worker")
+            args = ("--api-key-file", str(key_file), *BACKEND)
+            daemon = cli("worker", "start", "-d", *hub_args(hub), *args)
+            assert daemon.returncode == 78, daemon.stderr
+            assert files_under(home / "secrets") == []
+        finally:
+            running.terminate()
+            running.wait(30)
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="checks the choice made for root")
 def test_root_gets_the_fallback_with_the_reason_said(home: Path, hub: Hub) -> None:
     result = cli("worker", "start", "-d", *hub_args(hub))

@@ -56,10 +56,11 @@ def start_service(
     """Install and start (or confirm) the service for `address`, bound to this environment;
     `job_args` are the worker's job options (--concurrency ...), passed through."""
     chosen, reason = choose_backend(backend)
-    key_file = _store_key(service_name(address), credentials)
+    name = service_name(address)
+    key_file = str(key_file_of(name)) if _keeps_key(credentials) else None
     extra = [*(security.args() if security else []), *job_args]
     spec = current_spec(address, verbose=verbose, api_key_file=key_file, extra_args=extra)
-    orphans = _orphans_of(chosen, spec)
+    orphans = _orphans_of(chosen, spec)  # may refuse: before anything is written
     linger = None
     if chosen.name == "systemd":
         from giskard.installer.systemd import SystemdBackend
@@ -70,6 +71,7 @@ def start_service(
         linger = chosen.linger()
     for orphan in orphans:  # before the new worker, which would find its lock held
         _terminate(orphan)
+    _store_key(name, credentials)
     outcome = chosen.install(spec)
     connected = wait_for_connection(chosen, spec, CONNECT_WAIT_S)
     return StartReport(chosen, reason, spec, outcome, connected, linger, tuple(orphans))
@@ -136,15 +138,21 @@ def wait_for_connection(backend: Backend, spec: ServiceSpec, timeout_s: float) -
         time.sleep(0.1)
 
 
-def _store_key(name: str, credentials: Credentials) -> str | None:
-    """Put a key given to `start -d` where the service will read it; None when the worker
-    finds its key by itself (the local admin key) or there is none."""
-    if credentials.key is None or credentials.source == LOCAL_ADMIN_KEY:
-        with contextlib.suppress(OSError):  # a key stored by an earlier start -d
+def _keeps_key(credentials: Credentials) -> bool:
+    """Whether the service needs a key of its own: one was given, and not the local admin
+    key, which the worker finds by itself."""
+    return credentials.key is not None and credentials.source != LOCAL_ADMIN_KEY
+
+
+def _store_key(name: str, credentials: Credentials) -> None:
+    """Put a key given to `start -d` where the service will read it; remove one stored by an
+    earlier start -d when the worker finds its key by itself, or has none."""
+    if not _keeps_key(credentials):
+        with contextlib.suppress(OSError):
             key_file_of(name).unlink()
-        return None
+        return
+    assert credentials.key is not None  # _keeps_key
     write_secret(key_file_of(name), credentials.key + "\n")
-    return str(key_file_of(name))
 
 
 def stop_service(address: HubAddress) -> list[str]:
