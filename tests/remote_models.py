@@ -193,3 +193,18 @@ def raise_a_huge_message(chars: int) -> None:
     """Raises a ValueError whose message is `chars` characters of text that JSON escapes to
     six bytes each, after a marker that must survive."""
     raise ValueError("the start of a huge message " + "\x01" * chars)
+
+
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text for this one")
+
+
+def raise_unprintable() -> None:
+    """Raises an exception whose str() raises in turn."""
+    raise _Unprintable()
+
+
+def run_out_of_memory_with_a_huge_message(chars: int) -> None:
+    """Raises MemoryError with `chars` characters that JSON escapes to twelve bytes each."""
+    raise MemoryError("\U0001f600" * chars)

@@ -15,6 +15,7 @@ import pytest
 import remote_models
 from conftest import CONNECTED, WorkerProcess, giskard_command, wait_until
 
+from giskard import compat
 from giskard.client import HubClient
 from giskard.errors import GiskardError, JobError
 from giskard.hub import Hub
@@ -281,6 +282,30 @@ def test_an_input_without_a_blake3_address_is_refused_with_one_clear_line(
         client._stub.UploadArtifact(upload, metadata=client._metadata, timeout=30)
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "without a BLAKE3 address" in refused.value.details()
+
+
+@pytest.mark.parametrize(
+    "distributions",
+    [
+        {f"dist{n}": "1.0" for n in range(compat.DISTRIBUTIONS_MAX + 1)},
+        {"numpy": "\U0001f600" * 100},
+        {"numpy": "1" * (compat.VERSION_MAX_CHARS + 1)},
+        {"not a name": "1.0"},
+    ],
+    ids=["too-many", "not-ascii", "too-long", "not-a-name"],
+)
+def test_requirements_past_their_bounds_are_refused_at_submission(
+    client: HubClient, connected_worker: WorkerProcess, distributions: dict[str, str]
+) -> None:
+    """What a job requires reaches a worker's executors in one pipe header: the hub takes
+    only what a real pickle's requirements look like."""
+    from giskard.rpc.v1 import common_pb2
+
+    requirements = common_pb2.Requirements(python="3.11", distributions=distributions)
+    spec = common_pb2.JobSpec(info=common_pb2.InfoJob(), requirements=requirements)
+    with pytest.raises(GiskardError, match="requirements"):
+        client._submit(spec, 0.0, 30.0, None).result(timeout=60)
+    assert client.call(len, [1, 2], timeout_s=30) == 2  # the hub and the worker go on
 
 
 def test_an_input_passed_twice_is_sent_once_and_used_twice(

@@ -129,3 +129,34 @@ def test_batched_predict_joins_arrays_frames_and_lists() -> None:
     assert reports[0] == (0, 50_000) and reports[-1] == (50_000, 50_000) and len(reports) == 6
     pd.testing.assert_frame_equal(jobs.predict(model, data, "predict_frame", print), data * 2)
     assert jobs.predict(model, data, "predict_list", lambda d, t: None) == expected.tolist()
+
+
+def test_a_failure_too_big_for_a_pipe_header_keeps_its_reason_and_says_so() -> None:
+    from giskard.worker.executor_main import _within_a_header
+    from giskard.worker.pipe import MAX_HEADER_BYTES, pack
+
+    differences = [
+        {
+            "worker": "w",
+            "what": f"d{n}",
+            "required": "\U0001f600" * 100,
+            "found": "",
+            "blocking": True,
+        }
+        for n in range(2000)
+    ]
+    failure = {
+        "t": "failure",
+        "type": "IncompatibleEnvironment",
+        "reason": 9,
+        "message": "it needs what is not here",
+        "traceback": "Traceback ...",
+        "differences": differences,
+    }
+    assert len(pack(failure)) > MAX_HEADER_BYTES
+    sent = _within_a_header(failure)
+    assert len(pack(sent)) < MAX_HEADER_BYTES
+    assert (sent["type"], sent["reason"]) == ("IncompatibleEnvironment", 9)
+    assert "too big to send; it began: it needs what is not here" in sent["message"]
+    small = failure | {"differences": differences[:1]}
+    assert _within_a_header(small) is small

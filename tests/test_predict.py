@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 import pytest
 import remote_models
-from conftest import WorkerProcess
+from conftest import CONNECTED, WorkerProcess
 
 from giskard.client import HubClient
 from giskard.errors import EndReason, JobError
+from giskard.hub import Hub
 from giskard.worker.jobs import (
     CUT_MARK,
     FAILURE_MESSAGE_MAX_CHARS,
@@ -88,6 +91,28 @@ def test_an_exception_of_any_size_fails_its_job_as_a_model_error_cut_to_its_limi
     assert "raise_a_huge_message" in trace  # the frames survive the message's cut
     assert len(trace) <= FAILURE_TRACEBACK_MAX_CHARS + len(CUT_MARK)
     assert connected_worker.process.poll() is None
+
+
+def test_an_exception_whose_str_raises_fails_its_job_as_a_model_error(
+    client: HubClient, connected_worker: WorkerProcess
+) -> None:
+    with pytest.raises(JobError) as failure:
+        client.submit(remote_models.raise_unprintable).result(timeout=60)
+    assert failure.value.reason is EndReason.MODEL_ERROR, failure.value
+    assert failure.value.remote_message == "<str() of the _Unprintable raised RuntimeError>"
+
+
+def test_a_memory_error_of_any_size_ends_its_job_as_a_memory_limit(
+    hub: Hub, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    worker = start_worker("-h", "127.0.0.1", "-p", str(hub.port), "--max-job-memory", "2G")
+    worker.wait_for_output(CONNECTED)
+    with HubClient(hub.address) as client, pytest.raises(JobError) as failure:
+        job = client.submit(remote_models.run_out_of_memory_with_a_huge_message, 100_000)
+        job.result(timeout=60)
+    assert failure.value.reason is EndReason.MEMORY_LIMIT, failure.value
+    assert len(failure.value.remote_message) == FAILURE_MESSAGE_MAX_CHARS
+    assert worker.process.poll() is None
 
 
 def test_unknown_method_fails_clearly(client: HubClient, iris: tuple) -> None:

@@ -28,6 +28,36 @@ _PUTS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
 _SUBIMPORT = object()  # stands for cloudpickle's subimport on the scan's stack
 
 
+# What a job's requirements may hold, as the hub takes them: a pickle references tens of
+# distributions, whose names (PEP 503) and versions (PEP 440) are short ASCII; these bounds
+# keep what crosses to a worker's executors in one pipe header small whatever a client sends.
+NAME_MAX_CHARS = 200
+VERSION_MAX_CHARS = 128
+DISTRIBUTIONS_MAX = 500
+_NAME = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def check_requirements(message: Any) -> None:
+    """ValueError, saying why, unless the Requirements `message` stays within the bounds."""
+    if len(message.distributions) > DISTRIBUTIONS_MAX:
+        raise ValueError(
+            f"a job's requirements name {len(message.distributions)} distributions;"
+            f" at most {DISTRIBUTIONS_MAX}"
+        )
+    versions = [message.python, message.cloudpickle, *message.distributions.values()]
+    for version in versions:
+        if len(version) > VERSION_MAX_CHARS or not (version.isascii() and version.isprintable()):
+            raise ValueError(
+                f"a version in a job's requirements is not printable ASCII of at most"
+                f" {VERSION_MAX_CHARS} characters: {version[:40]!r}"
+            )
+    for name in message.distributions:
+        if len(name) > NAME_MAX_CHARS or not _NAME.fullmatch(name):
+            raise ValueError(
+                f"a distribution name in a job's requirements is not a name: {name[:40]!r}"
+            )
+
+
 @dataclass(frozen=True)
 class Requirements:
     """What loading a pickle needs; `distributions` are (name, version) pairs, sorted."""

@@ -296,6 +296,7 @@ class PlatformService(client_pb2_grpc.PlatformServicer):
             if request.worker:
                 check_name(request.worker)
             labels = check_labels(request.labels)
+            compat.check_requirements(request.spec.requirements)
         except ValueError as exc:
             raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
         requirements = compat.Requirements.from_proto(request.spec.requirements)

@@ -36,7 +36,7 @@ from giskard.process_tree import become_subreaper, kill_descendants, set_parent_
 from giskard.protocol import CHUNK_SIZE, digest_of, pieces
 from giskard.worker import jobs
 from giskard.worker.cache import ObjectCache
-from giskard.worker.pipe import PipeClosed, PipeIn, PipeOut
+from giskard.worker.pipe import MAX_HEADER_BYTES, PipeClosed, PipeIn, PipeOut, pack
 
 PROGRESS_INTERVAL_S = 0.1
 
@@ -218,7 +218,7 @@ class Executor:
 
     def _send_answer(self, answer: dict[str, Any], frames: list[Any]) -> None:
         if answer["t"] != "result":
-            self._out.send(answer)
+            self._out.send(_within_a_header(answer))
             return
         groups = pieces(frames, CHUNK_SIZE)
         if answer["size"] <= CHUNK_SIZE:
@@ -227,6 +227,21 @@ class Executor:
         self._out.send(answer)
         for group in groups:
             self._out.send({"t": "chunk"}, group)
+
+
+def _within_a_header(failure: dict[str, Any]) -> dict[str, Any]:
+    """`failure` as sent: one whose text (the job's own, a client's requirements in its
+    differences) would not fit in a pipe header keeps its reason and type, and says so in
+    a shorter message instead of being taken for a crash."""
+    size = len(pack(failure))
+    if size <= MAX_HEADER_BYTES:
+        return failure
+    kept = {k: v for k, v in failure.items() if k not in ("message", "traceback", "differences")}
+    message = f"its report ({size} bytes) was too big to send; it began: {failure['message']}"
+    return kept | {
+        "message": jobs.cut(message, 1024),
+        "traceback": failure.get("traceback", "")[-4096:],
+    }
 
 
 @dataclass(frozen=True)
@@ -330,9 +345,9 @@ def _memory_failure(exc: MemoryError, limited: bool) -> dict[str, str]:
     if limited:
         failure["reason"] = EndReason.MEMORY_LIMIT
         failure["type"] = "MemoryLimitExceeded"
-        failure["message"] = (
-            f"the job needed more memory than the worker's --max-job-memory allows: {exc}"
-        ).rstrip(": ")
+        said = "the job needed more memory than the worker's --max-job-memory allows: "
+        said += failure["message"]
+        failure["message"] = jobs.cut(said.rstrip(": "), jobs.FAILURE_MESSAGE_MAX_CHARS)
     return failure
 
 

@@ -133,19 +133,28 @@ def failure_from(exc: BaseException) -> dict[str, str]:
     )
     # Each part (a frame, an exception's line) is cut first, so that a huge message does
     # not push the frames out; then the whole keeps its end, where the raise is.
-    parts = [_cut(part, FAILURE_MESSAGE_MAX_CHARS) for part in traceback.format_exception(exc)]
+    parts = [cut(part, FAILURE_MESSAGE_MAX_CHARS) for part in traceback.format_exception(exc)]
     trace = "".join(parts)
     if len(trace) > FAILURE_TRACEBACK_MAX_CHARS:
         trace = CUT_MARK.strip() + "\n" + trace[-FAILURE_TRACEBACK_MAX_CHARS:]
     return {
-        "type": _cut(name, FAILURE_TYPE_MAX_CHARS),
-        "message": _cut(str(exc), FAILURE_MESSAGE_MAX_CHARS),
+        "type": cut(name, FAILURE_TYPE_MAX_CHARS),
+        "message": cut(_text_of(exc), FAILURE_MESSAGE_MAX_CHARS),
         "traceback": trace,
     }
 
 
-def _cut(text: str, max_chars: int) -> str:
+def cut(text: str, max_chars: int) -> str:
+    """`text`, or its start and CUT_MARK when longer than `max_chars`."""
     return text if len(text) <= max_chars else text[: max_chars - len(CUT_MARK)] + CUT_MARK
+
+
+def _text_of(exc: BaseException) -> str:
+    """str(exc), which is the job's own code and may raise too."""
+    try:
+        return str(exc)
+    except Exception as trouble:
+        return f"<str() of the {type(exc).__name__} raised {type(trouble).__name__}>"
 
 
 def _row_count(data: Any) -> int:
