@@ -96,27 +96,32 @@ def test_an_admin_cancels_the_queued_job_and_the_running_one_goes_on(
     model, data = iris
     marker, release = tmp_path / "started", tmp_path / "release"
     running = client.submit_predict(remote_models.HeldModel(marker, release), data)
-    wait_until(marker.exists, WAIT_S, "the held job to start")
-    # The worker holds one job ready beside its running one (its prefetch): the third queues.
-    ready = client.submit_predict(model, data)
-    queued = client.submit_predict(model, data)
-    wait_until(lambda: client.status()["queued"] == 1, WAIT_S, "the third job to queue")
-    session = log_in(hub.console_port, hub.admin_key)
-    page = request(hub.console_port, "/jobs", headers={"Cookie": session}).body
-    assert "a slot in its worker" in job_row(page, "running", ready.job_id)
-    row = job_row(page, "queued", queued.job_id)
-    assert "a worker slot" in row and "predict" in row
-    path = job_path(hub.console_port, session, queued.job_id)
-    own_page = request(hub.console_port, path, headers={"Cookie": session}).body
-    assert '<td class="state">queued</td>' in own_page
-    assert f'action="{path}/cancel"' in own_page
-    reply = act(hub.console_port, path + "/cancel", session, csrf_token(hub.console_port, session))
-    assert (reply.status, reply.headers["location"]) == (303, "/jobs")
-    with pytest.raises(JobCancelledError):
-        queued.result(timeout=WAIT_S)
-    release.touch()  # the running job held its slot until now, whatever the steps above took
-    np.testing.assert_array_equal(running.result(timeout=WAIT_S), np.arange(len(data)))
-    np.testing.assert_array_equal(ready.result(timeout=WAIT_S), model.predict(data))
+    try:
+        wait_until(marker.exists, WAIT_S, "the held job to start")
+        # The worker holds one job ready beside its running one (its prefetch): the third queues.
+        ready = client.submit_predict(model, data)
+        queued = client.submit_predict(model, data)
+        wait_until(lambda: client.status()["queued"] == 1, WAIT_S, "the third job to queue")
+        session = log_in(hub.console_port, hub.admin_key)
+        page = request(hub.console_port, "/jobs", headers={"Cookie": session}).body
+        assert "a slot in its worker" in job_row(page, "running", ready.job_id)
+        row = job_row(page, "queued", queued.job_id)
+        assert "a worker slot" in row and "predict" in row
+        path = job_path(hub.console_port, session, queued.job_id)
+        own_page = request(hub.console_port, path, headers={"Cookie": session}).body
+        assert '<td class="state">queued</td>' in own_page
+        assert f'action="{path}/cancel"' in own_page
+        reply = act(
+            hub.console_port, path + "/cancel", session, csrf_token(hub.console_port, session)
+        )
+        assert (reply.status, reply.headers["location"]) == (303, "/jobs")
+        with pytest.raises(JobCancelledError):
+            queued.result(timeout=WAIT_S)
+        release.touch()  # the running job held its slot until now, whatever the steps took
+        np.testing.assert_array_equal(running.result(timeout=WAIT_S), np.arange(len(data)))
+        np.testing.assert_array_equal(ready.result(timeout=WAIT_S), model.predict(data))
+    finally:
+        release.touch()  # also when a step above failed: the job ends with the test
 
 
 def waiting_job(stub: client_pb2_grpc.PlatformStub, key: str, job_id: str) -> Iterator:
