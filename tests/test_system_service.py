@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from conftest import giskard_command, wait_until
+from conftest import free_port, giskard_command, wait_until
 
 from giskard.address import HubAddress
 from giskard.client import HubClient
@@ -336,6 +336,42 @@ def test_upgrade_refuses_an_environment_root_does_not_own_alone_and_runs_nothing
     [line] = result.stderr.splitlines()
     assert "venv belongs to nobody, not root" in line
     assert not (tmp_path / "ran-as-root").exists()
+
+
+def test_upgrade_runs_pip_and_the_version_probe_away_from_where_it_is_run(
+    tmp_path: Path,
+) -> None:
+    """`python -m pip` would import a pip.py of the directory upgrade runs in (as root, for
+    the system service): pip and the probe run from /, with the interpreter's own paths."""
+    here = tmp_path / "here"
+    here.mkdir()
+    marker = tmp_path / "planted-code-ran"
+    (here / "pip.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    env = {**os.environ, "GISKARD_HOME": str(tmp_path / "home"), "GISKARD_API_KEY": "k-123"}
+    args = ("-h", "127.0.0.1", "-p", str(free_port()))  # no hub: the worker waits
+
+    def giskard(*command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            giskard_command("worker", *command, *args),
+            cwd=here,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+
+    started = giskard("start", "-d", "--backend", "process")
+    assert started.returncode == 0, started.stderr
+    try:
+        result = giskard(
+            "upgrade", "--requirement", "/nonexistent/giskard_worker-99.0-py3-none-any.whl"
+        )
+    finally:
+        assert giskard("stop").returncode == 0
+    assert "giskard: error: pip could not install" in result.stderr, result.stderr
+    assert not marker.exists()
 
 
 class RecordingSystemctl:
