@@ -281,8 +281,9 @@ def test_no_system_manager_is_refused_and_writes_nothing(system_root: Path) -> N
 
 def environment_of_another_user(where: Path, how: str) -> Path:
     """A venv that runs this project, which a user other than root may change (`how`:
-    "owner" it belongs to nobody, "group-writable" its site-packages); at its every start
-    it writes the file `ran-as-root` where it is: what anyone with its .pth could run."""
+    "owner" it belongs to nobody, "group-writable" its site-packages, "pth elsewhere" a
+    .pth of its adds a directory of nobody's); at its every start it writes the file
+    `ran-as-root` where it is: what anyone with its .pth could run."""
     venv = where / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     (site_packages,) = venv.glob("lib/python*/site-packages")
@@ -293,11 +294,30 @@ def environment_of_another_user(where: Path, how: str) -> Path:
         f"import os; os.geteuid() == 0 and open({str(marker)!r}, 'w').close()\n"
     )
     if how == "owner":
-        for path in (venv, *venv.rglob("*")):
-            os.lchown(path, pwd.getpwnam("nobody").pw_uid, -1)
-    else:
+        give_to_nobody(venv, *venv.rglob("*"))
+    elif how == "group-writable":
         site_packages.chmod(0o775)
+    elif how == "pth elsewhere":  # as an editable install writes it
+        elsewhere = where / "dev"
+        elsewhere.mkdir()
+        give_to_nobody(elsewhere)
+        (site_packages / "dev.pth").write_text(f"{elsewhere}\n")
     return venv
+
+
+def give_to_nobody(*paths: Path) -> None:
+    for path in paths:
+        os.lchown(path, pwd.getpwnam("nobody").pw_uid, -1)
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A directory of root's that anyone may enter: there, nobody can read a venv of root's,
+    as the check of what root may run does."""
+    where = Path(tempfile.mkdtemp(prefix="giskard-env-"))
+    where.chmod(0o755)
+    yield where
+    shutil.rmtree(where)
 
 
 @pytest.mark.parametrize(
@@ -319,12 +339,19 @@ def test_start_refuses_an_environment_root_does_not_own_alone(
     assert written(system_root) == []
 
 
+@pytest.mark.parametrize(
+    ("how", "problem"),
+    [
+        ("owner", "venv belongs to nobody, not root"),
+        ("pth elsewhere", "dev belongs to nobody, not root"),
+    ],
+)
 def test_upgrade_refuses_an_environment_root_does_not_own_alone_and_runs_nothing(
-    system_root: Path, tmp_path: Path
+    system_root: Path, open_dir: Path, how: str, problem: str
 ) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root, as --system does, to give a file to another user")
-    venv = environment_of_another_user(tmp_path, "owner")
+    venv = environment_of_another_user(open_dir, how)
     backend = SystemServiceBackend(root=system_root)
     the_spec = spec("10.0.0.7", 41000, interpreter=str(venv / "bin" / "python"))
     for path, text in backend.files(the_spec).items():
@@ -334,8 +361,8 @@ def test_upgrade_refuses_an_environment_root_does_not_own_alone_and_runs_nothing
     result = run_cli(system_root, *args, "--requirement", "giskard-worker")
     assert result.returncode == 78, result.stderr
     [line] = result.stderr.splitlines()
-    assert "venv belongs to nobody, not root" in line
-    assert not (tmp_path / "ran-as-root").exists()
+    assert problem in line
+    assert not (open_dir / "ran-as-root").exists()
 
 
 def test_upgrade_runs_pip_and_the_version_probe_away_from_where_it_is_run(

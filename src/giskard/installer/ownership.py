@@ -4,15 +4,35 @@ Root runs the system service's interpreter to read its version and to `pip insta
 it, and Python runs code from the environment at every start (its .pth files,
 sitecustomize): whoever may write the environment would run code as root. So it must be
 root's alone: owned by root and writable by neither group nor others, up to `/`.
+
+What the paths alone show is checked first; then the interpreter, run as nobody, says where
+it imports from (its .pth files may add any directory, an editable install maps packages
+to a source tree), and each of those places must be root's alone too.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+from giskard.installer.commands import run_tool
+
+# sys.path once site ran (the .pth files' directories), and the source trees setuptools'
+# editable finders map packages to (their module's MAPPING and NAMESPACES).
+_IMPORT_ROOTS_CODE = """
+import json, sys
+roots = list(sys.path)
+for finder in sys.meta_path:
+    module = sys.modules.get(getattr(finder, "__module__", ""))
+    roots += getattr(module, "MAPPING", {}).values()
+    roots += [p for paths in getattr(module, "NAMESPACES", {}).values() for p in paths]
+print(json.dumps(roots))
+"""
+_UNPRIVILEGED_USER = "nobody"
 
 
 def environment_prefixes(interpreter: str) -> list[Path]:
@@ -26,12 +46,59 @@ def environment_prefixes(interpreter: str) -> list[Path]:
 
 def environment_problem(interpreter: str) -> str | None:
     """What lets someone other than root change the code `interpreter` runs; None when
-    nothing does."""
-    for path, sticky_allowed in _trusted_paths(interpreter):
+    nothing does. Root runs nothing of the environment to tell."""
+    problem = _first_problem(_trusted_paths(interpreter))
+    if problem:
+        return problem
+    roots = import_roots(interpreter)
+    if isinstance(roots, str):
+        return roots
+    return _first_problem(_import_root_paths(roots))
+
+
+def import_roots(interpreter: str) -> list[Path] | str:
+    """Where `interpreter` imports from, as it says when run as nobody (never as root: the
+    places are not checked yet); or why it did not say."""
+    argv = [*_as_unprivileged_user(), interpreter, "-I", "-c", _IMPORT_ROOTS_CODE]
+    result = run_tool(argv, timeout_s=60, cwd="/")
+    try:
+        roots = json.loads(result.stdout) if result.ok else None
+    except ValueError:
+        roots = None
+    if not isinstance(roots, list):
+        error = result.first_error_line() or "no answer"
+        who = _UNPRIVILEGED_USER
+        return f"{interpreter}, run as {who}, did not say where it imports from: {error}"
+    return [Path(root) for root in roots if isinstance(root, str) and os.path.isabs(root)]
+
+
+def _as_unprivileged_user() -> list[str]:
+    """The command prefix that drops root to nobody (nothing when not root)."""
+    if os.geteuid() != 0:
+        return []
+    nobody = pwd.getpwnam(_UNPRIVILEGED_USER)
+    return ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups"]
+
+
+def _first_problem(paths: Iterable[tuple[Path, bool]]) -> str | None:
+    for path, sticky_allowed in paths:
         problem = _not_roots_alone(path, sticky_allowed=sticky_allowed)
         if problem:
             return problem
     return None
+
+
+def _import_root_paths(roots: list[Path]) -> Iterator[tuple[Path, bool]]:
+    """Each import root (a directory or a zip file), its ancestors, and what a directory
+    holds at its top (the packages as installed)."""
+    for root in dict.fromkeys(roots):
+        if not root.exists():
+            continue
+        for ancestor in reversed(root.parents):
+            yield ancestor, True
+        yield root, False
+        if root.is_dir():
+            yield from ((entry, False) for entry in sorted(root.iterdir()))
 
 
 def _trusted_paths(interpreter: str) -> Iterator[tuple[Path, bool]]:
