@@ -282,7 +282,9 @@ def test_no_system_manager_is_refused_and_writes_nothing(system_root: Path) -> N
 def environment_of_another_user(where: Path, how: str) -> Path:
     """A venv that runs this project, which a user other than root may change (`how`:
     "owner" it belongs to nobody, "group-writable" its site-packages, "pth elsewhere" a
-    .pth of its adds a directory of nobody's); at its every start it writes the file
+    .pth of its adds a directory of nobody's, "pyvenv.cfg", "pip.conf" or "lib dir" is
+    nobody's, "symlink hop" its bin/python links through a directory of nobody's); at its
+    every start it writes the file
     `ran-as-root` where it is: what anyone with its .pth could run."""
     venv = where / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
@@ -297,6 +299,18 @@ def environment_of_another_user(where: Path, how: str) -> Path:
         give_to_nobody(venv, *venv.rglob("*"))
     elif how == "group-writable":
         site_packages.chmod(0o775)
+    elif how in ("pyvenv.cfg", "pip.conf"):  # the stdlib it runs; the index pip installs from
+        (venv / how).touch()
+        give_to_nobody(venv / how)
+    elif how == "lib dir":
+        give_to_nobody(venv / "lib")
+    elif how == "symlink hop":  # bin/python -> hop/python -> the real one
+        hop = where / "hop"
+        hop.mkdir()
+        give_to_nobody(hop)
+        (hop / "python").symlink_to(os.path.realpath(venv / "bin" / "python"))
+        (venv / "bin" / "python").unlink()
+        (venv / "bin" / "python").symlink_to(hop / "python")
     elif how == "pth elsewhere":  # as an editable install writes it
         elsewhere = where / "dev"
         elsewhere.mkdir()
@@ -344,6 +358,10 @@ def test_start_refuses_an_environment_root_does_not_own_alone(
     [
         ("owner", "venv belongs to nobody, not root"),
         ("pth elsewhere", "dev belongs to nobody, not root"),
+        ("pyvenv.cfg", "pyvenv.cfg belongs to nobody, not root"),
+        ("pip.conf", "pip.conf belongs to nobody, not root"),
+        ("lib dir", "venv/lib belongs to nobody, not root"),
+        ("symlink hop", "hop belongs to nobody, not root"),
     ],
 )
 def test_upgrade_refuses_an_environment_root_does_not_own_alone_and_runs_nothing(

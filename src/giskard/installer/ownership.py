@@ -94,28 +94,55 @@ def _import_root_paths(roots: list[Path]) -> Iterator[tuple[Path, bool]]:
     for root in dict.fromkeys(roots):
         if not root.exists():
             continue
-        for ancestor in reversed(root.parents):
-            yield ancestor, True
-        yield root, False
-        if root.is_dir():
-            yield from ((entry, False) for entry in sorted(root.iterdir()))
+        yield from _with_ancestors(root)
+        yield from ((entry, False) for entry in _entries(root))
 
 
 def _trusted_paths(interpreter: str) -> Iterator[tuple[Path, bool]]:
     """Each path that must be root's alone, and whether a sticky directory (/tmp) will do:
     it will for an ancestor, where others may add entries but not replace ours."""
+    for hop in _symlink_hops(Path(os.path.abspath(interpreter))):
+        yield from _with_ancestors(hop.parent)
     yield Path(os.path.realpath(interpreter)), False
     for prefix in environment_prefixes(interpreter):
-        for ancestor in reversed(prefix.parents):
-            yield ancestor, True
-        yield prefix, False
-        yield prefix / "bin", False
-        for site_packages in sorted(prefix.glob("lib*/python*/site-packages")):
-            yield site_packages, False
+        yield from _with_ancestors(prefix)
+        # pyvenv.cfg (its home= picks the stdlib), pip.conf (pip's index), bin/, lib/...
+        yield from ((entry, False) for entry in _entries(prefix))
+        for site_dir in _site_dirs(prefix):
+            for between in reversed(site_dir.relative_to(prefix).parents):
+                yield prefix / between, False
+            yield site_dir, False
             # Its .pth files, and the packages as installed (not each file within: a
             # tree given to another user shows at its top).
-            for entry in sorted(site_packages.iterdir()):
-                yield entry, False
+            yield from ((entry, False) for entry in _entries(site_dir))
+
+
+def _symlink_hops(path: Path) -> Iterator[Path]:
+    """`path`, and each link it leads through to the file it names: whoever may replace
+    one of them picks the interpreter."""
+    seen: set[Path] = set()
+    while path not in seen:
+        seen.add(path)
+        yield path
+        if not path.is_symlink():
+            return
+        path = Path(os.path.normpath(path.parent / os.readlink(path)))
+
+
+def _with_ancestors(path: Path) -> Iterator[tuple[Path, bool]]:
+    for ancestor in reversed(path.parents):
+        yield ancestor, True
+    yield path, False
+
+
+def _site_dirs(prefix: Path) -> list[Path]:
+    """Where pip installs under `prefix`: site-packages, and Debian's dist-packages."""
+    patterns = ("lib*/python*/site-packages", "lib*/python*/dist-packages")
+    return sorted({path for pattern in patterns for path in prefix.glob(pattern)})
+
+
+def _entries(directory: Path) -> list[Path]:
+    return sorted(directory.iterdir()) if directory.is_dir() else []
 
 
 def _not_roots_alone(path: Path, *, sticky_allowed: bool) -> str | None:
