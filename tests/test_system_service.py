@@ -383,6 +383,25 @@ def test_upgrade_refuses_an_environment_root_does_not_own_alone_and_runs_nothing
     assert not (open_dir / "ran-as-root").exists()
 
 
+def test_an_environment_nobody_cannot_run_is_refused(system_root: Path, tmp_path: Path) -> None:
+    """Where it imports from is asked of the interpreter run as nobody, never as root: in an
+    environment nobody cannot enter (tmp_path is root's, 0700), Python runs its base
+    installation instead, whose paths say nothing of the environment: refused."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root, as --system does, to run the interpreter as nobody")
+    venv = environment_of_another_user(tmp_path, "root's alone")
+    python = str(venv / "bin" / "python")
+    backend = SystemServiceBackend(root=system_root)
+    for path, text in backend.files(spec("10.0.0.7", 41000, interpreter=python)).items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    args = ("worker", "upgrade", "--system", "-h", "10.0.0.7", "-p", "41000")
+    result = run_cli(system_root, *args, "--requirement", "giskard-worker")
+    assert result.returncode == 78, result.stderr
+    assert f"{python}, run as nobody, ran /usr, not {venv}: it must be readable" in result.stderr
+    assert not (tmp_path / "ran-as-root").exists()
+
+
 def test_upgrade_runs_pip_and_the_version_probe_away_from_where_it_is_run(
     tmp_path: Path,
 ) -> None:

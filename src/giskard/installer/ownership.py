@@ -19,6 +19,7 @@ import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from giskard.errors import InstallerError
 from giskard.installer.commands import run_tool
 
 # sys.path once site ran (the .pth files' directories), and the source trees setuptools'
@@ -30,7 +31,7 @@ for finder in sys.meta_path:
     module = sys.modules.get(getattr(finder, "__module__", ""))
     roots += getattr(module, "MAPPING", {}).values()
     roots += [p for paths in getattr(module, "NAMESPACES", {}).values() for p in paths]
-print(json.dumps(roots))
+print(json.dumps({"prefix": sys.prefix, "roots": roots}))
 """
 _UNPRIVILEGED_USER = "nobody"
 
@@ -50,26 +51,37 @@ def environment_problem(interpreter: str) -> str | None:
     problem = _first_problem(_trusted_paths(interpreter))
     if problem:
         return problem
-    roots = import_roots(interpreter)
-    if isinstance(roots, str):
-        return roots
+    try:
+        roots = import_roots(interpreter)
+    except InstallerError as exc:
+        return str(exc)
     return _first_problem(_import_root_paths(roots))
 
 
-def import_roots(interpreter: str) -> list[Path] | str:
+def import_roots(interpreter: str) -> list[Path]:
     """Where `interpreter` imports from, as it says when run as nobody (never as root: the
-    places are not checked yet); or why it did not say."""
+    places are not checked yet). InstallerError when it does not say, or says it for
+    another environment: a venv nobody cannot read runs as its base Python."""
     argv = [*_as_unprivileged_user(), interpreter, "-I", "-c", _IMPORT_ROOTS_CODE]
     result = run_tool(argv, timeout_s=60, cwd="/")
     try:
-        roots = json.loads(result.stdout) if result.ok else None
-    except ValueError:
-        roots = None
-    if not isinstance(roots, list):
+        said = json.loads(result.stdout) if result.ok else None
+        prefix, roots = said["prefix"], said["roots"]
+    except (ValueError, TypeError, KeyError):
         error = result.first_error_line() or "no answer"
-        who = _UNPRIVILEGED_USER
-        return f"{interpreter}, run as {who}, did not say where it imports from: {error}"
+        raise InstallerError(
+            f"{_as_nobody(interpreter)} did not say where it imports from: {error}"
+        ) from None
+    venv = Path(interpreter).parent.parent
+    if (venv / "pyvenv.cfg").exists() and os.path.realpath(prefix) != os.path.realpath(venv):
+        raise InstallerError(
+            f"{_as_nobody(interpreter)} ran {prefix}, not {venv}: it must be readable by all"
+        )
     return [Path(root) for root in roots if isinstance(root, str) and os.path.isabs(root)]
+
+
+def _as_nobody(interpreter: str) -> str:
+    return f"{interpreter}, run as {_UNPRIVILEGED_USER},"
 
 
 def _as_unprivileged_user() -> list[str]:
