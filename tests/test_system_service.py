@@ -283,9 +283,9 @@ def environment_of_another_user(where: Path, how: str) -> Path:
     """A venv that runs this project, which a user other than root may change (`how`:
     "owner" it belongs to nobody, "group-writable" its site-packages, "pth elsewhere" a
     .pth of its adds a directory of nobody's, "pyvenv.cfg", "pip.conf" or "lib dir" is
-    nobody's, "symlink hop" its bin/python links through a directory of nobody's); at its
-    every start it writes the file
-    `ran-as-root` where it is: what anyone with its .pth could run."""
+    nobody's, "symlink hop" its bin/python links through a directory of nobody's; anything
+    else: root's alone); at its every start it writes the file `ran-as-root` where it is:
+    what anyone with its .pth could run."""
     venv = where / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     (site_packages,) = venv.glob("lib/python*/site-packages")
@@ -398,7 +398,12 @@ def test_an_environment_nobody_cannot_run_is_refused(system_root: Path, tmp_path
     args = ("worker", "upgrade", "--system", "-h", "10.0.0.7", "-p", "41000")
     result = run_cli(system_root, *args, "--requirement", "giskard-worker")
     assert result.returncode == 78, result.stderr
-    assert f"{python}, run as nobody, ran /usr, not {venv}: it must be readable" in result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"giskard: error: root would run {python}, which others can change: ")
+    assert line.endswith(
+        f", not {venv}: it must be readable by all (give the service an"
+        " environment that only root can write)"
+    )
     assert not (tmp_path / "ran-as-root").exists()
 
 
