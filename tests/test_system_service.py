@@ -353,6 +353,17 @@ def test_start_refuses_an_environment_root_does_not_own_alone(
     assert written(system_root) == []
 
 
+def upgrade_system_service_of(root: Path, interpreter: str) -> subprocess.CompletedProcess[str]:
+    """`upgrade --system` of an instance (its files written, no system manager) that runs
+    `interpreter`, run from this checkout's environment."""
+    backend = SystemServiceBackend(root=root)
+    for path, text in backend.files(spec("10.0.0.7", 41000, interpreter=interpreter)).items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    args = ("worker", "upgrade", "--system", "-h", "10.0.0.7", "-p", "41000")
+    return run_cli(root, *args, "--requirement", "giskard-worker")
+
+
 @pytest.mark.parametrize(
     ("how", "problem"),
     [
@@ -370,13 +381,7 @@ def test_upgrade_refuses_an_environment_root_does_not_own_alone_and_runs_nothing
     if os.geteuid() != 0:
         pytest.skip("needs root, as --system does, to give a file to another user")
     venv = environment_of_another_user(open_dir, how)
-    backend = SystemServiceBackend(root=system_root)
-    the_spec = spec("10.0.0.7", 41000, interpreter=str(venv / "bin" / "python"))
-    for path, text in backend.files(the_spec).items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    args = ("worker", "upgrade", "--system", "-h", "10.0.0.7", "-p", "41000")
-    result = run_cli(system_root, *args, "--requirement", "giskard-worker")
+    result = upgrade_system_service_of(system_root, str(venv / "bin" / "python"))
     assert result.returncode == 78, result.stderr
     [line] = result.stderr.splitlines()
     assert problem in line
@@ -391,12 +396,7 @@ def test_an_environment_nobody_cannot_run_is_refused(system_root: Path, tmp_path
         pytest.skip("needs root, as --system does, to run the interpreter as nobody")
     venv = environment_of_another_user(tmp_path, "root's alone")
     python = str(venv / "bin" / "python")
-    backend = SystemServiceBackend(root=system_root)
-    for path, text in backend.files(spec("10.0.0.7", 41000, interpreter=python)).items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    args = ("worker", "upgrade", "--system", "-h", "10.0.0.7", "-p", "41000")
-    result = run_cli(system_root, *args, "--requirement", "giskard-worker")
+    result = upgrade_system_service_of(system_root, python)
     assert result.returncode == 78, result.stderr
     [line] = result.stderr.splitlines()
     assert line.startswith(f"giskard: error: root would run {python}, which others can change: ")
