@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from conftest import giskard_command, wait_until
+from conftest import free_port, giskard_command, wait_until
 
 from giskard.address import HubAddress
 from giskard.client import HubClient
@@ -281,8 +281,11 @@ def test_no_system_manager_is_refused_and_writes_nothing(system_root: Path) -> N
 
 def environment_of_another_user(where: Path, how: str) -> Path:
     """A venv that runs this project, which a user other than root may change (`how`:
-    "owner" it belongs to nobody, "group-writable" its site-packages); at its every start
-    it writes the file `ran-as-root` where it is: what anyone with its .pth could run."""
+    "owner" it belongs to nobody, "group-writable" its site-packages, "pth elsewhere" a
+    .pth of its adds a directory of nobody's, "pyvenv.cfg", "pip.conf" or "lib dir" is
+    nobody's, "symlink hop" its bin/python links through a directory of nobody's; anything
+    else: root's alone); at its every start it writes the file `ran-as-root` where it is:
+    what anyone with its .pth could run."""
     venv = where / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     (site_packages,) = venv.glob("lib/python*/site-packages")
@@ -293,11 +296,42 @@ def environment_of_another_user(where: Path, how: str) -> Path:
         f"import os; os.geteuid() == 0 and open({str(marker)!r}, 'w').close()\n"
     )
     if how == "owner":
-        for path in (venv, *venv.rglob("*")):
-            os.lchown(path, pwd.getpwnam("nobody").pw_uid, -1)
-    else:
+        give_to_nobody(venv, *venv.rglob("*"))
+    elif how == "group-writable":
         site_packages.chmod(0o775)
+    elif how in ("pyvenv.cfg", "pip.conf"):  # the stdlib it runs; the index pip installs from
+        (venv / how).touch()
+        give_to_nobody(venv / how)
+    elif how == "lib dir":
+        give_to_nobody(venv / "lib")
+    elif how == "symlink hop":  # bin/python -> hop/python -> the real one
+        hop = where / "hop"
+        hop.mkdir()
+        give_to_nobody(hop)
+        (hop / "python").symlink_to(os.path.realpath(venv / "bin" / "python"))
+        (venv / "bin" / "python").unlink()
+        (venv / "bin" / "python").symlink_to(hop / "python")
+    elif how == "pth elsewhere":  # as an editable install writes it
+        elsewhere = where / "dev"
+        elsewhere.mkdir()
+        give_to_nobody(elsewhere)
+        (site_packages / "dev.pth").write_text(f"{elsewhere}\n")
     return venv
+
+
+def give_to_nobody(*paths: Path) -> None:
+    for path in paths:
+        os.lchown(path, pwd.getpwnam("nobody").pw_uid, -1)
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A directory of root's that anyone may enter: there, nobody can read a venv of root's,
+    as the check of what root may run does."""
+    where = Path(tempfile.mkdtemp(prefix="giskard-env-"))
+    where.chmod(0o755)
+    yield where
+    shutil.rmtree(where)
 
 
 @pytest.mark.parametrize(
@@ -319,23 +353,94 @@ def test_start_refuses_an_environment_root_does_not_own_alone(
     assert written(system_root) == []
 
 
-def test_upgrade_refuses_an_environment_root_does_not_own_alone_and_runs_nothing(
-    system_root: Path, tmp_path: Path
-) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root, as --system does, to give a file to another user")
-    venv = environment_of_another_user(tmp_path, "owner")
-    backend = SystemServiceBackend(root=system_root)
-    the_spec = spec("10.0.0.7", 41000, interpreter=str(venv / "bin" / "python"))
-    for path, text in backend.files(the_spec).items():
+def upgrade_system_service_of(root: Path, interpreter: str) -> subprocess.CompletedProcess[str]:
+    """`upgrade --system` of an instance (its files written, no system manager) that runs
+    `interpreter`, run from this checkout's environment."""
+    backend = SystemServiceBackend(root=root)
+    for path, text in backend.files(spec("10.0.0.7", 41000, interpreter=interpreter)).items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     args = ("worker", "upgrade", "--system", "-h", "10.0.0.7", "-p", "41000")
-    result = run_cli(system_root, *args, "--requirement", "giskard-worker")
+    return run_cli(root, *args, "--requirement", "giskard-worker")
+
+
+@pytest.mark.parametrize(
+    ("how", "problem"),
+    [
+        ("owner", "venv belongs to nobody, not root"),
+        ("pth elsewhere", "dev belongs to nobody, not root"),
+        ("pyvenv.cfg", "pyvenv.cfg belongs to nobody, not root"),
+        ("pip.conf", "pip.conf belongs to nobody, not root"),
+        ("lib dir", "venv/lib belongs to nobody, not root"),
+        ("symlink hop", "hop belongs to nobody, not root"),
+    ],
+)
+def test_upgrade_refuses_an_environment_root_does_not_own_alone_and_runs_nothing(
+    system_root: Path, open_dir: Path, how: str, problem: str
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root, as --system does, to give a file to another user")
+    venv = environment_of_another_user(open_dir, how)
+    result = upgrade_system_service_of(system_root, str(venv / "bin" / "python"))
     assert result.returncode == 78, result.stderr
     [line] = result.stderr.splitlines()
-    assert "venv belongs to nobody, not root" in line
+    assert problem in line
+    assert not (open_dir / "ran-as-root").exists()
+
+
+def test_an_environment_nobody_cannot_run_is_refused(system_root: Path, tmp_path: Path) -> None:
+    """Where it imports from is asked of the interpreter run as nobody, never as root: in an
+    environment nobody cannot enter (tmp_path is root's, 0700), Python runs its base
+    installation instead, whose paths say nothing of the environment: refused."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root, as --system does, to run the interpreter as nobody")
+    venv = environment_of_another_user(tmp_path, "root's alone")
+    python = str(venv / "bin" / "python")
+    result = upgrade_system_service_of(system_root, python)
+    assert result.returncode == 78, result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"giskard: error: root would run {python}, which others can change: ")
+    assert line.endswith(
+        f", not {venv}: it must be readable by all (give the service an"
+        " environment that only root can write)"
+    )
     assert not (tmp_path / "ran-as-root").exists()
+
+
+def test_upgrade_runs_pip_and_the_version_probe_away_from_where_it_is_run(
+    tmp_path: Path,
+) -> None:
+    """`python -m pip` would import a pip.py of the directory upgrade runs in (as root, for
+    the system service): pip and the probe run from /, with the interpreter's own paths."""
+    here = tmp_path / "here"
+    here.mkdir()
+    marker = tmp_path / "planted-code-ran"
+    (here / "pip.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    env = {**os.environ, "GISKARD_HOME": str(tmp_path / "home"), "GISKARD_API_KEY": "k-123"}
+    args = ("-h", "127.0.0.1", "-p", str(free_port()))  # no hub: the worker waits
+
+    def giskard(*command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            giskard_command("worker", *command, *args),
+            cwd=here,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+
+    started = giskard("start", "-d", "--backend", "process")
+    assert started.returncode == 0, started.stderr
+    try:
+        result = giskard(
+            "upgrade", "--requirement", "/nonexistent/giskard_worker-99.0-py3-none-any.whl"
+        )
+    finally:
+        assert giskard("stop").returncode == 0
+    assert "giskard: error: pip could not install" in result.stderr, result.stderr
+    assert not marker.exists()
 
 
 class RecordingSystemctl:

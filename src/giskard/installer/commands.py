@@ -32,9 +32,14 @@ class Result:
 
 
 def run_tool(
-    argv: Sequence[str], *, timeout_s: float = DEFAULT_TIMEOUT_S, check: bool = False
+    argv: Sequence[str],
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    check: bool = False,
+    cwd: str | None = None,
 ) -> Result:
-    """Run `argv` with stdin from /dev/null, no pager, and a timeout.
+    """Run `argv` with stdin from /dev/null, no pager, and a timeout; in `cwd` when given,
+    else where we run.
 
     Failing to run at all (missing tool, timeout) raises InstallerError with one line; a
     non-zero exit is returned (or raised with `check=True`) for the caller to explain.
@@ -49,6 +54,7 @@ def run_tool(
             text=True,
             timeout=timeout_s,
             env=env,
+            cwd=cwd,
             check=False,
         )
     except FileNotFoundError:

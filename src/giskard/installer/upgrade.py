@@ -8,6 +8,7 @@ process's; under launchd the worker keeps running while pip runs, and is restart
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from giskard.address import HubAddress
@@ -20,6 +21,11 @@ from giskard.installer.service import find_backend
 # pip may build or download large wheels (numpy, torch) when the new version needs them.
 PIP_TIMEOUT_S = 900.0
 _VERSION_CODE = "import giskard; print(giskard.__version__)"
+# Run from / in isolated mode: `python -m` puts the directory it runs in first on sys.path
+# (a pip.py there would run, as root for the system service), and -I drops that, PYTHON*
+# variables and the user's site-packages, so only the environment's own files run.
+_ISOLATED = ("-I",)
+_NEUTRAL_CWD = "/"
 
 
 @dataclass(frozen=True)
@@ -47,7 +53,7 @@ def upgrade_service(
     old = installed_version(interpreter)
     failure: str | None = None
     try:
-        failure = _halt_and_install(backend, name, interpreter, requirement)
+        failure = _halt_and_install(backend, name, interpreter, _absolute(requirement))
     finally:  # whatever happened, Ctrl-C included, the service runs again
         restart_failure = _restart(backend, name)
     if restart_failure:
@@ -66,8 +72,9 @@ def _halt_and_install(
     try:
         backend.halt(name)
         pip = run_tool(
-            [interpreter, "-m", "pip", "install", "--upgrade", requirement],
+            [interpreter, *_ISOLATED, "-m", "pip", "install", "--upgrade", requirement],
             timeout_s=PIP_TIMEOUT_S,
+            cwd=_NEUTRAL_CWD,
         )
     except InstallerError as exc:  # the stop failed, or pip did not answer in time
         return str(exc)
@@ -84,11 +91,17 @@ def _restart(backend: Backend, name: str) -> str | None:
 
 def installed_version(interpreter: str) -> str:
     """The giskard version `interpreter` imports."""
-    # -P: not a `giskard` directory where the command runs, only what is installed.
-    result = run_tool([interpreter, "-P", "-c", _VERSION_CODE], timeout_s=60)
+    result = run_tool(
+        [interpreter, *_ISOLATED, "-c", _VERSION_CODE], timeout_s=60, cwd=_NEUTRAL_CWD
+    )
     if not result.ok:
         raise InstallerError(f"{interpreter} cannot import giskard: {result.first_error_line()}")
     return result.stdout.strip()
+
+
+def _absolute(requirement: str) -> str:
+    """A wheel's path as pip will find it from /; a requirement as it is."""
+    return os.path.abspath(requirement) if os.path.exists(requirement) else requirement
 
 
 def _pip_error(result: Result) -> str:
