@@ -21,10 +21,12 @@ from giskard.installer.service import find_backend
 # pip may build or download large wheels (numpy, torch) when the new version needs them.
 PIP_TIMEOUT_S = 900.0
 _VERSION_CODE = "import giskard; print(giskard.__version__)"
-# Run from / in isolated mode: `python -m` puts the directory it runs in first on sys.path
-# (a pip.py there would run, as root for the system service), and -I drops that, PYTHON*
-# variables and the user's site-packages, so only the environment's own files run.
-_ISOLATED = ("-I",)
+# Run from /, never with the directory it runs in on sys.path (`python -m` puts it first:
+# a pip.py there would run, as root for the system service). As root, isolated too (-I: no
+# PYTHON* variables, no user's site-packages): only the environment's own files run. A
+# per-user service may run from the user's own site-packages, which -P keeps.
+_ROOTS_FLAGS = ("-I",)
+_USERS_FLAGS = ("-P",)
 _NEUTRAL_CWD = "/"
 
 
@@ -50,10 +52,11 @@ def upgrade_service(
         from giskard.installer.system import check_root_may_run
 
         check_root_may_run(interpreter)
-    old = installed_version(interpreter)
+    flags = _ROOTS_FLAGS if system else _USERS_FLAGS
+    old = installed_version(interpreter, flags)
     failure: str | None = None
     try:
-        failure = _halt_and_install(backend, name, interpreter, _absolute(requirement))
+        failure = _halt_and_install(backend, name, [interpreter, *flags], _absolute(requirement))
     finally:  # whatever happened, Ctrl-C included, the service runs again
         restart_failure = _restart(backend, name)
     if restart_failure:
@@ -61,18 +64,18 @@ def upgrade_service(
         raise InstallerError(f"{done}, but {restart_failure}")
     if failure:
         raise InstallerError(f"{failure} ({name} runs giskard-worker {old} again)")
-    return UpgradeReport(name, old, installed_version(interpreter))
+    return UpgradeReport(name, old, installed_version(interpreter, flags))
 
 
 def _halt_and_install(
-    backend: Backend, name: str, interpreter: str, requirement: str
+    backend: Backend, name: str, python: list[str], requirement: str
 ) -> str | None:
     """Stop the service and run pip; what went wrong, or None. A service that does not
     stop is not installed over."""
     try:
         backend.halt(name)
         pip = run_tool(
-            [interpreter, *_ISOLATED, "-m", "pip", "install", "--upgrade", requirement],
+            [*python, "-m", "pip", "install", "--upgrade", requirement],
             timeout_s=PIP_TIMEOUT_S,
             cwd=_NEUTRAL_CWD,
         )
@@ -89,11 +92,9 @@ def _restart(backend: Backend, name: str) -> str | None:
     return None
 
 
-def installed_version(interpreter: str) -> str:
-    """The giskard version `interpreter` imports."""
-    result = run_tool(
-        [interpreter, *_ISOLATED, "-c", _VERSION_CODE], timeout_s=60, cwd=_NEUTRAL_CWD
-    )
+def installed_version(interpreter: str, flags: tuple[str, ...]) -> str:
+    """The giskard version `interpreter` imports, run with `flags`."""
+    result = run_tool([interpreter, *flags, "-c", _VERSION_CODE], timeout_s=60, cwd=_NEUTRAL_CWD)
     if not result.ok:
         raise InstallerError(f"{interpreter} cannot import giskard: {result.first_error_line()}")
     return result.stdout.strip()
