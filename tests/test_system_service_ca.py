@@ -8,10 +8,12 @@ with a recording systemctl and read the files an install writes, and say so in t
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from test_system_service import RecordingSystemctl, run_cli, spec, system_root, written
 
+from giskard.installer.commands import Result
 from giskard.installer.system import SystemServiceBackend, install_instance, with_security
 from giskard.tls import ChannelSecurity
 
@@ -79,3 +81,47 @@ def test_an_unreadable_ca_file_is_one_line_and_writes_nothing(
     [line] = result.stderr.splitlines()
     assert line == f"giskard: error: cannot read the CA file {missing}: No such file or directory"
     assert written(system_root) == []
+
+
+class FailingRestart(RecordingSystemctl):
+    """A manager on which restarting the units in `failing` fails."""
+
+    def __init__(self, failing: set[str]) -> None:
+        super().__init__()
+        self.failing = failing
+
+    def __call__(
+        self, argv: Sequence[str], *, check: bool = False, timeout_s: float = 30
+    ) -> Result:
+        if "restart" in argv and argv[-1] in self.failing:
+            self.calls.append(list(argv))
+            return Result(tuple(argv), 1, "", f"Job for {argv[-1]} failed.\n")
+        return super().__call__(argv, check=check, timeout_s=timeout_s)
+
+
+def test_a_new_template_restarts_every_other_instance_though_one_fails_without_a_system_manager(
+    tmp_path: Path,
+) -> None:
+    """One instance that fails to restart neither stops the others' restarts nor this
+    start, which has installed its instance: it is named, after every attempt."""
+    specs = [spec(), spec("10.0.0.7", 41000), spec("10.0.0.8", 41000), spec("10.0.0.9", 41000)]
+    backend = SystemServiceBackend(runner=RecordingSystemctl(), root=tmp_path)
+    first, *others = [backend.unit(s.name) for s in specs]
+    systemctl = FailingRestart({others[0]})
+    backend = SystemServiceBackend(runner=systemctl, root=tmp_path)
+    systemctl.active |= {first, *others}
+    for the_spec in specs:
+        backend.store_key(the_spec.name, "k-1")
+        for path, text in backend.files(the_spec).items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    # What an older giskard-worker wrote.
+    old = backend.render_template().replace("RestartSec=5", "RestartSec=1")
+    backend.template_path.write_text(old)
+
+    outcome = install_instance(backend, specs[0], "k-1")
+    restarts = [call[-1] for call in systemctl.commands() if "restart" in call]
+    assert sorted(restarts[1:]) == sorted(others)
+    assert outcome.also_restarted == tuple(others[1:])
+    [failure] = outcome.restart_failures
+    assert failure.startswith(f"the service {specs[1].name} failed to restart")

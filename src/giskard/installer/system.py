@@ -125,12 +125,25 @@ class SystemServiceBackend(SystemdBackend):
         if before is None or before == self.render_template():
             return outcome
         others = [name for name in self.names() if name != spec.name and self._active(name)]
-        for name in others:
-            self.restart(name)
+        restarted, failures = self._restart_each(others)
         # Its own drop-in may be as it was: the template's change is an update all the same.
         action = Action.UPDATED if outcome.action is Action.RESTARTED else outcome.action
-        restarted = tuple(map(self.unit, others))
-        return dataclasses.replace(outcome, action=action, also_restarted=restarted)
+        return dataclasses.replace(
+            outcome, action=action, also_restarted=restarted, restart_failures=failures
+        )
+
+    def _restart_each(self, names: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Restart every one of `names`, whichever fails: the units restarted, and why the
+        others were not. This instance is installed and running either way."""
+        restarted, failures = [], []
+        for name in names:
+            try:
+                self.restart(name)
+            except InstallerError as exc:
+                failures.append(str(exc))
+            else:
+                restarted.append(self.unit(name))
+        return tuple(restarted), tuple(failures)
 
     def _active(self, name: str) -> bool:
         return self._show(name, "ActiveState").get("ActiveState") in ("active", "activating")
