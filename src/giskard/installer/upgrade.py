@@ -75,10 +75,12 @@ def _halt_and_install(
 
 
 def _restart(backend: Backend, name: str) -> str | None:
+    """Start the service again; what went wrong, or None. Any failure is said, never
+    raised: it must not hide what pip did."""
     try:
         backend.restart(name)
-    except InstallerError as exc:
-        return str(exc)
+    except Exception as exc:  # whatever failed is said along with what pip did
+        return str(exc) or type(exc).__name__
     return None
 
 
