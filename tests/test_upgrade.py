@@ -202,3 +202,17 @@ def test_upgrade_without_a_service_says_so_and_does_nothing(user: ServiceUser) -
     assert result.stderr.strip() == (
         f"giskard: error: no worker service for localhost:{port} (see `giskard worker status`)"
     )
+
+
+def test_upgrade_leaves_a_stopped_service_stopped(user: ServiceUser) -> None:
+    """The administrator stopped it: an upgrade is no reason to start it."""
+    args = ("-h", "127.0.0.1", "-p", str(free_port()))  # no hub: the worker waits
+    name = f"giskard-worker-localhost-{args[-1]}"
+    assert user.giskard("worker", "start", "-d", *args).returncode == 0
+    assert user.systemctl("stop", name).returncode == 0
+    result = user.giskard("worker", "upgrade", *args, "--requirement", MISSING_WHEEL)
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"giskard: error: pip could not install {MISSING_WHEEL}: ")
+    assert line.endswith(f"({name} stays stopped)")
+    assert user.show(name, "ActiveState") == "inactive"

@@ -2,7 +2,8 @@
 
 The service is stopped first (its worker drains), so that pip never replaces the files of
 a running worker, and started again whatever happened meanwhile: a failed install leaves
-the version that ran, and it runs again. Stopping first is systemd's and the detached
+the version that ran, and it runs again. A service that was not running (its
+administrator stopped it) is left stopped. Stopping first is systemd's and the detached
 process's; under launchd the worker keeps running while pip runs, and is restarted after.
 """
 
@@ -27,6 +28,7 @@ class UpgradeReport:
     service: str
     old: str
     new: str
+    restarted: bool  # False: it was not running, and is left stopped
 
 
 def upgrade_service(
@@ -45,17 +47,20 @@ def upgrade_service(
 
         check_root_may_run(interpreter)
     old = installed_version(interpreter)
+    # A service restarting after a failure counts as running: nobody stopped it.
+    was_running = status is not None and status.state in ("running", "activating")
     failure: str | None = None
     try:
         failure = _halt_and_install(backend, name, interpreter, requirement)
-    finally:  # whatever happened, Ctrl-C included, the service runs again
-        restart_failure = _restart(backend, name)
+    finally:  # whatever happened, Ctrl-C included, a running service runs again
+        restart_failure = _restart(backend, name) if was_running else None
     if restart_failure:
         done = failure or f"pip installed {requirement}"
         raise InstallerError(f"{done}, but {restart_failure}")
     if failure:
-        raise InstallerError(f"{failure} ({name} runs giskard-worker {old} again)")
-    return UpgradeReport(name, old, installed_version(interpreter))
+        after = f"runs giskard-worker {old} again" if was_running else "stays stopped"
+        raise InstallerError(f"{failure} ({name} {after})")
+    return UpgradeReport(name, old, installed_version(interpreter), restarted=was_running)
 
 
 def _halt_and_install(
