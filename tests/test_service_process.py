@@ -20,6 +20,7 @@ from conftest import CONNECTED, PipeLines, giskard_command, wait_until
 
 from giskard.client import HubClient
 from giskard.hub import Hub
+from giskard.progress import report_progress
 
 BACKEND = ("--backend", "process")
 
@@ -356,3 +357,47 @@ def is_running(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def test_ctrl_c_while_upgrade_stops_the_worker_starts_it_again(
+    home: Path, hub: Hub, client: HubClient
+) -> None:
+    """Stopping waits for the worker to drain; a Ctrl-C meanwhile must still leave the
+    service running: once the draining supervisor is gone, a new one starts."""
+    assert cli("worker", "start", "-d", *hub_args(hub), *BACKEND).returncode == 0
+    [before] = wait_until(client.workers, 20, "the worker to connect")
+
+    def report_then_sleep(seconds: float) -> None:
+        report_progress(1, 2)
+        time.sleep(seconds)
+
+    # A running job keeps the stopping worker draining; it reports progress to the hub
+    # only for a client that asks for it.
+    job = client.submit_call(report_then_sleep, (8,), on_progress=lambda done, total: None)
+
+    def reported() -> bool:
+        return [[j["done"] for j in w["running"]] for w in client.workers()] == [[1]]
+
+    wait_until(reported, 30, "the job to run")
+    wheel = "/nonexistent/giskard_worker-99.0.0-py3-none-any.whl"
+    upgrade = subprocess.Popen(
+        giskard_command("worker", "upgrade", *hub_args(hub), "--requirement", wheel),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(lambda: [w["draining"] for w in client.workers()] == [True], 20, "a drain")
+        upgrade.send_signal(signal.SIGINT)
+        _, stderr = upgrade.communicate(timeout=60)
+    finally:
+        upgrade.kill()
+    assert upgrade.returncode not in (0, None) and "Traceback" not in stderr, stderr
+    assert job.result(timeout=30) is None  # the drain let it finish
+
+    def running_again() -> bool:
+        return [w["pid"] != before["pid"] for w in client.workers()] == [True]
+
+    wait_until(running_again, 30, "a new worker to connect")
+    [row] = worker_status(home)
+    assert (row["backend"], row["state"]) == ("process", "running")

@@ -89,6 +89,15 @@ def versions(client: HubClient) -> list[str]:
     return [worker["giskard_version"] for worker in client.workers()]
 
 
+def failed_upgrade(user: ServiceUser, args: tuple[str, ...]) -> str:
+    """`upgrade` to a wheel that does not exist: its one error line."""
+    result = user.giskard("worker", "upgrade", *args, "--requirement", MISSING_WHEEL)
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"giskard: error: pip could not install {MISSING_WHEEL}: ")
+    return line
+
+
 def test_upgrade_installs_the_new_version_in_the_services_environment_and_runs_it(
     user: ServiceUser, new_wheel: Path
 ) -> None:
@@ -112,10 +121,7 @@ def test_a_failed_upgrade_leaves_the_old_version_running(user: ServiceUser) -> N
         name = f"giskard-worker-localhost-{hub.port}"
         assert user.giskard("worker", "start", "-d", *args).returncode == 0
         [before] = wait_until(client.workers, 15, "the worker to connect")
-        result = user.giskard("worker", "upgrade", *args, "--requirement", MISSING_WHEEL)
-        assert result.returncode == 1
-        [line] = result.stderr.splitlines()
-        assert line.startswith(f"giskard: error: pip could not install {MISSING_WHEEL}: ")
+        line = failed_upgrade(user, args)
         assert line.endswith(f"({name} runs giskard-worker {__version__} again)")
         assert user.show(name, "ActiveState") == "active"
 
@@ -146,11 +152,16 @@ def test_a_service_that_cannot_start_again_after_pip_says_both(
 @contextlib.contextmanager
 def package_index(on_request: Callable[[], None]) -> Iterator[str]:
     """A URL pip downloads a wheel from: it calls `on_request` while pip waits for the
-    answer, then answers 404."""
+    answer, then answers 404. What `on_request` raises fails the test when the block ends,
+    rather than being printed by the server's thread and lost."""
+    errors: list[BaseException] = []
 
     class NotFound(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # http.server calls it by this name
-            on_request()
+            try:
+                on_request()
+            except Exception as exc:
+                errors.append(exc)
             self.send_error(404)
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
@@ -162,6 +173,8 @@ def package_index(on_request: Callable[[], None]) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(10)
+    if errors:
+        raise errors[0]
 
 
 def running_services(user: ServiceUser) -> list[str]:
@@ -177,7 +190,9 @@ def test_upgrade_stops_the_worker_while_pip_runs(user: ServiceUser, backend: str
     assert running_services(user) == [backend]
     during_pip: list[list[str]] = []
     with package_index(lambda: during_pip.append(running_services(user))) as wheel_url:
-        result = user.giskard("worker", "upgrade", *args, "--requirement", wheel_url)
+        # pip must reach this loopback server directly, not through a configured proxy.
+        direct = {"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+        result = user.giskard("worker", "upgrade", *args, "--requirement", wheel_url, env=direct)
     assert result.returncode == 1
     assert "giskard: error: pip could not install" in result.stderr
     assert during_pip and all(running == [] for running in during_pip)
@@ -202,3 +217,13 @@ def test_upgrade_without_a_service_says_so_and_does_nothing(user: ServiceUser) -
     assert result.stderr.strip() == (
         f"giskard: error: no worker service for localhost:{port} (see `giskard worker status`)"
     )
+
+
+def test_upgrade_leaves_a_stopped_service_stopped(user: ServiceUser) -> None:
+    """The administrator stopped it: an upgrade is no reason to start it."""
+    args = ("-h", "127.0.0.1", "-p", str(free_port()))  # no hub: the worker waits
+    name = f"giskard-worker-localhost-{args[-1]}"
+    assert user.giskard("worker", "start", "-d", *args).returncode == 0
+    assert user.systemctl("stop", name).returncode == 0
+    assert failed_upgrade(user, args).endswith(f"({name} stays stopped)")
+    assert user.show(name, "ActiveState") == "inactive"

@@ -37,8 +37,12 @@ class ChannelSecurity:
     def credentials(self) -> object:
         import grpc
 
-        roots = _read(Path(self.ca_file), "CA file") if self.ca_file else None
-        return grpc.ssl_channel_credentials(root_certificates=roots)
+        return grpc.ssl_channel_credentials(root_certificates=self.ca_certificates())
+
+    def ca_certificates(self) -> bytes | None:
+        """The CA file's contents, None for the system's roots; ConfigurationError when it
+        cannot be read."""
+        return _read(Path(self.ca_file), "CA file") if self.ca_file else None
 
     def args(self) -> list[str]:
         """The command-line options that reproduce this choice (for services)."""

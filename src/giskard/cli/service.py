@@ -93,6 +93,9 @@ def start_system_daemon(
     if outcome.also_restarted:
         restarted = ", ".join(outcome.also_restarted)
         typer.echo(f"  Its template changed: restarted the other running instances, {restarted}")
+    if outcome.restart_failures:
+        failures = "; ".join(outcome.restart_failures)
+        typer.echo(f"Warning: its template changed, but {failures}", err=True)
     typer.echo(f"  Runs {spec.interpreter} as {spec.run_as}, for the hub at {address}.")
     typer.echo(f"  Its API key: {backend.key_path(spec.name)} (root only, via LoadCredential=)")
     typer.echo(f"Logs: {backend.logs_hint(spec.name)}")

@@ -316,8 +316,8 @@ def upgrade(
     ),
 ) -> None:
     """Upgrade the worker service for this hub in its own Python environment: stop it (it
-    drains; under launchd it keeps running), `pip install -U` there, start it again; a
-    failed install leaves the version it ran."""
+    drains; under launchd it keeps running), `pip install -U` there, start it again if it
+    was running; a failed install leaves the version it ran."""
     from giskard.installer.upgrade import upgrade_service
 
     report = upgrade_service(HubAddress(host, port), requirement, system=system)
@@ -325,3 +325,5 @@ def upgrade(
         typer.echo(f"{report.service}: {report.new}, unchanged (pip found nothing newer).")
     else:
         typer.echo(f"Upgraded {report.service}: {report.old} -> {report.new}.")
+    if not report.restarted:
+        typer.echo(f"{report.service} was not running: it is left stopped.")

@@ -129,6 +129,8 @@ class InstallOutcome:
     previous_interpreter: str | None = None
     # Other services restarted because a file they share changed (the system template).
     also_restarted: tuple[str, ...] = ()
+    # Those of them that failed to restart: why, one line each.
+    restart_failures: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,13 @@ from typing import TextIO
 from giskard.errors import InstallerError
 
 
-def write_atomically(path: Path, text: str, *, mode: int) -> None:
+def write_atomically(path: Path, text: str | bytes, *, mode: int) -> None:
     """Write via a temporary file and a rename, so a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
     # Created with its final mode: a secret or a state file is never readable by others.
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with open(descriptor, "w") as file:
+    with open(descriptor, "wb" if isinstance(text, bytes) else "w") as file:
         file.write(text)
     temporary.chmod(mode)  # O_CREAT's mode is filtered by the umask
     os.replace(temporary, path)

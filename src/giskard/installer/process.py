@@ -110,24 +110,24 @@ class ProcessBackend(Backend):
         # signal to the whole group would reach the worker twice, which means "stop now".
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        if _wait_released(lock, STOP_TIMEOUT_S):
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)  # the supervisor leads its session and group
-        if not _wait_released(lock, 5.0):
-            raise InstallerError(f"process {pid} survived SIGKILL")
+        _await_exit(lock, pid)
 
     def halt(self, name: str) -> None:
         """Stop the supervisor (its worker drains), keeping the command it ran: `restart`
         starts it again with it."""
         state = self._running_state(name)
         if state:
-            self.stop(name)
+            # Kept before stopping, which waits for the drain: a Ctrl-C meanwhile must not
+            # forget how to start the service again.
             self._halted[name] = state
+            self.stop(name)
 
     def restart(self, name: str) -> None:
         halted = self._halted.pop(name, None)
         if halted is not None:
+            # A halt cut short by Ctrl-C leaves the old supervisor draining, its lock held:
+            # a new supervisor would find the lock taken and give up.
+            _await_exit(self.paths(name)[0], int(halted["pid"]))
             self._spawn(name, halted["argv"], halted["env"])
             return
         state = self._running_state(name)
@@ -179,6 +179,17 @@ class ProcessBackend(Backend):
 
 def _without(environment: Mapping[str, str], name: str) -> dict[str, str]:
     return {k: v for k, v in environment.items() if k != name}
+
+
+def _await_exit(lock: Path, pid: int) -> None:
+    """Wait for the supervisor `pid`, told to stop, to release `lock`; past the drain's
+    bound, kill its whole group."""
+    if _wait_released(lock, STOP_TIMEOUT_S):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)  # the supervisor leads its session and group
+    if not _wait_released(lock, 5.0):
+        raise InstallerError(f"process {pid} survived SIGKILL")
 
 
 def _wait_released(lock: Path, timeout_s: float) -> bool:

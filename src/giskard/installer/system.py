@@ -24,7 +24,7 @@ from giskard.errors import ConfigurationError, ExitCode, InstallerError
 from giskard.installer.base import Action, InstallOutcome, ServiceSpec, current_spec
 from giskard.installer.commands import run_tool
 from giskard.installer.detect import manager_problem
-from giskard.installer.files import write_secret
+from giskard.installer.files import write_atomically, write_secret
 from giskard.installer.naming import SERVICE_PREFIX, is_worker_service, service_name
 from giskard.installer.ownership import environment_prefixes, environment_problem
 from giskard.installer.render import render
@@ -57,6 +57,8 @@ class SystemServiceBackend(SystemdBackend):
         root = root or system_root()
         self.unit_dir = root / "etc" / "systemd" / "system"
         self.key_dir = root / "etc" / "giskard-worker"
+        # Not in key_dir, which only root may enter: the instance's user reads its CA itself.
+        self.ca_dir = root / "etc" / "giskard-worker-ca"
         self.state_dir = root / "var" / "lib" / "giskard-worker"  # the units' StateDirectory=
 
     @property
@@ -84,6 +86,9 @@ class SystemServiceBackend(SystemdBackend):
 
     def key_path(self, name: str) -> Path:
         return self.key_dir / f"{name}.key"
+
+    def ca_path(self, name: str) -> Path:
+        return self.ca_dir / f"{name}.ca"
 
     def render_template(self) -> str:
         context = {"key_dir": str(self.key_dir), "config_exit_code": int(ExitCode.CONFIG)}
@@ -120,12 +125,25 @@ class SystemServiceBackend(SystemdBackend):
         if before is None or before == self.render_template():
             return outcome
         others = [name for name in self.names() if name != spec.name and self._active(name)]
-        for name in others:
-            self.restart(name)
+        restarted, failures = self._restart_each(others)
         # Its own drop-in may be as it was: the template's change is an update all the same.
         action = Action.UPDATED if outcome.action is Action.RESTARTED else outcome.action
-        restarted = tuple(map(self.unit, others))
-        return dataclasses.replace(outcome, action=action, also_restarted=restarted)
+        return dataclasses.replace(
+            outcome, action=action, also_restarted=restarted, restart_failures=failures
+        )
+
+    def _restart_each(self, names: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Restart every one of `names`, whichever fails: the units restarted, and why the
+        others were not. This instance is installed and running either way."""
+        restarted, failures = [], []
+        for name in names:
+            try:
+                self.restart(name)
+            except InstallerError as exc:
+                failures.append(str(exc))
+            else:
+                restarted.append(self.unit(name))
+        return tuple(restarted), tuple(failures)
 
     def _active(self, name: str) -> bool:
         return self._show(name, "ActiveState").get("ActiveState") in ("active", "activating")
@@ -136,6 +154,7 @@ class SystemServiceBackend(SystemdBackend):
         with contextlib.suppress(OSError):  # not empty: an administrator's own drop-ins
             drop_in.parent.rmdir()
         self.key_path(name).unlink(missing_ok=True)
+        self.store_ca(name, None)
         if not any(self.unit_dir.glob(f"{TEMPLATE}*.service.d")):  # the last instance
             self.template_path.unlink(missing_ok=True)
 
@@ -151,6 +170,28 @@ class SystemServiceBackend(SystemdBackend):
         if path.exists() and path.read_text() == text:
             return False
         write_secret(path, text)
+        return True
+
+    def store_ca(self, name: str, certificates: bytes | None) -> bool:
+        """Keep root's own copy of the CA certificates the instance trusts (None: the
+        system's roots, no copy); whether it changed. The instance never reads the CA file
+        where the administrator gave it: whoever may replace that file could stand in for
+        the hub, take the worker's key and send it jobs."""
+        path = self.ca_path(name)
+        if (path.read_bytes() if path.exists() else None) == certificates:
+            return False
+        if certificates is None:
+            path.unlink()
+            with contextlib.suppress(OSError):  # other instances' copies are there
+                self.ca_dir.rmdir()
+            return True
+        try:
+            self.ca_dir.mkdir(parents=True, exist_ok=True, mode=0o755)
+            os.chmod(self.ca_dir, 0o755)
+            write_atomically(path, certificates, mode=0o644)
+        except OSError as exc:
+            where = f"{self.ca_dir}: {exc.strerror}"
+            raise InstallerError(f"cannot store the CA file in {where}") from None
         return True
 
 
@@ -174,9 +215,10 @@ def start_system_service(
     as `run_as`. Every check comes before the first file is written."""
     user, group = account(run_as)
     backend = SystemServiceBackend()
-    extra = (*(security.args() if security else ()), *job_args)
-    spec = current_spec(address, verbose=verbose, extra_args=extra)
+    spec = current_spec(address, verbose=verbose)
     spec = dataclasses.replace(spec, run_as=user, run_as_group=group)
+    certificates = security.ca_certificates() if security else None
+    spec = with_security(backend, spec, security, job_args)
     backend.files(spec)  # a value a unit cannot hold is refused here
     if not credentials.given or credentials.key is None:
         raise ConfigurationError(
@@ -189,7 +231,22 @@ def start_system_service(
     problem = system_manager_problem()
     if problem:
         raise InstallerError(f"cannot install a system service: {problem}")
-    return SystemStartReport(backend, spec, install_instance(backend, spec, credentials.key))
+    outcome = install_instance(backend, spec, credentials.key, certificates)
+    return SystemStartReport(backend, spec, outcome)
+
+
+def with_security(
+    backend: SystemServiceBackend,
+    spec: ServiceSpec,
+    security: ChannelSecurity | None,
+    job_args: tuple[str, ...] = (),
+) -> ServiceSpec:
+    """`spec` running the worker with `security` and `job_args`; a CA file becomes root's
+    copy of it (`install_instance` writes it)."""
+    if security and security.ca_file:
+        security = dataclasses.replace(security, ca_file=str(backend.ca_path(spec.name)))
+    extra = (*(security.args() if security else ()), *job_args)
+    return dataclasses.replace(spec, extra_args=extra)
 
 
 def check_root_may_run(interpreter: str) -> None:
@@ -203,12 +260,19 @@ def check_root_may_run(interpreter: str) -> None:
         )
 
 
-def install_instance(backend: SystemServiceBackend, spec: ServiceSpec, key: str) -> InstallOutcome:
-    """Store the key and converge the instance; a new key alone restarts it too, since
-    systemd hands a credential over at start only."""
-    new_key = backend.store_key(spec.name, key)
+def install_instance(
+    backend: SystemServiceBackend,
+    spec: ServiceSpec,
+    key: str,
+    certificates: bytes | None = None,
+) -> InstallOutcome:
+    """Store the key and the CA certificates (None: the system's roots) and converge the
+    instance; a new key or CA alone restarts it too, since systemd hands a credential over
+    and the worker reads its CA at start only."""
+    changed = backend.store_key(spec.name, key)
+    changed = backend.store_ca(spec.name, certificates) or changed
     outcome = backend.install(spec)
-    if new_key and outcome.action is Action.UNCHANGED:
+    if changed and outcome.action is Action.UNCHANGED:
         backend.restart(spec.name)
         status = backend.status(spec.name)
         outcome = InstallOutcome(Action.UPDATED, pid=status.pid if status else None)

@@ -2,7 +2,8 @@
 
 The service is stopped first (its worker drains), so that pip never replaces the files of
 a running worker, and started again whatever happened meanwhile: a failed install leaves
-the version that ran, and it runs again. Stopping first is systemd's and the detached
+the version that ran, and it runs again. A service that was not running (its
+administrator stopped it) is left stopped. Stopping first is systemd's and the detached
 process's; under launchd the worker keeps running while pip runs, and is restarted after.
 """
 
@@ -35,6 +36,7 @@ class UpgradeReport:
     service: str
     old: str
     new: str
+    restarted: bool  # False: it was not running, and is left stopped
 
 
 def upgrade_service(
@@ -54,17 +56,20 @@ def upgrade_service(
         check_root_may_run(interpreter)
     flags = _ROOTS_FLAGS if system else _USERS_FLAGS
     old = installed_version(interpreter, flags)
+    # A service restarting after a failure counts as running: nobody stopped it.
+    was_running = status is not None and status.state in ("running", "activating")
     failure: str | None = None
     try:
         failure = _halt_and_install(backend, name, [interpreter, *flags], _absolute(requirement))
-    finally:  # whatever happened, Ctrl-C included, the service runs again
-        restart_failure = _restart(backend, name)
+    finally:  # whatever happened, Ctrl-C included, a running service runs again
+        restart_failure = _restart(backend, name) if was_running else None
     if restart_failure:
         done = failure or f"pip installed {requirement}"
         raise InstallerError(f"{done}, but {restart_failure}")
     if failure:
-        raise InstallerError(f"{failure} ({name} runs giskard-worker {old} again)")
-    return UpgradeReport(name, old, installed_version(interpreter, flags))
+        after = f"runs giskard-worker {old} again" if was_running else "stays stopped"
+        raise InstallerError(f"{failure} ({name} {after})")
+    return UpgradeReport(name, old, installed_version(interpreter, flags), restarted=was_running)
 
 
 def _halt_and_install(
@@ -85,10 +90,12 @@ def _halt_and_install(
 
 
 def _restart(backend: Backend, name: str) -> str | None:
+    """Start the service again; what went wrong, or None. Any failure is said, never
+    raised: it must not hide what pip did."""
     try:
         backend.restart(name)
-    except InstallerError as exc:
-        return str(exc)
+    except Exception as exc:  # whatever failed is said along with what pip did
+        return str(exc) or type(exc).__name__
     return None
 
 
