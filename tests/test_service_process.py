@@ -175,25 +175,25 @@ def test_one_worker_per_interpreter_and_hub(home: Path, hub: Hub) -> None:
     assert "Traceback" not in foreground.stderr
 
     assert cli("worker", "stop", *hub_args(hub)).returncode == 0
-    with subprocess.Popen(
-        giskard_command("worker", "start", *hub_args(hub)),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    ) as running:
-        try:
-            wait_until(lambda: worker_status(home), 10, "the foreground worker")
-            daemon = cli("worker", "start", "-d", *hub_args(hub), *BACKEND)
-            assert daemon.returncode == 78
-            assert f"pid {running.pid} (in the foreground" in daemon.stderr
-        finally:
-            running.terminate()
-            running.wait(30)
+    with foreground_worker(home, hub) as running:
+        daemon = cli("worker", "start", "-d", *hub_args(hub), *BACKEND)
+        assert daemon.returncode == 78
+        assert f"pid {running.pid} (in the foreground" in daemon.stderr
 
 
 def test_a_refused_start_d_stores_no_key(home: Path, hub: Hub, client: HubClient) -> None:
     key_file = home.parent / "worker.key"
     key_file.write_text(client.create_key("worker", "refused-start")[1] + "\n")
+    with foreground_worker(home, hub):
+        args = ("--api-key-file", str(key_file), *BACKEND)
+        daemon = cli("worker", "start", "-d", *hub_args(hub), *args)
+        assert daemon.returncode == 78, daemon.stderr
+        assert files_under(home / "secrets") == []
+
+
+@contextlib.contextmanager
+def foreground_worker(home: Path, hub: Hub) -> Iterator[subprocess.Popen[bytes]]:
+    """A worker in the foreground for `hub`, once its status shows it; stopped after."""
     with subprocess.Popen(
         giskard_command("worker", "start", *hub_args(hub)),
         stdin=subprocess.DEVNULL,
@@ -202,10 +202,7 @@ def test_a_refused_start_d_stores_no_key(home: Path, hub: Hub, client: HubClient
     ) as running:
         try:
             wait_until(lambda: worker_status(home), 10, "the foreground worker")
-            args = ("--api-key-file", str(key_file), *BACKEND)
-            daemon = cli("worker", "start", "-d", *hub_args(hub), *args)
-            assert daemon.returncode == 78, daemon.stderr
-            assert files_under(home / "secrets") == []
+            yield running
         finally:
             running.terminate()
             running.wait(30)
